@@ -1,0 +1,170 @@
+//! Accepting a write: the transaction that turns a validated request into a queued change.
+//!
+//! ```text
+//! BEGIN
+//!   lock (or insert) the contact's head row      -- serialises writers of one contact
+//!   compute the new state and sequence number
+//!   publish the change, wait for the broker's confirm
+//! COMMIT                                         -- only now is the write accepted (202)
+//! ```
+//!
+//! If the broker is away or does not confirm, the transaction rolls back and nothing is left
+//! half-accepted. Holding the row lock until the confirm is what makes a contact's changes
+//! enter the queue in sequence order, whichever API replica accepted them.
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Principal;
+use super::problem::ApiError;
+use super::schema::{AcceptedOut, Operation};
+use crate::domain::change::CHANGE_FORMAT_VERSION;
+use crate::domain::fields::{Field, FieldValue};
+use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId};
+use crate::queue::publisher::PublishError;
+use crate::store::heads::{self, Head, HeadError};
+use crate::store::idempotency::{self, Remembered};
+
+/// A write's outcome, as the client sees it.
+pub struct Reply {
+    pub accepted: AcceptedOut,
+    /// True when this is a replay of an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
+/// What a request asks to do to an existing contact.
+pub enum Modification {
+    Replace(ContactFields),
+    Patch(Vec<(Field, FieldValue)>),
+    Delete,
+}
+
+/// Accepts a new contact. With an idempotency key, a retry of the same request gets the first
+/// answer back and a different body under the same key is refused.
+pub async fn create(state: &AppState, doc: ContactFields, idem: Option<(Principal, String)>) -> Result<Reply, ApiError> {
+    let id = ContactId::new();
+    let now = Utc::now();
+    let accepted = AcceptedOut { id: id.0, version: 1, operation: Operation::Create, accepted_at: now };
+    let mut tx = state.db.begin().await.map_err(db_unavailable)?;
+    if let Some((principal, key)) = idem {
+        let outcome = Remembered {
+            request_hash: request_hash(&doc),
+            status: 202,
+            location: Some(location(id)),
+            body: serde_json::to_value(&accepted).map_err(ApiError::internal)?,
+        };
+        if let Some(earlier) = idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl).await.map_err(db_unavailable)? {
+            return replay(earlier, &outcome.request_hash);
+        }
+    }
+    heads::insert(&mut tx, id, &doc, now).await.map_err(head_error)?;
+    let change = change(id, 1, ChangeOp::Upsert, now, now, doc);
+    publish_and_commit(state, tx, &change).await?;
+    Ok(Reply { accepted, replayed: false })
+}
+
+/// Accepts a replace, patch or delete of an existing contact.
+pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<Reply, ApiError> {
+    let mut tx = state.db.begin().await.map_err(db_unavailable)?;
+    let head = locked_live_head(&mut tx, id).await?;
+    let now = Utc::now();
+    let (op, operation, doc) = match m {
+        Modification::Replace(doc) => (ChangeOp::Upsert, Operation::Update, doc),
+        Modification::Patch(values) => {
+            let mut doc = head.doc.clone();
+            doc.apply(values);
+            (ChangeOp::Upsert, Operation::Update, doc)
+        }
+        Modification::Delete => (ChangeOp::Delete, Operation::Delete, head.doc.clone()),
+    };
+    if op == ChangeOp::Upsert && doc == head.doc {
+        // Nothing changes: answer as accepted at the current version without queueing a
+        // change, so a repeated PUT or PATCH costs no CRM call.
+        let accepted = AcceptedOut { id: id.0, version: head.seq, operation, accepted_at: now };
+        return Ok(Reply { accepted, replayed: false });
+    }
+    let next = Head {
+        seq: head.seq + 1,
+        doc: doc.clone(),
+        created_at: head.created_at,
+        deleted_at: (op == ChangeOp::Delete).then_some(now),
+    };
+    heads::advance(&mut tx, id, &next, now).await.map_err(head_error)?;
+    let change = change(id, next.seq, op, now, head.created_at, doc);
+    publish_and_commit(state, tx, &change).await?;
+    Ok(Reply { accepted: AcceptedOut { id: id.0, version: next.seq, operation, accepted_at: now }, replayed: false })
+}
+
+async fn locked_live_head(tx: &mut PgConnection, id: ContactId) -> Result<Head, ApiError> {
+    match heads::lock(tx, id).await.map_err(db_unavailable)? {
+        None => Err(ApiError::NotFound(format!("no contact has id {id}"))),
+        Some(h) if h.deleted_at.is_some() => Err(ApiError::NotFound(format!("contact {id} was deleted"))),
+        Some(h) => Ok(h),
+    }
+}
+
+fn change(
+    id: ContactId,
+    seq: i64,
+    op: ChangeOp,
+    accepted_at: chrono::DateTime<Utc>,
+    created_at: chrono::DateTime<Utc>,
+    contact: ContactFields,
+) -> ContactChange {
+    ContactChange { v: CHANGE_FORMAT_VERSION, message_id: Uuid::new_v4(), contact_id: id, seq, op, accepted_at, created_at, contact }
+}
+
+async fn publish_and_commit(state: &AppState, tx: sqlx::Transaction<'static, sqlx::Postgres>, change: &ContactChange) -> Result<(), ApiError> {
+    if let Err(e) = state.publisher.publish(change).await {
+        // Dropping `tx` rolls the head back: the write was not accepted.
+        return Err(match e {
+            PublishError::Unavailable => ApiError::Unavailable("the message broker is unavailable; retry shortly".into()),
+            other => ApiError::Unavailable(format!("the message broker did not accept the change ({other}); retry shortly")),
+        });
+    }
+    tx.commit().await.map_err(|e| {
+        // The broker holds the change, so it will still be applied; say so rather than claim
+        // nothing happened.
+        tracing::error!(error = %e, contact = %change.contact_id, seq = change.seq, "commit failed after the broker confirmed");
+        ApiError::Unavailable("the database failed while recording the change; it may still be applied".into())
+    })
+}
+
+fn replay(earlier: Remembered, hash: &str) -> Result<Reply, ApiError> {
+    if earlier.request_hash != hash {
+        return Err(ApiError::IdempotencyMismatch);
+    }
+    let accepted = serde_json::from_value(earlier.body).map_err(ApiError::internal)?;
+    Ok(Reply { accepted, replayed: true })
+}
+
+/// Hash of the validated, normalised document, so formatting differences (spacing, key order,
+/// e-mail case) do not count as a different request.
+fn request_hash(doc: &ContactFields) -> String {
+    let canonical = serde_json::to_vec(doc).unwrap_or_default();
+    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn location(id: ContactId) -> String {
+    format!("/contacts/{id}")
+}
+
+fn head_error(e: HeadError) -> ApiError {
+    match e {
+        HeadError::EmailTaken(existing) => ApiError::EmailTaken(existing),
+        HeadError::Db(e) => db_unavailable(e),
+    }
+}
+
+/// Postgres being unreachable is a 503 (retry later), any other database error a 500.
+pub fn db_unavailable(e: sqlx::Error) -> ApiError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            ApiError::Unavailable("the database is unavailable; retry shortly".into())
+        }
+        other => ApiError::internal(other),
+    }
+}

@@ -1,0 +1,75 @@
+//! Liveness, readiness, the OpenAPI document and its viewer. None of these need a key.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
+use super::schema::{Health, Readiness};
+
+pub const TAG: &str = "operations";
+
+/// Liveness: the process is serving requests.
+#[utoipa::path(get, path = "/healthz", tag = TAG, responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+/// Readiness: Postgres answers and the RabbitMQ publisher is connected.
+#[utoipa::path(
+    get, path = "/readyz", tag = TAG,
+    responses(
+        (status = 200, description = "Ready to accept writes", body = Readiness),
+        (status = 503, description = "A dependency is unavailable", body = Readiness),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let mut checks = BTreeMap::new();
+    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), crate::store::ping(&state.db)).await;
+    checks.insert(
+        "postgres".to_owned(),
+        match pg {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => format!("error: {}", short(&e.to_string())),
+            Err(_) => "error: no answer within 2 s".to_owned(),
+        },
+    );
+    let mq = if state.publisher.is_connected().await { "ok" } else { "error: not connected" };
+    checks.insert("rabbitmq".to_owned(), mq.to_owned());
+    let ready = checks.values().all(|v| v == "ok");
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Readiness { status: if ready { "ready" } else { "not_ready" }.into(), checks };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Error texts can be long; readiness only needs the gist (and never a URL with a password,
+/// which sqlx does not put in its errors).
+fn short(s: &str) -> &str {
+    s.char_indices().nth(200).map_or(s, |(i, _)| &s[..i])
+}
+
+/// The OpenAPI 3.1 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = TAG,
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], state.spec.as_ref().clone()).into_response()
+}
+
+/// An interactive viewer of the OpenAPI document.
+#[utoipa::path(get, path = "/docs", tag = TAG,
+    responses((status = 200, description = "HTML page", content_type = "text/html", body = String)))]
+pub async fn docs() -> Html<&'static str> {
+    // The viewer script comes from a CDN, so the page needs the browser to have internet
+    // access; /openapi.json itself is served by SyncRoot.
+    Html(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>SyncRoot API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><script id="api-reference" data-url="/openapi.json"></script>
+<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
+<noscript>The interactive viewer needs JavaScript; the spec is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>"#,
+    )
+}

@@ -1,0 +1,110 @@
+//! The REST API: routes, shared state, and the OpenAPI document generated from the handlers.
+//!
+//! Every route is registered through `utoipa_axum`, so a route cannot be served without being
+//! in the spec. `/contacts` routes sit behind the bearer-key middleware; operations routes are
+//! open.
+
+pub mod accept;
+pub mod auth;
+pub mod contacts;
+pub mod extract;
+pub mod health;
+pub mod problem;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use sqlx::PgPool;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{OpenApi as Spec, ServerBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::queue::publisher::Publisher;
+use auth::ApiKeys;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub publisher: Publisher,
+    pub max_body_bytes: usize,
+    pub idempotency_ttl: Duration,
+    /// The rendered OpenAPI document, served at `/openapi.json`.
+    pub spec: Arc<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SyncRoot",
+        description = "Keeps contacts consistent between your application, Salesforce and HubSpot. \
+                       Writes are queued and answered with 202 once durably accepted; errors are \
+                       application/problem+json (RFC 9457).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "contacts", description = "Create, read, update and delete contacts"),
+        (name = "operations", description = "Health, readiness and this document")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, spec: &mut Spec) {
+        let components = spec.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some("An API key from SYNCROOT_API_KEYS".into());
+        components.add_security_scheme("api_key", SecurityScheme::Http(http));
+        spec.servers = Some(vec![ServerBuilder::new().url("/").build()]);
+    }
+}
+
+fn routes(keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
+    let contacts = OpenApiRouter::new()
+        .routes(routes!(contacts::create, contacts::list))
+        .routes(routes!(contacts::get, contacts::replace, contacts::patch, contacts::delete))
+        .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_key));
+    let operations = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::openapi_json))
+        .routes(routes!(health::docs));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(contacts).merge(operations).split_for_parts()
+}
+
+/// The OpenAPI document, as committed in `openapi/openapi.json`.
+pub fn openapi() -> Spec {
+    routes(Arc::new(ApiKeys::new(&[]))).1
+}
+
+/// Renders the document the way it is committed (pretty JSON, trailing newline).
+pub fn openapi_pretty() -> String {
+    let mut s = openapi().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The complete application router.
+pub fn router(db: PgPool, publisher: Publisher, cfg: &crate::config::ApiConfig) -> Router {
+    let (routes, spec) = routes(Arc::new(ApiKeys::new(&cfg.keys)));
+    let state = AppState {
+        db,
+        publisher,
+        max_body_bytes: cfg.max_body_bytes,
+        idempotency_ttl: cfg.idempotency_ttl,
+        spec: Arc::new(spec.to_pretty_json().unwrap_or_default()),
+    };
+    routes
+        .fallback(problem::not_found)
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

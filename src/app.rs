@@ -1,0 +1,90 @@
+//! Wiring: builds the API server and the workers from a `Config`. `main` and the black-box
+//! tests use exactly these functions (tests bind port 0).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::queue::publisher::Publisher;
+use crate::store;
+use crate::worker::forwarder::Forwarder;
+
+/// A running API server.
+pub struct RunningApi {
+    /// The bound address (useful when the configured port is 0).
+    pub addr: SocketAddr,
+    /// Ends after shutdown once in-flight requests are answered (or the grace period passed).
+    pub task: JoinHandle<()>,
+}
+
+/// Binds the API listener and starts serving. Postgres and RabbitMQ are connected lazily, so the
+/// server starts (and reports not-ready) while either is away.
+pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<RunningApi> {
+    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    // The publisher outlives the HTTP server by the drain, so requests still in flight at
+    // shutdown can finish publishing.
+    let publisher_stop = CancellationToken::new();
+    let (publisher, publisher_task) = Publisher::start(cfg.queue.clone(), cfg.api.publish_timeout, publisher_stop.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen).await.with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+    let addr = listener.local_addr()?;
+    let app = crate::api::router(db.clone(), publisher, &cfg.api);
+    let pruner = tokio::spawn(prune_idempotency_keys(db, cfg.api.idempotency_ttl, shutdown.clone()));
+    let grace = cfg.shutdown_grace;
+    let task = tokio::spawn(async move {
+        let stop = shutdown.clone();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+        let served = async {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        };
+        tokio::pin!(served);
+        tokio::select! {
+            _ = &mut served => {}
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "API requests still running after the grace period; exiting anyway");
+            }
+        }
+        publisher_stop.cancel();
+        let _ = publisher_task.await;
+        let _ = pruner.await;
+        tracing::info!("API stopped");
+    });
+    tracing::info!(%addr, "API listening");
+    Ok(RunningApi { addr, task })
+}
+
+/// Starts a forwarder; the handle ends after shutdown once in-flight changes are settled.
+pub fn start_forwarder(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    let fwd = Forwarder::new(db, cfg.queue.clone(), cfg.forwarder.clone(), cfg.shutdown_grace);
+    Ok(tokio::spawn(fwd.run(shutdown)))
+}
+
+/// Everything in one process: migrations, the API and every worker.
+pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    store::migrate(&cfg.database).await?;
+    let api = start_api(cfg, shutdown.clone()).await?;
+    let forwarder = start_forwarder(cfg, shutdown.clone())?;
+    let _ = tokio::join!(api.task, forwarder);
+    Ok(())
+}
+
+async fn prune_idempotency_keys(db: sqlx::PgPool, ttl: Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        match store::idempotency::prune(&db, ttl).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The command line: one binary, one subcommand per role.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// SyncRoot keeps contacts consistent between your application, Salesforce and HubSpot.
+///
+/// Configuration: built-in defaults, then the TOML file given with --config (or
+/// SYNCROOT_CONFIG), then SYNCROOT_* environment variables. `syncroot config` lists every
+/// setting.
+#[derive(Debug, Parser)]
+#[command(name = "syncroot", version, about, long_about)]
+pub struct Cli {
+    /// TOML configuration file ([api] listen = "…" is the setting api_listen).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the REST API server.
+    Api,
+    /// Run the forwarder: applies queued contact changes to Postgres.
+    Forwarder,
+    /// Run everything in one process: migrations, the API and every worker.
+    ///
+    /// Generates and prints a development API key when none is configured.
+    All,
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Print the effective configuration and where each value came from (secrets redacted).
+    Config,
+}

@@ -1,0 +1,13 @@
+//! Pure types of the contact domain: the unified contact, its validated fields, and the
+//! change that travels from the API through the queue to the forwarder.
+//!
+//! Nothing here does I/O; the API, queue and store layers build on these types.
+
+pub mod change;
+pub mod contact;
+pub mod email;
+pub mod fields;
+
+pub use change::{ChangeOp, ContactChange};
+pub use contact::{ContactFields, ContactId};
+pub use email::Email;

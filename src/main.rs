@@ -1,0 +1,63 @@
+//! `syncroot`: parse the command line, load configuration, start logging, dispatch.
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use syncroot::cli::{Cli, Command};
+use syncroot::config::{self, Secret};
+use syncroot::{app, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("syncroot: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Openapi => {
+            print!("{}", syncroot::api::openapi_pretty());
+            return Ok(());
+        }
+        Command::Config => {
+            print!("{}", config::describe(&config::gather_process(cli.config.as_deref())));
+            return Ok(());
+        }
+        _ => {}
+    }
+    let mut cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    telemetry::init(&cfg.log);
+    match cli.command {
+        Command::Migrate => syncroot::store::migrate(&cfg.database).await,
+        Command::Api => {
+            anyhow::ensure!(!cfg.api.keys.is_empty(), "no API keys configured: set SYNCROOT_API_KEYS (every /contacts request would be refused)");
+            let stop = shutdown::on_signal();
+            let api = app::start_api(&cfg, stop).await?;
+            api.task.await.context("API task")
+        }
+        Command::Forwarder => {
+            let stop = shutdown::on_signal();
+            app::start_forwarder(&cfg, stop)?.await.context("forwarder task")
+        }
+        Command::All => {
+            if cfg.api.keys.is_empty() {
+                let key = development_key();
+                eprintln!("\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export SYNCROOT_KEY={key}\n\nUse it as: Authorization: Bearer $SYNCROOT_KEY\n");
+                cfg.api.keys = vec![Secret::new(key)];
+            }
+            app::run_all(&cfg, shutdown::on_signal()).await
+        }
+        Command::Openapi | Command::Config => Ok(()),
+    }
+}
+
+fn development_key() -> String {
+    use rand::Rng as _;
+    let bytes: [u8; 24] = rand::rng().random();
+    format!("dev-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}

@@ -1,0 +1,162 @@
+//! The API's publisher: persistent messages on a confirm-mode channel, answered only once the
+//! broker has confirmed them.
+//!
+//! A background task owns the connection: it connects (with capped backoff), declares the
+//! topology, and reconnects when the connection fails. While there is no connection,
+//! [`Publisher::publish`] fails at once with [`PublishError::Unavailable`], which the API turns
+//! into a 503; nothing waits on a broker that is away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Confirmation, Connection, Event};
+use tokio::sync::{Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+
+use super::envelope;
+use super::topology::Topology;
+use crate::config::QueueConfig;
+use crate::domain::ContactChange;
+
+/// Why a change was not confirmed; in every case the caller must treat it as not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("not connected to RabbitMQ")]
+    Unavailable,
+    #[error("RabbitMQ did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("RabbitMQ refused the message (nack)")]
+    Nacked,
+    #[error("no queue is bound for the message's routing key")]
+    Unroutable,
+    #[error("AMQP error: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
+struct Link {
+    conn: Connection,
+    channel: Channel,
+}
+
+struct Inner {
+    cfg: QueueConfig,
+    topology: Topology,
+    confirm_timeout: Duration,
+    link: RwLock<Option<Link>>,
+    /// Wakes the connection task when a publish saw the channel fail.
+    broken: Notify,
+}
+
+/// Cheap to clone; all clones share one connection.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<Inner>,
+}
+
+impl Publisher {
+    /// Starts the connection task; the publisher is usable as soon as it has connected.
+    pub fn start(cfg: QueueConfig, confirm_timeout: Duration, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+        let inner = Arc::new(Inner {
+            topology: Topology::new(&cfg),
+            cfg,
+            confirm_timeout,
+            link: RwLock::new(None),
+            broken: Notify::new(),
+        });
+        let task = tokio::spawn(maintain(inner.clone(), shutdown));
+        (Self { inner }, task)
+    }
+
+    /// True while a confirm-mode channel is open.
+    pub async fn is_connected(&self) -> bool {
+        self.inner.link.read().await.as_ref().is_some_and(|l| l.conn.status().connected() && l.channel.status().connected())
+    }
+
+    /// Publishes a change to its shard and waits for the broker's confirm.
+    pub async fn publish(&self, change: &ContactChange) -> Result<(), PublishError> {
+        let (body, props) = envelope::encode(change);
+        let routing_key = self.inner.topology.routing_key(change.contact_id);
+        let exchange = self.inner.topology.contacts_exchange();
+        let timeout = self.inner.confirm_timeout;
+        let guard = self.inner.link.read().await;
+        let link = guard.as_ref().ok_or(PublishError::Unavailable)?;
+        // `mandatory` turns a missing binding into a returned message instead of a silent drop.
+        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+        // lapin can hang on a publish while the broker shuts down, so the whole exchange with
+        // the broker is bounded by the timeout.
+        let outcome = tokio::time::timeout(timeout, async {
+            let confirm = link.channel.basic_publish(exchange.as_str().into(), routing_key.as_str().into(), opts, &body, props).await?;
+            Ok::<_, lapin::Error>(confirm.await?)
+        })
+        .await;
+        drop(guard);
+        let result = match outcome {
+            Err(_) => Err(PublishError::Timeout(timeout)),
+            Ok(Err(e)) => Err(PublishError::Amqp(e)),
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
+            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
+        };
+        if matches!(result, Err(PublishError::Amqp(_) | PublishError::Timeout(_))) {
+            self.inner.broken.notify_one();
+        }
+        result
+    }
+}
+
+async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
+    let mut attempt = 0u32;
+    loop {
+        match open(&inner).await {
+            Ok((link, mut events)) => {
+                attempt = 0;
+                tracing::info!(target: "syncroot::queue", "publisher connected to RabbitMQ");
+                *inner.link.write().await = Some(link);
+                let reason = tokio::select! {
+                    _ = shutdown.cancelled() => None,
+                    _ = inner.broken.notified() => Some("a publish failed".to_owned()),
+                    e = wait_for_error(&mut events) => Some(e),
+                };
+                let old = inner.link.write().await.take();
+                if let Some(old) = old {
+                    let _ = old.conn.close(200, "bye".into()).await;
+                }
+                match reason {
+                    None => return,
+                    Some(r) => tracing::warn!(target: "syncroot::queue", reason = %r, "publisher lost RabbitMQ; reconnecting"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "syncroot::queue", error = %e, attempt, "publisher cannot reach RabbitMQ");
+            }
+        }
+        let delay = super::reconnect_delay(attempt, Duration::from_secs(5));
+        attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
+
+async fn open(inner: &Inner) -> Result<(Link, Events), lapin::Error> {
+    let conn = super::connect(&inner.cfg, "api").await?;
+    let events: Events = Box::pin(conn.events_listener());
+    let channel = conn.create_channel().await?;
+    inner.topology.declare(&channel).await?;
+    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    Ok((Link { conn, channel }, events))
+}
+
+async fn wait_for_error(events: &mut Events) -> String {
+    while let Some(ev) = events.next().await {
+        if let Event::Error(e) = ev {
+            return e.to_string();
+        }
+    }
+    "connection closed".to_owned()
+}

@@ -1,0 +1,101 @@
+//! `contacts`: the contact as the forwarder persisted it, and the API's reads of it.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row, postgres::PgRow};
+use uuid::Uuid;
+
+use crate::domain::{ChangeOp, ContactChange, ContactId};
+
+/// A persisted contact (live or tombstone).
+#[derive(Debug, Clone)]
+pub struct ContactRow {
+    pub id: ContactId,
+    pub version: i64,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub job_title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// Applies a change unless the row already holds this change or a newer one.
+///
+/// Order is `(version, updated_at)`: the sequence number first, and the acceptance time as the
+/// tie-break for the one case two changes can share a number (the API's commit failed after the
+/// broker had confirmed, so the next change reused the number; the later one wins).
+/// Returns whether the row changed.
+pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<bool, sqlx::Error> {
+    let c = &change.contact;
+    let deleted_at = (change.op == ChangeOp::Delete).then_some(change.accepted_at);
+    let done = sqlx::query(
+        "INSERT INTO contacts AS t (id, version, email, first_name, last_name, phone, company, job_title,
+                                    created_at, updated_at, deleted_at, last_message_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (id) DO UPDATE SET
+             version = EXCLUDED.version, email = EXCLUDED.email, first_name = EXCLUDED.first_name,
+             last_name = EXCLUDED.last_name, phone = EXCLUDED.phone, company = EXCLUDED.company,
+             job_title = EXCLUDED.job_title, updated_at = EXCLUDED.updated_at,
+             deleted_at = EXCLUDED.deleted_at, last_message_id = EXCLUDED.last_message_id,
+             persisted_at = now()
+         WHERE (t.version, t.updated_at) < (EXCLUDED.version, EXCLUDED.updated_at)",
+    )
+    .bind(change.contact_id.0)
+    .bind(change.seq)
+    .bind(c.email.as_str())
+    .bind(&c.first_name)
+    .bind(&c.last_name)
+    .bind(&c.phone)
+    .bind(&c.company)
+    .bind(&c.job_title)
+    .bind(change.created_at)
+    .bind(change.accepted_at)
+    .bind(deleted_at)
+    .bind(change.message_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+const COLUMNS: &str = "id, version, email, first_name, last_name, phone, company, job_title, created_at, updated_at, deleted_at";
+
+/// The persisted contact, tombstones included.
+pub async fn find(pool: &PgPool, id: ContactId) -> Result<Option<ContactRow>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM contacts WHERE id = $1"));
+    sqlx::query(sql).bind(id.0).try_map(|r: PgRow| from_row(&r)).fetch_optional(pool).await
+}
+
+/// Live contacts in id (= creation) order after `after`, optionally with one e-mail address.
+pub async fn list(pool: &PgPool, email: Option<&str>, after: Option<ContactId>, limit: i64) -> Result<Vec<ContactRow>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM contacts
+         WHERE deleted_at IS NULL AND ($1::text IS NULL OR email = $1) AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    ));
+    sqlx::query(sql)
+        .bind(email)
+        .bind(after.map(|a| a.0))
+        .bind(limit)
+        .try_map(|r: PgRow| from_row(&r))
+        .fetch_all(pool)
+        .await
+}
+
+fn from_row(r: &PgRow) -> Result<ContactRow, sqlx::Error> {
+    Ok(ContactRow {
+        id: ContactId(r.try_get::<Uuid, _>("id")?),
+        version: r.try_get("version")?,
+        email: r.try_get("email")?,
+        first_name: r.try_get("first_name")?,
+        last_name: r.try_get("last_name")?,
+        phone: r.try_get("phone")?,
+        company: r.try_get("company")?,
+        job_title: r.try_get("job_title")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        deleted_at: r.try_get("deleted_at")?,
+    })
+}

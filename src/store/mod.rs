@@ -1,0 +1,51 @@
+//! Postgres access: the connection pool, migrations, and one module of queries per table.
+//!
+//! Queries are plain `sqlx::query` calls with bound parameters; row types stay in this module
+//! tree and are converted to domain types before they leave it.
+
+pub mod contacts;
+pub mod heads;
+pub mod idempotency;
+
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::config::DatabaseConfig;
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool. Connections are made lazily, so a process can start (and report not-ready)
+/// while Postgres is away.
+pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(cfg.url.expose())
+}
+
+/// Creates the database named in the URL if it does not exist yet, then applies migrations.
+pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let url = cfg.url.expose();
+    if !sqlx::Postgres::database_exists(url).await.context("checking whether the database exists")? {
+        sqlx::Postgres::create_database(url).await.context("creating the database")?;
+        tracing::info!("created database");
+    }
+    let pool = connect_lazy(cfg)?;
+    MIGRATOR.run(&pool).await.context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// True when a query failed on the named unique index or constraint.
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation() && db.constraint() == Some(constraint))
+}
+
+/// Readiness probe: one round trip.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

@@ -1,0 +1,5 @@
+//! Queue consumers. `forwarder` applies contact changes to Postgres.
+//!
+//! Not here: publishing (that is `queue::publisher`) or HTTP.
+
+pub mod forwarder;
