@@ -28,15 +28,26 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
     // The publisher outlives the HTTP server by the drain, so requests still in flight at
     // shutdown can finish publishing.
     let publisher_stop = CancellationToken::new();
-    let (publisher, publisher_task) = Publisher::start(cfg.queue.clone(), cfg.api.publish_timeout, publisher_stop.clone());
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen).await.with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+    let (publisher, publisher_task) = Publisher::start(
+        cfg.queue.clone(),
+        cfg.api.publish_timeout,
+        publisher_stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
     let app = crate::api::router(db.clone(), publisher, &cfg.api);
-    let pruner = tokio::spawn(prune_idempotency_keys(db, cfg.api.idempotency_ttl, shutdown.clone()));
+    let pruner = tokio::spawn(prune_idempotency_keys(
+        db,
+        cfg.api.idempotency_ttl,
+        shutdown.clone(),
+    ));
     let grace = cfg.shutdown_grace;
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
         let served = async {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "API server failed");
@@ -59,9 +70,17 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// Starts a forwarder; the handle ends after shutdown once in-flight changes are settled.
-pub fn start_forwarder(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<JoinHandle<()>> {
+pub fn start_forwarder(
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let fwd = Forwarder::new(db, cfg.queue.clone(), cfg.forwarder.clone(), cfg.shutdown_grace);
+    let fwd = Forwarder::new(
+        db,
+        cfg.queue.clone(),
+        cfg.forwarder.clone(),
+        cfg.shutdown_grace,
+    );
     Ok(tokio::spawn(fwd.run(shutdown)))
 }
 

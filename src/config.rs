@@ -43,29 +43,99 @@ pub struct Key {
 }
 
 const fn key(name: &'static str, default: &'static str, help: &'static str) -> Key {
-    Key { name, default, secret: false, help }
+    Key {
+        name,
+        default,
+        secret: false,
+        help,
+    }
 }
 const fn secret(name: &'static str, default: &'static str, help: &'static str) -> Key {
-    Key { name, default, secret: true, help }
+    Key {
+        name,
+        default,
+        secret: true,
+        help,
+    }
 }
 
 /// Every key SyncRoot reads.
 pub const KEYS: &[Key] = &[
-    key("api_listen", "127.0.0.1:8080", "address the REST API listens on"),
-    secret("api_keys", "", "comma-separated bearer keys for /contacts (at least 16 characters each); `all` generates a development key when empty"),
-    key("api_max_body_bytes", "65536", "largest accepted request body, in bytes (larger: 413)"),
-    key("api_publish_timeout_ms", "5000", "how long the API waits for RabbitMQ's publisher confirm before answering 503"),
-    key("api_idempotency_ttl_hours", "24", "how long an Idempotency-Key is remembered"),
-    secret("database_url", "postgres://postgres@127.0.0.1:5432/syncroot", "Postgres connection URL"),
-    key("database_max_connections", "32", "size of each process's Postgres connection pool"),
-    secret("amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f", "RabbitMQ (AMQP 0-9-1) connection URL"),
-    key("queue_prefix", "syncroot", "prefix of every exchange and queue name, so several installations can share a broker"),
-    key("queue_shards", "8", "number of contact-change queues; a contact always maps to the same one (changing it reorders in-flight changes)"),
-    key("queue_delivery_limit", "20", "deliveries of one message before RabbitMQ dead-letters it (poison-message backstop)"),
-    key("forwarder_prefetch", "64", "unacknowledged messages per shard a forwarder holds"),
-    key("forwarder_concurrency", "64", "changes a forwarder process applies at once"),
-    key("shutdown_grace_secs", "30", "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway"),
-    key("log", "info", "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)"),
+    key(
+        "api_listen",
+        "127.0.0.1:8080",
+        "address the REST API listens on",
+    ),
+    secret(
+        "api_keys",
+        "",
+        "comma-separated bearer keys for /contacts (at least 16 characters each); `all` generates a development key when empty",
+    ),
+    key(
+        "api_max_body_bytes",
+        "65536",
+        "largest accepted request body, in bytes (larger: 413)",
+    ),
+    key(
+        "api_publish_timeout_ms",
+        "5000",
+        "how long the API waits for RabbitMQ's publisher confirm before answering 503",
+    ),
+    key(
+        "api_idempotency_ttl_hours",
+        "24",
+        "how long an Idempotency-Key is remembered",
+    ),
+    secret(
+        "database_url",
+        "postgres://postgres@127.0.0.1:5432/syncroot",
+        "Postgres connection URL",
+    ),
+    key(
+        "database_max_connections",
+        "32",
+        "size of each process's Postgres connection pool",
+    ),
+    secret(
+        "amqp_url",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "RabbitMQ (AMQP 0-9-1) connection URL",
+    ),
+    key(
+        "queue_prefix",
+        "syncroot",
+        "prefix of every exchange and queue name, so several installations can share a broker",
+    ),
+    key(
+        "queue_shards",
+        "8",
+        "number of contact-change queues; a contact always maps to the same one (changing it reorders in-flight changes)",
+    ),
+    key(
+        "queue_delivery_limit",
+        "20",
+        "deliveries of one message before RabbitMQ dead-letters it (poison-message backstop)",
+    ),
+    key(
+        "forwarder_prefetch",
+        "64",
+        "unacknowledged messages per shard a forwarder holds",
+    ),
+    key(
+        "forwarder_concurrency",
+        "64",
+        "changes a forwarder process applies at once",
+    ),
+    key(
+        "shutdown_grace_secs",
+        "30",
+        "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway",
+    ),
+    key(
+        "log",
+        "info",
+        "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",
+    ),
     key("log_format", "text", "`text` or `json`"),
 ];
 
@@ -155,13 +225,16 @@ impl Layers {
     pub fn gather(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Self {
         let mut l = Self::default();
         for k in KEYS {
-            l.values.insert(k.name, (k.default.to_owned(), Origin::Default));
+            l.values
+                .insert(k.name, (k.default.to_owned(), Origin::Default));
         }
         if let Some(path) = file {
             l.read_file(path);
         }
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if name == CONFIG_FILE_ENV {
                 continue;
             }
@@ -170,7 +243,9 @@ impl Layers {
                 Some(k) => {
                     l.values.insert(k.name, (value, Origin::Env));
                 }
-                None => l.errors.push(format!("{name}: unknown setting (known: {})", env_names())),
+                None => l
+                    .errors
+                    .push(format!("{name}: unknown setting (known: {})", env_names())),
             }
         }
         l
@@ -180,7 +255,11 @@ impl Layers {
         let shown = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) => return self.errors.push(format!("{shown}: cannot read config file: {e}")),
+            Err(e) => {
+                return self
+                    .errors
+                    .push(format!("{shown}: cannot read config file: {e}"));
+            }
         };
         match text.parse::<toml::Table>() {
             Ok(table) => self.flatten(&shown, "", &table),
@@ -196,14 +275,18 @@ impl Layers {
                 continue;
             }
             let Some(key) = KEYS.iter().find(|key| key.name == name) else {
-                self.errors.push(format!("{file}: unknown setting '{name}'"));
+                self.errors
+                    .push(format!("{file}: unknown setting '{name}'"));
                 continue;
             };
             match toml_scalar(v) {
                 Some(s) => {
-                    self.values.insert(key.name, (s, Origin::File(file.to_owned())));
+                    self.values
+                        .insert(key.name, (s, Origin::File(file.to_owned())));
                 }
-                None => self.errors.push(format!("{file}: '{name}' must be a string, number, boolean or list of those")),
+                None => self.errors.push(format!(
+                    "{file}: '{name}' must be a string, number, boolean or list of those"
+                )),
             }
         }
     }
@@ -215,14 +298,23 @@ impl Layers {
 
     /// Parses every key; returns every problem at once.
     pub fn parse(self) -> Result<Config, ConfigErrors> {
-        let mut p = Parser { layers: &self, errors: Vec::new() };
+        let mut p = Parser {
+            layers: &self,
+            errors: Vec::new(),
+        };
         let cfg = Config {
             api: ApiConfig {
                 listen: p.socket_addr("api_listen"),
                 keys: p.api_keys(),
                 max_body_bytes: p.ranged("api_max_body_bytes", 1024, 64 * 1024 * 1024),
-                publish_timeout: Duration::from_millis(p.ranged("api_publish_timeout_ms", 100, 120_000)),
-                idempotency_ttl: Duration::from_secs(3600 * p.ranged::<u64>("api_idempotency_ttl_hours", 1, 24 * 30)),
+                publish_timeout: Duration::from_millis(p.ranged(
+                    "api_publish_timeout_ms",
+                    100,
+                    120_000,
+                )),
+                idempotency_ttl: Duration::from_secs(
+                    3600 * p.ranged::<u64>("api_idempotency_ttl_hours", 1, 24 * 30),
+                ),
             },
             database: DatabaseConfig {
                 url: p.url("database_url", &["postgres", "postgresql"]),
@@ -246,7 +338,11 @@ impl Layers {
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);
-        if errors.is_empty() { Ok(cfg) } else { Err(ConfigErrors(errors)) }
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -292,7 +388,10 @@ impl Parser<'_> {
     fn socket_addr(&mut self, name: &str) -> SocketAddr {
         let raw = self.raw(name).trim().to_owned();
         raw.parse().unwrap_or_else(|_| {
-            self.fail(name, format!("'{raw}' is not a socket address such as 127.0.0.1:8080"));
+            self.fail(
+                name,
+                format!("'{raw}' is not a socket address such as 127.0.0.1:8080"),
+            );
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
     }
@@ -313,7 +412,14 @@ impl Parser<'_> {
         match url::Url::parse(&raw) {
             Ok(u) if schemes.contains(&u.scheme()) => {}
             // Never echo the value: URLs carry passwords.
-            Ok(u) => self.fail(name, format!("scheme '{}' is not one of {}", u.scheme(), schemes.join(", "))),
+            Ok(u) => self.fail(
+                name,
+                format!(
+                    "scheme '{}' is not one of {}",
+                    u.scheme(),
+                    schemes.join(", ")
+                ),
+            ),
             Err(e) => self.fail(name, format!("not a valid URL ({e})")),
         }
         Secret(raw)
@@ -327,17 +433,29 @@ impl Parser<'_> {
             .filter(|k| !k.is_empty())
             .map(Secret::new)
             .collect();
-        if keys.iter().any(|k| k.0.len() < 16 || k.0.chars().any(|c| !c.is_ascii_graphic())) {
-            self.fail("api_keys", "every key must be at least 16 printable ASCII characters without spaces".into());
+        if keys
+            .iter()
+            .any(|k| k.0.len() < 16 || k.0.chars().any(|c| !c.is_ascii_graphic()))
+        {
+            self.fail(
+                "api_keys",
+                "every key must be at least 16 printable ASCII characters without spaces".into(),
+            );
         }
         keys
     }
 
     fn queue_prefix(&mut self) -> String {
         let p = self.raw("queue_prefix").to_owned();
-        let ok = !p.is_empty() && p.len() <= 64 && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        let ok = !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
         if !ok {
-            self.fail("queue_prefix", format!("'{p}' must be 1 to 64 letters, digits, '_', '.' or '-'"));
+            self.fail(
+                "queue_prefix",
+                format!("'{p}' must be 1 to 64 letters, digits, '_', '.' or '-'"),
+            );
         }
         p
     }
@@ -361,27 +479,44 @@ fn toml_scalar(v: &toml::Value) -> Option<String> {
         toml::Value::Integer(i) => Some(i.to_string()),
         toml::Value::Float(f) => Some(f.to_string()),
         toml::Value::Boolean(b) => Some(b.to_string()),
-        toml::Value::Array(items) => items.iter().map(toml_scalar).collect::<Option<Vec<_>>>().map(|v| v.join(",")),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(toml_scalar)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
         _ => None,
     }
 }
 
 fn env_names() -> String {
-    KEYS.iter().map(|k| format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase())).collect::<Vec<_>>().join(", ")
+    KEYS.iter()
+        .map(|k| format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Renders the effective configuration with its origins; secrets are redacted.
 pub fn describe(layers: &Layers) -> String {
     let mut out = String::new();
     for k in KEYS {
-        let (value, origin) = layers.get(k.name).cloned().unwrap_or((String::new(), Origin::Default));
-        let shown = if k.secret && !value.is_empty() { "[redacted]".to_owned() } else { value };
+        let (value, origin) = layers
+            .get(k.name)
+            .cloned()
+            .unwrap_or((String::new(), Origin::Default));
+        let shown = if k.secret && !value.is_empty() {
+            "[redacted]".to_owned()
+        } else {
+            value
+        };
         let from = match origin {
             Origin::Default => "default".to_owned(),
             Origin::File(f) => f,
             Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
         };
-        out.push_str(&format!("{:<28} = {:<40} # {from}: {}\n", k.name, shown, k.help));
+        out.push_str(&format!(
+            "{:<28} = {:<40} # {from}: {}\n",
+            k.name, shown, k.help
+        ));
     }
     out
 }
@@ -391,7 +526,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -405,8 +543,14 @@ mod tests {
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {
         let dir = std::env::temp_dir().join(format!("syncroot-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::write(&dir, "[api]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n[queue]\nshards = 3\n").unwrap();
-        let cfg = Layers::gather(Some(&dir), env(&[("SYNCROOT_QUEUE_SHARDS", "5")])).parse().unwrap();
+        std::fs::write(
+            &dir,
+            "[api]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n[queue]\nshards = 3\n",
+        )
+        .unwrap();
+        let cfg = Layers::gather(Some(&dir), env(&[("SYNCROOT_QUEUE_SHARDS", "5")]))
+            .parse()
+            .unwrap();
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(cfg.api.listen.port(), 9000);
         assert_eq!(cfg.api.max_body_bytes, 2048);
@@ -429,7 +573,14 @@ mod tests {
         .parse()
         .unwrap_err();
         let text = errs.to_string();
-        for needle in ["SYNCROOT_API_LISTEN", "SYNCROOT_QUEUE_SHARDS", "SYNCROOT_API_KEY:", "SYNCROOT_API_KEYS", "SYNCROOT_DATABASE_URL", "SYNCROOT_LOG_FORMAT"] {
+        for needle in [
+            "SYNCROOT_API_LISTEN",
+            "SYNCROOT_QUEUE_SHARDS",
+            "SYNCROOT_API_KEY:",
+            "SYNCROOT_API_KEYS",
+            "SYNCROOT_DATABASE_URL",
+            "SYNCROOT_LOG_FORMAT",
+        ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(errs.0.len(), 6, "{text}");
@@ -437,7 +588,9 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let cfg = Layers::gather(None, env(&[("SYNCROOT_API_KEYS", "0123456789abcdefXYZ")])).parse().unwrap();
+        let cfg = Layers::gather(None, env(&[("SYNCROOT_API_KEYS", "0123456789abcdefXYZ")]))
+            .parse()
+            .unwrap();
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("0123456789abcdefXYZ"));
         assert!(!shown.contains("guest:guest"));

@@ -2,23 +2,23 @@
 //!
 //! Modules, in reading order:
 
-/// Command-line interface: subcommands per process role.
-pub mod cli;
-/// Typed, layered configuration (defaults → file → `SYNCROOT_*` environment).
-pub mod config;
-/// Logging setup.
-pub mod telemetry;
-/// SIGTERM/SIGINT → one cancellation token.
-pub mod shutdown;
-/// Pure domain types: contact, e-mail, fields and their rules, queued changes.
-pub mod domain;
-/// Postgres: pool, migrations, queries.
-pub mod store;
-/// RabbitMQ: topology, confirmed publisher, message encoding.
-pub mod queue;
-/// Queue consumers: the forwarder.
-pub mod worker;
 /// The REST API and its OpenAPI document.
 pub mod api;
 /// Wiring of the above into running servers and workers.
 pub mod app;
+/// Command-line interface: subcommands per process role.
+pub mod cli;
+/// Typed, layered configuration (defaults → file → `SYNCROOT_*` environment).
+pub mod config;
+/// Pure domain types: contact, e-mail, fields and their rules, queued changes.
+pub mod domain;
+/// RabbitMQ: topology, confirmed publisher, message encoding.
+pub mod queue;
+/// SIGTERM/SIGINT → one cancellation token.
+pub mod shutdown;
+/// Postgres: pool, migrations, queries.
+pub mod store;
+/// Logging setup.
+pub mod telemetry;
+/// Queue consumers: the forwarder.
+pub mod worker;

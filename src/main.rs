@@ -25,7 +25,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Config => {
-            print!("{}", config::describe(&config::gather_process(cli.config.as_deref())));
+            print!(
+                "{}",
+                config::describe(&config::gather_process(cli.config.as_deref()))
+            );
             return Ok(());
         }
         _ => {}
@@ -35,19 +38,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => syncroot::store::migrate(&cfg.database).await,
         Command::Api => {
-            anyhow::ensure!(!cfg.api.keys.is_empty(), "no API keys configured: set SYNCROOT_API_KEYS (every /contacts request would be refused)");
+            anyhow::ensure!(
+                !cfg.api.keys.is_empty(),
+                "no API keys configured: set SYNCROOT_API_KEYS (every /contacts request would be refused)"
+            );
             let stop = shutdown::on_signal();
             let api = app::start_api(&cfg, stop).await?;
             api.task.await.context("API task")
         }
         Command::Forwarder => {
             let stop = shutdown::on_signal();
-            app::start_forwarder(&cfg, stop)?.await.context("forwarder task")
+            app::start_forwarder(&cfg, stop)?
+                .await
+                .context("forwarder task")
         }
         Command::All => {
             if cfg.api.keys.is_empty() {
                 let key = development_key();
-                eprintln!("\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export SYNCROOT_KEY={key}\n\nUse it as: Authorization: Bearer $SYNCROOT_KEY\n");
+                eprintln!(
+                    "\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export SYNCROOT_KEY={key}\n\nUse it as: Authorization: Bearer $SYNCROOT_KEY\n"
+                );
                 cfg.api.keys = vec![Secret::new(key)];
             }
             app::run_all(&cfg, shutdown::on_signal()).await
@@ -59,5 +69,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn development_key() -> String {
     use rand::Rng as _;
     let bytes: [u8; 24] = rand::rng().random();
-    format!("dev-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "dev-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }

@@ -8,6 +8,12 @@ use crate::config::LogConfig;
 /// the tests rely on.
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_new(&cfg.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if cfg.json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

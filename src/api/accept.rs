@@ -14,7 +14,6 @@
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::AppState;
@@ -44,10 +43,19 @@ pub enum Modification {
 
 /// Accepts a new contact. With an idempotency key, a retry of the same request gets the first
 /// answer back and a different body under the same key is refused.
-pub async fn create(state: &AppState, doc: ContactFields, idem: Option<(Principal, String)>) -> Result<Reply, ApiError> {
+pub async fn create(
+    state: &AppState,
+    doc: ContactFields,
+    idem: Option<(Principal, String)>,
+) -> Result<Reply, ApiError> {
     let id = ContactId::new();
     let now = Utc::now();
-    let accepted = AcceptedOut { id: id.0, version: 1, operation: Operation::Create, accepted_at: now };
+    let accepted = AcceptedOut {
+        id: id.0,
+        version: 1,
+        operation: Operation::Create,
+        accepted_at: now,
+    };
     let mut tx = state.db.begin().await.map_err(db_unavailable)?;
     if let Some((principal, key)) = idem {
         let outcome = Remembered {
@@ -56,20 +64,48 @@ pub async fn create(state: &AppState, doc: ContactFields, idem: Option<(Principa
             location: Some(location(id)),
             body: serde_json::to_value(&accepted).map_err(ApiError::internal)?,
         };
-        if let Some(earlier) = idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl).await.map_err(db_unavailable)? {
+        if let Some(earlier) =
+            idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl)
+                .await
+                .map_err(db_unavailable)?
+        {
             return replay(earlier, &outcome.request_hash);
         }
     }
-    heads::insert(&mut tx, id, &doc, now).await.map_err(head_error)?;
+    heads::insert(&mut tx, id, &doc, now)
+        .await
+        .map_err(head_error)?;
     let change = change(id, 1, ChangeOp::Upsert, now, now, doc);
     publish_and_commit(state, tx, &change).await?;
-    Ok(Reply { accepted, replayed: false })
+    Ok(Reply {
+        accepted,
+        replayed: false,
+    })
 }
 
 /// Accepts a replace, patch or delete of an existing contact.
 pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<Reply, ApiError> {
     let mut tx = state.db.begin().await.map_err(db_unavailable)?;
-    let head = locked_live_head(&mut tx, id).await?;
+    let head = match heads::lock(&mut tx, id).await.map_err(db_unavailable)? {
+        None => return Err(ApiError::NotFound(format!("no contact has id {id}"))),
+        // Deleting again is a success that changes nothing, so clients can retry deletes.
+        Some(h) if h.deleted_at.is_some() && matches!(m, Modification::Delete) => {
+            let accepted = AcceptedOut {
+                id: id.0,
+                version: h.seq,
+                operation: Operation::Delete,
+                accepted_at: Utc::now(),
+            };
+            return Ok(Reply {
+                accepted,
+                replayed: false,
+            });
+        }
+        Some(h) if h.deleted_at.is_some() => {
+            return Err(ApiError::NotFound(format!("contact {id} was deleted")));
+        }
+        Some(h) => h,
+    };
     let now = Utc::now();
     let (op, operation, doc) = match m {
         Modification::Replace(doc) => (ChangeOp::Upsert, Operation::Update, doc),
@@ -83,8 +119,16 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
     if op == ChangeOp::Upsert && doc == head.doc {
         // Nothing changes: answer as accepted at the current version without queueing a
         // change, so a repeated PUT or PATCH costs no CRM call.
-        let accepted = AcceptedOut { id: id.0, version: head.seq, operation, accepted_at: now };
-        return Ok(Reply { accepted, replayed: false });
+        let accepted = AcceptedOut {
+            id: id.0,
+            version: head.seq,
+            operation,
+            accepted_at: now,
+        };
+        return Ok(Reply {
+            accepted,
+            replayed: false,
+        });
     }
     let next = Head {
         seq: head.seq + 1,
@@ -92,18 +136,20 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
         created_at: head.created_at,
         deleted_at: (op == ChangeOp::Delete).then_some(now),
     };
-    heads::advance(&mut tx, id, &next, now).await.map_err(head_error)?;
+    heads::advance(&mut tx, id, &next, now)
+        .await
+        .map_err(head_error)?;
     let change = change(id, next.seq, op, now, head.created_at, doc);
     publish_and_commit(state, tx, &change).await?;
-    Ok(Reply { accepted: AcceptedOut { id: id.0, version: next.seq, operation, accepted_at: now }, replayed: false })
-}
-
-async fn locked_live_head(tx: &mut PgConnection, id: ContactId) -> Result<Head, ApiError> {
-    match heads::lock(tx, id).await.map_err(db_unavailable)? {
-        None => Err(ApiError::NotFound(format!("no contact has id {id}"))),
-        Some(h) if h.deleted_at.is_some() => Err(ApiError::NotFound(format!("contact {id} was deleted"))),
-        Some(h) => Ok(h),
-    }
+    Ok(Reply {
+        accepted: AcceptedOut {
+            id: id.0,
+            version: next.seq,
+            operation,
+            accepted_at: now,
+        },
+        replayed: false,
+    })
 }
 
 fn change(
@@ -114,15 +160,32 @@ fn change(
     created_at: chrono::DateTime<Utc>,
     contact: ContactFields,
 ) -> ContactChange {
-    ContactChange { v: CHANGE_FORMAT_VERSION, message_id: Uuid::new_v4(), contact_id: id, seq, op, accepted_at, created_at, contact }
+    ContactChange {
+        v: CHANGE_FORMAT_VERSION,
+        message_id: Uuid::new_v4(),
+        contact_id: id,
+        seq,
+        op,
+        accepted_at,
+        created_at,
+        contact,
+    }
 }
 
-async fn publish_and_commit(state: &AppState, tx: sqlx::Transaction<'static, sqlx::Postgres>, change: &ContactChange) -> Result<(), ApiError> {
+async fn publish_and_commit(
+    state: &AppState,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    change: &ContactChange,
+) -> Result<(), ApiError> {
     if let Err(e) = state.publisher.publish(change).await {
         // Dropping `tx` rolls the head back: the write was not accepted.
         return Err(match e {
-            PublishError::Unavailable => ApiError::Unavailable("the message broker is unavailable; retry shortly".into()),
-            other => ApiError::Unavailable(format!("the message broker did not accept the change ({other}); retry shortly")),
+            PublishError::Unavailable => {
+                ApiError::Unavailable("the message broker is unavailable; retry shortly".into())
+            }
+            other => ApiError::Unavailable(format!(
+                "the message broker did not accept the change ({other}); retry shortly"
+            )),
         });
     }
     tx.commit().await.map_err(|e| {
@@ -138,14 +201,20 @@ fn replay(earlier: Remembered, hash: &str) -> Result<Reply, ApiError> {
         return Err(ApiError::IdempotencyMismatch);
     }
     let accepted = serde_json::from_value(earlier.body).map_err(ApiError::internal)?;
-    Ok(Reply { accepted, replayed: true })
+    Ok(Reply {
+        accepted,
+        replayed: true,
+    })
 }
 
 /// Hash of the validated, normalised document, so formatting differences (spacing, key order,
 /// e-mail case) do not count as a different request.
 fn request_hash(doc: &ContactFields) -> String {
     let canonical = serde_json::to_vec(doc).unwrap_or_default();
-    Sha256::digest(&canonical).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn location(id: ContactId) -> String {

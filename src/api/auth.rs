@@ -26,7 +26,9 @@ pub struct Principal(pub String);
 
 impl ApiKeys {
     pub fn new(keys: &[Secret]) -> Self {
-        Self { digests: keys.iter().map(|k| digest(k.expose())).collect() }
+        Self {
+            digests: keys.iter().map(|k| digest(k.expose())).collect(),
+        }
     }
 
     /// Returns the principal for a presented key, or `None`.
@@ -48,16 +50,29 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 /// Middleware: requires `Authorization: Bearer <key>` and records the [`Principal`].
-pub async fn require_key(State(keys): State<std::sync::Arc<ApiKeys>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let header = req.headers().get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized("send Authorization: Bearer <api key>"))?;
+pub async fn require_key(
+    State(keys): State<std::sync::Arc<ApiKeys>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized(
+            "send Authorization: Bearer <api key>",
+        ))?;
     let token = header
         .to_str()
         .ok()
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or(ApiError::Unauthorized("the Authorization header must use the Bearer scheme"))?;
-    let principal = keys.verify(token).ok_or(ApiError::Unauthorized("the API key is not valid"))?;
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must use the Bearer scheme",
+        ))?;
+    let principal = keys
+        .verify(token)
+        .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }
@@ -68,7 +83,10 @@ mod tests {
 
     #[test]
     fn only_configured_keys_verify() {
-        let keys = ApiKeys::new(&[Secret::new("first-key-0123456789"), Secret::new("second-key-0123456789")]);
+        let keys = ApiKeys::new(&[
+            Secret::new("first-key-0123456789"),
+            Secret::new("second-key-0123456789"),
+        ]);
         let a = keys.verify("first-key-0123456789").unwrap();
         let b = keys.verify("second-key-0123456789").unwrap();
         assert_ne!(a.0, b.0);

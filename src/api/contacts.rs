@@ -5,15 +5,13 @@ use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::AppState;
 use super::accept::{self, Modification, Reply, db_unavailable};
 use super::auth::Principal;
 use super::extract::{ContactPath, JsonBody, LIST_LIMIT_DEFAULT, ListQuery, idempotency_key};
 use super::problem::{ApiError, Problem};
 use super::schema::{AcceptedOut, ContactIn, ContactOut, ContactPage, ContactPatch};
-use super::AppState;
 use crate::domain::fields::validate_members;
 use crate::domain::{ContactFields, ContactId};
 use crate::store::contacts;
@@ -26,19 +24,19 @@ pub const TAG: &str = "contacts";
 /// accepted it. The contact is readable at `Location` as soon as a forwarder has applied it
 /// (normally within milliseconds).
 #[utoipa::path(
-    post, path = "/contacts", tag = TAG,
+    post, path = "/contacts", tag = TAG, operation_id = "createContact",
     params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]+$",
-            description = "Makes retries safe: a retry with the same key and body gets the first answer; the same key with another body gets 422. Remembered for 24 hours.")),
+            description = "Makes retries safe: a retry with the same key and body gets the first answer; the same key with another body gets 409. Remembered for 24 hours (api_idempotency_ttl_hours).")),
     request_body(content = ContactIn, content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted; the create is queued", body = AcceptedOut,
          headers(("Location" = String, description = "URL of the new contact"))),
         (status = 400, description = "Malformed JSON or invalid header", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Another live contact has this e-mail address", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another live contact has this e-mail address, or the Idempotency-Key was used with another body", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed, or Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Message broker or database unavailable; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -59,7 +57,7 @@ pub async fn create(
 ///
 /// The contact as the forwarder persisted it, with its delivery state per CRM.
 #[utoipa::path(
-    get, path = "/contacts/{id}", tag = TAG,
+    get, path = "/contacts/{id}", tag = TAG, operation_id = "getContact",
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     responses(
         (status = 200, description = "The contact", body = ContactOut),
@@ -69,11 +67,19 @@ pub async fn create(
     ),
     security(("api_key" = []))
 )]
-pub async fn get(State(state): State<AppState>, ContactPath(id): ContactPath) -> Result<axum::Json<ContactOut>, ApiError> {
-    match contacts::find(&state.db, id).await.map_err(db_unavailable)? {
+pub async fn get(
+    State(state): State<AppState>,
+    ContactPath(id): ContactPath,
+) -> Result<axum::Json<ContactOut>, ApiError> {
+    match contacts::find(&state.db, id)
+        .await
+        .map_err(db_unavailable)?
+    {
         Some(row) if row.deleted_at.is_none() => Ok(axum::Json(row.into())),
         Some(_) => Err(ApiError::NotFound(format!("contact {id} was deleted"))),
-        None => Err(ApiError::NotFound(format!("no contact has id {id} (a contact just created appears once it is applied)"))),
+        None => Err(ApiError::NotFound(format!(
+            "no contact has id {id} (a contact just created appears once it is applied)"
+        ))),
     }
 }
 
@@ -82,11 +88,11 @@ pub async fn get(State(state): State<AppState>, ContactPath(id): ContactPath) ->
 /// Live contacts in creation order, a page at a time; optionally only those with one e-mail
 /// address (matched case-insensitively).
 #[utoipa::path(
-    get, path = "/contacts", tag = TAG,
+    get, path = "/contacts", tag = TAG, operation_id = "listContacts",
     params(
         ("email" = Option<String>, Query, max_length = 254, description = "Only contacts with this e-mail address"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page (opaque)"),
     ),
     responses(
         (status = 200, description = "A page of contacts", body = ContactPage),
@@ -96,23 +102,35 @@ pub async fn get(State(state): State<AppState>, ContactPath(id): ContactPath) ->
     ),
     security(("api_key" = []))
 )]
-pub async fn list(State(state): State<AppState>, q: ListQuery) -> Result<axum::Json<ContactPage>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    q: ListQuery,
+) -> Result<axum::Json<ContactPage>, ApiError> {
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT);
     let email = q.email.map(|e| e.to_ascii_lowercase());
     // One extra row tells whether another page exists.
-    let mut rows = contacts::list(&state.db, email.as_deref(), after, limit + 1).await.map_err(db_unavailable)?;
+    let mut rows = contacts::list(&state.db, email.as_deref(), after, limit + 1)
+        .await
+        .map_err(db_unavailable)?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| encode_cursor(r.id)) } else { None };
-    Ok(axum::Json(ContactPage { items: rows.into_iter().map(Into::into).collect(), next_cursor }))
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(r.id))
+    } else {
+        None
+    };
+    Ok(axum::Json(ContactPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
 }
 
 /// Replace a contact.
 ///
 /// Full replace: fields absent from the body become null.
 #[utoipa::path(
-    put, path = "/contacts/{id}", tag = TAG,
+    put, path = "/contacts/{id}", tag = TAG, operation_id = "replaceContact",
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     request_body(content = ContactIn, content_type = "application/json"),
     responses(
@@ -129,16 +147,22 @@ pub async fn list(State(state): State<AppState>, q: ListQuery) -> Result<axum::J
     ),
     security(("api_key" = []))
 )]
-pub async fn replace(State(state): State<AppState>, ContactPath(id): ContactPath, JsonBody(body): JsonBody<false>) -> Result<Response, ApiError> {
+pub async fn replace(
+    State(state): State<AppState>,
+    ContactPath(id): ContactPath,
+    JsonBody(body): JsonBody<false>,
+) -> Result<Response, ApiError> {
     let doc = full_document(&body)?;
-    Ok(accepted(accept::modify(&state, id, Modification::Replace(doc)).await?))
+    Ok(accepted(
+        accept::modify(&state, id, Modification::Replace(doc)).await?,
+    ))
 }
 
 /// Update a contact.
 ///
 /// JSON merge patch (RFC 7396): listed fields change, `null` clears an optional field.
 #[utoipa::path(
-    patch, path = "/contacts/{id}", tag = TAG,
+    patch, path = "/contacts/{id}", tag = TAG, operation_id = "updateContact",
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     request_body(content(
         (ContactPatch = "application/merge-patch+json"),
@@ -158,34 +182,49 @@ pub async fn replace(State(state): State<AppState>, ContactPath(id): ContactPath
     ),
     security(("api_key" = []))
 )]
-pub async fn patch(State(state): State<AppState>, ContactPath(id): ContactPath, JsonBody(body): JsonBody<true>) -> Result<Response, ApiError> {
+pub async fn patch(
+    State(state): State<AppState>,
+    ContactPath(id): ContactPath,
+    JsonBody(body): JsonBody<true>,
+) -> Result<Response, ApiError> {
     let values = validate_members(&body).map_err(ApiError::Invalid)?;
-    Ok(accepted(accept::modify(&state, id, Modification::Patch(values)).await?))
+    Ok(accepted(
+        accept::modify(&state, id, Modification::Patch(values)).await?,
+    ))
 }
 
 /// Delete a contact.
 ///
 /// Queues the delete. SyncRoot keeps a tombstone, so a late update cannot bring the contact back.
+/// Deleting a deleted contact succeeds again without queueing anything (safe to retry).
 #[utoipa::path(
-    delete, path = "/contacts/{id}", tag = TAG,
+    delete, path = "/contacts/{id}", tag = TAG, operation_id = "deleteContact",
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
     responses(
         (status = 202, description = "Accepted; the delete is queued", body = AcceptedOut,
          headers(("Location" = String, description = "URL of the contact"))),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such contact, or it was already deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such contact", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Message broker or database unavailable; nothing was accepted", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
 )]
-pub async fn delete(State(state): State<AppState>, ContactPath(id): ContactPath) -> Result<Response, ApiError> {
-    Ok(accepted(accept::modify(&state, id, Modification::Delete).await?))
+pub async fn delete(
+    State(state): State<AppState>,
+    ContactPath(id): ContactPath,
+) -> Result<Response, ApiError> {
+    Ok(accepted(
+        accept::modify(&state, id, Modification::Delete).await?,
+    ))
 }
 
 fn full_document(body: &serde_json::Value) -> Result<ContactFields, ApiError> {
     let values = validate_members(body).map_err(ApiError::Invalid)?;
     ContactFields::from_values(values).map_err(|_| {
-        ApiError::Invalid(vec![crate::domain::fields::FieldError::new("/email", "is required")])
+        ApiError::Invalid(vec![crate::domain::fields::FieldError::new(
+            "/email",
+            "is required",
+        )])
     })
 }
 
@@ -196,20 +235,21 @@ fn accepted(reply: Reply) -> Response {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     if reply.replayed {
-        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     resp
 }
 
 fn encode_cursor(id: ContactId) -> String {
-    URL_SAFE_NO_PAD.encode(id.0.as_bytes())
+    id.to_string()
 }
 
 fn decode_cursor(s: &str) -> Result<ContactId, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-        .and_then(|b| uuid::Uuid::from_slice(&b).ok())
-        .map(ContactId)
-        .ok_or_else(|| ApiError::BadParameters(vec![("cursor".into(), "is not a cursor this API issued; pass next_cursor from the previous page".into())]))
+    ContactId::parse(s).ok_or_else(|| {
+        ApiError::BadParameters(vec![(
+            "cursor".into(),
+            "is not a cursor this API issued; pass next_cursor from the previous page".into(),
+        )])
+    })
 }

@@ -25,25 +25,39 @@ impl<const MERGE: bool> FromRequest<AppState> for JsonBody<MERGE> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let kind = if MERGE { BodyKind::MergePatch } else { BodyKind::Json };
+        let kind = if MERGE {
+            BodyKind::MergePatch
+        } else {
+            BodyKind::Json
+        };
         check_media_type(req.headers(), kind)?;
         let limit = state.max_body_bytes;
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::PayloadTooLarge(limit));
         }
-        let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|e| {
-            // `to_bytes` reports a length-limit error through its source chain.
-            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::MalformedJson(format!("could not read the body: {e}"))
-            }
-        })?;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|e| {
+                // `to_bytes` reports a length-limit error through its source chain.
+                if std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                {
+                    ApiError::PayloadTooLarge(limit)
+                } else {
+                    ApiError::MalformedJson(format!("could not read the body: {e}"))
+                }
+            })?;
         if bytes.is_empty() {
             return Err(ApiError::MalformedJson("the body is empty".into()));
         }
-        serde_json::from_slice(&bytes).map(Self).map_err(|e| ApiError::MalformedJson(e.to_string()))
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))
     }
 }
 
@@ -53,14 +67,26 @@ fn check_media_type(headers: &HeaderMap, kind: BodyKind) -> Result<(), ApiError>
         BodyKind::MergePatch => "application/merge-patch+json or application/json",
     };
     let Some(raw) = headers.get(header::CONTENT_TYPE) else {
-        return Err(ApiError::UnsupportedMediaType(format!("Content-Type is missing; send {accepted}")));
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type is missing; send {accepted}"
+        )));
     };
-    let essence = raw.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let ok = essence == "application/json" || (kind == BodyKind::MergePatch && essence == "application/merge-patch+json");
+    let essence = raw
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let ok = essence == "application/json"
+        || (kind == BodyKind::MergePatch && essence == "application/merge-patch+json");
     if ok {
         Ok(())
     } else {
-        Err(ApiError::UnsupportedMediaType(format!("Content-Type '{essence}' is not supported; send {accepted}")))
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type '{essence}' is not supported; send {accepted}"
+        )))
     }
 }
 
@@ -71,12 +97,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ContactPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound("no such contact".into()))?;
-        ContactId::parse(&raw)
-            .map(Self)
-            .ok_or_else(|| ApiError::NotFound(format!("no contact has id '{raw}' (contact ids are UUIDs)")))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("no such contact".into()))?;
+        ContactId::parse(&raw).map(Self).ok_or_else(|| {
+            ApiError::NotFound(format!("no contact has id '{raw}' (contact ids are UUIDs)"))
+        })
     }
 }
 
@@ -106,7 +133,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
                 "limit" => {
                     match value.parse::<i64>() {
                         Ok(n) if (1..=LIST_LIMIT_MAX).contains(&n) => q.limit = Some(n),
-                        _ => errors.push(("limit".to_owned(), format!("must be a whole number from 1 to {LIST_LIMIT_MAX}"))),
+                        _ => errors.push((
+                            "limit".to_owned(),
+                            format!("must be a whole number from 1 to {LIST_LIMIT_MAX}"),
+                        )),
                     }
                     continue;
                 }
@@ -118,23 +148,38 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
             }
             *slot = Some(value.into_owned());
         }
-        if q.email.as_ref().is_some_and(|e| e.chars().count() > crate::domain::email::EMAIL_MAX_LEN) {
-            errors.push(("email".into(), format!("must be at most {} characters", crate::domain::email::EMAIL_MAX_LEN)));
+        if q.email
+            .as_ref()
+            .is_some_and(|e| e.chars().count() > crate::domain::email::EMAIL_MAX_LEN)
+        {
+            errors.push((
+                "email".into(),
+                format!(
+                    "must be at most {} characters",
+                    crate::domain::email::EMAIL_MAX_LEN
+                ),
+            ));
         }
-        if errors.is_empty() { Ok(q) } else { Err(ApiError::BadParameters(errors)) }
+        if errors.is_empty() {
+            Ok(q)
+        } else {
+            Err(ApiError::BadParameters(errors))
+        }
     }
 }
 
 /// Reads the optional `Idempotency-Key` header: 1 to 255 printable ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
     let s = v.to_str().unwrap_or("");
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadParameters(vec![(
             "Idempotency-Key".into(),
-            "must be 1 to 255 printable ASCII characters without spaces (a UUID is a good choice)".into(),
+            "must be 1 to 255 printable ASCII characters without spaces (a UUID is a good choice)"
+                .into(),
         )]));
     }
     Ok(Some(s.to_owned()))
 }
-

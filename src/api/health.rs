@@ -12,14 +12,16 @@ use super::schema::{Health, Readiness};
 pub const TAG: &str = "operations";
 
 /// Liveness: the process is serving requests.
-#[utoipa::path(get, path = "/healthz", tag = TAG, responses((status = 200, description = "Alive", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = TAG, operation_id = "healthz", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> axum::Json<Health> {
-    axum::Json(Health { status: "ok".into() })
+    axum::Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Readiness: Postgres answers and the RabbitMQ publisher is connected.
 #[utoipa::path(
-    get, path = "/readyz", tag = TAG,
+    get, path = "/readyz", tag = TAG, operation_id = "readyz",
     responses(
         (status = 200, description = "Ready to accept writes", body = Readiness),
         (status = 503, description = "A dependency is unavailable", body = Readiness),
@@ -27,7 +29,11 @@ pub async fn healthz() -> axum::Json<Health> {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let mut checks = BTreeMap::new();
-    let pg = tokio::time::timeout(std::time::Duration::from_secs(2), crate::store::ping(&state.db)).await;
+    let pg = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        crate::store::ping(&state.db),
+    )
+    .await;
     checks.insert(
         "postgres".to_owned(),
         match pg {
@@ -36,11 +42,22 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             Err(_) => "error: no answer within 2 s".to_owned(),
         },
     );
-    let mq = if state.publisher.is_connected().await { "ok" } else { "error: not connected" };
+    let mq = if state.publisher.is_connected().await {
+        "ok"
+    } else {
+        "error: not connected"
+    };
     checks.insert("rabbitmq".to_owned(), mq.to_owned());
     let ready = checks.values().all(|v| v == "ok");
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Readiness { status: if ready { "ready" } else { "not_ready" }.into(), checks };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        checks,
+    };
     (status, axum::Json(body)).into_response()
 }
 
@@ -51,14 +68,18 @@ fn short(s: &str) -> &str {
 }
 
 /// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/openapi.json", tag = TAG,
+#[utoipa::path(get, path = "/openapi.json", tag = TAG, operation_id = "getOpenApi",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
 pub async fn openapi_json(State(state): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], state.spec.as_ref().clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.spec.as_ref().clone(),
+    )
+        .into_response()
 }
 
 /// An interactive viewer of the OpenAPI document.
-#[utoipa::path(get, path = "/docs", tag = TAG,
+#[utoipa::path(get, path = "/docs", tag = TAG, operation_id = "getDocs",
     responses((status = 200, description = "HTML page", content_type = "text/html", body = String)))]
 pub async fn docs() -> Html<&'static str> {
     // The viewer script comes from a CDN, so the page needs the browser to have internet

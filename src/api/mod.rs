@@ -70,14 +70,25 @@ impl Modify for BearerAuth {
 fn routes(keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
     let contacts = OpenApiRouter::new()
         .routes(routes!(contacts::create, contacts::list))
-        .routes(routes!(contacts::get, contacts::replace, contacts::patch, contacts::delete))
-        .route_layer(axum::middleware::from_fn_with_state(keys, auth::require_key));
+        .routes(routes!(
+            contacts::get,
+            contacts::replace,
+            contacts::patch,
+            contacts::delete
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            keys,
+            auth::require_key,
+        ));
     let operations = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::openapi_json))
         .routes(routes!(health::docs));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(contacts).merge(operations).split_for_parts()
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(contacts)
+        .merge(operations)
+        .split_for_parts()
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.

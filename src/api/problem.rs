@@ -85,11 +85,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::BadParameters(_) => StatusCode::BAD_REQUEST,
-            Self::Invalid(_) | Self::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken(_) => StatusCode::CONFLICT,
+            Self::EmailTaken(_) | Self::IdempotencyMismatch => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -124,15 +124,30 @@ impl ApiError {
         let errors = match self {
             Self::Invalid(errs) => errs
                 .into_iter()
-                .map(|e| ProblemItem { pointer: Some(e.pointer), parameter: None, message: e.message })
+                .map(|e| ProblemItem {
+                    pointer: Some(e.pointer),
+                    parameter: None,
+                    message: e.message,
+                })
                 .collect(),
             Self::BadParameters(params) => params
                 .into_iter()
-                .map(|(p, message)| ProblemItem { pointer: None, parameter: Some(p), message })
+                .map(|(p, message)| ProblemItem {
+                    pointer: None,
+                    parameter: Some(p),
+                    message,
+                })
                 .collect(),
             _ => Vec::new(),
         };
-        Problem { kind: format!("urn:syncroot:problem:{kind}"), title: title.into(), status, detail, errors, existing_id }
+        Problem {
+            kind: format!("urn:syncroot:problem:{kind}"),
+            title: title.into(),
+            status,
+            detail,
+            errors,
+            existing_id,
+        }
     }
 }
 
@@ -141,7 +156,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "request failed"),
-            Self::Unavailable(d) => tracing::warn!(detail = %d, "request refused: dependency unavailable"),
+            Self::Unavailable(d) => {
+                tracing::warn!(detail = %d, "request refused: dependency unavailable")
+            }
             _ => {}
         }
         let extra = match &self {
@@ -150,9 +167,15 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        let mut resp = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))], body).into_response();
+        let mut resp = (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response();
         if let Some((name, value)) = extra {
-            resp.headers_mut().insert(name, HeaderValue::from_static(value));
+            resp.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
         }
         resp
     }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
@@ -25,7 +27,11 @@ pub struct ContactIn;
 pub struct ContactPatch;
 
 fn field_schema(spec: &FieldSpec, nullable: bool) -> Schema {
-    let ty = if nullable { SchemaType::from_iter([Type::String, Type::Null]) } else { SchemaType::new(Type::String) };
+    let ty = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
     let mut b = ObjectBuilder::new()
         .schema_type(ty)
         .description(Some(spec.description))
@@ -55,14 +61,20 @@ fn contact_object(require_email: bool, description: &str) -> RefOr<Schema> {
 
 impl PartialSchema for ContactIn {
     fn schema() -> RefOr<Schema> {
-        contact_object(true, "A contact's writable fields. Absent optional fields are null.")
+        contact_object(
+            true,
+            "A contact's writable fields. Absent optional fields are null.",
+        )
     }
 }
 impl ToSchema for ContactIn {}
 
 impl PartialSchema for ContactPatch {
     fn schema() -> RefOr<Schema> {
-        contact_object(false, "A JSON merge patch (RFC 7396): listed fields change, null clears an optional field.")
+        contact_object(
+            false,
+            "A JSON merge patch (RFC 7396): listed fields change, null clears an optional field.",
+        )
     }
 }
 impl ToSchema for ContactPatch {}

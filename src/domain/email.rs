@@ -12,7 +12,12 @@ use serde::{Deserialize, Serialize};
 pub const EMAIL_MAX_LEN: usize = 254;
 
 /// The syntax rule, as published in the OpenAPI spec (ECMA-262 / Python `re` compatible).
-pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$";
+pub const EMAIL_PATTERN: &str = r"^(?=[^@]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+
+/// Longest local part (before `@`), in characters (RFC 5321 §4.5.3.1.1).
+pub const LOCAL_MAX_LEN: usize = 64;
+/// Longest DNS label, in characters (RFC 1035).
+pub const LABEL_MAX_LEN: usize = 63;
 
 /// An e-mail address that passed [`Email::parse`], stored lower-cased.
 ///
@@ -31,9 +36,15 @@ pub enum EmailError {
     TooLong,
     #[error("must contain exactly one '@' with text on both sides")]
     Shape,
-    #[error("local part (before '@') may only contain letters, digits, dots and !#$%&'*+/=?^_`{{|}}~- and must not start, end or repeat a dot")]
+    #[error(
+        "local part (before '@') may only contain letters, digits, dots and !#$%&'*+/=?^_`{{|}}~- and must not start, end or repeat a dot"
+    )]
     Local,
-    #[error("domain (after '@') must be two or more labels of letters, digits and inner hyphens, such as example.com")]
+    #[error("local part (before '@') must be at most {LOCAL_MAX_LEN} characters")]
+    LocalTooLong,
+    #[error(
+        "domain (after '@') must be two or more labels of letters, digits and inner hyphens, such as example.com"
+    )]
     Domain,
 }
 
@@ -50,6 +61,9 @@ impl Email {
         let (local, domain) = raw.split_once('@').ok_or(EmailError::Shape)?;
         if local.is_empty() || domain.is_empty() || domain.contains('@') {
             return Err(EmailError::Shape);
+        }
+        if local.len() > LOCAL_MAX_LEN {
+            return Err(EmailError::LocalTooLong);
         }
         if !local.split('.').all(is_atom) {
             return Err(EmailError::Local);
@@ -76,6 +90,7 @@ fn is_atom(s: &str) -> bool {
 /// One DNS label: letters and digits, with hyphens only inside.
 fn is_label(s: &str) -> bool {
     !s.is_empty()
+        && s.len() <= LABEL_MAX_LEN
         && !s.starts_with('-')
         && !s.ends_with('-')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -106,12 +121,21 @@ mod tests {
 
     #[test]
     fn addresses_are_lower_cased() {
-        assert_eq!(Email::parse("Ada.Lovelace@Example.COM").unwrap().as_str(), "ada.lovelace@example.com");
+        assert_eq!(
+            Email::parse("Ada.Lovelace@Example.COM").unwrap().as_str(),
+            "ada.lovelace@example.com"
+        );
     }
 
     #[test]
     fn plausible_addresses_are_accepted() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@a-b.io", "o'neil@ex.ie", "1@2.3"] {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "x_y-z@a-b.io",
+            "o'neil@ex.ie",
+            "1@2.3",
+        ] {
             assert!(Email::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -132,6 +156,11 @@ mod tests {
             ("a@-b.com", EmailError::Domain),
             ("a@b..com", EmailError::Domain),
             ("a@b.com ", EmailError::Domain),
+            (
+                &format!("{}@b.com", "x".repeat(65)),
+                EmailError::LocalTooLong,
+            ),
+            (&format!("a@{}.com", "b".repeat(64)), EmailError::Domain),
         ];
         for (raw, want) in cases {
             assert_eq!(Email::parse(raw), Err(want), "{raw:?}");

@@ -135,7 +135,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { pointer: pointer.into(), message: message.into() }
+        Self {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -163,7 +166,10 @@ pub fn validate_members(doc: &Value) -> Result<Vec<(Field, FieldValue)>, Vec<Fie
             let msg = if READ_ONLY.contains(&name.as_str()) {
                 format!("'{name}' is set by the server and cannot be written")
             } else {
-                format!("unknown field '{name}'; writable fields are {}", writable_names())
+                format!(
+                    "unknown field '{name}'; writable fields are {}",
+                    writable_names()
+                )
             };
             errors.push(FieldError::new(pointer, msg));
             continue;
@@ -173,25 +179,36 @@ pub fn validate_members(doc: &Value) -> Result<Vec<(Field, FieldValue)>, Vec<Fie
             Err(msg) => errors.push(FieldError::new(pointer, msg)),
         }
     }
-    if errors.is_empty() { Ok(values) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
 }
 
 fn validate_value(spec: &FieldSpec, value: &Value) -> Result<FieldValue, String> {
     let s = match value {
-        Value::Null if spec.kind == FieldKind::Email => return Err("is required and cannot be null".into()),
+        Value::Null if spec.kind == FieldKind::Email => {
+            return Err("is required and cannot be null".into());
+        }
         Value::Null => return Ok(FieldValue::Text(None)),
         Value::String(s) => s,
         other => return Err(format!("must be a string, not {}", json_type(other))),
     };
     if spec.kind == FieldKind::Email {
-        return Email::parse(s).map(FieldValue::Email).map_err(|e| e.to_string());
+        return Email::parse(s)
+            .map(FieldValue::Email)
+            .map_err(|e| e.to_string());
     }
     let len = s.chars().count();
     if len == 0 {
         return Err("must not be empty; use null to clear the field".into());
     }
     if len > spec.max_len {
-        return Err(format!("must be at most {} characters (got {len})", spec.max_len));
+        return Err(format!(
+            "must be at most {} characters (got {len})",
+            spec.max_len
+        ));
     }
     if s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}') {
         return Err("must not contain control characters".into());
@@ -204,7 +221,10 @@ fn validate_value(spec: &FieldSpec, value: &Value) -> Result<FieldValue, String>
 
 fn is_phone(s: &str) -> bool {
     let rest = s.strip_prefix('+').unwrap_or(s);
-    rest.chars().any(|c| c.is_ascii_digit()) && rest.chars().all(|c| c.is_ascii_digit() || " ().-".contains(c))
+    rest.chars().any(|c| c.is_ascii_digit())
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_digit() || " ().-".contains(c))
 }
 
 /// Escapes a member name for use in a JSON Pointer (RFC 6901 §3).
@@ -247,7 +267,15 @@ mod tests {
         }))
         .unwrap_err();
         let pointers: Vec<_> = errs.iter().map(|e| e.pointer.as_str()).collect();
-        for p in ["/email", "/first_name", "/phone", "/id", "/nickname", "/company", "/job_title"] {
+        for p in [
+            "/email",
+            "/first_name",
+            "/phone",
+            "/id",
+            "/nickname",
+            "/company",
+            "/job_title",
+        ] {
             assert!(pointers.contains(&p), "{p} missing from {errs:?}");
         }
         assert!(errs.iter().any(|e| e.message.contains("set by the server")));

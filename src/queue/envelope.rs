@@ -77,10 +77,19 @@ mod tests {
 
     #[test]
     fn garbage_and_future_versions_are_refused() {
-        assert!(matches!(decode(b"not json"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(b"not json"),
+            Err(DecodeError::Malformed(_))
+        ));
         let mut v: serde_json::Value = serde_json::to_value(change()).unwrap();
         v["v"] = 2.into();
-        assert!(matches!(decode(v.to_string().as_bytes()), Err(DecodeError::UnknownVersion(2))));
-        assert!(matches!(decode(br#"{"v":1}"#), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode(v.to_string().as_bytes()),
+            Err(DecodeError::UnknownVersion(2))
+        ));
+        assert!(matches!(
+            decode(br#"{"v":1}"#),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 }

@@ -16,7 +16,8 @@ use crate::config::QueueConfig;
 /// Opens an AMQP connection, named after the process role so operators can tell connections
 /// apart in the management UI.
 pub async fn connect(cfg: &QueueConfig, role: &str) -> Result<Connection, lapin::Error> {
-    let props = ConnectionProperties::default().with_connection_name(format!("syncroot-{role}").into());
+    let props =
+        ConnectionProperties::default().with_connection_name(format!("syncroot-{role}").into());
     Connection::connect(cfg.amqp_url.expose(), props).await
 }
 

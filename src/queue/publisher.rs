@@ -57,7 +57,11 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the connection task; the publisher is usable as soon as it has connected.
-    pub fn start(cfg: QueueConfig, confirm_timeout: Duration, shutdown: CancellationToken) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn start(
+        cfg: QueueConfig,
+        confirm_timeout: Duration,
+        shutdown: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let inner = Arc::new(Inner {
             topology: Topology::new(&cfg),
             cfg,
@@ -71,7 +75,12 @@ impl Publisher {
 
     /// True while a confirm-mode channel is open.
     pub async fn is_connected(&self) -> bool {
-        self.inner.link.read().await.as_ref().is_some_and(|l| l.conn.status().connected() && l.channel.status().connected())
+        self.inner
+            .link
+            .read()
+            .await
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected() && l.channel.status().connected())
     }
 
     /// Publishes a change to its shard and waits for the broker's confirm.
@@ -83,12 +92,24 @@ impl Publisher {
         let guard = self.inner.link.read().await;
         let link = guard.as_ref().ok_or(PublishError::Unavailable)?;
         // `mandatory` turns a missing binding into a returned message instead of a silent drop.
-        let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let opts = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         // lapin can hang on a publish while the broker shuts down, so the whole exchange with
         // the broker is bounded by the timeout.
         let outcome = tokio::time::timeout(timeout, async {
-            let confirm = link.channel.basic_publish(exchange.as_str().into(), routing_key.as_str().into(), opts, &body, props).await?;
-            Ok::<_, lapin::Error>(confirm.await?)
+            let confirm = link
+                .channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    opts,
+                    &body,
+                    props,
+                )
+                .await?;
+            confirm.await
         })
         .await;
         drop(guard);
@@ -99,7 +120,10 @@ impl Publisher {
             Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
             Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
         };
-        if matches!(result, Err(PublishError::Amqp(_) | PublishError::Timeout(_))) {
+        if matches!(
+            result,
+            Err(PublishError::Amqp(_) | PublishError::Timeout(_))
+        ) {
             self.inner.broken.notify_one();
         }
         result
@@ -125,7 +149,9 @@ async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
                 }
                 match reason {
                     None => return,
-                    Some(r) => tracing::warn!(target: "syncroot::queue", reason = %r, "publisher lost RabbitMQ; reconnecting"),
+                    Some(r) => {
+                        tracing::warn!(target: "syncroot::queue", reason = %r, "publisher lost RabbitMQ; reconnecting")
+                    }
                 }
             }
             Err(e) => {
@@ -148,7 +174,9 @@ async fn open(inner: &Inner) -> Result<(Link, Events), lapin::Error> {
     let events: Events = Box::pin(conn.events_listener());
     let channel = conn.create_channel().await?;
     inner.topology.declare(&channel).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok((Link { conn, channel }, events))
 }
 

@@ -35,7 +35,11 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(cfg: &QueueConfig) -> Self {
-        Self { prefix: cfg.prefix.clone(), shards: cfg.shards, delivery_limit: cfg.delivery_limit }
+        Self {
+            prefix: cfg.prefix.clone(),
+            shards: cfg.shards,
+            delivery_limit: cfg.delivery_limit,
+        }
     }
 
     pub fn contacts_exchange(&self) -> String {
@@ -68,21 +72,51 @@ impl Topology {
 
     /// Declares everything; safe to call from every process, every time it connects.
     pub async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         let dlx = self.dead_letter_exchange();
-        ch.exchange_declare(dlx.as_str().into(), ExchangeKind::Fanout, durable, FieldTable::default()).await?;
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
         let dlq = self.dead_letter_queue();
-        ch.queue_declare(dlq.as_str().into(), durable_queue(), quorum_args()).await?;
-        ch.queue_bind(dlq.as_str().into(), dlx.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default()).await?;
+        ch.queue_declare(dlq.as_str().into(), durable_queue(), quorum_args())
+            .await?;
+        ch.queue_bind(
+            dlq.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
 
         let exchange = self.contacts_exchange();
-        ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
+        ch.exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
         for shard in 0..self.shards {
             let q = self.shard_queue(shard);
-            ch.queue_declare(q.as_str().into(), durable_queue(), self.shard_args()).await?;
-            let key = shard.to_string();
-            ch.queue_bind(q.as_str().into(), exchange.as_str().into(), key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            ch.queue_declare(q.as_str().into(), durable_queue(), self.shard_args())
                 .await?;
+            let key = shard.to_string();
+            ch.queue_bind(
+                q.as_str().into(),
+                exchange.as_str().into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -90,8 +124,14 @@ impl Topology {
     fn shard_args(&self) -> FieldTable {
         let mut args = quorum_args();
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-        args.insert("x-delivery-limit".into(), AMQPValue::LongUInt(self.delivery_limit));
-        args.insert("x-dead-letter-exchange".into(), long(&self.dead_letter_exchange()));
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongUInt(self.delivery_limit),
+        );
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            long(&self.dead_letter_exchange()),
+        );
         args.insert("x-dead-letter-strategy".into(), long("at-least-once"));
         args.insert("x-overflow".into(), long("reject-publish"));
         args
@@ -99,7 +139,10 @@ impl Topology {
 }
 
 fn durable_queue() -> QueueDeclareOptions {
-    QueueDeclareOptions { durable: true, ..Default::default() }
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
 }
 
 fn quorum_args() -> FieldTable {

@@ -65,11 +65,20 @@ const COLUMNS: &str = "id, version, email, first_name, last_name, phone, company
 /// The persisted contact, tombstones included.
 pub async fn find(pool: &PgPool, id: ContactId) -> Result<Option<ContactRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM contacts WHERE id = $1"));
-    sqlx::query(sql).bind(id.0).try_map(|r: PgRow| from_row(&r)).fetch_optional(pool).await
+    sqlx::query(sql)
+        .bind(id.0)
+        .try_map(|r: PgRow| from_row(&r))
+        .fetch_optional(pool)
+        .await
 }
 
 /// Live contacts in id (= creation) order after `after`, optionally with one e-mail address.
-pub async fn list(pool: &PgPool, email: Option<&str>, after: Option<ContactId>, limit: i64) -> Result<Vec<ContactRow>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    email: Option<&str>,
+    after: Option<ContactId>,
+    limit: i64,
+) -> Result<Vec<ContactRow>, sqlx::Error> {
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM contacts
          WHERE deleted_at IS NULL AND ($1::text IS NULL OR email = $1) AND ($2::uuid IS NULL OR id > $2)

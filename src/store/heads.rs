@@ -31,14 +31,17 @@ const LIVE_EMAIL_INDEX: &str = "contact_heads_live_email";
 
 /// Locks and returns the head, or `None` if the id was never accepted.
 pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, sqlx::Error> {
-    let row = sqlx::query("SELECT seq, doc, created_at, deleted_at FROM contact_heads WHERE id = $1 FOR UPDATE")
-        .bind(id.0)
-        .fetch_optional(tx)
-        .await?;
+    let row = sqlx::query(
+        "SELECT seq, doc, created_at, deleted_at FROM contact_heads WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id.0)
+    .fetch_optional(tx)
+    .await?;
     row.map(|r| {
         Ok(Head {
             seq: r.try_get("seq")?,
-            doc: serde_json::from_value(r.try_get("doc")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            doc: serde_json::from_value(r.try_get("doc")?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             created_at: r.try_get("created_at")?,
             deleted_at: r.try_get("deleted_at")?,
         })
@@ -47,7 +50,12 @@ pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, 
 }
 
 /// Inserts the head of a new contact (sequence 1).
-pub async fn insert(tx: &mut PgConnection, id: ContactId, doc: &ContactFields, now: DateTime<Utc>) -> Result<(), HeadError> {
+pub async fn insert(
+    tx: &mut PgConnection,
+    id: ContactId,
+    doc: &ContactFields,
+    now: DateTime<Utc>,
+) -> Result<(), HeadError> {
     let inserted = sqlx::query(
         "INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at) VALUES ($1, 1, $2, $3, $4, $4)
          ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING",
@@ -61,17 +69,23 @@ pub async fn insert(tx: &mut PgConnection, id: ContactId, doc: &ContactFields, n
     if inserted.rows_affected() == 1 {
         return Ok(());
     }
-    Err(HeadError::EmailTaken(find_live_by_email(tx, doc.email.as_str()).await?))
+    Err(HeadError::EmailTaken(
+        find_live_by_email(tx, doc.email.as_str()).await?,
+    ))
 }
 
 /// Moves a head to its next sequence number with a new state, or marks it deleted.
-pub async fn advance(tx: &mut PgConnection, id: ContactId, head: &Head, now: DateTime<Utc>) -> Result<(), HeadError> {
-    if head.deleted_at.is_none() {
-        if let Some(other) = find_live_by_email(tx, head.doc.email.as_str()).await? {
-            if other != id {
-                return Err(HeadError::EmailTaken(Some(other)));
-            }
-        }
+pub async fn advance(
+    tx: &mut PgConnection,
+    id: ContactId,
+    head: &Head,
+    now: DateTime<Utc>,
+) -> Result<(), HeadError> {
+    if head.deleted_at.is_none()
+        && let Some(other) = find_live_by_email(tx, head.doc.email.as_str()).await?
+        && other != id
+    {
+        return Err(HeadError::EmailTaken(Some(other)));
     }
     sqlx::query("UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6 WHERE id = $1")
         .bind(id.0)
@@ -89,10 +103,14 @@ pub async fn advance(tx: &mut PgConnection, id: ContactId, head: &Head, now: Dat
     Ok(())
 }
 
-async fn find_live_by_email(tx: &mut PgConnection, email: &str) -> Result<Option<ContactId>, sqlx::Error> {
-    let id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM contact_heads WHERE email = $1 AND deleted_at IS NULL")
-        .bind(email)
-        .fetch_optional(tx)
-        .await?;
+async fn find_live_by_email(
+    tx: &mut PgConnection,
+    email: &str,
+) -> Result<Option<ContactId>, sqlx::Error> {
+    let id: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM contact_heads WHERE email = $1 AND deleted_at IS NULL")
+            .bind(email)
+            .fetch_optional(tx)
+            .await?;
     Ok(id.map(ContactId))
 }

@@ -63,9 +63,11 @@ pub async fn claim(
 
 /// Deletes records older than `ttl`; returns how many.
 pub async fn prune(pool: &PgPool, ttl: Duration) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
-        .bind(ttl.as_secs_f64())
-        .execute(pool)
-        .await?;
+    let done = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(ttl.as_secs_f64())
+    .execute(pool)
+    .await?;
     Ok(done.rows_affected())
 }

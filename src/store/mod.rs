@@ -30,8 +30,13 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let url = cfg.url.expose();
-    if !sqlx::Postgres::database_exists(url).await.context("checking whether the database exists")? {
-        sqlx::Postgres::create_database(url).await.context("creating the database")?;
+    if !sqlx::Postgres::database_exists(url)
+        .await
+        .context("checking whether the database exists")?
+    {
+        sqlx::Postgres::create_database(url)
+            .await
+            .context("creating the database")?;
         tracing::info!("created database");
     }
     let pool = connect_lazy(cfg)?;

@@ -21,7 +21,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use sqlx::PgPool;
@@ -55,7 +57,13 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(db: PgPool, queue: QueueConfig, cfg: ForwarderConfig, grace: Duration) -> Self {
-        Self { db, queue, cfg, grace, consuming: Arc::new(AtomicBool::new(false)) }
+        Self {
+            db,
+            queue,
+            cfg,
+            grace,
+            consuming: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Runs until `shutdown` is cancelled, reconnecting to RabbitMQ with capped backoff.
@@ -64,7 +72,9 @@ impl Forwarder {
         while !shutdown.is_cancelled() {
             match self.session(&shutdown).await {
                 Ok(()) => break,
-                Err(e) => tracing::warn!(error = %e, attempt, "forwarder lost RabbitMQ; reconnecting"),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "forwarder lost RabbitMQ; reconnecting")
+                }
             }
             self.consuming.store(false, Ordering::Relaxed);
             let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
@@ -84,12 +94,19 @@ impl Forwarder {
         let channel = conn.create_channel().await?;
         let topology = Topology::new(&self.queue);
         topology.declare(&channel).await?;
-        channel.basic_qos(self.cfg.prefetch, BasicQosOptions { global: false }).await?;
+        channel
+            .basic_qos(self.cfg.prefetch, BasicQosOptions { global: false })
+            .await?;
         let mut consumers = SelectAll::new();
         let mut tags = Vec::new();
         for shard in 0..topology.shards {
             let c = channel
-                .basic_consume(topology.shard_queue(shard).as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+                .basic_consume(
+                    topology.shard_queue(shard).as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
             tags.push(c.tag());
             consumers.push(c);
@@ -101,7 +118,11 @@ impl Forwarder {
         outcome
     }
 
-    async fn consume(&self, consumers: &mut SelectAll<Consumer>, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
+    async fn consume(
+        &self,
+        consumers: &mut SelectAll<Consumer>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut tasks = JoinSet::new();
         let result = loop {
@@ -134,6 +155,7 @@ impl Forwarder {
 
     /// Waits for in-flight changes, up to the grace period.
     async fn drain(&self, mut tasks: JoinSet<()>) {
+        while tasks.try_join_next().is_some() {}
         let n = tasks.len();
         if n > 0 {
             tracing::info!(in_flight = n, "forwarder finishing in-flight changes");
@@ -144,10 +166,18 @@ impl Forwarder {
         }
     }
 
-    async fn stop(&self, channel: &Channel, conn: &Connection, tags: Vec<lapin::types::ShortString>, graceful: bool) {
+    async fn stop(
+        &self,
+        channel: &Channel,
+        conn: &Connection,
+        tags: Vec<lapin::types::ShortString>,
+        graceful: bool,
+    ) {
         if graceful {
             for tag in tags {
-                let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
+                let _ = channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await;
             }
         }
         let _ = channel.close(200, "bye".into()).await;
@@ -161,7 +191,10 @@ async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "dead-lettering an unreadable message");
-            let _ = delivery.acker.reject(BasicRejectOptions { requeue: false }).await;
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
             return;
         }
     };
@@ -179,11 +212,17 @@ async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change Postgres refuses");
-            delivery.acker.reject(BasicRejectOptions { requeue: false }).await
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
         }
         Err(e) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change whose handler failed");
-            delivery.acker.reject(BasicRejectOptions { requeue: false }).await
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await
         }
     };
     if let Err(e) = settled {
@@ -194,12 +233,18 @@ async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
 
 /// Applies a change, retrying while Postgres is unreachable. `Ok(None)` if shut down first;
 /// `Err` for an error retrying cannot fix.
-async fn apply_with_retry(db: PgPool, change: crate::domain::ContactChange, shutdown: CancellationToken) -> Result<Option<bool>, sqlx::Error> {
+async fn apply_with_retry(
+    db: PgPool,
+    change: crate::domain::ContactChange,
+    shutdown: CancellationToken,
+) -> Result<Option<bool>, sqlx::Error> {
     let mut attempt = 0u32;
     loop {
         match contacts::apply(&db, &change).await {
             Ok(changed) => return Ok(Some(changed)),
-            Err(e) if is_transient(&e) => tracing::warn!(contact = %change.contact_id, error = %e, attempt, "cannot reach Postgres; retrying"),
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(contact = %change.contact_id, error = %e, attempt, "cannot reach Postgres; retrying")
+            }
             Err(e) => return Err(e),
         }
         let delay = queue::reconnect_delay(attempt, Duration::from_secs(10));
@@ -214,9 +259,14 @@ async fn apply_with_retry(db: PgPool, change: crate::domain::ContactChange, shut
 /// Errors that go away when Postgres comes back (connection trouble, restarts, failover).
 fn is_transient(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Protocol(_) => true,
         // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
+        }),
         _ => false,
     }
 }

@@ -1,0 +1,50 @@
+//! RabbitMQ going away: the API refuses writes with 503, accepts nothing half-way, and recovers
+//! by itself when the broker is back.
+
+mod common;
+
+use common::proxy::Proxy;
+use common::{Options, TestApp, eventually};
+use serde_json::json;
+
+#[tokio::test]
+async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let app = TestApp::spawn_with(Options {
+        amqp_url: Some(url),
+        ..Options::default()
+    })
+    .await;
+    app.wait_ready().await;
+    app.create(json!({"email": "before@example.com"})).await;
+
+    proxy.take_down();
+    let refused = eventually("writes to be refused", || async {
+        let r = app
+            .post_contact(&json!({"email": "during@example.com"}))
+            .await;
+        (r.status() == 503).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(refused.headers().contains_key("retry-after"));
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let heads: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_heads")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(heads, 1, "a refused write leaves no trace");
+
+    proxy.bring_up();
+    app.wait_ready().await;
+    let id = app.create(json!({"email": "during@example.com"})).await;
+    assert!(
+        !id.is_empty(),
+        "the same e-mail is free: the refused write reserved nothing"
+    );
+}

@@ -1,0 +1,307 @@
+//! Black-box test harness: the real application on port 0 against the real Postgres and
+//! RabbitMQ, with a fresh database and queue prefix per test so tests run in parallel.
+//!
+//! Services must be running (`make services`); a missing service fails the test loudly.
+
+#![allow(dead_code)]
+
+pub mod proxy;
+
+use std::future::Future;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use syncroot::config::{Config, Layers};
+use syncroot::queue::topology::Topology;
+use tokio_util::sync::CancellationToken;
+
+pub const KEY: &str = "test-key-0123456789abcdef";
+pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Options for [`TestApp::spawn`].
+pub struct Options {
+    pub forwarders: usize,
+    pub shards: u16,
+    /// Overrides the AMQP URL (e.g. through a [`proxy::Proxy`]).
+    pub amqp_url: Option<String>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            forwarders: 1,
+            shards: 2,
+            amqp_url: None,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub cfg: Config,
+    pub db: PgPool,
+    pub http: reqwest::Client,
+    pub db_name: String,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> Self {
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("syncroot_t_{}", &tag[..16]);
+        let mut env = vec![
+            ("SYNCROOT_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("SYNCROOT_API_KEYS".to_owned(), KEY.to_owned()),
+            (
+                "SYNCROOT_DATABASE_URL".to_owned(),
+                format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
+            ),
+            (
+                "SYNCROOT_DATABASE_MAX_CONNECTIONS".to_owned(),
+                "8".to_owned(),
+            ),
+            (
+                "SYNCROOT_AMQP_URL".to_owned(),
+                opts.amqp_url.clone().unwrap_or_else(|| AMQP.to_owned()),
+            ),
+            (
+                "SYNCROOT_QUEUE_PREFIX".to_owned(),
+                format!("t{}", &tag[..12]),
+            ),
+            ("SYNCROOT_QUEUE_SHARDS".to_owned(), opts.shards.to_string()),
+            ("SYNCROOT_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
+            (
+                "SYNCROOT_API_PUBLISH_TIMEOUT_MS".to_owned(),
+                "2000".to_owned(),
+            ),
+        ];
+        env.extend(opts.extra_env);
+        let cfg = Layers::gather(None, env)
+            .parse()
+            .expect("test configuration is valid");
+        syncroot::telemetry::init(&syncroot::config::LogConfig {
+            filter: "warn".into(),
+            json: false,
+        });
+        syncroot::store::migrate(&cfg.database)
+            .await
+            .expect("Postgres must be running on 127.0.0.1:5432 (make services)");
+        let db = syncroot::store::connect_lazy(&cfg.database).unwrap();
+        let shutdown = CancellationToken::new();
+        let api = syncroot::app::start_api(&cfg, shutdown.clone())
+            .await
+            .expect("API starts");
+        let mut tasks = vec![api.task];
+        for _ in 0..opts.forwarders {
+            tasks.push(syncroot::app::start_forwarder(&cfg, shutdown.clone()).unwrap());
+        }
+        let app = Self {
+            base: format!("http://{}", api.addr),
+            cfg,
+            db,
+            http: reqwest::Client::new(),
+            db_name,
+            shutdown,
+            tasks,
+        };
+        if opts.amqp_url.is_none() {
+            app.wait_ready().await;
+        }
+        app
+    }
+
+    /// Waits until `/readyz` says ready (RabbitMQ connected, Postgres answering).
+    pub async fn wait_ready(&self) {
+        eventually("the API to become ready", || async {
+            let r = self.http.get(self.url("/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(KEY)
+    }
+
+    pub async fn post_contact(&self, body: &Value) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "/contacts")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a contact and waits until it is persisted; returns its id.
+    pub async fn create(&self, body: Value) -> String {
+        let r = self.post_contact(&body).await;
+        assert_eq!(
+            r.status(),
+            202,
+            "create failed: {}",
+            r.text().await.unwrap_or_default()
+        );
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.wait_version(&id, 1).await;
+        id
+    }
+
+    pub async fn get_contact(&self, id: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::GET, &format!("/contacts/{id}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the persisted contact has at least `version`; returns it.
+    pub async fn wait_version(&self, id: &str, version: i64) -> Value {
+        eventually(
+            &format!("contact {id} to reach version {version}"),
+            || async {
+                let r = self.get_contact(id).await;
+                if r.status() != 200 {
+                    return None;
+                }
+                let v: Value = r.json().await.ok()?;
+                (v["version"].as_i64()? >= version).then_some(v)
+            },
+        )
+        .await
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology::new(&self.cfg.queue)
+    }
+
+    /// Publishes raw bytes to a shard queue through the default exchange, as a foreign or
+    /// broken producer would.
+    pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(Default::default()).await.unwrap();
+        ch.basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+        let _ = conn.close(200, "bye".into()).await;
+    }
+
+    /// Messages ready in a queue.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let q = ch
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let _ = conn.close(200, "bye".into()).await;
+        q.message_count()
+    }
+
+    /// Stops the application (as SIGTERM would) and waits for every task to finish.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        for t in self.tasks.drain(..) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let db_name = self.db_name.clone();
+        let queues = self.topology().queues();
+        let exchanges = [
+            self.topology().contacts_exchange(),
+            self.topology().dead_letter_exchange(),
+        ];
+        // Clean up on a separate runtime: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(mut c) = PgConnection::connect(PG_ADMIN).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+                if let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await {
+                    if let Ok(ch) = conn.create_channel().await {
+                        for q in queues {
+                            let _ = ch
+                                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+                                .await;
+                        }
+                        for e in exchanges {
+                            let _ = ch
+                                .exchange_delete(e.as_str().into(), Default::default())
+                                .await;
+                        }
+                    }
+                    let _ = conn.close(200, "bye".into()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Polls `check` every 25 ms until it yields a value, failing the test after 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

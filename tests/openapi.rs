@@ -1,0 +1,35 @@
+//! The committed spec is the one the code generates.
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .expect("openapi/openapi.json exists");
+    let generated = syncroot::api::openapi_pretty();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json is out of date with the code: run `make openapi` and commit the result"
+    );
+}
+
+#[test]
+fn every_operation_has_a_unique_id_and_documents_its_errors_as_problems() {
+    let spec: serde_json::Value = serde_json::from_str(&syncroot::api::openapi_pretty()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "duplicate operationId {id}");
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                if (status.starts_with('4') || status.starts_with('5')) && path != "/readyz" {
+                    assert!(
+                        resp["content"].get("application/problem+json").is_some(),
+                        "{method} {path} {status} is not a problem document"
+                    );
+                }
+            }
+        }
+    }
+}
