@@ -1,0 +1,40 @@
+# SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
+# and start Postgres and RabbitMQ if needed (scripts/services.sh).
+
+.PHONY: run test services unit schemathesis openapi fmt lint ci clean-test-data
+
+## run: start SyncRoot all-in-one (API, workers) on 127.0.0.1:8080
+run: services
+	cargo run --release -- all
+
+## test: the whole test suite (unit, black-box, OpenAPI drift, schemathesis fuzzing)
+test: services unit schemathesis
+
+## services: install and start Postgres and RabbitMQ if needed
+services:
+	@bash scripts/services.sh
+
+unit:
+	cargo test --all-targets
+
+schemathesis:
+	bash scripts/schemathesis.sh
+
+## openapi: regenerate the committed spec from the code
+openapi:
+	cargo run --quiet -- openapi > openapi/openapi.json
+
+fmt:
+	cargo fmt
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+## ci: what CI runs
+ci:
+	bash .ci/run
+
+## clean-test-data: drop databases and queues left by interrupted test runs
+clean-test-data: services
+	bash scripts/clean-test-data.sh
