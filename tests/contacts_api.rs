@@ -90,7 +90,11 @@ async fn a_contact_can_be_created_read_listed_replaced_patched_and_deleted() {
         .unwrap();
     assert_eq!(again.status(), 404, "a deleted contact cannot be updated");
     let delete_again = app.authed(Method::DELETE, &location).send().await.unwrap();
-    assert_eq!(delete_again.status(), 202, "deleting twice is safe to retry");
+    assert_eq!(
+        delete_again.status(),
+        202,
+        "deleting twice is safe to retry"
+    );
     assert_eq!(delete_again.json::<Value>().await.unwrap()["version"], 4);
 }
 
