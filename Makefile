@@ -1,14 +1,15 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: run test services unit schemathesis openapi fmt lint ci clean-test-data
+.PHONY: run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start SyncRoot all-in-one (API, workers) on 127.0.0.1:8080
 run: services
 	cargo run --release -- all
 
-## test: the whole test suite (unit, black-box, OpenAPI drift, schemathesis fuzzing)
-test: services unit schemathesis
+## test: the whole test suite (unit, black-box, OpenAPI drift, sandbox conformance with the
+## vendors' own clients, schemathesis fuzzing)
+test: services unit conformance schemathesis
 
 ## services: install and start Postgres and RabbitMQ if needed
 services:
@@ -17,8 +18,15 @@ services:
 unit:
 	cargo test --all-targets
 
+conformance:
+	bash scripts/conformance.sh
+
 schemathesis:
 	bash scripts/schemathesis.sh
+
+## sandbox: run only the local HubSpot (127.0.0.1:8091) and Salesforce (127.0.0.1:8092) sandboxes
+sandbox:
+	cargo run --release -- sandbox
 
 ## openapi: regenerate the committed spec from the code
 openapi:

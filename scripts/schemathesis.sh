@@ -16,7 +16,8 @@ key="schemathesis-key-$(date +%s%N)"
 log=$(mktemp)
 export SYNCROOT_API_LISTEN="127.0.0.1:$port" SYNCROOT_API_KEYS="$key" \
   SYNCROOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/syncroot_$tag" \
-  SYNCROOT_QUEUE_PREFIX="$tag" SYNCROOT_QUEUE_SHARDS=2 SYNCROOT_LOG=warn
+  SYNCROOT_QUEUE_PREFIX="$tag" SYNCROOT_QUEUE_SHARDS=2 SYNCROOT_LOG=warn \
+  SYNCROOT_SANDBOX_HUBSPOT_LISTEN=127.0.0.1:0 SYNCROOT_SANDBOX_SALESFORCE_LISTEN=127.0.0.1:0
 "$bin" all >"$log" 2>&1 &
 pid=$!
 cleanup() {

@@ -84,12 +84,14 @@ pub fn start_forwarder(
     Ok(tokio::spawn(fwd.run(shutdown)))
 }
 
-/// Everything in one process: migrations, the API and every worker.
+/// Everything in one process: migrations, the CRM sandboxes, the API and every worker.
 pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     store::migrate(&cfg.database).await?;
+    let sandboxes = crate::sandbox::start(&cfg.sandbox, shutdown.clone()).await?;
+    tracing::info!(hubspot = %sandboxes.hubspot_url(), salesforce = %sandboxes.salesforce_url(), "CRM sandboxes listening");
     let api = start_api(cfg, shutdown.clone()).await?;
     let forwarder = start_forwarder(cfg, shutdown.clone())?;
-    let _ = tokio::join!(api.task, forwarder);
+    let _ = tokio::join!(api.task, forwarder, sandboxes.task);
     Ok(())
 }
 

@@ -25,10 +25,12 @@ pub enum Command {
     Api,
     /// Run the forwarder: applies queued contact changes to Postgres.
     Forwarder,
-    /// Run everything in one process: migrations, the API and every worker.
+    /// Run everything in one process: migrations, the API, every worker and the CRM sandboxes.
     ///
     /// Generates and prints a development API key when none is configured.
     All,
+    /// Run the local HubSpot and Salesforce sandboxes (no CRM credentials needed).
+    Sandbox,
     /// Create the database if needed and apply migrations.
     Migrate,
     /// Print the OpenAPI document.

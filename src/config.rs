@@ -132,6 +132,81 @@ pub const KEYS: &[Key] = &[
         "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway",
     ),
     key(
+        "sandbox_hubspot_listen",
+        "127.0.0.1:8091",
+        "where the HubSpot sandbox listens (`sandbox`, `all`)",
+    ),
+    secret(
+        "sandbox_hubspot_token",
+        "pat-na1-sandbox-token",
+        "private-app token the HubSpot sandbox accepts",
+    ),
+    secret(
+        "sandbox_hubspot_client_secret",
+        "sandbox-hubspot-client-secret",
+        "client secret the HubSpot sandbox signs webhooks with",
+    ),
+    key(
+        "sandbox_hubspot_app_id",
+        "1160452",
+        "app id the HubSpot sandbox reports as sourceId of changes made with its token",
+    ),
+    key(
+        "sandbox_hubspot_burst_limit",
+        "100",
+        "HubSpot sandbox requests per rolling 10 s (Starter tier: 100)",
+    ),
+    key(
+        "sandbox_hubspot_daily_limit",
+        "250000",
+        "HubSpot sandbox requests per day",
+    ),
+    key(
+        "sandbox_hubspot_webhook_url",
+        "",
+        "where the HubSpot sandbox delivers webhooks (empty: none)",
+    ),
+    key(
+        "sandbox_salesforce_listen",
+        "127.0.0.1:8092",
+        "where the Salesforce sandbox listens (`sandbox`, `all`)",
+    ),
+    key(
+        "sandbox_salesforce_client_id",
+        "sandbox-sf-client-id",
+        "connected-app client id the Salesforce sandbox accepts",
+    ),
+    secret(
+        "sandbox_salesforce_client_secret",
+        "sandbox-sf-client-secret",
+        "connected-app client secret the Salesforce sandbox accepts",
+    ),
+    key(
+        "sandbox_salesforce_session_idle_secs",
+        "7200",
+        "idle time after which a Salesforce sandbox token is refused (INVALID_SESSION_ID)",
+    ),
+    key(
+        "sandbox_salesforce_daily_limit",
+        "100000",
+        "Salesforce sandbox API requests per 24 h",
+    ),
+    key(
+        "sandbox_salesforce_notify_url",
+        "",
+        "where the Salesforce sandbox posts change notifications (empty: none)",
+    ),
+    secret(
+        "sandbox_salesforce_notify_secret",
+        "sandbox-sf-notify-secret",
+        "HMAC key of the Salesforce sandbox's change notifications",
+    ),
+    key(
+        "sandbox_seed_fixtures",
+        "false",
+        "load a few fixture contacts into the sandboxes at start",
+    ),
+    key(
         "log",
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",
@@ -148,6 +223,27 @@ pub struct Config {
     pub forwarder: ForwarderConfig,
     pub shutdown_grace: Duration,
     pub log: LogConfig,
+    pub sandbox: SandboxSettings,
+}
+
+/// Settings of the local CRM sandboxes (`syncroot sandbox`, `syncroot all`).
+#[derive(Clone, Debug)]
+pub struct SandboxSettings {
+    pub hubspot_listen: SocketAddr,
+    pub hubspot_token: Secret,
+    pub hubspot_client_secret: Secret,
+    pub hubspot_app_id: u64,
+    pub hubspot_burst_limit: u32,
+    pub hubspot_daily_limit: u32,
+    pub hubspot_webhook_url: Option<String>,
+    pub salesforce_listen: SocketAddr,
+    pub salesforce_client_id: String,
+    pub salesforce_client_secret: Secret,
+    pub salesforce_session_idle: Duration,
+    pub salesforce_daily_limit: u32,
+    pub salesforce_notify_url: Option<String>,
+    pub salesforce_notify_secret: Secret,
+    pub seed_fixtures: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -335,6 +431,27 @@ impl Layers {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),
             },
+            sandbox: SandboxSettings {
+                hubspot_listen: p.socket_addr("sandbox_hubspot_listen"),
+                hubspot_token: Secret::new(p.raw("sandbox_hubspot_token")),
+                hubspot_client_secret: Secret::new(p.raw("sandbox_hubspot_client_secret")),
+                hubspot_app_id: p.ranged("sandbox_hubspot_app_id", 1, u64::MAX),
+                hubspot_burst_limit: p.ranged("sandbox_hubspot_burst_limit", 1, 1_000_000),
+                hubspot_daily_limit: p.ranged("sandbox_hubspot_daily_limit", 1, u32::MAX),
+                hubspot_webhook_url: p.optional_url("sandbox_hubspot_webhook_url"),
+                salesforce_listen: p.socket_addr("sandbox_salesforce_listen"),
+                salesforce_client_id: p.raw("sandbox_salesforce_client_id").to_owned(),
+                salesforce_client_secret: Secret::new(p.raw("sandbox_salesforce_client_secret")),
+                salesforce_session_idle: Duration::from_secs(p.ranged(
+                    "sandbox_salesforce_session_idle_secs",
+                    1,
+                    86_400 * 7,
+                )),
+                salesforce_daily_limit: p.ranged("sandbox_salesforce_daily_limit", 1, u32::MAX),
+                salesforce_notify_url: p.optional_url("sandbox_salesforce_notify_url"),
+                salesforce_notify_secret: Secret::new(p.raw("sandbox_salesforce_notify_secret")),
+                seed_fixtures: p.boolean("sandbox_seed_fixtures"),
+            },
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);
@@ -423,6 +540,32 @@ impl Parser<'_> {
             Err(e) => self.fail(name, format!("not a valid URL ({e})")),
         }
         Secret(raw)
+    }
+
+    fn optional_url(&mut self, name: &str) -> Option<String> {
+        let raw = self.raw(name).trim().to_owned();
+        if raw.is_empty() {
+            return None;
+        }
+        match url::Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(raw),
+            _ => {
+                self.fail(name, format!("'{raw}' is not an http(s) URL"));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str) -> bool {
+        match self.raw(name).trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => {
+                let other = other.to_owned();
+                self.fail(name, format!("'{other}' is not true or false"));
+                false
+            }
+        }
     }
 
     fn api_keys(&mut self) -> Vec<Secret> {

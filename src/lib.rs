@@ -14,6 +14,8 @@ pub mod config;
 pub mod domain;
 /// RabbitMQ: topology, confirmed publisher, message encoding.
 pub mod queue;
+/// Local HubSpot and Salesforce sandboxes that speak the vendors' wire protocols.
+pub mod sandbox;
 /// SIGTERM/SIGINT → one cancellation token.
 pub mod shutdown;
 /// Postgres: pool, migrations, queries.

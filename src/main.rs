@@ -62,6 +62,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             app::run_all(&cfg, shutdown::on_signal()).await
         }
+        Command::Sandbox => {
+            let running = syncroot::sandbox::start(&cfg.sandbox, shutdown::on_signal()).await?;
+            eprintln!(
+                "HubSpot sandbox:    {}\nSalesforce sandbox: {}",
+                running.hubspot_url(),
+                running.salesforce_url()
+            );
+            running.task.await.context("sandbox task")
+        }
         Command::Openapi | Command::Config => Ok(()),
     }
 }

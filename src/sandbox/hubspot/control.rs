@@ -1,0 +1,182 @@
+//! The control API under `/__sandbox/`: inspect and reset state, simulate edits made by a
+//! person in the CRM UI, inject faults, change quotas and the webhook target, and read the
+//! usage counters. It needs no token, is never rate-limited and is not counted.
+//!
+//! The paths and bodies match the Salesforce sandbox's control API.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+use super::counters::Counters;
+use super::errors::ApiError;
+use super::extract::HubJson;
+use super::faults::FaultsPatch;
+use super::state::{AppState, lock};
+use super::webhooks::ChangeSource;
+use super::wire::{PropertiesIn, Selection, contact_out, stringify};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/__sandbox/state", get(dump_state))
+        .route("/__sandbox/reset", post(reset))
+        .route("/__sandbox/ui/contacts", post(ui_create))
+        .route(
+            "/__sandbox/ui/contacts/{id}",
+            patch(ui_update).delete(ui_archive),
+        )
+        .route("/__sandbox/faults", get(get_faults).put(put_faults))
+        .route("/__sandbox/limits", get(get_limits).put(put_limits))
+        .route("/__sandbox/webhook", get(get_webhook).put(put_webhook))
+        .route("/__sandbox/counters", get(get_counters))
+        .route("/__sandbox/counters/reset", post(reset_counters))
+}
+
+fn bad_request(problems: Vec<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": problems.join("; ") })),
+    )
+        .into_response()
+}
+
+/// Every contact, archived ones included, with all its properties.
+async fn dump_state(State(state): State<AppState>) -> Response {
+    let store = lock(&state.store);
+    let contacts: Vec<_> = store
+        .all()
+        .map(|c| contact_out(c, &Selection::All, &state.schema))
+        .collect();
+    Json(json!({ "contacts": contacts })).into_response()
+}
+
+async fn reset(State(state): State<AppState>) -> StatusCode {
+    state.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn ui_create(
+    State(state): State<AppState>,
+    HubJson(body): HubJson<PropertiesIn>,
+) -> Result<Response, ApiError> {
+    let written = lock(&state.store).create(&stringify(&body.properties), Utc::now())?;
+    state.committed(1, &written.changes, ChangeSource::CrmUi);
+    let out = contact_out(&written.contact, &Selection::All, &state.schema);
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+async fn ui_update(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    HubJson(body): HubJson<PropertiesIn>,
+) -> Result<Response, ApiError> {
+    let written = lock(&state.store).update(id, &stringify(&body.properties), Utc::now())?;
+    state.committed(1, &written.changes, ChangeSource::CrmUi);
+    Ok(Json(contact_out(
+        &written.contact,
+        &Selection::All,
+        &state.schema,
+    ))
+    .into_response())
+}
+
+/// Unlike the API's archive, an unknown id is a 404 here, so tests notice a wrong id.
+async fn ui_archive(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    let change = lock(&state.store)
+        .archive(id, Utc::now())
+        .ok_or_else(ApiError::not_found)?;
+    state.committed(1, &[change], ChangeSource::CrmUi);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_faults(State(state): State<AppState>) -> Response {
+    Json(lock(&state.faults).clone()).into_response()
+}
+
+async fn put_faults(State(state): State<AppState>, Json(patch): Json<FaultsPatch>) -> Response {
+    let mut faults = lock(&state.faults);
+    if let Err(problems) = faults.apply(patch) {
+        return bad_request(problems);
+    }
+    let snapshot = faults.clone();
+    drop(faults);
+    state.webhooks.set_paused(snapshot.webhooks_paused);
+    Json(snapshot).into_response()
+}
+
+/// Partial update of the quotas; usage so far is kept.
+#[derive(Debug, Deserialize)]
+struct LimitsPatch {
+    burst_limit: Option<u32>,
+    daily_limit: Option<u32>,
+    search_limit_per_second: Option<u32>,
+}
+
+async fn get_limits(State(state): State<AppState>) -> Response {
+    Json(lock(&state.limiter).limits).into_response()
+}
+
+async fn put_limits(State(state): State<AppState>, Json(patch): Json<LimitsPatch>) -> Response {
+    let mut limiter = lock(&state.limiter);
+    let limits = &mut limiter.limits;
+    limits.burst_limit = patch.burst_limit.unwrap_or(limits.burst_limit);
+    limits.daily_limit = patch.daily_limit.unwrap_or(limits.daily_limit);
+    limits.search_limit_per_second = patch
+        .search_limit_per_second
+        .unwrap_or(limits.search_limit_per_second);
+    Json(limiter.limits).into_response()
+}
+
+/// `url`: a string sets the target, `null` or `""` stops deliveries, absent keeps it.
+#[derive(Debug, Deserialize)]
+struct WebhookPatch {
+    #[serde(default, deserialize_with = "present")]
+    url: Option<Option<String>>,
+    client_secret: Option<String>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+async fn get_webhook(State(state): State<AppState>) -> Response {
+    let target = lock(&state.webhooks.target).clone();
+    Json(json!({ "url": target.url, "client_secret_set": !target.client_secret.is_empty() }))
+        .into_response()
+}
+
+async fn put_webhook(State(state): State<AppState>, Json(patch): Json<WebhookPatch>) -> Response {
+    let url = patch.url.map(|u| u.filter(|s| !s.is_empty()));
+    if let Some(Some(raw)) = &url
+        && let Err(err) = url::Url::parse(raw)
+    {
+        return bad_request(vec![format!("url is not a valid URL: {err}")]);
+    }
+    {
+        let mut target = lock(&state.webhooks.target);
+        if let Some(url) = url {
+            target.url = url;
+        }
+        if let Some(secret) = patch.client_secret {
+            target.client_secret = secret;
+        }
+    }
+    get_webhook(State(state)).await
+}
+
+async fn get_counters(State(state): State<AppState>) -> Response {
+    Json(lock(&state.counters).clone()).into_response()
+}
+
+async fn reset_counters(State(state): State<AppState>) -> StatusCode {
+    *lock(&state.counters) = Counters::default();
+    StatusCode::NO_CONTENT
+}

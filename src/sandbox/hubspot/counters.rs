@@ -1,0 +1,79 @@
+//! Usage counters the control API exposes, so a benchmark can see how the client used the
+//! API: calls per route template, records carried per call, refusals and webhook deliveries.
+//!
+//! Only API traffic is counted; control-API calls never are.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// How many records the calls of one route carried (batch inputs, or 1 for single-record
+/// writes), so `sum / count` is the mean batch fill.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RecordsTally {
+    pub count: u64,
+    pub sum: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// Response extension a handler sets to report how many records its call carried.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordsCarried(pub usize);
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Counters {
+    /// `"<METHOD> <route template>"` → calls, including refused ones.
+    pub calls: BTreeMap<String, u64>,
+    pub calls_total: u64,
+    /// Records accepted by successful create, update, upsert and archive calls.
+    pub records_written: u64,
+    /// Per route, for calls that reached their handler.
+    pub records_per_call: BTreeMap<String, RecordsTally>,
+    /// 429s, whether from the quotas or from `force_429`.
+    pub rate_limited: u64,
+    /// Failures injected by `error_rate` or `outage`.
+    pub errors_injected: u64,
+    /// 401s for a missing or wrong token.
+    pub unauthorized: u64,
+    /// Webhook requests answered with a 2xx.
+    pub webhooks_sent: u64,
+    /// Events inside those requests.
+    pub webhook_events_sent: u64,
+    /// Delivery attempts that failed (non-2xx, timeout, connection error).
+    pub webhook_failures: u64,
+    /// Events given up on after the last attempt.
+    pub webhook_events_dropped: u64,
+}
+
+impl Counters {
+    pub fn count_call(&mut self, route: &str) {
+        *self.calls.entry(route.to_owned()).or_default() += 1;
+        self.calls_total += 1;
+    }
+
+    pub fn count_records(&mut self, route: &str, records: usize) {
+        let n = u64::try_from(records).unwrap_or(u64::MAX);
+        let tally = self.records_per_call.entry(route.to_owned()).or_default();
+        tally.count += 1;
+        tally.sum += n;
+        tally.max = tally.max.max(n);
+        // Lossy only beyond 2^53 records, far past anything a sandbox sees.
+        tally.mean = tally.sum as f64 / tally.count as f64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_per_call_tracks_mean_fill() {
+        let mut c = Counters::default();
+        c.count_records("POST /x", 100);
+        c.count_records("POST /x", 50);
+        let t = &c.records_per_call["POST /x"];
+        assert_eq!((t.count, t.sum, t.max), (2, 150, 100));
+        assert!((t.mean - 75.0).abs() < f64::EPSILON);
+    }
+}

@@ -1,0 +1,123 @@
+use super::*;
+use crate::sandbox::hubspot::config::CustomProperty;
+
+fn store() -> Store {
+    let custom = [CustomProperty {
+        name: "syncroot_id".into(),
+        unique: true,
+    }];
+    Store::new(Schema::new(&custom))
+}
+
+fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn create(store: &mut Store, pairs: &[(&str, &str)]) -> Result<Written, WriteError> {
+    store.create(&props(pairs), Utc::now())
+}
+
+#[test]
+fn create_sets_system_properties_and_reports_each_property() {
+    let mut s = store();
+    let written = create(
+        &mut s,
+        &[("email", "Ada@Example.com"), ("firstname", "Ada")],
+    );
+    let Ok(w) = written else {
+        panic!("create failed: {written:?}")
+    };
+    assert_eq!(
+        w.contact.properties.get("hs_object_id"),
+        Some(&w.contact.id.to_string())
+    );
+    assert_eq!(
+        w.contact.properties.get("email").map(String::as_str),
+        Some("ada@example.com")
+    );
+    assert!(w.contact.properties.contains_key("createdate"));
+    assert_eq!(w.changes.len(), 3);
+    assert_eq!(w.changes[0].kind, ChangeKind::Created);
+}
+
+#[test]
+fn duplicate_email_names_the_existing_id_case_insensitively() {
+    let mut s = store();
+    let first = create(&mut s, &[("email", "ada@example.com")]).map(|w| w.contact.id);
+    let again = create(&mut s, &[("email", "ADA@example.com")]);
+    assert_eq!(
+        again.err(),
+        first
+            .ok()
+            .map(|existing| WriteError::DuplicateEmail { existing })
+    );
+}
+
+#[test]
+fn archiving_frees_the_email_and_hides_the_record() {
+    let mut s = store();
+    let id = create(&mut s, &[("email", "ada@example.com")])
+        .map(|w| w.contact.id)
+        .unwrap_or(0);
+    assert!(s.archive(id, Utc::now()).is_some());
+    assert!(s.archive(id, Utc::now()).is_none());
+    assert!(matches!(
+        s.find(Some("email"), "ada@example.com", false),
+        Ok(None)
+    ));
+    assert!(matches!(s.find(None, &id.to_string(), true), Ok(Some(_))));
+    assert!(create(&mut s, &[("email", "ada@example.com")]).is_ok());
+}
+
+#[test]
+fn update_reports_only_changed_properties_and_clears_empty_ones() {
+    let mut s = store();
+    let id = create(&mut s, &[("firstname", "Ada"), ("lastname", "L")])
+        .map(|w| w.contact.id)
+        .unwrap_or(0);
+    let w = s.update(
+        id,
+        &props(&[("firstname", "Ada"), ("lastname", "")]),
+        Utc::now(),
+    );
+    let Ok(w) = w else { panic!("update failed") };
+    assert_eq!(w.changes.len(), 1);
+    assert!(!w.contact.properties.contains_key("lastname"));
+}
+
+#[test]
+fn rollback_restores_records_and_unique_index() {
+    let mut s = store();
+    let id = create(&mut s, &[("email", "a@x.io")])
+        .map(|w| w.contact.id)
+        .unwrap_or(0);
+    s.begin();
+    let _ = s.update(id, &props(&[("email", "b@x.io")]), Utc::now());
+    let _ = create(&mut s, &[("email", "c@x.io")]);
+    s.rollback();
+    assert_eq!(s.all().count(), 1);
+    assert!(matches!(
+        s.find(Some("email"), "a@x.io", false),
+        Ok(Some(_))
+    ));
+    assert!(matches!(s.find(Some("email"), "b@x.io", false), Ok(None)));
+}
+
+#[test]
+fn custom_unique_property_is_enforced_and_looked_up() {
+    let mut s = store();
+    let _ = create(&mut s, &[("syncroot_id", "sr-1")]);
+    let dup = create(&mut s, &[("syncroot_id", "sr-1")]);
+    assert!(matches!(dup, Err(WriteError::DuplicateUnique { .. })));
+    assert!(matches!(
+        s.find(Some("syncroot_id"), "sr-1", false),
+        Ok(Some(_))
+    ));
+    assert!(matches!(
+        s.find(Some("firstname"), "x", false),
+        Err(WriteError::NotIdProperty(_))
+    ));
+}

@@ -1,0 +1,241 @@
+//! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
+//! Lightning, inject faults, set usage, expire sessions, point the webhook, read counters.
+//!
+//! These routes need no token, are not counted and are never faulted. Paths and shapes are
+//! shared with the HubSpot sandbox so one test harness drives both. What it is not: anything
+//! Salesforce has; nothing here exists on a real org.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post, put};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::counters::Counters;
+use super::errors::SfErrors;
+use super::faults::FaultsPatch;
+use super::sobjects::contact_key;
+use super::state::{Sandbox, lock};
+use super::wire::Ordered;
+use super::{jwt, record, wire};
+
+type Shared = State<Arc<Sandbox>>;
+
+/// The `/__sandbox` routes.
+pub fn routes() -> Router<Arc<Sandbox>> {
+    Router::new()
+        .route("/__sandbox/state", get(state))
+        .route("/__sandbox/reset", post(reset))
+        .route("/__sandbox/ui/contacts", post(ui_create))
+        .route(
+            "/__sandbox/ui/contacts/{id}",
+            patch(ui_update).delete(ui_delete),
+        )
+        .route("/__sandbox/faults", get(faults).put(put_faults))
+        .route("/__sandbox/limits", get(limits).put(put_limits))
+        .route("/__sandbox/expire-sessions", post(expire_sessions))
+        .route("/__sandbox/webhook", get(webhook).put(put_webhook))
+        .route("/__sandbox/jwt", put(put_jwt))
+        .route("/__sandbox/counters", get(counters))
+        .route("/__sandbox/counters/reset", post(reset_counters))
+}
+
+fn ok(body: Value) -> Response {
+    wire::json(StatusCode::OK, &body)
+}
+
+fn bad_request(message: impl std::fmt::Display) -> Response {
+    wire::json(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": message.to_string()}),
+    )
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// `GET /__sandbox/state`: every Contact, recycled ones included, and the change log.
+async fn state(State(sb): Shared) -> Response {
+    /// Records are `Ordered` (not `Value`) so they keep Salesforce's field order.
+    #[derive(serde::Serialize)]
+    struct StateOut {
+        contacts: Vec<Ordered>,
+        changes: Vec<Value>,
+    }
+    let contacts = lock(&sb.store)
+        .all()
+        .map(|c| record::render(c, &sb.schema, &sb.default_version, None))
+        .collect();
+    let changes = lock(&sb.changes).iter().cloned().collect();
+    wire::json(StatusCode::OK, &StateOut { contacts, changes })
+}
+
+async fn reset(State(sb): Shared) -> Response {
+    sb.reset();
+    ok(json!({"reset": true}))
+}
+
+/// `POST /__sandbox/ui/contacts`: a person creates a Contact in Lightning.
+async fn ui_create(State(sb): Shared, body: Bytes) -> Response {
+    let result = (|| -> Result<Response, SfErrors> {
+        let fields = sb.schema.parse_write(&wire::parse_object(&body)?)?;
+        let actor = sb.ui_actor();
+        let id = sb
+            .write_one(|store, undo| store.create(fields, &actor, undo))?
+            .record
+            .id;
+        Ok(wire::json(
+            StatusCode::CREATED,
+            &wire::SaveResult::ok(&id, None),
+        ))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `PATCH /__sandbox/ui/contacts/{id}`: a person edits; answers the record as it now is.
+async fn ui_update(State(sb): Shared, Path(id): Path<String>, body: Bytes) -> Response {
+    let result = (|| -> Result<Response, SfErrors> {
+        let key = contact_key(&id)?;
+        let fields = sb.schema.parse_write(&wire::parse_object(&body)?)?;
+        let actor = sb.ui_actor();
+        let change = sb.write_one(|store, undo| store.update(&key, fields, &actor, undo))?;
+        let rec = record::render(&change.record, &sb.schema, &sb.default_version, None);
+        Ok(wire::json(StatusCode::OK, &rec))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `DELETE /__sandbox/ui/contacts/{id}`: a person deletes (to the recycle bin).
+async fn ui_delete(State(sb): Shared, Path(id): Path<String>) -> Response {
+    let result = (|| -> Result<Response, SfErrors> {
+        let key = contact_key(&id)?;
+        let actor = sb.ui_actor();
+        sb.write_one(|store, undo| store.delete(&key, &actor, undo))?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn faults(State(sb): Shared) -> Response {
+    ok(serde_json::to_value(&*lock(&sb.faults)).unwrap_or_default())
+}
+
+/// `PUT /__sandbox/faults`: partial update; answers the full settings.
+async fn put_faults(State(sb): Shared, body: Bytes) -> Response {
+    let patch: FaultsPatch = match parse(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let updated = {
+        let mut f = lock(&sb.faults);
+        f.apply(patch).map(|()| f.clone())
+    };
+    match updated {
+        Ok(f) => {
+            sb.outbox.set_paused(f.webhooks_paused);
+            ok(serde_json::to_value(f).unwrap_or_default())
+        }
+        Err(message) => bad_request(message),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsPatch {
+    daily_limit: Option<u32>,
+    used: Option<u32>,
+}
+
+async fn limits(State(sb): Shared) -> Response {
+    let m = lock(&sb.meter).clone();
+    ok(json!({"daily_limit": m.daily_limit, "used": m.used}))
+}
+
+async fn put_limits(State(sb): Shared, body: Bytes) -> Response {
+    let patch: LimitsPatch = match parse(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
+    let m = {
+        let mut m = lock(&sb.meter);
+        m.daily_limit = patch.daily_limit.unwrap_or(m.daily_limit);
+        m.used = patch.used.unwrap_or(m.used);
+        m.clone()
+    };
+    ok(json!({"daily_limit": m.daily_limit, "used": m.used}))
+}
+
+async fn expire_sessions(State(sb): Shared) -> Response {
+    lock(&sb.sessions).expire_all();
+    ok(json!({"expired": true}))
+}
+
+/// `GET /__sandbox/webhook`: the target URL; the secret is never shown.
+async fn webhook(State(sb): Shared) -> Response {
+    ok(json!({"url": sb.outbox.target().url}))
+}
+
+/// `PUT /__sandbox/webhook` with `{"url": …, "secret": …}`; either may be omitted, and a null
+/// `url` stops notifications.
+async fn put_webhook(State(sb): Shared, body: Bytes) -> Response {
+    let v: Value = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let url = match v.get("url") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(u)) if url::Url::parse(u).is_ok() => Some(Some(u.clone())),
+        Some(other) => {
+            return bad_request(format!("url must be an absolute URL or null, got {other}"));
+        }
+    };
+    let secret = match v.get("secret") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return bad_request(format!("secret must be a string, got {other}")),
+    };
+    sb.outbox.set_target(url, secret);
+    ok(json!({"url": sb.outbox.target().url}))
+}
+
+/// `PUT /__sandbox/jwt` with `{"certificate_pem": "-----BEGIN CERTIFICATE-----…"}` (or null):
+/// the connected app's certificate for the JWT bearer flow.
+async fn put_jwt(State(sb): Shared, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    struct JwtIn {
+        certificate_pem: Option<String>,
+    }
+    let input: JwtIn = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let cert = match input
+        .certificate_pem
+        .as_deref()
+        .map(jwt::parse_certificate)
+        .transpose()
+    {
+        Ok(c) => c,
+        Err(e) => return bad_request(e),
+    };
+    let enabled = cert.is_some();
+    *lock(&sb.jwt_certificate) = cert;
+    ok(json!({"jwt_bearer_enabled": enabled}))
+}
+
+async fn counters(State(sb): Shared) -> Response {
+    ok(lock(&sb.counters).snapshot())
+}
+
+async fn reset_counters(State(sb): Shared) -> Response {
+    *lock(&sb.counters) = Counters::default();
+    ok(json!({"reset": true}))
+}

@@ -1,0 +1,86 @@
+//! Counters for benchmarks and tests, served by `GET /__sandbox/counters`.
+//!
+//! What it is: how many calls each route template received (errors included), how many records
+//! were written and by which route, and webhook delivery figures. What it is not: Salesforce's
+//! API usage, which is `limits.rs` (the token endpoint and control API never count there).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+/// All counters; reset by `POST /__sandbox/counters/reset`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counters {
+    /// Calls per `"<METHOD> <route template>"` under `/services/data`, errors included.
+    pub calls: BTreeMap<String, u64>,
+    /// Records written (created, updated or deleted) per route template.
+    pub records: BTreeMap<String, u64>,
+    pub records_written: u64,
+    /// Calls refused with 403 `REQUEST_LIMIT_EXCEEDED` or a forced 429.
+    pub rate_limited: u64,
+    /// Calls answered with an injected `error_rate` error or an `outage` 503.
+    pub errors_injected: u64,
+    pub token_requests: u64,
+    /// Webhook deliveries answered with 2xx.
+    pub webhooks_sent: u64,
+    /// Change events inside those deliveries.
+    pub webhook_events_sent: u64,
+    /// Webhook attempts that failed (non-2xx, timeout or connection error); each retry counts.
+    pub webhook_failures: u64,
+}
+
+impl Counters {
+    pub fn call(&mut self, route: &str) {
+        *self.calls.entry(route.to_string()).or_default() += 1;
+    }
+
+    pub fn written(&mut self, route: &str, n: u64) {
+        if n > 0 {
+            *self.records.entry(route.to_string()).or_default() += n;
+            self.records_written += n;
+        }
+    }
+
+    /// The JSON served by the control API. `records_per_call` is, per write route, records
+    /// written divided by calls received (so failed calls lower it, as they cost a call).
+    pub fn snapshot(&self) -> Value {
+        let per_call: BTreeMap<&str, f64> = self
+            .records
+            .iter()
+            .map(|(route, n)| {
+                let calls = self.calls.get(route).copied().unwrap_or(1).max(1);
+                (route.as_str(), *n as f64 / calls as f64)
+            })
+            .collect();
+        json!({
+            "calls": self.calls,
+            "calls_total": self.calls.values().sum::<u64>(),
+            "records_written": self.records_written,
+            "records_per_call": per_call,
+            "rate_limited": self.rate_limited,
+            "errors_injected": self.errors_injected,
+            "token_requests": self.token_requests,
+            "webhooks_sent": self.webhooks_sent,
+            "webhook_events_sent": self.webhook_events_sent,
+            "webhook_failures": self.webhook_failures,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_per_call_is_batch_fill() {
+        let mut c = Counters::default();
+        let route = "POST /services/data/{version}/composite/sobjects";
+        c.call(route);
+        c.call(route);
+        c.written(route, 300);
+        let s = c.snapshot();
+        assert_eq!(s["calls_total"], 2);
+        assert_eq!(s["records_per_call"][route], 150.0);
+        assert_eq!(s["records_written"], 300);
+    }
+}

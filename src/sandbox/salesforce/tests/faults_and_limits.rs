@@ -1,0 +1,131 @@
+//! The daily allowance, `Sforce-Limit-Info`, and injected faults.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Harness, error_code, status_json};
+use crate::sandbox::salesforce::SalesforceSandboxConfig;
+
+#[tokio::test]
+async fn spent_allowance_gives_403_request_limit_exceeded() {
+    let h = Harness::start(SalesforceSandboxConfig::default()).await;
+    h.control(Method::PUT, "limits", json!({"daily_limit": 2}))
+        .await;
+    let first = h.api(Method::GET, "limits", None).await;
+    assert_eq!(first.headers()["sforce-limit-info"], "api-usage=1/2");
+    let (_, limits) = status_json(first).await;
+    assert_eq!(
+        limits["DailyApiRequests"],
+        json!({"Max": 2, "Remaining": 1})
+    );
+    assert_eq!(
+        h.api(Method::GET, "limits", None).await.status(),
+        StatusCode::OK
+    );
+    let refused = h.api(Method::GET, "limits", None).await;
+    assert_eq!(refused.headers()["sforce-limit-info"], "api-usage=2/2");
+    let (status, body) = status_json(refused).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        json!([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+    );
+
+    // The versions list needs no session and does not count.
+    let versions = h
+        .http
+        .get(format!("{}/services/data/", h.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.status(), StatusCode::OK);
+    assert!(versions.headers().get("sforce-limit-info").is_none());
+
+    h.control(Method::PUT, "limits", json!({"used": 0})).await;
+    assert_eq!(
+        h.api(Method::GET, "limits", None).await.status(),
+        StatusCode::OK
+    );
+    let counters = h.control(Method::GET, "counters", Value::Null).await;
+    assert_eq!(
+        (
+            counters["rate_limited"].as_u64(),
+            counters["calls_total"].as_u64()
+        ),
+        (Some(1), Some(5))
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_answer_with_salesforce_style_errors() {
+    let h = Harness::start(SalesforceSandboxConfig::default()).await;
+    let f = h
+        .control(Method::PUT, "faults", json!({"force_429": 1}))
+        .await;
+    assert_eq!(
+        (f["force_429"].as_u64(), f["error_status"].as_u64()),
+        (Some(1), Some(503))
+    );
+    let limited = h.api(Method::GET, "limits", None).await;
+    assert_eq!(
+        (
+            limited.status(),
+            limited.headers()["retry-after"].to_str().unwrap()
+        ),
+        (StatusCode::TOO_MANY_REQUESTS, "1")
+    );
+    assert_eq!(
+        h.api(Method::GET, "limits", None).await.status(),
+        StatusCode::OK
+    );
+
+    h.control(Method::PUT, "faults", json!({"outage": true}))
+        .await;
+    let (status, body) = status_json(h.api(Method::GET, "limits", None).await).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::SERVICE_UNAVAILABLE, "SERVER_UNAVAILABLE")
+    );
+    let token = h
+        .http
+        .post(format!("{}/services/oauth2/token", h.base))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    h.control(
+        Method::PUT,
+        "faults",
+        json!({"outage": false, "error_rate": 1.0, "error_status": 500}),
+    )
+    .await;
+    let (status, body) = status_json(h.api(Method::GET, "limits", None).await).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN_EXCEPTION")
+    );
+
+    let bad = h
+        .http
+        .put(format!("{}/__sandbox/faults", h.base))
+        .json(&json!({"error_rate": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    h.control(Method::POST, "reset", json!({})).await;
+    assert_eq!(
+        h.control(Method::GET, "faults", Value::Null).await["error_rate"],
+        0.0
+    );
+    let counters = h.control(Method::GET, "counters", Value::Null).await;
+    assert_eq!(
+        (
+            counters["rate_limited"].as_u64(),
+            counters["errors_injected"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+}
