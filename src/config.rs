@@ -132,6 +132,102 @@ pub const KEYS: &[Key] = &[
         "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway",
     ),
     key(
+        "crms",
+        "hubspot,salesforce",
+        "CRMs to deliver to, comma-separated (hubspot, salesforce); empty delivers nowhere",
+    ),
+    key(
+        "delivery_batching",
+        "true",
+        "group writes into the CRMs' batch endpoints (false: one call per contact per CRM)",
+    ),
+    key(
+        "delivery_linger_ms",
+        "20",
+        "how long a delivery worker waits for more changes before sending a partial batch",
+    ),
+    key(
+        "delivery_prefetch",
+        "1000",
+        "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",
+    ),
+    key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
+    key(
+        "hubspot_base_url",
+        "http://127.0.0.1:8091",
+        "HubSpot API base URL (https://api.hubapi.com; default: the local sandbox)",
+    ),
+    secret(
+        "hubspot_token",
+        "pat-na1-sandbox-token",
+        "HubSpot private-app access token",
+    ),
+    key(
+        "hubspot_id_property",
+        "email",
+        "HubSpot property identifying a contact before it is linked: email or a unique custom property",
+    ),
+    key(
+        "hubspot_field_map",
+        "",
+        "overrides of the HubSpot field mapping: field=property pairs, '-' leaves a field out (e.g. job_title=jobtitle,company=-)",
+    ),
+    key(
+        "hubspot_rate_limit",
+        "100",
+        "HubSpot requests per rolling 10 s SyncRoot allows itself (HubSpot's headers can only lower it)",
+    ),
+    key(
+        "salesforce_login_url",
+        "http://127.0.0.1:8092",
+        "Salesforce My Domain URL where /services/oauth2/token is (default: the local sandbox)",
+    ),
+    key(
+        "salesforce_client_id",
+        "sandbox-sf-client-id",
+        "Salesforce connected app consumer key (client-credentials flow)",
+    ),
+    secret(
+        "salesforce_client_secret",
+        "sandbox-sf-client-secret",
+        "Salesforce connected app consumer secret",
+    ),
+    key(
+        "salesforce_api_version",
+        "62.0",
+        "Salesforce REST API version",
+    ),
+    key(
+        "salesforce_external_id_field",
+        "SyncRoot_Id__c",
+        "Contact external-id field (unique, External ID) holding SyncRoot's contact id",
+    ),
+    key(
+        "salesforce_field_map",
+        "",
+        "overrides of the Salesforce field mapping: field=Field pairs, '-' leaves a field out (e.g. company=Company__c)",
+    ),
+    key(
+        "salesforce_last_name_placeholder",
+        "[not provided]",
+        "LastName sent for contacts without a last name (Salesforce requires one)",
+    ),
+    key(
+        "salesforce_match_by_email",
+        "true",
+        "link an existing Salesforce Contact with the same e-mail instead of creating a second one (one query per batch of new contacts)",
+    ),
+    key(
+        "salesforce_client_name",
+        "syncroot",
+        "client name sent in Sforce-Call-Options, so change events name SyncRoot as the writer",
+    ),
+    key(
+        "salesforce_rate_limit_per_second",
+        "0",
+        "Salesforce requests per second SyncRoot allows itself (0: unlimited; Salesforce limits per day)",
+    ),
+    key(
         "sandbox_hubspot_listen",
         "127.0.0.1:8091",
         "where the HubSpot sandbox listens (`sandbox`, `all`)",
@@ -224,6 +320,19 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log: LogConfig,
     pub sandbox: SandboxSettings,
+    pub delivery: DeliveryConfig,
+}
+
+/// Delivery to the CRMs.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// The enabled CRMs.
+    pub crms: Vec<crate::domain::Crm>,
+    pub batching: bool,
+    pub linger: Duration,
+    pub prefetch: u16,
+    pub hubspot: crate::providers::hubspot::HubspotSettings,
+    pub salesforce: crate::providers::salesforce::SalesforceSettings,
 }
 
 /// Settings of the local CRM sandboxes (`syncroot sandbox`, `syncroot all`).
@@ -431,6 +540,7 @@ impl Layers {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),
             },
+            delivery: p.delivery(),
             sandbox: SandboxSettings {
                 hubspot_listen: p.socket_addr("sandbox_hubspot_listen"),
                 hubspot_token: Secret::new(p.raw("sandbox_hubspot_token")),
@@ -540,6 +650,78 @@ impl Parser<'_> {
             Err(e) => self.fail(name, format!("not a valid URL ({e})")),
         }
         Secret(raw)
+    }
+
+    fn delivery(&mut self) -> DeliveryConfig {
+        use crate::providers::{hubspot, salesforce};
+        let batching = self.boolean("delivery_batching");
+        let timeout = Duration::from_millis(self.ranged("crm_timeout_ms", 100, 600_000));
+        let crms = self.crms();
+        let hs_fields = self.field_map("hubspot_field_map", &hubspot::default_fields());
+        let sf_fields = self.field_map("salesforce_field_map", &salesforce::default_fields());
+        DeliveryConfig {
+            crms,
+            batching,
+            linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
+            prefetch: self.ranged("delivery_prefetch", 1, 10_000),
+            hubspot: hubspot::HubspotSettings {
+                base_url: self.base_url("hubspot_base_url"),
+                token: Secret::new(self.raw("hubspot_token")),
+                id_property: self.raw("hubspot_id_property").trim().to_owned(),
+                fields: hs_fields,
+                rate_limit: self.ranged("hubspot_rate_limit", 1, 100_000),
+                batching,
+                timeout,
+            },
+            salesforce: salesforce::SalesforceSettings {
+                login_url: self.base_url("salesforce_login_url"),
+                client_id: self.raw("salesforce_client_id").trim().to_owned(),
+                client_secret: Secret::new(self.raw("salesforce_client_secret")),
+                api_version: self.raw("salesforce_api_version").trim().to_owned(),
+                external_id_field: self.raw("salesforce_external_id_field").trim().to_owned(),
+                fields: sf_fields,
+                last_name_placeholder: self.raw("salesforce_last_name_placeholder").to_owned(),
+                match_by_email: self.boolean("salesforce_match_by_email"),
+                client_name: self.raw("salesforce_client_name").trim().to_owned(),
+                rate_limit_per_second: self.ranged("salesforce_rate_limit_per_second", 0, 100_000),
+                batching,
+                timeout,
+            },
+        }
+    }
+
+    fn crms(&mut self) -> Vec<crate::domain::Crm> {
+        let raw = self.raw("crms").to_owned();
+        let mut crms = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.parse::<crate::domain::Crm>() {
+                Ok(c) if !crms.contains(&c) => crms.push(c),
+                Ok(_) => {}
+                Err(e) => self.fail("crms", e),
+            }
+        }
+        crms
+    }
+
+    fn field_map(
+        &mut self,
+        name: &str,
+        defaults: &[(crate::domain::fields::Field, Option<&str>)],
+    ) -> crate::providers::mapping::FieldMap {
+        let raw = self.raw(name).to_owned();
+        crate::providers::mapping::FieldMap::parse(defaults, &raw).unwrap_or_else(|e| {
+            self.fail(name, e);
+            crate::providers::mapping::FieldMap::defaults(defaults)
+        })
+    }
+
+    fn base_url(&mut self, name: &str) -> String {
+        let raw = self.raw(name).trim().trim_end_matches('/').to_owned();
+        match url::Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => self.fail(name, format!("'{raw}' is not an http(s) URL")),
+        }
+        raw
     }
 
     fn optional_url(&mut self, name: &str) -> Option<String> {

@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 /// Pure domain types: contact, e-mail, fields and their rules, queued changes.
 pub mod domain;
+/// CRM clients: the contract, HubSpot, Salesforce, field mapping, pacing.
+pub mod providers;
 /// RabbitMQ: topology, confirmed publisher, message encoding.
 pub mod queue;
 /// Local HubSpot and Salesforce sandboxes that speak the vendors' wire protocols.

@@ -5,9 +5,11 @@
 
 pub mod change;
 pub mod contact;
+pub mod crm;
 pub mod email;
 pub mod fields;
 
 pub use change::{ChangeOp, ContactChange};
 pub use contact::{ContactFields, ContactId};
+pub use crm::Crm;
 pub use email::Email;

@@ -1,0 +1,133 @@
+//! CRM clients: the contract every CRM implements ([`CrmClient`]), its error vocabulary
+//! ([`ProviderError`], classified once per CRM in that CRM's `errors.rs`), and what they share
+//! (field mapping, request pacing, the HTTP client).
+//!
+//! Each CRM lives in its own folder; its wire types never leave it.
+
+pub mod hubspot;
+pub mod mapping;
+pub mod pacing;
+pub mod salesforce;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::domain::{ContactFields, ContactId, Crm};
+
+/// One contact to bring up to date in a CRM.
+#[derive(Clone, Debug)]
+pub struct SyncItem {
+    pub contact_id: ContactId,
+    /// The contact version being delivered.
+    pub version: i64,
+    /// The contact's state; `None` when it is deleted and the remote record must go.
+    pub contact: Option<ContactFields>,
+    /// The linked remote record, once known.
+    pub remote_id: Option<String>,
+}
+
+/// What happened to one item of a batch.
+#[derive(Clone, Debug)]
+pub enum ItemOutcome {
+    /// The CRM holds this version. `remote_id` is the record (kept after a delete, for audit).
+    Synced { remote_id: Option<String> },
+    /// This item failed; [`ProviderError::is_retryable`] says whether trying again can help.
+    Failed(ProviderError),
+}
+
+/// Every way a CRM call can fail, in SyncRoot's vocabulary.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// Too many requests (HTTP 429, HubSpot `RATE_LIMIT`); wait `retry_after` if given.
+    #[error("rate limited by the CRM")]
+    RateLimited { retry_after: Option<Duration> },
+    /// The CRM's daily API allowance is spent (HubSpot policy `DAILY`, Salesforce
+    /// `REQUEST_LIMIT_EXCEEDED`); delivery pauses rather than failing contacts.
+    #[error("the CRM's daily API allowance is spent")]
+    QuotaExhausted { retry_after: Duration },
+    /// Connection failure, timeout or 5xx.
+    #[error("CRM unavailable: {0}")]
+    Unavailable(String),
+    /// Credentials refused even after a fresh login.
+    #[error("CRM refused the credentials: {0}")]
+    Unauthorized(String),
+    /// The CRM refused this record. `retryable` for transient codes such as Salesforce
+    /// `UNABLE_TO_LOCK_ROW`; validation errors are not.
+    #[error("CRM rejected the record: {code}: {message}")]
+    Rejected {
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+    /// The CRM answered something this client cannot read.
+    #[error("unexpected CRM response: {0}")]
+    Decode(String),
+}
+
+impl ProviderError {
+    /// Whether trying again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::QuotaExhausted { .. } | Self::Unavailable(_) => true,
+            Self::Rejected { retryable, .. } => *retryable,
+            Self::Unauthorized(_) | Self::Decode(_) => false,
+        }
+    }
+
+    /// How long the CRM asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            Self::QuotaExhausted { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// A short machine-readable code for status, logs and (later) dead-letter filters.
+    pub fn code(&self) -> &str {
+        match self {
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::QuotaExhausted { .. } => "QUOTA_EXHAUSTED",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Unauthorized(_) => "UNAUTHORIZED",
+            Self::Rejected { code, .. } => code,
+            Self::Decode(_) => "DECODE",
+        }
+    }
+}
+
+/// A CRM SyncRoot delivers contacts to.
+pub trait CrmClient: Send + Sync + 'static {
+    fn crm(&self) -> Crm;
+
+    /// Most items one call of [`CrmClient::sync`] takes: the CRM's batch cap (HubSpot 100,
+    /// Salesforce 200), or 1 when batching is switched off.
+    fn batch_cap(&self) -> usize;
+
+    /// Brings every item up to date: upserts live contacts (linking a person who already exists
+    /// in the CRM by e-mail instead of creating a second record), deletes tombstones (a record
+    /// already gone counts as deleted). Items are distinct contacts, at most `batch_cap`.
+    ///
+    /// Returns one outcome per item, in order; `Err` when the whole call failed and nothing is
+    /// known to have been written. Requests are paced by the CRM's rate-limit headers.
+    fn sync(
+        &self,
+        items: &[SyncItem],
+    ) -> impl Future<Output = Result<Vec<ItemOutcome>, ProviderError>> + Send;
+
+    /// Why delivery is paused (e.g. the daily allowance is spent, until when), if it is.
+    fn paused(&self) -> Option<String>;
+}
+
+/// The HTTP client every CRM client uses: bounded timeouts, no automatic retries (retries are
+/// SyncRoot's decision, made once per outcome), a User-Agent naming SyncRoot.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(8)
+        .user_agent(concat!("SyncRoot/", env!("CARGO_PKG_VERSION")))
+        .build()
+        // Building only fails when the TLS backend cannot initialise, which is a broken build.
+        .unwrap_or_default()
+}
