@@ -9,8 +9,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::domain::Crm;
+use crate::providers::CrmClient;
+use crate::providers::hubspot::HubspotClient;
+use crate::providers::salesforce::SalesforceClient;
 use crate::queue::publisher::Publisher;
+use crate::queue::topology::Topology;
 use crate::store;
+use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
 
 /// A running API server.
@@ -28,16 +34,19 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
     // The publisher outlives the HTTP server by the drain, so requests still in flight at
     // shutdown can finish publishing.
     let publisher_stop = CancellationToken::new();
+    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
     let (publisher, publisher_task) = Publisher::start(
         cfg.queue.clone(),
+        topology,
         cfg.api.publish_timeout,
+        "api",
         publisher_stop.clone(),
     );
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
-    let app = crate::api::router(db.clone(), publisher, &cfg.api);
+    let app = crate::api::router(db.clone(), publisher, &cfg.api, &cfg.delivery.crms);
     let pruner = tokio::spawn(prune_idempotency_keys(
         db,
         cfg.api.idempotency_ttl,
@@ -75,23 +84,97 @@ pub fn start_forwarder(
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let fwd = Forwarder::new(
-        db,
+    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
+    // The delivery publisher outlives consumption, so in-flight changes can finish handing on.
+    let publisher_stop = CancellationToken::new();
+    let (publisher, publisher_task) = Publisher::start(
         cfg.queue.clone(),
-        cfg.forwarder.clone(),
-        cfg.shutdown_grace,
+        topology.clone(),
+        cfg.api.publish_timeout,
+        "forwarder",
+        publisher_stop.clone(),
     );
-    Ok(tokio::spawn(fwd.run(shutdown)))
+    let fwd = Forwarder {
+        db,
+        queue: cfg.queue.clone(),
+        cfg: cfg.forwarder.clone(),
+        grace: cfg.shutdown_grace,
+        topology,
+        publisher,
+    };
+    Ok(tokio::spawn(async move {
+        fwd.run(shutdown).await;
+        publisher_stop.cancel();
+        let _ = publisher_task.await;
+    }))
 }
 
-/// Everything in one process: migrations, the CRM sandboxes, the API and every worker.
-pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Starts one delivery worker per enabled CRM; each handle ends after shutdown.
+pub fn start_delivery(
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
+    let d = &cfg.delivery;
+    let mut tasks = Vec::new();
+    for crm in &d.crms {
+        let task = match crm {
+            Crm::Hubspot => {
+                let client = HubspotClient::new(d.hubspot.clone());
+                tokio::spawn(
+                    worker(cfg, db.clone(), topology.clone(), client).run(shutdown.clone()),
+                )
+            }
+            Crm::Salesforce => {
+                let client = SalesforceClient::new(d.salesforce.clone());
+                tokio::spawn(
+                    worker(cfg, db.clone(), topology.clone(), client).run(shutdown.clone()),
+                )
+            }
+        };
+        tasks.push(task);
+    }
+    Ok(tasks)
+}
+
+fn worker<C: CrmClient>(
+    cfg: &Config,
+    db: sqlx::PgPool,
+    topology: Topology,
+    client: C,
+) -> DeliveryWorker<C> {
+    DeliveryWorker {
+        db,
+        queue: cfg.queue.clone(),
+        topology,
+        client: std::sync::Arc::new(client),
+        linger: cfg.delivery.linger,
+        prefetch: cfg.delivery.prefetch,
+    }
+}
+
+/// Everything in one process: migrations, the API and every worker — and, unless
+/// `with_sandboxes` is false, the CRM sandboxes, with delivery pointed at them.
+pub async fn run_all(
+    cfg: &Config,
+    with_sandboxes: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     store::migrate(&cfg.database).await?;
-    let sandboxes = crate::sandbox::start(&cfg.sandbox, shutdown.clone()).await?;
-    tracing::info!(hubspot = %sandboxes.hubspot_url(), salesforce = %sandboxes.salesforce_url(), "CRM sandboxes listening");
-    let api = start_api(cfg, shutdown.clone()).await?;
-    let forwarder = start_forwarder(cfg, shutdown.clone())?;
-    let _ = tokio::join!(api.task, forwarder, sandboxes.task);
+    let mut cfg = cfg.clone();
+    let mut tasks = Vec::new();
+    if with_sandboxes {
+        let sandboxes = crate::sandbox::start(&cfg.sandbox, shutdown.clone()).await?;
+        tracing::info!(hubspot = %sandboxes.hubspot_url(), salesforce = %sandboxes.salesforce_url(), "CRM sandboxes listening");
+        crate::sandbox::point_delivery_at(&mut cfg, &sandboxes);
+        tasks.push(sandboxes.task);
+    }
+    let api = start_api(&cfg, shutdown.clone()).await?;
+    tasks.push(api.task);
+    tasks.push(start_forwarder(&cfg, shutdown.clone())?);
+    tasks.extend(start_delivery(&cfg, shutdown)?);
+    futures_util::future::join_all(tasks).await;
     Ok(())
 }
 

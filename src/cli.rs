@@ -25,10 +25,17 @@ pub enum Command {
     Api,
     /// Run the forwarder: applies queued contact changes to Postgres.
     Forwarder,
+    /// Run the delivery workers: bring each enabled CRM up to date (one active per CRM).
+    Delivery,
     /// Run everything in one process: migrations, the API, every worker and the CRM sandboxes.
     ///
-    /// Generates and prints a development API key when none is configured.
-    All,
+    /// Delivery goes to the sandboxes unless --no-sandboxes is given. Generates and prints a
+    /// development API key when none is configured.
+    All {
+        /// Don't start the sandboxes; deliver to the CRMs the configuration names.
+        #[arg(long)]
+        no_sandboxes: bool,
+    },
     /// Run the local HubSpot and Salesforce sandboxes (no CRM credentials needed).
     Sandbox,
     /// Create the database if needed and apply migrations.

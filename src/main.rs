@@ -52,7 +52,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("forwarder task")
         }
-        Command::All => {
+        Command::Delivery => {
+            let stop = shutdown::on_signal();
+            futures_util::future::join_all(app::start_delivery(&cfg, stop)?).await;
+            Ok(())
+        }
+        Command::All { no_sandboxes } => {
             if cfg.api.keys.is_empty() {
                 let key = development_key();
                 eprintln!(
@@ -60,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 cfg.api.keys = vec![Secret::new(key)];
             }
-            app::run_all(&cfg, shutdown::on_signal()).await
+            app::run_all(&cfg, !no_sandboxes, shutdown::on_signal()).await
         }
         Command::Sandbox => {
             let running = syncroot::sandbox::start(&cfg.sandbox, shutdown::on_signal()).await?;

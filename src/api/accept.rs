@@ -177,7 +177,7 @@ async fn publish_and_commit(
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
     change: &ContactChange,
 ) -> Result<(), ApiError> {
-    if let Err(e) = state.publisher.publish(change).await {
+    if let Err(e) = state.publisher.publish_change(change).await {
         // Dropping `tx` rolls the head back: the write was not accepted.
         return Err(match e {
             PublishError::Unavailable => {

@@ -11,10 +11,13 @@ use super::accept::{self, Modification, Reply, db_unavailable};
 use super::auth::Principal;
 use super::extract::{ContactPath, JsonBody, LIST_LIMIT_DEFAULT, ListQuery, idempotency_key};
 use super::problem::{ApiError, Problem};
-use super::schema::{AcceptedOut, ContactIn, ContactOut, ContactPage, ContactPatch};
+use super::schema::{
+    AcceptedOut, ContactIn, ContactOut, ContactPage, ContactPatch, SyncState, SyncStatusOut,
+};
 use crate::domain::fields::validate_members;
 use crate::domain::{ContactFields, ContactId};
 use crate::store::contacts;
+use crate::store::links::{self, LinkRow};
 
 pub const TAG: &str = "contacts";
 
@@ -75,7 +78,14 @@ pub async fn get(
         .await
         .map_err(db_unavailable)?
     {
-        Some(row) if row.deleted_at.is_none() => Ok(axum::Json(row.into())),
+        Some(row) if row.deleted_at.is_none() => {
+            let links = links::for_contacts(&state.db, &[id.0])
+                .await
+                .map_err(db_unavailable)?;
+            let mut out = ContactOut::from(row);
+            out.sync = sync_status(&state.crms, out.version, links.into_iter().map(|(_, l)| l));
+            Ok(axum::Json(out))
+        }
         Some(_) => Err(ApiError::NotFound(format!("contact {id} was deleted"))),
         None => Err(ApiError::NotFound(format!(
             "no contact has id {id} (a contact just created appears once it is applied)"
@@ -120,10 +130,22 @@ pub async fn list(
     } else {
         None
     };
-    Ok(axum::Json(ContactPage {
-        items: rows.into_iter().map(Into::into).collect(),
-        next_cursor,
-    }))
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id.0).collect();
+    let mut links = links::for_contacts(&state.db, &ids)
+        .await
+        .map_err(db_unavailable)?;
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            let mut out = ContactOut::from(row);
+            let mine = links
+                .extract_if(.., |(cid, _)| *cid == out.id)
+                .map(|(_, l)| l);
+            out.sync = sync_status(&state.crms, out.version, mine);
+            out
+        })
+        .collect();
+    Ok(axum::Json(ContactPage { items, next_cursor }))
 }
 
 /// Replace a contact.
@@ -239,6 +261,50 @@ fn accepted(reply: Reply) -> Response {
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     resp
+}
+
+/// Each enabled CRM's delivery state for a contact at `version`.
+fn sync_status(
+    crms: &[crate::domain::Crm],
+    version: i64,
+    links: impl Iterator<Item = LinkRow>,
+) -> std::collections::BTreeMap<String, SyncStatusOut> {
+    let links: Vec<LinkRow> = links.collect();
+    crms.iter()
+        .map(|crm| {
+            let link = links.iter().find(|l| l.crm == crm.as_str());
+            let status = match link {
+                None => SyncStatusOut {
+                    state: SyncState::Pending,
+                    remote_id: None,
+                    synced_version: None,
+                    last_attempt_at: None,
+                    last_error: None,
+                },
+                Some(l) => SyncStatusOut {
+                    state: link_state(l, version),
+                    remote_id: l.remote_id.clone(),
+                    synced_version: l.synced_version,
+                    last_attempt_at: Some(l.last_attempt_at),
+                    last_error: l.last_error.clone(),
+                },
+            };
+            (crm.as_str().to_owned(), status)
+        })
+        .collect()
+}
+
+/// Synced when the CRM holds the current version; retrying or failed when the last attempt at
+/// the current version ended so; pending otherwise (a newer version is on its way).
+fn link_state(l: &LinkRow, version: i64) -> SyncState {
+    if l.synced_version.is_some_and(|v| v >= version) {
+        return SyncState::Synced;
+    }
+    match l.state.as_str() {
+        "retrying" if l.attempt_version >= version => SyncState::Retrying,
+        "failed" if l.attempt_version >= version => SyncState::Failed,
+        _ => SyncState::Pending,
+    }
 }
 
 fn encode_cursor(id: ContactId) -> String {

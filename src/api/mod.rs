@@ -34,6 +34,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub max_body_bytes: usize,
     pub idempotency_ttl: Duration,
+    /// The enabled CRMs, each shown in a contact's `sync` section.
+    pub crms: Vec<crate::domain::Crm>,
     /// The rendered OpenAPI document, served at `/openapi.json`.
     pub spec: Arc<String>,
 }
@@ -104,13 +106,19 @@ pub fn openapi_pretty() -> String {
 }
 
 /// The complete application router.
-pub fn router(db: PgPool, publisher: Publisher, cfg: &crate::config::ApiConfig) -> Router {
+pub fn router(
+    db: PgPool,
+    publisher: Publisher,
+    cfg: &crate::config::ApiConfig,
+    crms: &[crate::domain::Crm],
+) -> Router {
     let (routes, spec) = routes(Arc::new(ApiKeys::new(&cfg.keys)));
     let state = AppState {
         db,
         publisher,
         max_body_bytes: cfg.max_body_bytes,
         idempotency_ttl: cfg.idempotency_ttl,
+        crms: crms.to_vec(),
         spec: Arc::new(spec.to_pretty_json().unwrap_or_default()),
     };
     routes

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::contact::{ContactFields, ContactId};
+use super::crm::Crm;
 
 /// The wire format's version; a consumer refuses versions it does not know.
 pub const CHANGE_FORMAT_VERSION: u32 = 1;
@@ -41,4 +42,17 @@ pub struct ContactChange {
     /// When the contact was first accepted (its `created_at`).
     pub created_at: DateTime<Utc>,
     pub contact: ContactFields,
+}
+
+/// "Bring this contact up to date in this CRM": published by the forwarder once a change is
+/// persisted, one per enabled CRM. It carries only ids; the delivery worker reads the contact's
+/// current state, so several tasks for one contact coalesce into one write of the newest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryTask {
+    /// Wire format version, [`CHANGE_FORMAT_VERSION`].
+    pub v: u32,
+    pub contact_id: ContactId,
+    /// The contact version persisted when the task was published.
+    pub version: i64,
+    pub crm: Crm,
 }

@@ -4,7 +4,7 @@
 use lapin::BasicProperties;
 
 use crate::domain::ContactChange;
-use crate::domain::change::CHANGE_FORMAT_VERSION;
+use crate::domain::change::{CHANGE_FORMAT_VERSION, DeliveryTask};
 
 /// AMQP `type` of contact changes.
 pub const CHANGE_TYPE: &str = "syncroot.contact.change";
@@ -30,7 +30,29 @@ pub fn encode(change: &ContactChange) -> (Vec<u8>, BasicProperties) {
     (body, props)
 }
 
+/// AMQP `type` of delivery tasks.
+pub const DELIVERY_TYPE: &str = "syncroot.delivery";
+
+pub fn encode_delivery(task: &DeliveryTask) -> (Vec<u8>, BasicProperties) {
+    let body = serde_json::to_vec(task).unwrap_or_default();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_type(DELIVERY_TYPE.into());
+    (body, props)
+}
+
 pub fn decode(body: &[u8]) -> Result<ContactChange, DecodeError> {
+    decode_versioned(body)
+}
+
+pub fn decode_delivery(body: &[u8]) -> Result<DeliveryTask, DecodeError> {
+    decode_versioned(body)
+}
+
+/// Reads the format version first, so a message from a newer build is refused by its version
+/// rather than by whatever field it happens to lack.
+fn decode_versioned<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     #[derive(serde::Deserialize)]
     struct Version {
         v: u32,

@@ -19,6 +19,7 @@ use super::envelope;
 use super::topology::Topology;
 use crate::config::QueueConfig;
 use crate::domain::ContactChange;
+use crate::domain::change::DeliveryTask;
 
 /// Why a change was not confirmed; in every case the caller must treat it as not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,7 @@ struct Link {
 struct Inner {
     cfg: QueueConfig,
     topology: Topology,
+    role: &'static str,
     confirm_timeout: Duration,
     link: RwLock<Option<Link>>,
     /// Wakes the connection task when a publish saw the channel fail.
@@ -57,13 +59,17 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts the connection task; the publisher is usable as soon as it has connected.
+    /// `role` names the connection (`api`, `forwarder`) in the broker's management UI.
     pub fn start(
         cfg: QueueConfig,
+        topology: Topology,
         confirm_timeout: Duration,
+        role: &'static str,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let inner = Arc::new(Inner {
-            topology: Topology::new(&cfg),
+            topology,
+            role,
             cfg,
             confirm_timeout,
             link: RwLock::new(None),
@@ -83,11 +89,31 @@ impl Publisher {
             .is_some_and(|l| l.conn.status().connected() && l.channel.status().connected())
     }
 
-    /// Publishes a change to its shard and waits for the broker's confirm.
-    pub async fn publish(&self, change: &ContactChange) -> Result<(), PublishError> {
+    /// Publishes a change to its contact's shard and waits for the broker's confirm.
+    pub async fn publish_change(&self, change: &ContactChange) -> Result<(), PublishError> {
         let (body, props) = envelope::encode(change);
-        let routing_key = self.inner.topology.routing_key(change.contact_id);
-        let exchange = self.inner.topology.contacts_exchange();
+        let topology = &self.inner.topology;
+        let key = topology.routing_key(change.contact_id);
+        self.publish(&topology.contacts_exchange(), &key, &body, props)
+            .await
+    }
+
+    /// Publishes a delivery task to its CRM's queue and waits for the broker's confirm.
+    pub async fn publish_delivery(&self, task: &DeliveryTask) -> Result<(), PublishError> {
+        let (body, props) = envelope::encode_delivery(task);
+        let exchange = self.inner.topology.deliveries_exchange();
+        self.publish(&exchange, task.crm.as_str(), &body, props)
+            .await
+    }
+
+    /// Publishes a message, persistent and mandatory, and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: lapin::BasicProperties,
+    ) -> Result<(), PublishError> {
         let timeout = self.inner.confirm_timeout;
         let guard = self.inner.link.read().await;
         let link = guard.as_ref().ok_or(PublishError::Unavailable)?;
@@ -101,13 +127,7 @@ impl Publisher {
         let outcome = tokio::time::timeout(timeout, async {
             let confirm = link
                 .channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    routing_key.as_str().into(),
-                    opts,
-                    &body,
-                    props,
-                )
+                .basic_publish(exchange.into(), routing_key.into(), opts, body, props)
                 .await?;
             confirm.await
         })
@@ -170,7 +190,7 @@ async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
 type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
 
 async fn open(inner: &Inner) -> Result<(Link, Events), lapin::Error> {
-    let conn = super::connect(&inner.cfg, "api").await?;
+    let conn = super::connect(&inner.cfg, inner.role).await?;
     let events: Events = Box::pin(conn.events_listener());
     let channel = conn.create_channel().await?;
     inner.topology.declare(&channel).await?;

@@ -5,7 +5,14 @@
 //!                                                            │ rejected / over delivery limit
 //!                                                            ▼
 //!                                    {prefix}.dead-letter (fanout) ──▶ {prefix}.dead-letter (quorum)
+//!
+//! {prefix}.deliveries (direct) ──routing key = CRM──▶ {prefix}.deliver.{crm}  (quorum, single active consumer)
 //! ```
+//!
+//! **One delivery path per CRM.** The forwarder, once it has persisted a change, publishes one
+//! small delivery task per enabled CRM. Each CRM's queue is consumed by one active delivery
+//! worker at a time, so a CRM that is down or rate-limited holds up only its own queue, and
+//! pacing to that CRM's allowance happens in one place.
 //!
 //! **Per-contact order.** A contact's changes are routed by its id to one shard queue. Each
 //! shard queue has `x-single-active-consumer`, so however many forwarders run, one consumes a
@@ -23,7 +30,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
 use crate::config::QueueConfig;
-use crate::domain::ContactId;
+use crate::domain::{ContactId, Crm};
 
 /// Names derived from the configured prefix and shard count.
 #[derive(Clone, Debug)]
@@ -31,15 +38,26 @@ pub struct Topology {
     pub prefix: String,
     pub shards: u16,
     pub delivery_limit: u32,
+    /// CRMs with a delivery queue.
+    pub crms: Vec<Crm>,
 }
 
 impl Topology {
-    pub fn new(cfg: &QueueConfig) -> Self {
+    pub fn new(cfg: &QueueConfig, crms: &[Crm]) -> Self {
         Self {
             prefix: cfg.prefix.clone(),
             shards: cfg.shards,
             delivery_limit: cfg.delivery_limit,
+            crms: crms.to_vec(),
         }
+    }
+
+    pub fn deliveries_exchange(&self) -> String {
+        format!("{}.deliveries", self.prefix)
+    }
+
+    pub fn delivery_queue(&self, crm: Crm) -> String {
+        format!("{}.deliver.{crm}", self.prefix)
     }
 
     pub fn contacts_exchange(&self) -> String {
@@ -66,62 +84,43 @@ impl Topology {
     /// Every queue this topology declares (for tests and tooling that clean up).
     pub fn queues(&self) -> Vec<String> {
         let mut q: Vec<String> = (0..self.shards).map(|s| self.shard_queue(s)).collect();
+        q.extend(self.crms.iter().map(|c| self.delivery_queue(*c)));
         q.push(self.dead_letter_queue());
         q
     }
 
     /// Declares everything; safe to call from every process, every time it connects.
     pub async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
         let dlx = self.dead_letter_exchange();
-        ch.exchange_declare(
-            dlx.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-        let dlq = self.dead_letter_queue();
-        ch.queue_declare(dlq.as_str().into(), durable_queue(), quorum_args())
-            .await?;
-        ch.queue_bind(
-            dlq.as_str().into(),
-            dlx.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+        declare_exchange(ch, &dlx, ExchangeKind::Fanout).await?;
+        bind_queue(ch, &self.dead_letter_queue(), quorum_args(), &dlx, "").await?;
 
-        let exchange = self.contacts_exchange();
-        ch.exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+        let contacts = self.contacts_exchange();
+        declare_exchange(ch, &contacts, ExchangeKind::Direct).await?;
         for shard in 0..self.shards {
-            let q = self.shard_queue(shard);
-            ch.queue_declare(q.as_str().into(), durable_queue(), self.shard_args())
-                .await?;
             let key = shard.to_string();
-            ch.queue_bind(
-                q.as_str().into(),
-                exchange.as_str().into(),
-                key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
+            bind_queue(
+                ch,
+                &self.shard_queue(shard),
+                self.work_args(),
+                &contacts,
+                &key,
             )
             .await?;
+        }
+
+        let deliveries = self.deliveries_exchange();
+        declare_exchange(ch, &deliveries, ExchangeKind::Direct).await?;
+        for crm in &self.crms {
+            let queue = self.delivery_queue(*crm);
+            bind_queue(ch, &queue, self.work_args(), &deliveries, crm.as_str()).await?;
         }
         Ok(())
     }
 
-    fn shard_args(&self) -> FieldTable {
+    /// Arguments of every work queue: quorum, one active consumer, a delivery limit, and
+    /// at-least-once dead-lettering.
+    fn work_args(&self) -> FieldTable {
         let mut args = quorum_args();
         args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
         args.insert(
@@ -136,6 +135,40 @@ impl Topology {
         args.insert("x-overflow".into(), long("reject-publish"));
         args
     }
+}
+
+async fn declare_exchange(
+    ch: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(name.into(), kind, durable, FieldTable::default())
+        .await
+}
+
+/// Declares a durable queue and binds it to `exchange` with `key`.
+async fn bind_queue(
+    ch: &Channel,
+    queue: &str,
+    args: FieldTable,
+    exchange: &str,
+    key: &str,
+) -> Result<(), lapin::Error> {
+    ch.queue_declare(queue.into(), durable_queue(), args)
+        .await?;
+    let opts = QueueBindOptions::default();
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        opts,
+        FieldTable::default(),
+    )
+    .await
 }
 
 fn durable_queue() -> QueueDeclareOptions {

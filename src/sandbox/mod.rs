@@ -87,3 +87,13 @@ pub async fn start(
         task,
     })
 }
+
+/// Points delivery at running sandboxes: their URLs and the credentials they accept.
+pub fn point_delivery_at(cfg: &mut crate::config::Config, running: &RunningSandboxes) {
+    let (s, d) = (&cfg.sandbox, &mut cfg.delivery);
+    d.hubspot.base_url = running.hubspot_url();
+    d.hubspot.token = s.hubspot_token.clone();
+    d.salesforce.login_url = running.salesforce_url();
+    d.salesforce.client_id = s.salesforce_client_id.clone();
+    d.salesforce.client_secret = s.salesforce_client_secret.clone();
+}

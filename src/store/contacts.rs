@@ -22,13 +22,23 @@ pub struct ContactRow {
     pub deleted_at: Option<DateTime<Utc>>,
 }
 
+/// What applying a change did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The row now holds this change.
+    New,
+    /// The row already held this very change (a redelivery).
+    Already,
+    /// The row holds a newer change; this one is stale.
+    Stale,
+}
+
 /// Applies a change unless the row already holds this change or a newer one.
 ///
 /// Order is `(version, updated_at)`: the sequence number first, and the acceptance time as the
 /// tie-break for the one case two changes can share a number (the API's commit failed after the
 /// broker had confirmed, so the next change reused the number; the later one wins).
-/// Returns whether the row changed.
-pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<bool, sqlx::Error> {
+pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<Applied, sqlx::Error> {
     let c = &change.contact;
     let deleted_at = (change.op == ChangeOp::Delete).then_some(change.accepted_at);
     let done = sqlx::query(
@@ -57,7 +67,19 @@ pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<bool, sqlx::
     .bind(change.message_id)
     .execute(pool)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 1 {
+        return Ok(Applied::New);
+    }
+    let holder: Option<Uuid> =
+        sqlx::query_scalar("SELECT last_message_id FROM contacts WHERE id = $1")
+            .bind(change.contact_id.0)
+            .fetch_optional(pool)
+            .await?;
+    Ok(if holder == Some(change.message_id) {
+        Applied::Already
+    } else {
+        Applied::Stale
+    })
 }
 
 const COLUMNS: &str = "id, version, email, first_name, last_name, phone, company, job_title, created_at, updated_at, deleted_at";

@@ -6,6 +6,7 @@
 pub mod contacts;
 pub mod heads;
 pub mod idempotency;
+pub mod links;
 
 use std::time::Duration;
 

@@ -1,21 +1,25 @@
-//! The forwarder: consumes contact changes from every shard queue and persists them.
+//! The forwarder: consumes contact changes from every shard queue, persists them, and hands
+//! each persisted change to every enabled CRM's delivery queue.
 //!
-//! Each delivery is acknowledged only after its change is committed in Postgres, so a crash at
-//! any point means redelivery, and redelivery is harmless: the database keeps the newest
-//! `(version, updated_at)` and ignores anything older or equal.
+//! A delivery is acknowledged only after its change is committed in Postgres **and** its
+//! delivery tasks are confirmed by the broker, so a crash at any point means redelivery, and
+//! redelivery is harmless: the database keeps the newest `(version, updated_at)` and ignores
+//! anything older or equal, and a redelivered change that is still the newest publishes its
+//! delivery tasks again (the delivery worker skips what a CRM already holds).
 //!
 //! Dispositions, decided in [`handle`]:
-//! - applied, or already applied → ack;
-//! - not a change this build can read (malformed, unknown version) or the handler panicked →
-//!   reject without requeue: RabbitMQ dead-letters it (at-least-once) with the reason;
-//! - Postgres unavailable → keep the message and retry with capped backoff until it works or
-//!   the process shuts down (then it is requeued by the broker), so an outage never burns the
-//!   delivery limit.
+//! - applied (or already applied) and handed on → ack; stale → ack;
+//! - not a change this build can read (malformed, unknown version), a change Postgres refuses,
+//!   or a handler that panicked → reject without requeue: RabbitMQ dead-letters it
+//!   (at-least-once) with the reason;
+//! - Postgres or the broker unavailable → keep the message and retry with capped backoff until
+//!   it works or the process shuts down (then the broker requeues it), so an outage never burns
+//!   the delivery limit.
 //!
 //! Shutdown: cancel the consumers, let in-flight changes finish within the grace period, close.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,8 +36,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ForwarderConfig, QueueConfig};
+use crate::domain::change::{CHANGE_FORMAT_VERSION, DeliveryTask};
+use crate::domain::{ContactChange, Crm};
+use crate::queue::publisher::Publisher;
 use crate::queue::{self, envelope, topology::Topology};
-use crate::store::contacts;
+use crate::store::contacts::{self, Applied};
 
 /// Why a consuming session ended other than by shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -51,21 +58,19 @@ pub struct Forwarder {
     pub queue: QueueConfig,
     pub cfg: ForwarderConfig,
     pub grace: Duration,
-    /// True while consuming; for readiness reporting.
-    pub consuming: Arc<AtomicBool>,
+    pub topology: Topology,
+    /// Publishes delivery tasks; its own connection, confirm mode.
+    pub publisher: Publisher,
+}
+
+/// What one change's handler needs.
+struct Ctx {
+    db: PgPool,
+    publisher: Publisher,
+    crms: Vec<Crm>,
 }
 
 impl Forwarder {
-    pub fn new(db: PgPool, queue: QueueConfig, cfg: ForwarderConfig, grace: Duration) -> Self {
-        Self {
-            db,
-            queue,
-            cfg,
-            grace,
-            consuming: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
     /// Runs until `shutdown` is cancelled, reconnecting to RabbitMQ with capped backoff.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut attempt = 0u32;
@@ -76,7 +81,6 @@ impl Forwarder {
                     tracing::warn!(error = %e, attempt, "forwarder lost RabbitMQ; reconnecting")
                 }
             }
-            self.consuming.store(false, Ordering::Relaxed);
             let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
             attempt = attempt.saturating_add(1);
             tokio::select! {
@@ -84,7 +88,6 @@ impl Forwarder {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
-        self.consuming.store(false, Ordering::Relaxed);
         tracing::info!("forwarder stopped");
     }
 
@@ -92,29 +95,29 @@ impl Forwarder {
     async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let conn = queue::connect(&self.queue, "forwarder").await?;
         let channel = conn.create_channel().await?;
-        let topology = Topology::new(&self.queue);
-        topology.declare(&channel).await?;
+        self.topology.declare(&channel).await?;
         channel
             .basic_qos(self.cfg.prefetch, BasicQosOptions { global: false })
             .await?;
         let mut consumers = SelectAll::new();
         let mut tags = Vec::new();
-        for shard in 0..topology.shards {
+        for shard in 0..self.topology.shards {
+            let queue = self.topology.shard_queue(shard);
+            let opts = BasicConsumeOptions::default();
             let c = channel
                 .basic_consume(
-                    topology.shard_queue(shard).as_str().into(),
+                    queue.as_str().into(),
                     "".into(),
-                    BasicConsumeOptions::default(),
+                    opts,
                     FieldTable::default(),
                 )
                 .await?;
             tags.push(c.tag());
             consumers.push(c);
         }
-        self.consuming.store(true, Ordering::Relaxed);
-        tracing::info!(shards = topology.shards, "forwarder consuming");
+        tracing::info!(shards = self.topology.shards, "forwarder consuming");
         let outcome = self.consume(&mut consumers, shutdown).await;
-        self.stop(&channel, &conn, tags, outcome.is_ok()).await;
+        stop(&channel, &conn, tags, outcome.is_ok()).await;
         outcome
     }
 
@@ -123,6 +126,11 @@ impl Forwarder {
         consumers: &mut SelectAll<Consumer>,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
+        let ctx = Arc::new(Ctx {
+            db: self.db.clone(),
+            publisher: self.publisher.clone(),
+            crms: self.topology.crms.clone(),
+        });
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut tasks = JoinSet::new();
         let result = loop {
@@ -137,10 +145,9 @@ impl Forwarder {
             };
             match next {
                 Some(Ok(delivery)) => {
-                    let db = self.db.clone();
-                    let stop = shutdown.clone();
+                    let (ctx, stop) = (ctx.clone(), shutdown.clone());
                     tasks.spawn(async move {
-                        handle(db, delivery, stop).await;
+                        handle(ctx, delivery, stop).await;
                         drop(permit);
                     });
                 }
@@ -149,44 +156,48 @@ impl Forwarder {
             }
             while tasks.try_join_next().is_some() {}
         };
-        self.drain(tasks).await;
+        drain(tasks, self.grace).await;
         result
-    }
-
-    /// Waits for in-flight changes, up to the grace period.
-    async fn drain(&self, mut tasks: JoinSet<()>) {
-        while tasks.try_join_next().is_some() {}
-        let n = tasks.len();
-        if n > 0 {
-            tracing::info!(in_flight = n, "forwarder finishing in-flight changes");
-        }
-        let all = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(self.grace, all).await.is_err() {
-            tracing::warn!(grace = ?self.grace, "in-flight changes did not finish in time; they will be redelivered");
-        }
-    }
-
-    async fn stop(
-        &self,
-        channel: &Channel,
-        conn: &Connection,
-        tags: Vec<lapin::types::ShortString>,
-        graceful: bool,
-    ) {
-        if graceful {
-            for tag in tags {
-                let _ = channel
-                    .basic_cancel(tag, BasicCancelOptions::default())
-                    .await;
-            }
-        }
-        let _ = channel.close(200, "bye".into()).await;
-        let _ = conn.close(200, "bye".into()).await;
     }
 }
 
-/// Applies one delivery and settles it with the broker.
-async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
+/// Waits for in-flight changes, up to the grace period.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
+    while tasks.try_join_next().is_some() {}
+    if !tasks.is_empty() {
+        tracing::info!(
+            in_flight = tasks.len(),
+            "forwarder finishing in-flight changes"
+        );
+    }
+    let all = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "in-flight changes did not finish in time; they will be redelivered"
+        );
+    }
+}
+
+async fn stop(
+    channel: &Channel,
+    conn: &Connection,
+    tags: Vec<lapin::types::ShortString>,
+    graceful: bool,
+) {
+    if graceful {
+        for tag in tags {
+            let _ = channel
+                .basic_cancel(tag, BasicCancelOptions::default())
+                .await;
+        }
+    }
+    let _ = channel.close(200, "bye".into()).await;
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+/// Processes one delivery and settles it with the broker.
+async fn handle(ctx: Arc<Ctx>, delivery: Delivery, shutdown: CancellationToken) {
     let change = match envelope::decode(&delivery.data) {
         Ok(c) => c,
         Err(e) => {
@@ -198,17 +209,15 @@ async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
             return;
         }
     };
-    let contact = change.contact_id;
-    let seq = change.seq;
-    // Applied in its own task, so a panic is caught here and the message dead-lettered rather
-    // than redelivered to crash the next worker too.
-    let applied = tokio::spawn(apply_with_retry(db, change, shutdown)).await;
-    let settled = match applied {
-        Ok(Ok(Some(changed))) => {
-            tracing::debug!(%contact, seq, changed, "change applied");
+    let (contact, seq) = (change.contact_id, change.seq);
+    // Processed in its own task, so a panic is caught here and the message dead-lettered
+    // rather than redelivered to crash the next worker too.
+    let settled = match tokio::spawn(process(ctx, change, shutdown)).await {
+        Ok(Ok(Some(applied))) => {
+            tracing::debug!(%contact, seq, ?applied, "change processed");
             delivery.acker.ack(BasicAckOptions::default()).await
         }
-        // Shutting down before Postgres came back: leave it to be redelivered.
+        // Shutting down before a dependency came back: leave it to be redelivered.
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change Postgres refuses");
@@ -231,19 +240,57 @@ async fn handle(db: PgPool, delivery: Delivery, shutdown: CancellationToken) {
     }
 }
 
-/// Applies a change, retrying while Postgres is unreachable. `Ok(None)` if shut down first;
-/// `Err` for an error retrying cannot fix.
-async fn apply_with_retry(
-    db: PgPool,
-    change: crate::domain::ContactChange,
+/// Persists a change and, unless it is stale, publishes its delivery tasks. `Ok(None)` if
+/// shut down while waiting for a dependency; `Err` for an error retrying cannot fix.
+async fn process(
+    ctx: Arc<Ctx>,
+    change: ContactChange,
     shutdown: CancellationToken,
-) -> Result<Option<bool>, sqlx::Error> {
+) -> Result<Option<Applied>, sqlx::Error> {
+    let apply = || contacts::apply(&ctx.db, &change);
+    let Some(applied) = persistently(&shutdown, "persist a change", apply, is_transient).await?
+    else {
+        return Ok(None);
+    };
+    if applied == Applied::Stale {
+        return Ok(Some(applied));
+    }
+    for &crm in &ctx.crms {
+        let task = DeliveryTask {
+            v: CHANGE_FORMAT_VERSION,
+            contact_id: change.contact_id,
+            version: change.seq,
+            crm,
+        };
+        let publish = || ctx.publisher.publish_delivery(&task);
+        let published =
+            persistently(&shutdown, "hand a change to delivery", publish, |_| true).await;
+        if matches!(published, Ok(None)) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(applied))
+}
+
+/// Runs `op` until it succeeds or fails permanently, waiting with capped backoff between
+/// transient failures. `Ok(None)` if `shutdown` comes first.
+async fn persistently<T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut op: F,
+    transient: impl Fn(&E) -> bool,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
     let mut attempt = 0u32;
     loop {
-        match contacts::apply(&db, &change).await {
-            Ok(changed) => return Ok(Some(changed)),
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(contact = %change.contact_id, error = %e, attempt, "cannot reach Postgres; retrying")
+        match op().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, attempt, "cannot {what} yet; retrying")
             }
             Err(e) => return Err(e),
         }
@@ -263,7 +310,7 @@ fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Protocol(_) => true,
-        // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 08xxx connection exceptions.
+        // 08xxx connection exceptions, 57P0x shutdowns, 40001/40P01 serialization and deadlock.
         sqlx::Error::Database(db) => db.code().is_some_and(|c| {
             c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
         }),

@@ -2,4 +2,6 @@
 //!
 //! Not here: publishing (that is `queue::publisher`) or HTTP.
 
+pub mod batch;
+pub mod delivery;
 pub mod forwarder;

@@ -29,6 +29,8 @@ pub struct Options {
     /// Overrides the AMQP URL (e.g. through a [`proxy::Proxy`]).
     pub amqp_url: Option<String>,
     pub extra_env: Vec<(String, String)>,
+    /// Start both CRM sandboxes in-process and a delivery worker per CRM, delivering to them.
+    pub delivery: bool,
 }
 
 impl Default for Options {
@@ -38,11 +40,14 @@ impl Default for Options {
             shards: 2,
             amqp_url: None,
             extra_env: Vec::new(),
+            delivery: false,
         }
     }
 }
 
 pub struct TestApp {
+    /// Base URLs of the HubSpot and Salesforce sandboxes, when delivery runs.
+    pub sandboxes: Option<(String, String)>,
     pub base: String,
     pub cfg: Config,
     pub db: PgPool,
@@ -85,9 +90,20 @@ impl TestApp {
                 "SYNCROOT_API_PUBLISH_TIMEOUT_MS".to_owned(),
                 "2000".to_owned(),
             ),
+            (
+                "SYNCROOT_SANDBOX_HUBSPOT_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "SYNCROOT_SANDBOX_SALESFORCE_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
         ];
+        if !opts.delivery {
+            env.push(("SYNCROOT_CRMS".to_owned(), String::new()));
+        }
         env.extend(opts.extra_env);
-        let cfg = Layers::gather(None, env)
+        let mut cfg = Layers::gather(None, env)
             .parse()
             .expect("test configuration is valid");
         syncroot::telemetry::init(&syncroot::config::LogConfig {
@@ -99,14 +115,26 @@ impl TestApp {
             .expect("Postgres must be running on 127.0.0.1:5432 (make services)");
         let db = syncroot::store::connect_lazy(&cfg.database).unwrap();
         let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let mut sandboxes = None;
+        if opts.delivery {
+            let running = syncroot::sandbox::start(&cfg.sandbox, shutdown.clone())
+                .await
+                .expect("sandboxes start");
+            syncroot::sandbox::point_delivery_at(&mut cfg, &running);
+            sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
+            tasks.push(running.task);
+            tasks.extend(syncroot::app::start_delivery(&cfg, shutdown.clone()).unwrap());
+        }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await
             .expect("API starts");
-        let mut tasks = vec![api.task];
+        tasks.push(api.task);
         for _ in 0..opts.forwarders {
             tasks.push(syncroot::app::start_forwarder(&cfg, shutdown.clone()).unwrap());
         }
         let app = Self {
+            sandboxes,
             base: format!("http://{}", api.addr),
             cfg,
             db,
@@ -187,7 +215,42 @@ impl TestApp {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.cfg.queue)
+        Topology::new(&self.cfg.queue, &self.cfg.delivery.crms)
+    }
+
+    pub fn hubspot(&self) -> &str {
+        &self.sandboxes.as_ref().expect("started with delivery").0
+    }
+
+    pub fn salesforce(&self) -> &str {
+        &self.sandboxes.as_ref().expect("started with delivery").1
+    }
+
+    /// Calls a sandbox's control API (`/__sandbox/...`).
+    pub async fn control(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{base}/__sandbox/{path}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        assert!(r.status().is_success(), "control {path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    /// The live contacts a sandbox holds.
+    pub async fn sandbox_contacts(&self, base: &str) -> Vec<Value> {
+        let state = self
+            .control(base, reqwest::Method::GET, "state", None)
+            .await;
+        state["contacts"].as_array().cloned().unwrap_or_default()
     }
 
     /// Publishes raw bytes to a shard queue through the default exchange, as a foreign or

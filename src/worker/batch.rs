@@ -1,0 +1,69 @@
+//! Assembling a delivery batch: tasks for distinct contacts, up to the CRM's cap, with several
+//! tasks for one contact coalesced into one entry (one write of the newest version).
+
+use std::collections::HashMap;
+
+use lapin::Acker;
+
+use crate::domain::ContactId;
+
+/// One contact in a batch, with every queued task that asked for it.
+pub struct Entry {
+    pub contact_id: ContactId,
+    /// The newest version any task asked for.
+    pub version: i64,
+    /// The tasks' ackers; settled together once the contact's outcome is durable.
+    pub ackers: Vec<Acker>,
+}
+
+/// Distinct contacts in arrival order.
+#[derive(Default)]
+pub struct Batch {
+    pub entries: Vec<Entry>,
+    index: HashMap<ContactId, usize>,
+}
+
+impl Batch {
+    /// Adds a task; a contact already in the batch keeps one entry with the newest version.
+    pub fn add(&mut self, contact_id: ContactId, version: i64, acker: Acker) {
+        match self.index.get(&contact_id) {
+            Some(&i) => {
+                let e = &mut self.entries[i];
+                e.version = e.version.max(version);
+                e.ackers.push(acker);
+            }
+            None => {
+                self.index.insert(contact_id, self.entries.len());
+                self.entries.push(Entry {
+                    contact_id,
+                    version,
+                    ackers: vec![acker],
+                });
+            }
+        }
+    }
+
+    /// Distinct contacts.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Removes and returns the entries whose contacts `keep` rejects, keeping the others.
+    pub fn take_where(&mut self, mut done: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
+        let (taken, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
+            .into_iter()
+            .partition(|e| done(e));
+        self.entries = kept;
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.contact_id, i))
+            .collect();
+        taken
+    }
+}
