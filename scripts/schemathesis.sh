@@ -38,11 +38,15 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "syncroot did not become ready" >&2; exit 1; }
 
+# Every check runs but one: ensure_resource_availability reads a replayed idempotent create
+# (same Idempotency-Key and body as an earlier request, answered with the first response, as
+# Stripe does) as "created", and fails when that first contact has been deleted since.
 echo "schemathesis: fuzzing http://127.0.0.1:$port with up to $MAX_EXAMPLES examples per operation"
 "$PYBIN/st" run openapi/openapi.json \
   --url "http://127.0.0.1:$port" \
   -H "Authorization: Bearer $key" \
   --checks all \
+  --exclude-checks ensure_resource_availability \
   --max-examples "$MAX_EXAMPLES" \
   --workers 2 \
   --seed 7 \

@@ -16,7 +16,7 @@ use super::schema::{
 };
 use crate::domain::fields::validate_members;
 use crate::domain::{ContactFields, ContactId};
-use crate::store::contacts;
+use crate::store::heads;
 use crate::store::links::{self, LinkRow};
 
 pub const TAG: &str = "contacts";
@@ -24,8 +24,8 @@ pub const TAG: &str = "contacts";
 /// Create a contact.
 ///
 /// Validates the body and queues the create; answers once the message broker has durably
-/// accepted it. The contact is readable at `Location` as soon as a forwarder has applied it
-/// (normally within milliseconds).
+/// accepted it. The contact is readable at `Location` at once; its `sync` section shows when
+/// each CRM has it.
 #[utoipa::path(
     post, path = "/contacts", tag = TAG, operation_id = "createContact",
     params(("Idempotency-Key" = Option<String>, Header, max_length = 255, pattern = r"^[!-~]+$",
@@ -58,7 +58,8 @@ pub async fn create(
 
 /// Get a contact.
 ///
-/// The contact as the forwarder persisted it, with its delivery state per CRM.
+/// The contact as accepted (a write answered with 202 is readable at once), with its
+/// delivery state per CRM: `synced` once the CRM holds this version.
 #[utoipa::path(
     get, path = "/contacts/{id}", tag = TAG, operation_id = "getContact",
     params(("id" = uuid::Uuid, Path, description = "Contact id")),
@@ -74,10 +75,7 @@ pub async fn get(
     State(state): State<AppState>,
     ContactPath(id): ContactPath,
 ) -> Result<axum::Json<ContactOut>, ApiError> {
-    match contacts::find(&state.db, id)
-        .await
-        .map_err(db_unavailable)?
-    {
+    match heads::find(&state.db, id).await.map_err(db_unavailable)? {
         Some(row) if row.deleted_at.is_none() => {
             let links = links::for_contacts(&state.db, &[id.0])
                 .await
@@ -87,9 +85,7 @@ pub async fn get(
             Ok(axum::Json(out))
         }
         Some(_) => Err(ApiError::NotFound(format!("contact {id} was deleted"))),
-        None => Err(ApiError::NotFound(format!(
-            "no contact has id {id} (a contact just created appears once it is applied)"
-        ))),
+        None => Err(ApiError::NotFound(format!("no contact has id {id}"))),
     }
 }
 
@@ -120,7 +116,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT);
     let email = q.email.map(|e| e.to_ascii_lowercase());
     // One extra row tells whether another page exists.
-    let mut rows = contacts::list(&state.db, email.as_deref(), after, limit + 1)
+    let mut rows = heads::list(&state.db, email.as_deref(), after, limit + 1)
         .await
         .map_err(db_unavailable)?;
     let more = rows.len() as i64 > limit;

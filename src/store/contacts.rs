@@ -1,7 +1,7 @@
 //! `contacts`: the contact as the forwarder persisted it, and the API's reads of it.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, postgres::PgRow};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{ChangeOp, ContactChange, ContactId};
@@ -79,54 +79,5 @@ pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<Applied, sql
         Applied::Already
     } else {
         Applied::Stale
-    })
-}
-
-const COLUMNS: &str = "id, version, email, first_name, last_name, phone, company, job_title, created_at, updated_at, deleted_at";
-
-/// The persisted contact, tombstones included.
-pub async fn find(pool: &PgPool, id: ContactId) -> Result<Option<ContactRow>, sqlx::Error> {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM contacts WHERE id = $1"));
-    sqlx::query(sql)
-        .bind(id.0)
-        .try_map(|r: PgRow| from_row(&r))
-        .fetch_optional(pool)
-        .await
-}
-
-/// Live contacts in id (= creation) order after `after`, optionally with one e-mail address.
-pub async fn list(
-    pool: &PgPool,
-    email: Option<&str>,
-    after: Option<ContactId>,
-    limit: i64,
-) -> Result<Vec<ContactRow>, sqlx::Error> {
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM contacts
-         WHERE deleted_at IS NULL AND ($1::text IS NULL OR email = $1) AND ($2::uuid IS NULL OR id > $2)
-         ORDER BY id LIMIT $3"
-    ));
-    sqlx::query(sql)
-        .bind(email)
-        .bind(after.map(|a| a.0))
-        .bind(limit)
-        .try_map(|r: PgRow| from_row(&r))
-        .fetch_all(pool)
-        .await
-}
-
-fn from_row(r: &PgRow) -> Result<ContactRow, sqlx::Error> {
-    Ok(ContactRow {
-        id: ContactId(r.try_get::<Uuid, _>("id")?),
-        version: r.try_get("version")?,
-        email: r.try_get("email")?,
-        first_name: r.try_get("first_name")?,
-        last_name: r.try_get("last_name")?,
-        phone: r.try_get("phone")?,
-        company: r.try_get("company")?,
-        job_title: r.try_get("job_title")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        deleted_at: r.try_get("deleted_at")?,
     })
 }

@@ -1,10 +1,14 @@
 //! `contact_heads`: the accept side's per-contact row (sequence number and accepted state).
 //!
 //! All writes happen inside the API's accept transaction, which holds the row lock until the
-//! broker has confirmed the change; see `api::accept`.
+//! broker has confirmed the change; see `api::accept`. The API also reads contacts from here:
+//! what it has accepted is durable and will be applied, so a client reads its own writes.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::contacts::ContactRow;
 
 use crate::domain::{ContactFields, ContactId};
 
@@ -113,4 +117,57 @@ async fn find_live_by_email(
             .fetch_optional(tx)
             .await?;
     Ok(id.map(ContactId))
+}
+
+const READ_COLUMNS: &str = "id, seq, doc, created_at, accepted_at, deleted_at";
+
+/// The accepted contact (deleted ones included), as the API shows it.
+pub async fn find(pool: &PgPool, id: ContactId) -> Result<Option<ContactRow>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS} FROM contact_heads WHERE id = $1"
+    ));
+    sqlx::query(sql)
+        .bind(id.0)
+        .try_map(|r: PgRow| read_row(&r))
+        .fetch_optional(pool)
+        .await
+}
+
+/// Live contacts in id (= creation) order after `after`, optionally with one e-mail address.
+pub async fn list(
+    pool: &PgPool,
+    email: Option<&str>,
+    after: Option<ContactId>,
+    limit: i64,
+) -> Result<Vec<ContactRow>, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS} FROM contact_heads
+         WHERE deleted_at IS NULL AND ($1::text IS NULL OR email = $1) AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    ));
+    sqlx::query(sql)
+        .bind(email)
+        .bind(after.map(|a| a.0))
+        .bind(limit)
+        .try_map(|r: PgRow| read_row(&r))
+        .fetch_all(pool)
+        .await
+}
+
+fn read_row(r: &PgRow) -> Result<ContactRow, sqlx::Error> {
+    let doc: ContactFields =
+        serde_json::from_value(r.try_get("doc")?).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(ContactRow {
+        id: ContactId(r.try_get("id")?),
+        version: r.try_get("seq")?,
+        email: doc.email.as_str().to_owned(),
+        first_name: doc.first_name,
+        last_name: doc.last_name,
+        phone: doc.phone,
+        company: doc.company,
+        job_title: doc.job_title,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("accepted_at")?,
+        deleted_at: r.try_get("deleted_at")?,
+    })
 }

@@ -214,6 +214,26 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the forwarder has persisted the contact at `version` or later (the applied
+    /// state in the `contacts` table, which delivery reads); returns that row as JSON.
+    pub async fn wait_applied(&self, id: &str, version: i64) -> Value {
+        let id: uuid::Uuid = id.parse().unwrap();
+        eventually(
+            &format!("contact {id} applied at version {version}"),
+            || async {
+                let row: Option<sqlx::types::Json<Value>> =
+                    sqlx::query_scalar("SELECT row_to_json(c) FROM contacts c WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&self.db)
+                        .await
+                        .ok()?;
+                let row = row?.0;
+                (row["version"].as_i64()? >= version).then_some(row)
+            },
+        )
+        .await
+    }
+
     pub fn topology(&self) -> Topology {
         Topology::new(&self.cfg.queue, &self.cfg.delivery.crms)
     }
