@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: bench run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start SyncRoot all-in-one (API, workers) on 127.0.0.1:8080
 run: services
@@ -27,6 +27,11 @@ schemathesis:
 ## sandbox: run only the local HubSpot (127.0.0.1:8091) and Salesforce (127.0.0.1:8092) sandboxes
 sandbox:
 	cargo run --release -- sandbox
+
+## bench: end-to-end benchmark against the sandboxes (prints a table, writes bench-results/latest.json)
+bench: services
+	cargo build --release
+	cargo bench --bench e2e
 
 ## openapi: regenerate the committed spec from the code
 openapi:

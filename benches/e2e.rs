@@ -1,0 +1,84 @@
+//! `make bench`: SyncRoot end to end on this machine, against the CRM sandboxes.
+//!
+//! Starts its own processes — `syncroot sandbox` and SyncRoot itself (`syncroot all
+//! --no-sandboxes`, or the roles separately) — each with a fresh database and queue prefix,
+//! and measures:
+//! 1. the API's accept rate at 64 concurrent clients (median of runs), beside RabbitMQ's own
+//!    confirmed-publish rate on this machine, measured in the same run;
+//! 2. end-to-end latency at light load: from the API's 202 until SyncRoot reports the contact
+//!    synced in both CRMs (it records that right after each CRM answered);
+//! 3. a burst of 10,000 creates: seconds until both sandboxes hold every record, CRM calls used
+//!    against the minimum, and the same burst with batching switched off;
+//! 4. delivery under HubSpot's Starter quota (100 requests per 10 s): contacts per second
+//!    against the quota's ceiling, and 429s received;
+//! 5. the SyncRoot process's peak memory.
+//! Prints a table and writes `bench-results/latest.json`. Needs Postgres and RabbitMQ running
+//! (`make services`) and `target/release/syncroot` built (`make bench` does both).
+
+mod harness;
+
+use harness::*;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let opts = Opts::from_env();
+    let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/syncroot");
+    anyhow::ensure!(
+        bin.exists(),
+        "build first: cargo build --release (make bench does)"
+    );
+    let mut report = Report::new(&opts);
+    let sandboxes = Sandboxes::start(&bin).await?;
+
+    println!("1/5 broker ceiling and API accept rate …");
+    report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds)).await?;
+    {
+        let sr = SyncRoot::start(&bin, &sandboxes, Mode::AllInOne, &[]).await?;
+        sandboxes.set_limits(1_000_000).await?;
+        let mut rates = Vec::new();
+        for run in 0..opts.runs {
+            rates.push(accept_rate(&sr, opts.seconds, run).await?);
+        }
+        report.accept = Stats::of(&rates);
+        sr.stop().await;
+    }
+
+    println!("2/5 end-to-end latency at {} contacts/s …", opts.light_rate);
+    sandboxes.reset().await?;
+    {
+        let sr = SyncRoot::start(&bin, &sandboxes, Mode::AllInOne, &[]).await?;
+        report.latency_ms = light_load_latency(&sr, opts.light_rate, opts.light_seconds).await?;
+        sr.stop().await;
+    }
+
+    println!("3/5 burst of {} creates, batching on …", opts.burst);
+    sandboxes.reset().await?;
+    {
+        let sr = SyncRoot::start(&bin, &sandboxes, Mode::AllInOne, &[]).await?;
+        report.burst = burst(&sr, &sandboxes, opts.burst).await?;
+        report.peak_rss_mb = sr.peak_rss_mb();
+        sr.stop().await;
+    }
+    println!("   … and batching off");
+    sandboxes.reset().await?;
+    {
+        let sr = SyncRoot::start(
+            &bin,
+            &sandboxes,
+            Mode::AllInOne,
+            &[("SYNCROOT_DELIVERY_BATCHING", "false")],
+        )
+        .await?;
+        report.burst_unbatched = burst(&sr, &sandboxes, opts.burst).await?;
+        sr.stop().await;
+    }
+
+    println!("4/5 delivery under HubSpot's Starter quota (100 requests / 10 s) …");
+    sandboxes.reset().await?;
+    report.quota = quota(&bin, &sandboxes, opts.quota_backlog).await?;
+
+    sandboxes.stop().await;
+    report.print();
+    report.save()?;
+    Ok(())
+}

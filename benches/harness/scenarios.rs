@@ -1,0 +1,349 @@
+//! The measurements. Each returns plain numbers; `report` prints and saves them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Connection};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{AMQP, Mode, Sandboxes, Stats, SyncRoot};
+
+/// Concurrent API clients for the accept-rate and burst runs.
+const CLIENTS: usize = 64;
+
+/// Runs `f` `runs` times and returns the statistics of its results.
+pub async fn median_of<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Stats>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<f64>>,
+{
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        v.push(f().await?);
+    }
+    Ok(Stats::of(&v))
+}
+
+/// RabbitMQ's confirmed-publish rate on this machine: persistent 500-byte messages to a
+/// durable quorum queue, up to 256 confirms in flight (as platform-notes measured it).
+pub async fn broker_ceiling(seconds: u64) -> anyhow::Result<f64> {
+    let conn = Connection::connect(AMQP, Default::default()).await?;
+    let ch = conn.create_channel().await?;
+    let queue = format!("bench.ceiling.{}", std::process::id());
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from(b"quorum".to_vec())),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue.as_str().into(), durable, args)
+        .await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let payload = vec![b'x'; 500];
+    let props = BasicProperties::default().with_delivery_mode(2);
+    let mut inflight = FuturesUnordered::new();
+    let mut confirmed = 0u64;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    while Instant::now() < end {
+        while inflight.len() < 256 {
+            let c = ch
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &payload,
+                    props.clone(),
+                )
+                .await?;
+            inflight.push(c);
+        }
+        if let Some(r) = inflight.next().await {
+            r?;
+            confirmed += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    while let Some(r) = inflight.next().await {
+        r?;
+    }
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    let _ = conn.close(200, "bye".into()).await;
+    Ok(confirmed as f64 / elapsed)
+}
+
+/// Accepted creates per second at 64 concurrent clients for `seconds`.
+pub async fn accept_rate(sr: &SyncRoot, seconds: u64, run: usize) -> anyhow::Result<f64> {
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let accepted = accepted.clone();
+        let mut i = 0usize;
+        clients.push(async move {
+            loop {
+                if Instant::now() >= end {
+                    break;
+                }
+                let body =
+                    json!({"email": format!("a{run}-{c}-{i}@bench.example"), "last_name": "Bench"});
+                i += 1;
+                match sr.post(&body).send().await {
+                    Ok(r) if r.status() == 202 => {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(r) => eprintln!("   unexpected {}", r.status()),
+                    Err(e) => eprintln!("   request failed: {e}"),
+                }
+            }
+        });
+    }
+    futures_util::future::join_all(clients).await;
+    Ok(accepted.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Latencies (ms) from each 202 until the contact is synced in both CRMs, at `rate` per second.
+pub async fn light_load_latency(
+    sr: &SyncRoot,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<f64>> {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+    let mut pending = FuturesUnordered::new();
+    for i in 0..rate * seconds {
+        tick.tick().await;
+        pending.push(async move {
+            let body = json!({"email": format!("lat{i}@bench.example"), "last_name": "Latency"});
+            let r = sr.post(&body).send().await?;
+            if r.status() != 202 {
+                bail!("create answered {}", r.status());
+            }
+            let accepted = Instant::now();
+            let id = r.json::<Value>().await?["id"]
+                .as_str()
+                .context("id")?
+                .to_owned();
+            let deadline = accepted + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                let c: Value = sr.get(&id).send().await?.json().await?;
+                if ["hubspot", "salesforce"]
+                    .iter()
+                    .all(|crm| c["sync"][crm]["state"] == "synced")
+                {
+                    return Ok(accepted.elapsed().as_secs_f64() * 1000.0);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            bail!("contact {id} not synced within 30 s")
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = pending.next().await {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// One burst's outcome.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Burst {
+    pub contacts: usize,
+    /// Seconds to get every create accepted.
+    pub accept_secs: f64,
+    /// Seconds from the first create until each sandbox held every record.
+    pub hubspot_secs: f64,
+    pub salesforce_secs: f64,
+    pub hubspot_calls: u64,
+    pub salesforce_calls: u64,
+    pub hubspot_min_calls: u64,
+    pub salesforce_min_calls: u64,
+    pub rate_limited: u64,
+}
+
+/// `n` creates as fast as the API takes them; waits until both sandboxes hold all of them.
+pub async fn burst(sr: &SyncRoot, sb: &Sandboxes, n: usize) -> anyhow::Result<Burst> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let clients = (0..CLIENTS).map(|_| {
+        let next = next.clone();
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body =
+                    json!({"email": format!("burst{i}@bench.example"), "last_name": "Burst"});
+                let r = sr.post(&body).send().await?;
+                if r.status() != 202 {
+                    bail!("create answered {}", r.status());
+                }
+            }
+        }
+    });
+    for r in futures_util::future::join_all(clients).await {
+        r?;
+    }
+    let accept_secs = start.elapsed().as_secs_f64();
+    let (mut hs_done, mut sf_done) = (None, None);
+    let deadline = start + Duration::from_secs(600);
+    while hs_done.is_none() || sf_done.is_none() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "burst not delivered within 10 minutes"
+        );
+        let t = start.elapsed().as_secs_f64();
+        if hs_done.is_none() && written(sb, &sb.hubspot).await? >= n as u64 {
+            hs_done = Some(t);
+        }
+        if sf_done.is_none() && written(sb, &sb.salesforce).await? >= n as u64 {
+            sf_done = Some(t);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hs = sb.counters(&sb.hubspot).await?;
+    let sf = sb.counters(&sb.salesforce).await?;
+    Ok(Burst {
+        contacts: n,
+        accept_secs,
+        hubspot_secs: hs_done.unwrap_or_default(),
+        salesforce_secs: sf_done.unwrap_or_default(),
+        hubspot_calls: hs["calls_total"].as_u64().unwrap_or(0),
+        salesforce_calls: sf["calls_total"].as_u64().unwrap_or(0),
+        hubspot_min_calls: n.div_ceil(100) as u64,
+        salesforce_min_calls: n.div_ceil(200) as u64,
+        rate_limited: hs["rate_limited"].as_u64().unwrap_or(0)
+            + sf["rate_limited"].as_u64().unwrap_or(0),
+    })
+}
+
+async fn written(sb: &Sandboxes, base: &str) -> anyhow::Result<u64> {
+    Ok(sb.counters(base).await?["records_written"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+/// Delivery under a quota.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Quota {
+    pub backlog: usize,
+    pub burst_limit_per_10s: u64,
+    pub seconds: f64,
+    pub contacts_per_sec: f64,
+    /// What the quota allows at full batches: burst_limit / 10 s × 100 records.
+    pub ceiling_contacts_per_sec: f64,
+    pub calls: u64,
+    pub calls_per_sec: f64,
+    pub rate_limited: u64,
+}
+
+/// A backlog of creates delivered to HubSpot at the Starter tier's 100 requests per 10 s.
+pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> anyhow::Result<Quota> {
+    let limit = 100u64;
+    let mut sr = SyncRoot::start(
+        bin,
+        sb,
+        Mode::Roles,
+        &[
+            ("SYNCROOT_CRMS", "hubspot"),
+            ("SYNCROOT_HUBSPOT_RATE_LIMIT", "100"),
+        ],
+    )
+    .await?;
+    // Queue the backlog first (no delivery worker yet), so delivery starts with all of it.
+    burst_accept_only(&sr, backlog).await?;
+    wait_queued(&sr, "deliver.hubspot", backlog).await?;
+    sb.set_limits(limit as u32).await?;
+    sb.control(&sb.hubspot, reqwest::Method::POST, "counters/reset", None)
+        .await?;
+    sr.start_delivery()?;
+    let mut first: Option<(Instant, u64)> = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let done = loop {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "quota backlog not delivered within 10 minutes"
+        );
+        let w = written(sb, &sb.hubspot).await?;
+        if first.is_none() && w > 0 {
+            first = Some((Instant::now(), w));
+        }
+        if w >= backlog as u64 {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let (t0, w0) = first.unwrap_or((done, 0));
+    let secs = (done - t0).as_secs_f64().max(1e-3);
+    let c = sb.counters(&sb.hubspot).await?;
+    let calls = c["calls_total"].as_u64().unwrap_or(0);
+    sr.stop().await;
+    Ok(Quota {
+        backlog,
+        burst_limit_per_10s: limit,
+        seconds: secs,
+        contacts_per_sec: (backlog as u64 - w0) as f64 / secs,
+        ceiling_contacts_per_sec: limit as f64 / 10.0 * 100.0,
+        calls,
+        calls_per_sec: calls.saturating_sub(1) as f64 / secs,
+        rate_limited: c["rate_limited"].as_u64().unwrap_or(0),
+    })
+}
+
+async fn burst_accept_only(sr: &SyncRoot, n: usize) -> anyhow::Result<()> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let clients = (0..CLIENTS).map(|_| {
+        let next = next.clone();
+        async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body =
+                    json!({"email": format!("quota{i}@bench.example"), "last_name": "Quota"});
+                let r = sr.post(&body).send().await?;
+                anyhow::ensure!(r.status() == 202, "create answered {}", r.status());
+            }
+        }
+    });
+    for r in futures_util::future::join_all(clients).await {
+        r?;
+    }
+    Ok(())
+}
+
+async fn wait_queued(sr: &SyncRoot, queue: &str, n: usize) -> anyhow::Result<()> {
+    let conn = Connection::connect(AMQP, Default::default()).await?;
+    let ch = conn.create_channel().await?;
+    let name = sr.queue(queue);
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    for _ in 0..3000 {
+        let q = ch
+            .queue_declare(name.as_str().into(), passive, FieldTable::default())
+            .await?;
+        if q.message_count() as usize >= n {
+            let _ = conn.close(200, "bye".into()).await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{name} never held {n} messages")
+}
