@@ -12,6 +12,7 @@
 //! 4. delivery under HubSpot's Starter quota (100 requests per 10 s): contacts per second
 //!    against the quota's ceiling, and 429s received;
 //! 5. the SyncRoot process's peak memory.
+//!
 //! Prints a table and writes `bench-results/latest.json`. Needs Postgres and RabbitMQ running
 //! (`make services`) and `target/release/syncroot` built (`make bench` does both).
 
