@@ -1,14 +1,49 @@
-//! Salesforce REST client: OAuth 2.0 client-credentials login, sObject Collections upserts by
-//! external id.
+//! Salesforce REST client: delivers contacts to Contact records through sObject Collections
+//! under an OAuth 2.0 client-credentials session.
+//!
+//! Per batch: look up (one SOQL query each, only when needed) Contacts that already have a new
+//! contact's e-mail and records of deleted contacts whose id was never recorded; then write —
+//! link found people by id, upsert everyone else by external id (SyncRoot's contact id, so
+//! retries and e-mail changes update the same record), delete tombstones. Each write is one
+//! collection call of up to 200 records with per-record results.
+//!
+//! Reading order: this file, `plan` (what each item needs), `lookup` (the queries), `writes`
+//! (the collection calls), `rest` (one call: pacing, session, limits), `auth`, `transformers`,
+//! `errors`, `wire`, `soql`.
+//! What it is not: reading Salesforce's own changes (only [`SalesforceClient::unified_fields`]
+//! is offered for that), nor Accounts or any object but Contact.
 
+mod auth;
+mod errors;
+mod lookup;
+mod plan;
+mod rest;
+mod soql;
+mod transformers;
+mod wire;
+mod writes;
+
+use std::collections::HashMap;
 use std::time::Duration;
+
+use serde_json::{Map, Value};
 
 use crate::config::Secret;
 use crate::domain::Crm;
 use crate::domain::fields::Field;
 
 use super::mapping::FieldMap;
-use super::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use super::pacing::Pacer;
+use super::{CrmClient, ItemOutcome, ProviderError, SyncItem, http_client};
+use auth::Auth;
+use plan::Action;
+use rest::Rest;
+use transformers::RecordShape;
+
+pub use transformers::UnifiedFields;
+
+/// Records per sObject Collections write (crm-apis.md §2.5).
+const COLLECTION_CAP: usize = 200;
 
 /// How to reach and write to a Salesforce org.
 #[derive(Clone, Debug)]
@@ -53,11 +88,41 @@ pub fn default_fields() -> [(Field, Option<&'static str>); 6] {
 
 pub struct SalesforceClient {
     settings: SalesforceSettings,
+    rest: Rest,
 }
 
 impl SalesforceClient {
     pub fn new(settings: SalesforceSettings) -> Self {
-        Self { settings }
+        let http = http_client(settings.timeout);
+        let auth = Auth::new(
+            http.clone(),
+            &settings.login_url,
+            &settings.client_id,
+            settings.client_secret.clone(),
+        );
+        let pacer = Pacer::new(settings.rate_limit_per_second, Duration::from_secs(1));
+        let rest = Rest::new(
+            http,
+            auth,
+            pacer,
+            &settings.api_version,
+            &settings.client_name,
+        );
+        Self { settings, rest }
+    }
+
+    /// The unified fields a Contact record (as REST or a change event renders it) carries,
+    /// through this client's field mapping.
+    pub fn unified_fields(&self, record: &Map<String, Value>) -> UnifiedFields {
+        transformers::unified_fields(self.shape(), record)
+    }
+
+    fn shape(&self) -> RecordShape<'_> {
+        RecordShape {
+            fields: &self.settings.fields,
+            external_id_field: &self.settings.external_id_field,
+            last_name_placeholder: &self.settings.last_name_placeholder,
+        }
     }
 }
 
@@ -67,16 +132,180 @@ impl CrmClient for SalesforceClient {
     }
 
     fn batch_cap(&self) -> usize {
-        if self.settings.batching { 200 } else { 1 }
+        if self.settings.batching {
+            COLLECTION_CAP
+        } else {
+            1
+        }
     }
 
-    async fn sync(&self, _items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
-        Err(ProviderError::Unavailable(
-            "the Salesforce client is not implemented yet".into(),
-        ))
+    async fn sync(&self, items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
+        // Callers send at most `batch_cap` items; more are split rather than refused.
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (n, chunk) in items.chunks(self.batch_cap()).enumerate() {
+            match self.sync_batch(chunk).await {
+                Ok(mut done) => outcomes.append(&mut done),
+                Err(e) if n == 0 => return Err(e),
+                // Earlier chunks were written, so their outcomes must reach the caller.
+                Err(e) => {
+                    let failed = items.len() - outcomes.len();
+                    outcomes.extend(std::iter::repeat_n(ItemOutcome::Failed(e), failed));
+                    break;
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     fn paused(&self) -> Option<String> {
-        None
+        self.rest.paused()
     }
+}
+
+/// A batch's outcomes as its calls settle them. After a call fails, later calls are not
+/// made (the org is down, the session refused, or the allowance spent) and their items fail
+/// with the same error.
+struct Progress {
+    outcomes: Vec<Option<ItemOutcome>>,
+    /// A write call has succeeded, so the batch can no longer fail as a whole.
+    written: bool,
+    failed: Option<ProviderError>,
+}
+
+impl Progress {
+    /// Items that need no call already have their outcome.
+    fn new(actions: &[Action]) -> Self {
+        let outcomes = actions
+            .iter()
+            .map(|a| match a {
+                Action::Done(o) => Some(o.clone()),
+                _ => None,
+            })
+            .collect();
+        Self {
+            outcomes,
+            written: false,
+            failed: None,
+        }
+    }
+
+    fn settle(&mut self, indices: &[usize], result: Result<Vec<ItemOutcome>, ProviderError>) {
+        match result {
+            Ok(outcomes) => {
+                self.written = true;
+                for (i, o) in indices.iter().zip(outcomes) {
+                    self.outcomes[*i] = Some(o);
+                }
+            }
+            Err(e) => {
+                for i in indices {
+                    self.outcomes[*i] = Some(ItemOutcome::Failed(e.clone()));
+                }
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// `Err` only when nothing was written; every item has an outcome otherwise.
+    fn finish(self) -> Result<Vec<ItemOutcome>, ProviderError> {
+        match self.failed {
+            Some(e) if !self.written => Err(e),
+            _ => Ok(self
+                .outcomes
+                .into_iter()
+                // Every item takes exactly one step, so none is left without an outcome;
+                // should one be, it is reported failed rather than claimed written.
+                .map(|o| {
+                    o.unwrap_or_else(|| {
+                        ItemOutcome::Failed(ProviderError::Decode("no outcome recorded".into()))
+                    })
+                })
+                .collect()),
+        }
+    }
+}
+
+impl SalesforceClient {
+    /// One batch of at most [`COLLECTION_CAP`] items: look-ups, then links, upserts, deletes.
+    async fn sync_batch(&self, items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
+        // While the daily allowance is spent every call would be refused; don't spend a call
+        // (or sleep in the pacer) to learn it again.
+        if let Some(wait) = self.rest.allowance_spent_for() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        let mut actions = self.plan(items).await?;
+        let mut progress = Progress::new(&actions);
+        // Links go first: a link whose record vanished since the query joins the upserts.
+        let links = indices(&actions, |a| matches!(a, Action::Link(_)));
+        if !links.is_empty() {
+            let result = self.link(items, &mut actions, &links).await;
+            let linked: Vec<usize> = links
+                .into_iter()
+                .filter(|i| !matches!(actions[*i], Action::Upsert))
+                .collect();
+            progress.settle(&linked, result);
+        }
+        for step in [Step::Upsert, Step::Delete] {
+            let chosen = indices(&actions, |a| step.takes(a));
+            if chosen.is_empty() {
+                continue;
+            }
+            let result = match (&progress.failed, step) {
+                (Some(e), _) => Err(e.clone()),
+                (None, Step::Upsert) => self.upsert(items, &chosen).await,
+                (None, Step::Delete) => self.delete(&actions, &chosen).await,
+            };
+            progress.settle(&chosen, result);
+        }
+        progress.finish()
+    }
+
+    /// The look-ups the batch needs (none, one or two queries), then each item's action.
+    async fn plan(&self, items: &[SyncItem]) -> Result<Vec<Action>, ProviderError> {
+        let ext = &self.settings.external_id_field;
+        let unlinked: Vec<&str> = items
+            .iter()
+            .filter(|i| self.settings.match_by_email && i.remote_id.is_none())
+            .filter_map(|i| i.contact.as_ref().map(|c| c.email.as_str()))
+            .collect();
+        let matches = if unlinked.is_empty() {
+            HashMap::new()
+        } else {
+            lookup::by_email(&self.rest, ext, &unlinked).await?
+        };
+        let orphan_ids: Vec<String> = items
+            .iter()
+            .filter(|i| i.contact.is_none() && i.remote_id.is_none())
+            .map(|i| i.contact_id.to_string())
+            .collect();
+        let orphans = if orphan_ids.is_empty() {
+            HashMap::new()
+        } else {
+            let ids: Vec<&str> = orphan_ids.iter().map(String::as_str).collect();
+            lookup::by_external_id(&self.rest, ext, &ids).await?
+        };
+        Ok(plan::actions(items, matches, &orphans))
+    }
+}
+
+/// The write calls after the links, in order.
+#[derive(Clone, Copy)]
+enum Step {
+    Upsert,
+    Delete,
+}
+
+impl Step {
+    fn takes(self, action: &Action) -> bool {
+        matches!(
+            (self, action),
+            (Step::Upsert, Action::Upsert) | (Step::Delete, Action::Delete(_))
+        )
+    }
+}
+
+fn indices(actions: &[Action], wanted: impl Fn(&Action) -> bool) -> Vec<usize> {
+    (0..actions.len())
+        .filter(|i| wanted(&actions[*i]))
+        .collect()
 }

@@ -1,0 +1,83 @@
+//! The read-only queries a batch runs before it writes: Contacts that already have a batch's
+//! e-mail addresses (so a person is linked, not duplicated), and Contacts that carry a
+//! deleted contact's external id (a record written before its id could be recorded).
+//!
+//! What it is not: the decisions taken from the answers (`plan.rs`).
+//!
+//! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_query.htm
+
+use std::collections::HashMap;
+
+use super::rest::Rest;
+use super::soql::{self, QUERY_BUDGET};
+use super::wire::text_field;
+use crate::providers::ProviderError;
+
+/// A Contact whose e-mail matches one in the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailMatch {
+    /// Salesforce record id.
+    pub id: String,
+    /// The SyncRoot contact id it is linked to, if any.
+    pub external_id: Option<String>,
+}
+
+/// Contacts by lower-cased e-mail, each list in the order Salesforce returned it. One query,
+/// more only when the addresses would make the URL too long.
+pub async fn by_email(
+    rest: &Rest,
+    external_id_field: &str,
+    emails: &[&str],
+) -> Result<HashMap<String, Vec<EmailMatch>>, ProviderError> {
+    let head = format!("SELECT Id, Email, {external_id_field} FROM Contact WHERE Email");
+    let mut matches: HashMap<String, Vec<EmailMatch>> = HashMap::new();
+    for q in soql::in_queries(&head, distinct(emails), QUERY_BUDGET) {
+        for record in rest.query(&q).await? {
+            let (Some(id), Some(email)) = (text_field(&record, "Id"), text_field(&record, "Email"))
+            else {
+                continue;
+            };
+            // SOQL compares e-mails case-insensitively; SyncRoot stores them lower-cased.
+            matches
+                .entry(email.to_lowercase())
+                .or_default()
+                .push(EmailMatch {
+                    id: id.to_owned(),
+                    external_id: text_field(&record, external_id_field).map(str::to_owned),
+                });
+        }
+    }
+    Ok(matches)
+}
+
+/// Live Contacts' record ids by lower-cased external id value.
+pub async fn by_external_id(
+    rest: &Rest,
+    external_id_field: &str,
+    values: &[&str],
+) -> Result<HashMap<String, String>, ProviderError> {
+    let head = format!("SELECT Id, {external_id_field} FROM Contact WHERE {external_id_field}");
+    let mut found = HashMap::new();
+    for q in soql::in_queries(&head, distinct(values), QUERY_BUDGET) {
+        for record in rest.query(&q).await? {
+            if let (Some(id), Some(value)) = (
+                text_field(&record, "Id"),
+                text_field(&record, external_id_field),
+            ) {
+                found.insert(value.to_lowercase(), id.to_owned());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The values once each, in first-seen order.
+fn distinct<'v>(values: &[&'v str]) -> Vec<&'v str> {
+    let mut out: Vec<&str> = Vec::with_capacity(values.len());
+    for v in values {
+        if !out.contains(v) {
+            out.push(v);
+        }
+    }
+    out
+}

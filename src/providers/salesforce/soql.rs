@@ -1,0 +1,129 @@
+//! SOQL text: quoting literals, and splitting an `IN (…)` list over as many queries as it
+//! takes to keep each request URL short.
+//!
+//! What it is not: a query builder. Field and object names come from configuration and are
+//! written as given; only values (e-mails, contact ids) pass through [`literal`].
+//!
+//! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_quotedstringescapes.htm
+
+/// Longest percent-encoded `q=` value per query, in bytes. Salesforce refuses URI + headers
+/// over 16,384 bytes (crm-apis.md §2.2); 12 KB of URL leaves room for the headers, and the
+/// instance URL and path take at most about 1 KB of that.
+pub const QUERY_BUDGET: usize = 11 * 1024;
+
+/// A quoted SOQL string literal. Backslash and quote are escaped (as are line breaks and tabs,
+/// which SOQL also only accepts escaped), so a value can never end the literal early.
+pub fn literal(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `{head} IN ('v1','v2',…)` queries covering every value once, each at most `budget` bytes
+/// once percent-encoded. `head` is e.g. `SELECT Id FROM Contact WHERE Email`. A single value
+/// too long for the budget still gets a query of its own.
+pub fn in_queries<'v>(
+    head: &str,
+    values: impl IntoIterator<Item = &'v str>,
+    budget: usize,
+) -> Vec<String> {
+    let open = format!("{head} IN (");
+    let fixed = encoded_len(&open) + encoded_len(")");
+    let mut queries = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = fixed;
+    let comma = encoded_len(",");
+    for value in values {
+        let lit = literal(value);
+        let len = encoded_len(&lit);
+        if !current.is_empty() && size + comma + len > budget {
+            queries.push(format!("{open}{})", current.join(",")));
+            current.clear();
+            size = fixed;
+        }
+        // A comma before every literal but the first.
+        size += len + if current.is_empty() { 0 } else { comma };
+        current.push(lit);
+    }
+    if !current.is_empty() {
+        queries.push(format!("{open}{})", current.join(",")));
+    }
+    queries
+}
+
+/// Length of `s` as a form-encoded query-string value, which is how it travels.
+fn encoded_len(s: &str) -> usize {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .map(str::len)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_escape_backslash_and_quote() {
+        assert_eq!(literal("o'neil@ex.ie"), r"'o\'neil@ex.ie'");
+        assert_eq!(literal(r"a\b"), r"'a\\b'");
+        assert_eq!(literal(r"\'"), r"'\\\''");
+        assert_eq!(literal("x\ny"), r"'x\ny'");
+        assert_eq!(literal(""), "''");
+    }
+
+    #[test]
+    fn a_short_list_is_one_query() {
+        let q = in_queries(
+            "SELECT Id FROM Contact WHERE Email",
+            ["a@b.co", "c'd@e.fr"],
+            QUERY_BUDGET,
+        );
+        assert_eq!(
+            q,
+            vec![r"SELECT Id FROM Contact WHERE Email IN ('a@b.co','c\'d@e.fr')"]
+        );
+        assert!(in_queries("SELECT Id FROM Contact WHERE Email", [], QUERY_BUDGET).is_empty());
+    }
+
+    #[test]
+    fn long_lists_split_within_the_budget_and_keep_every_value() {
+        let values: Vec<String> = (0..200)
+            .map(|i| format!("{}{i}@example.com", "long.local.part".repeat(10)))
+            .collect();
+        let head = "SELECT Id, Email FROM Contact WHERE Email";
+        let queries = in_queries(head, values.iter().map(String::as_str), QUERY_BUDGET);
+        assert!(queries.len() > 1, "{} queries", queries.len());
+        for q in &queries {
+            assert!(encoded_len(q) <= QUERY_BUDGET, "{} bytes", encoded_len(q));
+            assert!(q.starts_with(head) && q.ends_with(')'));
+        }
+        let joined = queries.join(" ");
+        assert!(values.iter().all(|v| joined.contains(&literal(v))));
+        let count: usize = queries
+            .iter()
+            .map(|q| q.matches("@example.com").count())
+            .sum();
+        assert_eq!(count, values.len());
+    }
+
+    #[test]
+    fn a_value_over_the_budget_still_gets_a_query() {
+        let q = in_queries(
+            "SELECT Id FROM Contact WHERE Email",
+            ["x".repeat(50).as_str()],
+            10,
+        );
+        assert_eq!(q.len(), 1);
+    }
+}
