@@ -667,7 +667,7 @@ impl Parser<'_> {
             hubspot: hubspot::HubspotSettings {
                 base_url: self.base_url("hubspot_base_url"),
                 token: Secret::new(self.raw("hubspot_token")),
-                id_property: self.raw("hubspot_id_property").trim().to_owned(),
+                id_property: self.hubspot_id_property(),
                 fields: hs_fields,
                 rate_limit: self.ranged("hubspot_rate_limit", 1, 100_000),
                 batching,
@@ -678,7 +678,7 @@ impl Parser<'_> {
                 client_id: self.raw("salesforce_client_id").trim().to_owned(),
                 client_secret: Secret::new(self.raw("salesforce_client_secret")),
                 api_version: self.raw("salesforce_api_version").trim().to_owned(),
-                external_id_field: self.raw("salesforce_external_id_field").trim().to_owned(),
+                external_id_field: self.external_id_field(),
                 fields: sf_fields,
                 last_name_placeholder: self.raw("salesforce_last_name_placeholder").to_owned(),
                 match_by_email: self.boolean("salesforce_match_by_email"),
@@ -688,6 +688,37 @@ impl Parser<'_> {
                 timeout,
             },
         }
+    }
+
+    /// A Contact external-id field is a custom field: letters, digits and `_`, ending `__c`.
+    /// It goes into SOQL and URL paths, so nothing else may pass.
+    fn external_id_field(&mut self) -> String {
+        let f = self.raw("salesforce_external_id_field").trim().to_owned();
+        let body = f.strip_suffix("__c").unwrap_or("");
+        let ok = body.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            self.fail(
+                "salesforce_external_id_field",
+                format!("'{f}' is not a custom field name such as SyncRoot_Id__c"),
+            );
+        }
+        f
+    }
+
+    /// HubSpot property internal names: lower-case letters, digits and `_`.
+    fn hubspot_id_property(&mut self) -> String {
+        let p = self.raw("hubspot_id_property").trim().to_owned();
+        let ok = !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            self.fail(
+                "hubspot_id_property",
+                format!("'{p}' is not a HubSpot property name such as email"),
+            );
+        }
+        p
     }
 
     fn crms(&mut self) -> Vec<crate::domain::Crm> {
