@@ -1,13 +1,40 @@
-//! HubSpot CRM v3 client: delivers contacts through the batch endpoints with a private-app token.
+//! HubSpot CRM v3 client: delivers contacts through the batch endpoints with a private-app
+//! token.
+//!
+//! One [`CrmClient::sync`] call makes at most one call per kind of write in the normal case:
+//! `batch/archive` for deleted contacts, `batch/update` (by record id) for linked ones and
+//! `batch/upsert` (by e-mail or a custom unique property) for the rest, in that order, so an
+//! e-mail freed by a delete or an update is free before an upsert claims it. A linked record a
+//! person deleted in HubSpot is upserted afresh in the same upsert call; with a custom id
+//! property, a create that meets a person's record with the same e-mail links to it with one
+//! more update call.
+//!
+//! Here: the client and that algorithm. Elsewhere in this folder: pacing and the HTTP call
+//! (`transport`), splitting refused batches (`batch`), per-call bookkeeping (`run`), failure
+//! classification (`errors`), wire types (`wire`) and field mapping (`transformers`). Not here: retries and the decision
+//! to dead-letter, which belong to delivery.
+//! <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
+
+mod batch;
+mod errors;
+mod run;
+pub mod transformers;
+mod transport;
+mod wire;
 
 use std::time::Duration;
 
 use crate::config::Secret;
-use crate::domain::Crm;
 use crate::domain::fields::Field;
+use crate::domain::{ContactFields, Crm};
 
 use super::mapping::FieldMap;
 use super::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use batch::{Endpoint, Key, Pending};
+use errors::Failure;
+use run::Run;
+use transport::Transport;
+use wire::{IdInput, WriteInput};
 
 /// How to reach and write to a HubSpot account.
 #[derive(Clone, Debug)]
@@ -41,11 +68,16 @@ pub fn default_fields() -> [(Field, Option<&'static str>); 6] {
 
 pub struct HubspotClient {
     settings: HubspotSettings,
+    transport: Transport,
 }
 
 impl HubspotClient {
     pub fn new(settings: HubspotSettings) -> Self {
-        Self { settings }
+        let transport = Transport::new(&settings);
+        Self {
+            settings,
+            transport,
+        }
     }
 }
 
@@ -55,16 +87,219 @@ impl CrmClient for HubspotClient {
     }
 
     fn batch_cap(&self) -> usize {
-        if self.settings.batching { 100 } else { 1 }
+        if self.settings.batching {
+            batch::BATCH_MAX
+        } else {
+            1
+        }
     }
 
-    async fn sync(&self, _items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
-        Err(ProviderError::Unavailable(
-            "the HubSpot client is not implemented yet".into(),
-        ))
+    async fn sync(&self, items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
+        if let Some(wait) = self.transport.daily_allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        let mut run = Run::new(items.len());
+        let (mut archives, mut updates, mut upserts) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, item) in items.iter().enumerate() {
+            match (&item.contact, &item.remote_id) {
+                (None, Some(_)) => archives.push(i),
+                // Never linked, so no record SyncRoot knows of. One may exist if a crash came
+                // between its creation and recording the link; finding it takes a `batch/read`
+                // by the contact's last e-mail, which a tombstone item does not carry until
+                // delivery passes the last known state along.
+                (None, None) => run.settle(i, ItemOutcome::Synced { remote_id: None }),
+                (Some(_), Some(_)) => updates.push(i),
+                (Some(_), None) => upserts.push(i),
+            }
+        }
+        self.archive(&mut run, items, archives).await;
+        let gone = self.update(&mut run, items, updates).await;
+        upserts.extend(gone);
+        let taken = self.upsert(&mut run, items, upserts).await;
+        self.link(&mut run, items, taken).await;
+        run.finish()
     }
 
     fn paused(&self) -> Option<String> {
-        None
+        self.transport.paused()
+    }
+}
+
+impl HubspotClient {
+    /// Archives the records of deleted contacts; a record already gone counts as deleted.
+    async fn archive(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) {
+        let inputs: Vec<_> = which
+            .into_iter()
+            .filter_map(|i| {
+                let id = items[i].remote_id.clone()?;
+                let input = IdInput { id: id.clone() };
+                Some(Pending {
+                    item: i,
+                    key: id,
+                    input,
+                })
+            })
+            .collect();
+        let Some(report) = run
+            .write(&self.transport, Endpoint::Archive, Key::RecordId, inputs)
+            .await
+        else {
+            return;
+        };
+        for (i, result) in report.done {
+            let outcome = match result {
+                Ok(id) => ItemOutcome::Synced {
+                    remote_id: Some(id),
+                },
+                Err(Failure::Gone) => ItemOutcome::Synced {
+                    remote_id: items[i].remote_id.clone(),
+                },
+                Err(failure) => ItemOutcome::Failed(failure.into_error()),
+            };
+            run.settle(i, outcome);
+        }
+    }
+
+    /// Updates linked records by id; returns the items whose record is gone.
+    async fn update(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) -> Vec<usize> {
+        let inputs: Vec<_> = which
+            .into_iter()
+            .filter_map(|i| {
+                let id = items[i].remote_id.clone()?;
+                self.update_input(i, &items[i], id)
+            })
+            .collect();
+        let mut gone = Vec::new();
+        if let Some(report) = run
+            .write(&self.transport, Endpoint::Update, Key::RecordId, inputs)
+            .await
+        {
+            for (i, result) in report.done {
+                match result {
+                    Err(Failure::Gone) => gone.push(i),
+                    result => run.settle(i, written(result)),
+                }
+            }
+        }
+        gone
+    }
+
+    /// Upserts unlinked contacts by the id property. Returns the items whose create met
+    /// another record's e-mail (custom id property only), with that record's id.
+    async fn upsert(
+        &self,
+        run: &mut Run,
+        items: &[SyncItem],
+        which: Vec<usize>,
+    ) -> Vec<(usize, String)> {
+        let id_property = self.settings.id_property.as_str();
+        let inputs: Vec<_> = which
+            .into_iter()
+            .filter_map(|i| self.upsert_input(i, &items[i]))
+            .collect();
+        let key = Key::Property(id_property);
+        let mut taken = Vec::new();
+        if let Some(report) = run
+            .write(&self.transport, Endpoint::Upsert, key, inputs)
+            .await
+        {
+            for (i, result) in report.done {
+                match result {
+                    // Only a custom id property can miss a record that has the e-mail: that
+                    // record is the same person (often entered by hand), so link to it.
+                    Err(Failure::Taken {
+                        existing: Some(id), ..
+                    }) if !self.keyed_by_email() => taken.push((i, id)),
+                    result => run.settle(i, written(result)),
+                }
+            }
+        }
+        taken
+    }
+
+    /// Links items to the records that hold their e-mail, by updating those records by id.
+    async fn link(&self, run: &mut Run, items: &[SyncItem], taken: Vec<(usize, String)>) {
+        let inputs: Vec<_> = taken
+            .into_iter()
+            .filter_map(|(i, id)| self.update_input(i, &items[i], id))
+            .collect();
+        if let Some(report) = run
+            .write(&self.transport, Endpoint::Update, Key::RecordId, inputs)
+            .await
+        {
+            for (i, result) in report.done {
+                run.settle(i, written(result));
+            }
+        }
+    }
+
+    /// An upsert of the item's contact by the id property.
+    fn upsert_input(&self, item: usize, sync: &SyncItem) -> Option<Pending<WriteInput>> {
+        let contact = sync.contact.as_ref()?;
+        let key = self.id_value(sync, contact);
+        let mut properties = transformers::to_properties(contact, &self.settings.fields);
+        // The id property travels in the properties too: HubSpot then sets it on a create
+        // and returns it, which is how results are matched to inputs.
+        properties.insert(self.settings.id_property.clone(), key.clone());
+        let input = WriteInput {
+            id: key.clone(),
+            id_property: Some(self.settings.id_property.clone()),
+            properties,
+            object_write_trace_id: sync.contact_id.to_string(),
+        };
+        Some(Pending { item, key, input })
+    }
+
+    /// An update of record `id` with the item's contact. With a custom id property the
+    /// record also gets (or keeps) the contact's id, so a later upsert finds it.
+    fn update_input(
+        &self,
+        item: usize,
+        sync: &SyncItem,
+        id: String,
+    ) -> Option<Pending<WriteInput>> {
+        let contact = sync.contact.as_ref()?;
+        let mut properties = transformers::to_properties(contact, &self.settings.fields);
+        if !self.keyed_by_email() {
+            properties.insert(
+                self.settings.id_property.clone(),
+                self.id_value(sync, contact),
+            );
+        }
+        let input = WriteInput {
+            id: id.clone(),
+            id_property: None,
+            properties,
+            object_write_trace_id: sync.contact_id.to_string(),
+        };
+        Some(Pending {
+            item,
+            key: id,
+            input,
+        })
+    }
+
+    /// The id property's value for a contact: its e-mail (already normalised), or its
+    /// SyncRoot id for a custom property.
+    fn id_value(&self, sync: &SyncItem, contact: &ContactFields) -> String {
+        if self.keyed_by_email() {
+            contact.email.as_str().to_owned()
+        } else {
+            sync.contact_id.to_string()
+        }
+    }
+
+    fn keyed_by_email(&self) -> bool {
+        self.settings.id_property.eq_ignore_ascii_case("email")
+    }
+}
+
+/// The outcome of an item whose write ended here.
+fn written(result: Result<String, Failure>) -> ItemOutcome {
+    match result {
+        Ok(id) => ItemOutcome::Synced {
+            remote_id: Some(id),
+        },
+        Err(failure) => ItemOutcome::Failed(failure.into_error()),
     }
 }

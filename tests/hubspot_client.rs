@@ -1,0 +1,533 @@
+//! The HubSpot client, black-box, against the in-process HubSpot sandbox: one sandbox on
+//! port 0 per test, so tests run in parallel. Needs neither Postgres nor RabbitMQ.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use syncroot::config::Secret;
+use syncroot::domain::{ContactFields, ContactId, Email};
+use syncroot::providers::hubspot::{HubspotClient, HubspotSettings, default_fields};
+use syncroot::providers::mapping::FieldMap;
+use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use syncroot::sandbox::hubspot::{HubspotSandboxConfig, spawn};
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "pat-na1-client-test-token";
+const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
+const UPDATE: &str = "POST /crm/v3/objects/contacts/batch/update";
+const ARCHIVE: &str = "POST /crm/v3/objects/contacts/batch/archive";
+
+struct Sandbox {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Sandbox {
+    async fn start() -> Self {
+        let cfg = HubspotSandboxConfig {
+            access_token: TOKEN.into(),
+            ..Default::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = spawn(cfg, listener, shutdown.clone()).await.unwrap();
+        Self {
+            base: handle.base_url(),
+            http: reqwest::Client::new(),
+            shutdown,
+        }
+    }
+
+    fn settings(&self) -> HubspotSettings {
+        HubspotSettings {
+            base_url: self.base.clone(),
+            token: Secret::new(TOKEN),
+            id_property: "email".into(),
+            fields: FieldMap::defaults(&default_fields()),
+            rate_limit: 100,
+            batching: true,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// A client keyed by `id_property`, with field-map `overrides`.
+    fn client_with(&self, id_property: &str, overrides: &str) -> HubspotClient {
+        HubspotClient::new(HubspotSettings {
+            id_property: id_property.into(),
+            fields: FieldMap::parse(&default_fields(), overrides).unwrap(),
+            ..self.settings()
+        })
+    }
+
+    fn client(&self) -> HubspotClient {
+        self.client_with("email", "")
+    }
+
+    async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .http
+            .request(method, format!("{}/__sandbox{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Live (not archived) records, by id.
+    async fn live(&self) -> Vec<Value> {
+        let state = self.control(Method::GET, "/state", None).await;
+        let all = state["contacts"].as_array().cloned().unwrap_or_default();
+        all.into_iter().filter(|c| c["archived"] == false).collect()
+    }
+
+    async fn record(&self, id: &str) -> Value {
+        let state = self.control(Method::GET, "/state", None).await;
+        let all = state["contacts"].as_array().cloned().unwrap_or_default();
+        all.into_iter().find(|c| c["id"] == id).unwrap()
+    }
+
+    async fn calls(&self, route: &str) -> u64 {
+        let counters = self.control(Method::GET, "/counters", None).await;
+        counters["calls"][route].as_u64().unwrap_or(0)
+    }
+
+    /// A contact created by a person in HubSpot's UI; returns its record id.
+    async fn created_in_ui(&self, properties: Value) -> String {
+        let body = json!({ "properties": properties });
+        let record = self.control(Method::POST, "/ui/contacts", Some(body)).await;
+        record["id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn contact(email: &str, first: &str) -> ContactFields {
+    ContactFields {
+        email: Email::parse(email).unwrap(),
+        first_name: Some(first.into()),
+        last_name: None,
+        phone: Some("+1 555 0100".into()),
+        company: None,
+        job_title: None,
+    }
+}
+
+fn live(contact: ContactFields) -> SyncItem {
+    SyncItem {
+        contact_id: ContactId::new(),
+        version: 1,
+        contact: Some(contact),
+        remote_id: None,
+    }
+}
+
+fn synced(outcome: &ItemOutcome) -> &str {
+    match outcome {
+        ItemOutcome::Synced {
+            remote_id: Some(id),
+        } => id,
+        other => panic!("expected a linked record, got {other:?}"),
+    }
+}
+
+fn rejected_code(outcome: &ItemOutcome) -> &str {
+    match outcome {
+        ItemOutcome::Failed(ProviderError::Rejected { code, .. }) => code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+/// Syncs `items` and links each synced one to its record, as delivery would.
+async fn sync_linking(client: &HubspotClient, items: &mut [SyncItem]) -> Vec<ItemOutcome> {
+    let outcomes = client.sync(items).await.unwrap();
+    for (item, outcome) in items.iter_mut().zip(&outcomes) {
+        if let ItemOutcome::Synced {
+            remote_id: Some(id),
+        } = outcome
+        {
+            item.remote_id = Some(id.clone());
+        }
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn new_contacts_are_created_with_their_mapped_properties() {
+    let sb = Sandbox::start().await;
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    let outcomes = sync_linking(&sb.client(), &mut items).await;
+    let ada = sb.record(synced(&outcomes[0])).await;
+    assert_eq!(ada["properties"]["email"], "ada@example.com");
+    assert_eq!(ada["properties"]["firstname"], "Ada");
+    assert_eq!(ada["properties"]["phone"], "+1 555 0100");
+    assert!(
+        ada["properties"].get("lastname").is_none(),
+        "null stays unset"
+    );
+    assert_eq!(
+        sb.record(synced(&outcomes[1])).await["properties"]["firstname"],
+        "Grace"
+    );
+    assert_eq!(sb.live().await.len(), 2);
+    assert_eq!(sb.calls(UPSERT).await, 1, "one call for the batch");
+}
+
+#[tokio::test]
+async fn updates_reach_the_linked_record_and_null_fields_clear_properties() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [live(contact("ada@example.com", "Ada"))];
+    sync_linking(&client, &mut items).await;
+    let c = items[0].contact.as_mut().unwrap();
+    c.first_name = Some("Augusta Ada".into());
+    c.phone = None;
+    c.job_title = Some("Analyst".into());
+    let outcomes = client.sync(&items).await.unwrap();
+    let record = sb.record(synced(&outcomes[0])).await;
+    assert_eq!(record["properties"]["firstname"], "Augusta Ada");
+    assert_eq!(record["properties"]["jobtitle"], "Analyst");
+    assert!(record["properties"].get("phone").is_none(), "cleared");
+    assert_eq!(sb.calls(UPDATE).await, 1);
+}
+
+#[tokio::test]
+async fn deleted_contacts_archive_their_record_and_a_record_already_gone_counts_as_deleted() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [live(contact("ada@example.com", "Ada"))];
+    let id = synced(&sync_linking(&client, &mut items).await[0]).to_owned();
+    items[0].contact = None;
+    let unlinked = SyncItem {
+        contact: None,
+        ..live(contact("x@example.com", "X"))
+    };
+    let both = [items[0].clone(), unlinked];
+    let outcomes = client.sync(&both).await.unwrap();
+    assert_eq!(synced(&outcomes[0]), id);
+    assert!(matches!(
+        outcomes[1],
+        ItemOutcome::Synced { remote_id: None }
+    ));
+    assert_eq!(sb.record(&id).await["archived"], true);
+    let again = client.sync(&items).await.unwrap();
+    assert_eq!(synced(&again[0]), id, "already gone is success");
+    assert_eq!(
+        sb.calls(ARCHIVE).await,
+        2,
+        "the unlinked delete needs no call"
+    );
+}
+
+#[tokio::test]
+async fn a_person_already_in_hubspot_is_linked_not_duplicated() {
+    let sb = Sandbox::start().await;
+    let existing = sb
+        .created_in_ui(json!({"email": "Ada@Example.com", "lastname": "Lovelace"}))
+        .await;
+    let outcomes = sb
+        .client()
+        .sync(&[live(contact("ada@example.com", "Ada"))])
+        .await
+        .unwrap();
+    assert_eq!(synced(&outcomes[0]), existing);
+    assert_eq!(sb.live().await.len(), 1);
+    assert_eq!(sb.record(&existing).await["properties"]["firstname"], "Ada");
+}
+
+#[tokio::test]
+async fn with_a_custom_id_property_a_person_already_in_hubspot_is_linked_by_record_id() {
+    let sb = Sandbox::start().await;
+    let client = sb.client_with("syncroot_id", "");
+    let existing = sb.created_in_ui(json!({"email": "ada@example.com"})).await;
+    let items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    let outcomes = client.sync(&items).await.unwrap();
+    assert_eq!(synced(&outcomes[0]), existing, "linked through the 409");
+    let record = sb.record(&existing).await;
+    assert_eq!(
+        record["properties"]["syncroot_id"],
+        items[0].contact_id.to_string()
+    );
+    assert_eq!(record["properties"]["firstname"], "Ada");
+    let grace = sb.record(synced(&outcomes[1])).await;
+    assert_eq!(
+        grace["properties"]["syncroot_id"],
+        items[1].contact_id.to_string()
+    );
+    assert_eq!(sb.live().await.len(), 2);
+    assert_eq!(sb.calls(UPDATE).await, 1, "one link call");
+    // A retry (the link was not recorded) finds the record by its SyncRoot id now.
+    let again = client.sync(&items[..1]).await.unwrap();
+    assert_eq!(synced(&again[0]), existing);
+    assert_eq!(sb.live().await.len(), 2);
+}
+
+#[tokio::test]
+async fn syncing_the_same_contact_twice_creates_one_record() {
+    for id_property in ["email", "syncroot_id"] {
+        let sb = Sandbox::start().await;
+        let client = sb.client_with(id_property, "");
+        let item = [live(contact("ada@example.com", "Ada"))];
+        let first = client.sync(&item).await.unwrap();
+        let second = client.sync(&item).await.unwrap();
+        assert_eq!(synced(&first[0]), synced(&second[0]), "{id_property}");
+        assert_eq!(sb.live().await.len(), 1, "{id_property}");
+    }
+}
+
+#[tokio::test]
+async fn an_email_change_on_a_linked_contact_keeps_one_record() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [live(contact("ada@example.com", "Ada"))];
+    let id = synced(&sync_linking(&client, &mut items).await[0]).to_owned();
+    items[0].contact.as_mut().unwrap().email = Email::parse("ada@lovelace.org").unwrap();
+    let outcomes = client.sync(&items).await.unwrap();
+    assert_eq!(synced(&outcomes[0]), id);
+    let records = sb.live().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["properties"]["email"], "ada@lovelace.org");
+}
+
+#[tokio::test]
+async fn a_record_deleted_in_hubspot_is_upserted_afresh_in_the_same_call() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let old = items[0].remote_id.clone().unwrap();
+    let url = format!("{}/__sandbox/ui/contacts/{old}", sb.base);
+    assert!(
+        sb.http
+            .delete(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let outcomes = client.sync(&items).await.unwrap();
+    let new = synced(&outcomes[0]);
+    assert_ne!(new, old);
+    assert_eq!(
+        sb.record(new).await["properties"]["email"],
+        "ada@example.com"
+    );
+    assert_eq!(synced(&outcomes[1]), items[1].remote_id.as_deref().unwrap());
+    assert_eq!((sb.calls(UPDATE).await, sb.calls(UPSERT).await), (1, 2));
+}
+
+#[tokio::test]
+async fn two_hundred_and_fifty_contacts_take_three_calls_of_at_most_one_hundred() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    assert_eq!(client.batch_cap(), 100);
+    let items: Vec<_> = (0..250)
+        .map(|n| live(contact(&format!("c{n}@example.com"), "C")))
+        .collect();
+    for batch in items.chunks(client.batch_cap()) {
+        let outcomes = client.sync(batch).await.unwrap();
+        assert!(outcomes.iter().all(|o| !synced(o).is_empty()));
+    }
+    let counters = sb.control(Method::GET, "/counters", None).await;
+    assert_eq!(counters["calls"][UPSERT], 3);
+    assert_eq!(counters["records_per_call"][UPSERT]["max"], 100);
+    assert_eq!(sb.live().await.len(), 250);
+}
+
+#[tokio::test]
+async fn one_invalid_contact_fails_alone_and_the_rest_are_written() {
+    let sb = Sandbox::start().await;
+    // `lifecyclestage` is an enumeration: "lead" is a valid option, "CTO" is not.
+    let client = sb.client_with("email", "job_title=lifecyclestage");
+    let mut items: Vec<_> = (0..10)
+        .map(|n| live(contact(&format!("c{n}@example.com"), "C")))
+        .collect();
+    items[1].contact.as_mut().unwrap().job_title = Some("lead".into());
+    items[6].contact.as_mut().unwrap().job_title = Some("CTO".into());
+    let outcomes = client.sync(&items).await.unwrap();
+    assert_eq!(rejected_code(&outcomes[6]), "INVALID_OPTION");
+    for (n, outcome) in outcomes.iter().enumerate().filter(|(n, _)| *n != 6) {
+        assert!(
+            matches!(outcome, ItemOutcome::Synced { remote_id: Some(_) }),
+            "{n}"
+        );
+    }
+    assert_eq!(sb.live().await.len(), 9);
+    // Halving finds one culprit among 10 in at most 1 + 2 × ⌈log2 10⌉ calls.
+    assert!(sb.calls(UPSERT).await <= 9);
+}
+
+#[tokio::test]
+async fn an_email_change_onto_another_record_fails_alone_in_one_call() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    sb.created_in_ui(json!({"email": "taken@example.com"}))
+        .await;
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    sync_linking(&client, &mut items).await;
+    items[0].contact.as_mut().unwrap().email = Email::parse("taken@example.com").unwrap();
+    items[1].contact.as_mut().unwrap().first_name = Some("Amazing Grace".into());
+    let outcomes = client.sync(&items).await.unwrap();
+    assert_eq!(rejected_code(&outcomes[0]), "CONFLICT");
+    let grace = sb.record(synced(&outcomes[1])).await;
+    assert_eq!(grace["properties"]["firstname"], "Amazing Grace");
+    assert_eq!(sb.calls(UPDATE).await, 1, "HubSpot answered per input");
+}
+
+#[tokio::test]
+async fn an_unknown_mapped_property_fails_every_contact_in_one_call() {
+    let sb = Sandbox::start().await;
+    let client = sb.client_with("email", "company=nickname");
+    let items: Vec<_> = (0..4)
+        .map(|n| live(contact(&format!("c{n}@example.com"), "C")))
+        .collect();
+    let outcomes = client.sync(&items).await.unwrap();
+    for outcome in &outcomes {
+        assert_eq!(rejected_code(outcome), "PROPERTY_DOESNT_EXIST");
+    }
+    assert_eq!(
+        sb.calls(UPSERT).await,
+        1,
+        "no splitting over a property name"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_makes_the_whole_call_unavailable() {
+    let sb = Sandbox::start().await;
+    sb.control(Method::PUT, "/faults", Some(json!({"outage": true})))
+        .await;
+    let err = sb
+        .client()
+        .sync(&[live(contact("ada@example.com", "Ada"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_unauthorized_and_never_shown() {
+    let sb = Sandbox::start().await;
+    let client = HubspotClient::new(HubspotSettings {
+        token: Secret::new("pat-na1-wrong-secret"),
+        ..sb.settings()
+    });
+    let err = client
+        .sync(&[live(contact("ada@example.com", "Ada"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert!(!format!("{err:?} {err}").contains("wrong-secret"));
+}
+
+#[tokio::test]
+async fn a_429_is_rate_limited_and_holds_the_next_request() {
+    let sb = Sandbox::start().await;
+    sb.control(Method::PUT, "/faults", Some(json!({"force_429": 1})))
+        .await;
+    let client = sb.client();
+    let items = [live(contact("ada@example.com", "Ada"))];
+    let err = client.sync(&items).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(1)),
+        "{err:?}"
+    );
+    assert!(
+        client
+            .paused()
+            .is_some_and(|why| why.contains("rate limit"))
+    );
+    let start = Instant::now();
+    synced(&client.sync(&items).await.unwrap()[0]);
+    assert!(
+        start.elapsed() >= Duration::from_millis(800),
+        "waited out the pause"
+    );
+}
+
+#[tokio::test]
+async fn pacing_keeps_a_burst_under_a_small_limit_without_any_429() {
+    let sb = Sandbox::start().await;
+    sb.control(Method::PUT, "/limits", Some(json!({"burst_limit": 5})))
+        .await;
+    let client = sb.client();
+    for n in 0..8 {
+        let item = [live(contact(&format!("c{n}@example.com"), "C"))];
+        synced(&client.sync(&item).await.unwrap()[0]);
+    }
+    let counters = sb.control(Method::GET, "/counters", None).await;
+    assert_eq!(counters["rate_limited"], 0);
+    assert_eq!(counters["calls_total"], 8);
+}
+
+#[tokio::test]
+async fn a_spent_daily_allowance_pauses_delivery_without_further_calls() {
+    let sb = Sandbox::start().await;
+    sb.control(Method::PUT, "/limits", Some(json!({"daily_limit": 1})))
+        .await;
+    let client = sb.client();
+    synced(
+        &client
+            .sync(&[live(contact("a@example.com", "A"))])
+            .await
+            .unwrap()[0],
+    );
+    assert!(client.paused().is_some_and(|why| why.contains("daily")));
+    let err = client
+        .sync(&[live(contact("b@example.com", "B"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::QuotaExhausted { .. }),
+        "{err:?}"
+    );
+    let counters = sb.control(Method::GET, "/counters", None).await;
+    assert_eq!(counters["calls_total"], 1);
+}
+
+#[tokio::test]
+async fn a_daily_429_is_quota_exhausted() {
+    let sb = Sandbox::start().await;
+    sb.control(Method::PUT, "/limits", Some(json!({"daily_limit": 0})))
+        .await;
+    let client = sb.client();
+    let err = client
+        .sync(&[live(contact("a@example.com", "A"))])
+        .await
+        .unwrap_err();
+    let ProviderError::QuotaExhausted { retry_after } = err else {
+        panic!("expected the daily allowance to be spent, got {err:?}");
+    };
+    assert!(retry_after <= Duration::from_secs(24 * 3600));
+    assert!(client.paused().is_some_and(|why| why.contains("daily")));
+}
+
+#[tokio::test]
+async fn without_batching_each_call_takes_one_contact() {
+    let sb = Sandbox::start().await;
+    let client = HubspotClient::new(HubspotSettings {
+        batching: false,
+        ..sb.settings()
+    });
+    assert_eq!(client.batch_cap(), 1);
+}
