@@ -151,6 +151,8 @@ fn worker<C: CrmClient>(
         client: std::sync::Arc::new(client),
         linger: cfg.delivery.linger,
         prefetch: cfg.delivery.prefetch,
+        retry_min: cfg.delivery.retry_min,
+        retry_max: cfg.delivery.retry_max,
     }
 }
 

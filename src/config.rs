@@ -151,6 +151,16 @@ pub const KEYS: &[Key] = &[
         "1000",
         "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",
     ),
+    key(
+        "delivery_retry_min_ms",
+        "500",
+        "first wait before a failed delivery is tried again (doubling, with jitter)",
+    ),
+    key(
+        "delivery_retry_max_ms",
+        "60000",
+        "longest wait between delivery attempts, unless the CRM asks for longer",
+    ),
     key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
     key(
         "hubspot_base_url",
@@ -331,6 +341,9 @@ pub struct DeliveryConfig {
     pub batching: bool,
     pub linger: Duration,
     pub prefetch: u16,
+    /// Backoff bounds between delivery attempts.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
     pub hubspot: crate::providers::hubspot::HubspotSettings,
     pub salesforce: crate::providers::salesforce::SalesforceSettings,
 }
@@ -664,6 +677,8 @@ impl Parser<'_> {
             batching,
             linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
             prefetch: self.ranged("delivery_prefetch", 1, 10_000),
+            retry_min: Duration::from_millis(self.ranged("delivery_retry_min_ms", 10, 3_600_000)),
+            retry_max: Duration::from_millis(self.ranged("delivery_retry_max_ms", 10, 3_600_000)),
             hubspot: hubspot::HubspotSettings {
                 base_url: self.base_url("hubspot_base_url"),
                 token: Secret::new(self.raw("hubspot_token")),

@@ -46,6 +46,9 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub linger: Duration,
     /// Unacknowledged tasks held; at least a batch.
     pub prefetch: u16,
+    /// Backoff bounds between attempts.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
@@ -160,8 +163,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
     async fn deliver(&self, mut batch: Batch, shutdown: &CancellationToken) {
         let crm = self.client.crm();
         let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(500))
-            .with_max_delay(Duration::from_secs(60))
+            .with_min_delay(self.retry_min)
+            .with_max_delay(self.retry_max.max(self.retry_min))
             .with_jitter()
             .without_max_times()
             .build();
@@ -174,7 +177,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     None
                 }
             };
-            let delay = wait.unwrap_or_else(|| backoff.next().unwrap_or(Duration::from_secs(60)));
+            let delay = wait.unwrap_or_else(|| backoff.next().unwrap_or(self.retry_max));
             if let Some(reason) = self.client.paused() {
                 tracing::warn!(%crm, %reason, "delivery paused");
             }

@@ -99,6 +99,12 @@ impl TestApp {
                 "127.0.0.1:0".to_owned(),
             ),
         ];
+        // Short delivery retries, so tests that inject CRM faults finish quickly.
+        env.push(("SYNCROOT_DELIVERY_RETRY_MIN_MS".to_owned(), "50".to_owned()));
+        env.push((
+            "SYNCROOT_DELIVERY_RETRY_MAX_MS".to_owned(),
+            "500".to_owned(),
+        ));
         if !opts.delivery {
             env.push(("SYNCROOT_CRMS".to_owned(), String::new()));
         }
