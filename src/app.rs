@@ -153,6 +153,7 @@ fn worker<C: CrmClient>(
         prefetch: cfg.delivery.prefetch,
         retry_min: cfg.delivery.retry_min,
         retry_max: cfg.delivery.retry_max,
+        grace: cfg.shutdown_grace,
     }
 }
 

@@ -89,6 +89,56 @@ fn change(id: ContactId, seq: i64, title: &str) -> ContactChange {
     }
 }
 
+/// Records `c` as the contact's accepted head, as the API's accept transaction does.
+async fn accept(app: &TestApp, c: &ContactChange) {
+    sqlx::query(
+        "INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, doc = EXCLUDED.doc, message_id = EXCLUDED.message_id",
+    )
+    .bind(c.contact_id.0)
+    .bind(c.seq)
+    .bind(c.contact.email.as_str())
+    .bind(sqlx::types::Json(&c.contact))
+    .bind(c.created_at)
+    .bind(c.accepted_at)
+    .bind(c.message_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_change_whose_acceptance_rolled_back_is_never_applied() {
+    let app = TestApp::spawn().await;
+    let topo = app.topology();
+    let id = ContactId::new();
+    let queue = topo.shard_queue(id.shard(topo.shards));
+    let body = |c: &ContactChange| syncroot::queue::envelope::encode(c).0;
+    // The broker confirmed these, but the API's transaction rolled back: no head at all for the
+    // create, and a head at seq 1 naming another message for the rest.
+    let ghost_create = change(id, 1, "ghost");
+    app.publish_raw(&queue, &body(&ghost_create)).await;
+    let real = change(id, 1, "real");
+    accept(&app, &real).await;
+    let ghost_same_seq = change(id, 1, "ghost again");
+    let ghost_next = change(id, 2, "ghost next");
+    app.publish_raw(&queue, &body(&ghost_same_seq)).await;
+    app.publish_raw(&queue, &body(&ghost_next)).await;
+    eventually("the ghosts to be consumed", || async {
+        (app.queue_depth(&queue).await == 0).then_some(())
+    })
+    .await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no change the API did not commit was applied");
+    app.publish_raw(&queue, &body(&real)).await;
+    let c = app.wait_applied(&id.to_string(), 1).await;
+    assert_eq!(c["job_title"], "real");
+}
+
 async fn persisted_at(app: &TestApp, id: ContactId) -> chrono::DateTime<chrono::Utc> {
     sqlx::query_scalar("SELECT persisted_at FROM contacts WHERE id = $1")
         .bind(id.0)
@@ -104,6 +154,9 @@ async fn a_redelivered_or_stale_change_is_not_applied_again() {
     let id = ContactId::new();
     let queue = topo.shard_queue(id.shard(topo.shards));
     let first = change(id, 1, "first");
+    let second = change(id, 2, "second");
+    // The API accepted both (the head names the second), as if they had gone through it.
+    accept(&app, &second).await;
     let body = |c: &ContactChange| syncroot::queue::envelope::encode(c).0;
     app.publish_raw(&queue, &body(&first)).await;
     let c = app.wait_applied(&id.to_string(), 1).await;
@@ -113,7 +166,6 @@ async fn a_redelivered_or_stale_change_is_not_applied_again() {
     // The same message again (as after a crash before the ack), then a newer one, then the
     // old one once more: the newer one wins and the redeliveries change nothing.
     app.publish_raw(&queue, &body(&first)).await;
-    let second = change(id, 2, "second");
     app.publish_raw(&queue, &body(&second)).await;
     app.publish_raw(&queue, &body(&first)).await;
     app.wait_applied(&id.to_string(), 2).await;

@@ -23,7 +23,6 @@ use super::schema::{AcceptedOut, Operation};
 use crate::domain::change::CHANGE_FORMAT_VERSION;
 use crate::domain::fields::{Field, FieldValue};
 use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId};
-use crate::queue::publisher::PublishError;
 use crate::store::heads::{self, Head, HeadError};
 use crate::store::idempotency::{self, Remembered};
 
@@ -72,10 +71,11 @@ pub async fn create(
             return replay(earlier, &outcome.request_hash);
         }
     }
-    heads::insert(&mut tx, id, &doc, now)
+    let message_id = Uuid::new_v4();
+    heads::insert(&mut tx, id, &doc, now, message_id)
         .await
         .map_err(head_error)?;
-    let change = change(id, 1, ChangeOp::Upsert, now, now, doc);
+    let change = change(message_id, id, 1, ChangeOp::Upsert, now, now, doc);
     publish_and_commit(state, tx, &change).await?;
     Ok(Reply {
         accepted,
@@ -136,10 +136,11 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
         created_at: head.created_at,
         deleted_at: (op == ChangeOp::Delete).then_some(now),
     };
-    heads::advance(&mut tx, id, &next, now)
+    let message_id = Uuid::new_v4();
+    heads::advance(&mut tx, id, &next, now, message_id)
         .await
         .map_err(head_error)?;
-    let change = change(id, next.seq, op, now, head.created_at, doc);
+    let change = change(message_id, id, next.seq, op, now, head.created_at, doc);
     publish_and_commit(state, tx, &change).await?;
     Ok(Reply {
         accepted: AcceptedOut {
@@ -153,6 +154,7 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
 }
 
 fn change(
+    message_id: Uuid,
     id: ContactId,
     seq: i64,
     op: ChangeOp,
@@ -162,7 +164,7 @@ fn change(
 ) -> ContactChange {
     ContactChange {
         v: CHANGE_FORMAT_VERSION,
-        message_id: Uuid::new_v4(),
+        message_id,
         contact_id: id,
         seq,
         op,
@@ -178,21 +180,17 @@ async fn publish_and_commit(
     change: &ContactChange,
 ) -> Result<(), ApiError> {
     if let Err(e) = state.publisher.publish_change(change).await {
-        // Dropping `tx` rolls the head back: the write was not accepted.
-        return Err(match e {
-            PublishError::Unavailable => {
-                ApiError::Unavailable("the message broker is unavailable; retry shortly".into())
-            }
-            other => ApiError::Unavailable(format!(
-                "the message broker did not accept the change ({other}); retry shortly"
-            )),
-        });
+        // Dropping `tx` rolls the head back, and the forwarder skips a change whose head did
+        // not commit, even if the broker took it: the write was not accepted.
+        tracing::warn!(error = %e, contact = %change.contact_id, "publish not confirmed; write refused");
+        return Err(ApiError::Unavailable(
+            "the message broker did not confirm the change; nothing was accepted, retry shortly"
+                .into(),
+        ));
     }
     tx.commit().await.map_err(|e| {
-        // The broker holds the change, so it will still be applied; say so rather than claim
-        // nothing happened.
         tracing::error!(error = %e, contact = %change.contact_id, seq = change.seq, "commit failed after the broker confirmed");
-        ApiError::Unavailable("the database failed while recording the change; it may still be applied".into())
+        ApiError::Unavailable("the database failed while recording the change; nothing was accepted, retry shortly".into())
     })
 }
 
@@ -228,12 +226,13 @@ fn head_error(e: HeadError) -> ApiError {
     }
 }
 
-/// Postgres being unreachable is a 503 (retry later), any other database error a 500.
+/// Postgres being unreachable or restarting is a 503 (retry later); any other database error
+/// is a 500, logged with its cause.
 pub fn db_unavailable(e: sqlx::Error) -> ApiError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            ApiError::Unavailable("the database is unavailable; retry shortly".into())
-        }
-        other => ApiError::internal(other),
+    if crate::store::is_transient(&e) {
+        tracing::warn!(error = %e, "database unavailable");
+        ApiError::Unavailable("the database is unavailable; retry shortly".into())
+    } else {
+        ApiError::internal(e)
     }
 }

@@ -160,6 +160,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
                 ),
             ));
         }
+        for (name, value) in [("email", &q.email), ("cursor", &q.cursor)] {
+            // Postgres refuses NUL in text, and no e-mail address or cursor has a control character.
+            if value
+                .as_ref()
+                .is_some_and(|v| v.chars().any(char::is_control))
+            {
+                errors.push((name.into(), "must not contain control characters".into()));
+            }
+        }
         if errors.is_empty() {
             Ok(q)
         } else {

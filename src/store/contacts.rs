@@ -31,14 +31,40 @@ pub enum Applied {
     Already,
     /// The row holds a newer change; this one is stale.
     Stale,
+    /// The API never committed this change (its acceptance rolled back after the broker had
+    /// confirmed the message), so it is not applied.
+    NotAccepted,
 }
 
-/// Applies a change unless the row already holds this change or a newer one.
+/// Applies a change if the API committed it, unless the row already holds it or a newer one.
+///
+/// Acceptance: under the contact's advisory lock (shared; the API holds it exclusively from
+/// before its publish until its commit), the head must hold this change or a later one. A
+/// change whose acceptance rolled back is skipped, so a 503 never leaves a change behind.
 ///
 /// Order is `(version, updated_at)`: the sequence number first, and the acceptance time as the
-/// tie-break for the one case two changes can share a number (the API's commit failed after the
-/// broker had confirmed, so the next change reused the number; the later one wins).
+/// tie-break for the one case two messages share a number (one rolled back after the broker's
+/// confirm, and the next accepted change reused the number; the later, accepted one wins).
 pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<Applied, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(super::heads::lock_key(change.contact_id))
+        .execute(&mut *tx)
+        .await?;
+    let head: Option<(i64, Option<Uuid>)> =
+        sqlx::query_as("SELECT seq, message_id FROM contact_heads WHERE id = $1")
+            .bind(change.contact_id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let accepted = match head {
+        None => false,
+        Some((seq, _)) if seq < change.seq => false,
+        Some((seq, Some(m))) if seq == change.seq => m == change.message_id,
+        Some(_) => true,
+    };
+    if !accepted {
+        return Ok(Applied::NotAccepted);
+    }
     let c = &change.contact;
     let deleted_at = (change.op == ChangeOp::Delete).then_some(change.accepted_at);
     let done = sqlx::query(
@@ -65,19 +91,22 @@ pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<Applied, sql
     .bind(change.accepted_at)
     .bind(deleted_at)
     .bind(change.message_id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() == 1 {
-        return Ok(Applied::New);
-    }
-    let holder: Option<Uuid> =
-        sqlx::query_scalar("SELECT last_message_id FROM contacts WHERE id = $1")
-            .bind(change.contact_id.0)
-            .fetch_optional(pool)
-            .await?;
-    Ok(if holder == Some(change.message_id) {
-        Applied::Already
+    let applied = if done.rows_affected() == 1 {
+        Applied::New
     } else {
-        Applied::Stale
-    })
+        let holder: Option<Uuid> =
+            sqlx::query_scalar("SELECT last_message_id FROM contacts WHERE id = $1")
+                .bind(change.contact_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if holder == Some(change.message_id) {
+            Applied::Already
+        } else {
+            Applied::Stale
+        }
+    };
+    tx.commit().await?;
+    Ok(applied)
 }

@@ -35,6 +35,7 @@ const LIVE_EMAIL_INDEX: &str = "contact_heads_live_email";
 
 /// Locks and returns the head, or `None` if the id was never accepted.
 pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, sqlx::Error> {
+    guard(tx, id).await?;
     let row = sqlx::query(
         "SELECT seq, doc, created_at, deleted_at FROM contact_heads WHERE id = $1 FOR UPDATE",
     )
@@ -53,21 +54,42 @@ pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, 
     .transpose()
 }
 
-/// Inserts the head of a new contact (sequence 1).
+/// The key of a contact's advisory lock. Only the low 64 bits of the id (random in a UUIDv7):
+/// a collision just makes two contacts wait for each other briefly.
+pub fn lock_key(id: ContactId) -> i64 {
+    id.0.as_u128() as u64 as i64
+}
+
+/// Takes the contact's acceptance lock until the transaction ends. The forwarder takes the
+/// same lock in shared mode before it decides whether a change was accepted, so it never
+/// looks while an acceptance is still between the broker's confirm and the commit.
+async fn guard(tx: &mut PgConnection, id: ContactId) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(id))
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
+/// Inserts the head of a new contact (sequence 1), accepted as `message_id`.
 pub async fn insert(
     tx: &mut PgConnection,
     id: ContactId,
     doc: &ContactFields,
     now: DateTime<Utc>,
+    message_id: uuid::Uuid,
 ) -> Result<(), HeadError> {
+    guard(tx, id).await?;
     let inserted = sqlx::query(
-        "INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at) VALUES ($1, 1, $2, $3, $4, $4)
+        "INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id)
+         VALUES ($1, 1, $2, $3, $4, $4, $5)
          ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING",
     )
     .bind(id.0)
     .bind(doc.email.as_str())
     .bind(sqlx::types::Json(doc))
     .bind(now)
+    .bind(message_id)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -78,12 +100,14 @@ pub async fn insert(
     ))
 }
 
-/// Moves a head to its next sequence number with a new state, or marks it deleted.
+/// Moves a head to its next sequence number with a new state (or marks it deleted), accepted
+/// as `message_id`. The caller holds the row through [`lock`].
 pub async fn advance(
     tx: &mut PgConnection,
     id: ContactId,
     head: &Head,
     now: DateTime<Utc>,
+    message_id: uuid::Uuid,
 ) -> Result<(), HeadError> {
     if head.deleted_at.is_none()
         && let Some(other) = find_live_by_email(tx, head.doc.email.as_str()).await?
@@ -91,13 +115,17 @@ pub async fn advance(
     {
         return Err(HeadError::EmailTaken(Some(other)));
     }
-    sqlx::query("UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6 WHERE id = $1")
+    sqlx::query(
+        "UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6, message_id = $7
+         WHERE id = $1",
+    )
         .bind(id.0)
         .bind(head.seq)
         .bind(head.doc.email.as_str())
         .bind(sqlx::types::Json(&head.doc))
         .bind(now)
         .bind(head.deleted_at)
+        .bind(message_id)
         .execute(tx)
         .await
         .map_err(|e| {

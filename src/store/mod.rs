@@ -55,3 +55,24 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str) -> bool {
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
+
+/// Errors that go away by themselves: connection trouble, a restart or failover, too many
+/// connections, lock or statement timeouts, serialization failures, even a schema not migrated
+/// yet. Only errors about the data itself (SQLSTATE classes 22 data exception and 23 integrity
+/// violation) and decoding errors are not: retrying those cannot help.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_none_or(|c| !(c.starts_with("22") || c.starts_with("23"))),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::RowNotFound
+        | sqlx::Error::Configuration(_)
+        | sqlx::Error::Migrate(_) => false,
+        _ => true,
+    }
+}

@@ -49,6 +49,8 @@ pub struct DeliveryWorker<C: CrmClient> {
     /// Backoff bounds between attempts.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// On shutdown, how long a CRM call in progress may go on.
+    pub grace: Duration,
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
@@ -169,7 +171,17 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .without_max_times()
             .build();
         while !batch.is_empty() {
-            let wait = match self.attempt(&mut batch).await {
+            let attempt = self.attempt(&mut batch);
+            let ending = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(self.grace).await;
+            };
+            let outcome = tokio::select! {
+                r = attempt => r,
+                // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
+                _ = ending => return,
+            };
+            let wait = match outcome {
                 Ok(None) => continue,
                 Ok(Some(asked)) => asked,
                 Err(e) => {

@@ -24,12 +24,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::SelectAll;
+use lapin::Consumer;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -116,8 +116,19 @@ impl Forwarder {
             consumers.push(c);
         }
         tracing::info!(shards = self.topology.shards, "forwarder consuming");
-        let outcome = self.consume(&mut consumers, shutdown).await;
-        stop(&channel, &conn, tags, outcome.is_ok()).await;
+        let (outcome, tasks) = self.consume(&mut consumers, shutdown).await;
+        if outcome.is_ok() {
+            // Stop deliveries first, so the broker stops handing over messages that would only
+            // be requeued (each requeue counts toward the delivery limit).
+            for tag in tags {
+                let _ = channel
+                    .basic_cancel(tag, BasicCancelOptions::default())
+                    .await;
+            }
+        }
+        drain(tasks, self.grace).await;
+        let _ = channel.close(200, "bye".into()).await;
+        let _ = conn.close(200, "bye".into()).await;
         outcome
     }
 
@@ -125,7 +136,7 @@ impl Forwarder {
         &self,
         consumers: &mut SelectAll<Consumer>,
         shutdown: &CancellationToken,
-    ) -> Result<(), SessionEnd> {
+    ) -> (Result<(), SessionEnd>, JoinSet<()>) {
         let ctx = Arc::new(Ctx {
             db: self.db.clone(),
             publisher: self.publisher.clone(),
@@ -156,8 +167,7 @@ impl Forwarder {
             }
             while tasks.try_join_next().is_some() {}
         };
-        drain(tasks, self.grace).await;
-        result
+        (result, tasks)
     }
 }
 
@@ -177,23 +187,6 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
             "in-flight changes did not finish in time; they will be redelivered"
         );
     }
-}
-
-async fn stop(
-    channel: &Channel,
-    conn: &Connection,
-    tags: Vec<lapin::types::ShortString>,
-    graceful: bool,
-) {
-    if graceful {
-        for tag in tags {
-            let _ = channel
-                .basic_cancel(tag, BasicCancelOptions::default())
-                .await;
-        }
-    }
-    let _ = channel.close(200, "bye".into()).await;
-    let _ = conn.close(200, "bye".into()).await;
 }
 
 /// Processes one delivery and settles it with the broker.
@@ -248,11 +241,20 @@ async fn process(
     shutdown: CancellationToken,
 ) -> Result<Option<Applied>, sqlx::Error> {
     let apply = || contacts::apply(&ctx.db, &change);
-    let Some(applied) = persistently(&shutdown, "persist a change", apply, is_transient).await?
+    let Some(applied) = persistently(
+        &shutdown,
+        "persist a change",
+        apply,
+        crate::store::is_transient,
+    )
+    .await?
     else {
         return Ok(None);
     };
-    if applied == Applied::Stale {
+    if matches!(applied, Applied::Stale | Applied::NotAccepted) {
+        if applied == Applied::NotAccepted {
+            tracing::warn!(contact = %change.contact_id, seq = change.seq, "skipping a change whose acceptance rolled back");
+        }
         return Ok(Some(applied));
     }
     for &crm in &ctx.crms {
@@ -300,20 +302,5 @@ where
             _ = shutdown.cancelled() => return Ok(None),
             _ = tokio::time::sleep(delay) => {}
         }
-    }
-}
-
-/// Errors that go away when Postgres comes back (connection trouble, restarts, failover).
-fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Protocol(_) => true,
-        // 08xxx connection exceptions, 57P0x shutdowns, 40001/40P01 serialization and deadlock.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01"
-        }),
-        _ => false,
     }
 }
