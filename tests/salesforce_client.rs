@@ -319,6 +319,38 @@ async fn an_email_change_keeps_one_record() {
 }
 
 #[tokio::test]
+async fn a_linked_record_is_written_by_its_id_even_after_its_external_id_was_cleared() {
+    let org = Org::start().await;
+    let client = org.client();
+    let mut ada = item(contact("ada@example.com", Some("Ada"), Some("Lovelace")));
+    let id = remote_id(&sync_one(&client, &ada).await);
+    // Someone clears SyncRoot's external id on the record in Salesforce.
+    let url = format!("{}/__sandbox/ui/contacts/{id}", org.base);
+    let r = reqwest::Client::new()
+        .patch(url)
+        .json(&json!({"SyncRoot_Id__c": null}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    ada.remote_id = Some(id.clone());
+    ada.contact.as_mut().unwrap().job_title = Some("Analyst".into());
+    assert_eq!(
+        remote_id(&sync_one(&client, &ada).await),
+        id,
+        "the same record"
+    );
+    let live = org.live_contacts().await;
+    assert_eq!(live.len(), 1, "no second record");
+    assert_eq!(live[0]["Title"], "Analyst");
+    assert_eq!(
+        live[0]["SyncRoot_Id__c"],
+        ada.contact_id.to_string().as_str(),
+        "the link is restored"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_session_is_refreshed_transparently() {
     let org = Org::start().await;
     let client = org.client();

@@ -1,5 +1,6 @@
-//! What each item of a batch needs, decided from the items and the look-ups alone: upsert
-//! by external id, link an existing Contact found by e-mail, delete a record, or nothing.
+//! What each item of a batch needs, decided from the items and the look-ups alone: write a
+//! linked record by its id, link an existing Contact found by e-mail, upsert by external id
+//! (not yet linked), delete a record, or nothing.
 //!
 //! What it is not: I/O. The queries are `lookup.rs`; the writes are in `mod.rs`.
 
@@ -14,8 +15,8 @@ use crate::providers::{ItemOutcome, SyncItem};
 pub enum Action {
     /// Write the contact with the upsert by external id.
     Upsert,
-    /// Write the contact onto this existing record (found by e-mail), by id, which also sets
-    /// its external id.
+    /// Write the contact onto this record by id — the linked record, or an existing one found
+    /// by e-mail — which also sets its external id. A record gone since falls back to the upsert.
     Link(String),
     /// Delete this record.
     Delete(String),
@@ -39,7 +40,9 @@ pub fn actions(
                 Some(record) => Action::Delete(record.clone()),
                 None => Action::Done(ItemOutcome::Synced { remote_id: None }),
             },
-            (Some(_), Some(_)) => Action::Upsert,
+            // Once linked, the record is written by its id, so the link holds even if someone
+            // clears or changes the external-id field in Salesforce.
+            (Some(_), Some(record)) => Action::Link(record.clone()),
             (Some(contact), None) => link_target(item.contact_id, contact, &mut matches)
                 .map_or(Action::Upsert, Action::Link),
         })
@@ -139,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn linked_contacts_upsert_and_tombstones_delete_what_they_can_find() {
+    fn linked_contacts_are_written_by_id_and_tombstones_delete_what_they_can_find() {
         let mut linked = live("a@x.io");
         linked.remote_id = Some("003L".into());
         let gone = |remote: Option<&str>| SyncItem {
@@ -153,7 +156,7 @@ mod tests {
         let got = actions(&[linked, known, orphan, never], matches, &orphans);
         assert_eq!(
             kinds(&got),
-            ["upsert", "delete 003K", "delete 003O", "done"]
+            ["link 003L", "delete 003K", "delete 003O", "done"]
         );
     }
 }
