@@ -33,15 +33,14 @@ async fn main() -> anyhow::Result<()> {
 
     println!("1/5 broker ceiling and API accept rate …");
     report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds)).await?;
-    {
-        let sr = SyncRoot::start(&bin, &sandboxes, Mode::AllInOne, &[]).await?;
-        sandboxes.set_limits(1_000_000).await?;
-        let mut rates = Vec::new();
-        for run in 0..opts.runs {
-            rates.push(accept_rate(&sr, opts.seconds, run).await?);
-        }
-        report.accept = Stats::of(&rates);
-        sr.stop().await;
+    // The API on its own (`syncroot api`), as the ceiling is the broker on its own …
+    report.accept = accept_rates(&bin, &sandboxes, Mode::ApiOnly, &opts).await?;
+    // … and beside every worker in the same process, competing for the same two cores.
+    report.accept_all_in_one = accept_rates(&bin, &sandboxes, Mode::AllInOne, &opts).await?;
+    if opts.only_accept {
+        sandboxes.stop().await;
+        report.print();
+        return Ok(());
     }
 
     println!("2/5 end-to-end latency at {} contacts/s …", opts.light_rate);

@@ -27,6 +27,8 @@ pub struct Opts {
     pub light_rate: u64,
     pub light_seconds: u64,
     pub quota_backlog: usize,
+    /// Measure only the accept rate (`BENCH_ONLY=accept`).
+    pub only_accept: bool,
 }
 
 impl Opts {
@@ -44,6 +46,7 @@ impl Opts {
             light_rate: get("BENCH_LIGHT_RATE", 20),
             light_seconds: get("BENCH_LIGHT_SECONDS", 10),
             quota_backlog: get("BENCH_QUOTA_BACKLOG", 12_000) as usize,
+            only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
         }
     }
 }
@@ -149,6 +152,8 @@ pub enum Mode {
     /// `syncroot api` and `syncroot forwarder`; delivery started later with
     /// [`SyncRoot::start_delivery`].
     Roles,
+    /// `syncroot api` alone: accepted changes wait in the queues.
+    ApiOnly,
 }
 
 /// A SyncRoot installation under test: its processes, database and queue prefix.
@@ -206,7 +211,7 @@ impl SyncRoot {
         };
         match mode {
             Mode::AllInOne => sr.spawn(&["all", "--no-sandboxes"])?,
-            Mode::Roles => {
+            Mode::Roles | Mode::ApiOnly => {
                 let status = Command::new(&sr.bin)
                     .arg("migrate")
                     .envs(sr.env.clone())
@@ -214,7 +219,9 @@ impl SyncRoot {
                     .await?;
                 anyhow::ensure!(status.success(), "syncroot migrate failed");
                 sr.spawn(&["api"])?;
-                sr.spawn(&["forwarder"])?;
+                if mode == Mode::Roles {
+                    sr.spawn(&["forwarder"])?;
+                }
             }
         }
         sr.wait_ready().await?;
@@ -255,6 +262,15 @@ impl SyncRoot {
             .json(body)
     }
 
+    /// The first page of contacts (newest last), with their sync state.
+    pub fn list(&self, limit: usize) -> reqwest::RequestBuilder {
+        // The newest contacts are on the last page; the light-load run has under 200.
+        self.http
+            .get(format!("{}/contacts?limit={limit}", self.base))
+            .bearer_auth(KEY)
+    }
+
+    #[allow(dead_code)]
     pub fn get(&self, id: &str) -> reqwest::RequestBuilder {
         self.http
             .get(format!("{}/contacts/{id}", self.base))

@@ -42,8 +42,10 @@ pub struct Report {
     pub opts: Option<Opts>,
     /// RabbitMQ confirmed publishes per second (≤256 in flight, quorum queue).
     pub ceiling: Stats,
-    /// Accepted POST /contacts per second at 64 clients.
+    /// Accepted POST /contacts per second at 64 clients, `syncroot api` alone.
     pub accept: Stats,
+    /// The same with every worker in the same process (`syncroot all`).
+    pub accept_all_in_one: Stats,
     #[serde(skip)]
     pub latency_ms: Vec<f64>,
     pub latency_p50_ms: f64,

@@ -36,9 +36,26 @@ pub enum PublishError {
     Amqp(#[from] lapin::Error),
 }
 
+/// Confirm-mode channels per connection. Publishes spread over them, so one channel's frame
+/// handling is not the bottleneck. Order is unaffected: the API publishes a contact's next
+/// change only after the previous one was confirmed.
+const CHANNELS: usize = 4;
+
 struct Link {
     conn: Connection,
-    channel: Channel,
+    channels: Vec<Channel>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Link {
+    fn channel(&self) -> &Channel {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.channels[i % self.channels.len()]
+    }
+
+    fn is_open(&self) -> bool {
+        self.conn.status().connected() && self.channels.iter().all(|c| c.status().connected())
+    }
 }
 
 struct Inner {
@@ -86,7 +103,7 @@ impl Publisher {
             .read()
             .await
             .as_ref()
-            .is_some_and(|l| l.conn.status().connected() && l.channel.status().connected())
+            .is_some_and(Link::is_open)
     }
 
     /// Publishes a change to its contact's shard and waits for the broker's confirm.
@@ -126,7 +143,7 @@ impl Publisher {
         // the broker is bounded by the timeout.
         let outcome = tokio::time::timeout(timeout, async {
             let confirm = link
-                .channel
+                .channel()
                 .basic_publish(exchange.into(), routing_key.into(), opts, body, props)
                 .await?;
             confirm.await
@@ -192,12 +209,24 @@ type Events = std::pin::Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
 async fn open(inner: &Inner) -> Result<(Link, Events), lapin::Error> {
     let conn = super::connect(&inner.cfg, inner.role).await?;
     let events: Events = Box::pin(conn.events_listener());
-    let channel = conn.create_channel().await?;
-    inner.topology.declare(&channel).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok((Link { conn, channel }, events))
+    let mut channels = Vec::with_capacity(CHANNELS);
+    for _ in 0..CHANNELS {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    inner.topology.declare(&channels[0]).await?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    Ok((
+        Link {
+            conn,
+            channels,
+            next,
+        },
+        events,
+    ))
 }
 
 async fn wait_for_error(events: &mut Events) -> String {
