@@ -45,7 +45,7 @@ impl Opts {
             burst: get("BENCH_BURST", 10_000) as usize,
             light_rate: get("BENCH_LIGHT_RATE", 20),
             light_seconds: get("BENCH_LIGHT_SECONDS", 10),
-            quota_backlog: get("BENCH_QUOTA_BACKLOG", 12_000) as usize,
+            quota_backlog: get("BENCH_QUOTA_BACKLOG", 30_000) as usize,
             only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
         }
     }

@@ -287,6 +287,9 @@ pub struct Quota {
     pub burst_limit_per_10s: u64,
     pub seconds: f64,
     pub contacts_per_sec: f64,
+    /// The rate once the first window has rolled: a rolling window lets a full allowance go
+    /// at once at the start, which flatters a short run.
+    pub sustained_contacts_per_sec: f64,
     /// What the quota allows at full batches: burst_limit / 10 s × 100 records.
     pub ceiling_contacts_per_sec: f64,
     pub calls: u64,
@@ -315,6 +318,7 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
         .await?;
     sr.start_delivery()?;
     let mut first: Option<(Instant, u64)> = None;
+    let mut rolled: Option<(Instant, u64)> = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     let done = loop {
         anyhow::ensure!(
@@ -325,6 +329,12 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
         if first.is_none() && w > 0 {
             first = Some((Instant::now(), w));
         }
+        if rolled.is_none()
+            && let Some((t0, _)) = first
+            && t0.elapsed() >= Duration::from_secs(10)
+        {
+            rolled = Some((Instant::now(), w));
+        }
         if w >= backlog as u64 {
             break Instant::now();
         }
@@ -332,6 +342,9 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
     };
     let (t0, w0) = first.unwrap_or((done, 0));
     let secs = (done - t0).as_secs_f64().max(1e-3);
+    let sustained = rolled.map_or(f64::NAN, |(t, w)| {
+        (backlog as u64 - w) as f64 / (done - t).as_secs_f64().max(1e-3)
+    });
     let c = sb.counters(&sb.hubspot).await?;
     let calls = c["calls_total"].as_u64().unwrap_or(0);
     sr.stop().await;
@@ -340,6 +353,7 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
         burst_limit_per_10s: limit,
         seconds: secs,
         contacts_per_sec: (backlog as u64 - w0) as f64 / secs,
+        sustained_contacts_per_sec: sustained,
         ceiling_contacts_per_sec: limit as f64 / 10.0 * 100.0,
         calls,
         calls_per_sec: calls.saturating_sub(1) as f64 / secs,
