@@ -219,28 +219,8 @@ pub struct Burst {
 
 /// `n` creates as fast as the API takes them; waits until both sandboxes hold all of them.
 pub async fn burst(sr: &SyncRoot, sb: &Sandboxes, n: usize) -> anyhow::Result<Burst> {
-    let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let clients = (0..CLIENTS).map(|_| {
-        let next = next.clone();
-        async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                let body =
-                    json!({"email": format!("burst{i}@bench.example"), "last_name": "Burst"});
-                let r = sr.post(&body).send().await?;
-                if r.status() != 202 {
-                    bail!("create answered {}", r.status());
-                }
-            }
-        }
-    });
-    for r in futures_util::future::join_all(clients).await {
-        r?;
-    }
+    create_many(sr, n, "burst").await?;
     let accept_secs = start.elapsed().as_secs_f64();
     let (mut hs_done, mut sf_done) = (None, None);
     let deadline = start + Duration::from_secs(600);
@@ -311,7 +291,7 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
     )
     .await?;
     // Queue the backlog first (no delivery worker yet), so delivery starts with all of it.
-    burst_accept_only(&sr, backlog).await?;
+    create_many(&sr, backlog, "quota").await?;
     wait_queued(&sr, "deliver.hubspot", backlog).await?;
     sb.set_limits(limit as u32).await?;
     sb.control(&sb.hubspot, reqwest::Method::POST, "counters/reset", None)
@@ -361,7 +341,8 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
     })
 }
 
-async fn burst_accept_only(sr: &SyncRoot, n: usize) -> anyhow::Result<()> {
+/// `n` creates from 64 concurrent clients, e-mails `{tag}{i}@bench.example`.
+async fn create_many(sr: &SyncRoot, n: usize, tag: &str) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let clients = (0..CLIENTS).map(|_| {
         let next = next.clone();
@@ -372,7 +353,7 @@ async fn burst_accept_only(sr: &SyncRoot, n: usize) -> anyhow::Result<()> {
                     return Ok::<_, anyhow::Error>(());
                 }
                 let body =
-                    json!({"email": format!("quota{i}@bench.example"), "last_name": "Quota"});
+                    json!({"email": format!("{tag}{i}@bench.example"), "last_name": "Bench"});
                 let r = sr.post(&body).send().await?;
                 anyhow::ensure!(r.status() == 202, "create answered {}", r.status());
             }
