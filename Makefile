@@ -16,7 +16,7 @@ services:
 	@bash scripts/services.sh
 
 unit:
-	cargo test --all-targets
+	cargo test
 
 conformance:
 	bash scripts/conformance.sh
