@@ -96,7 +96,7 @@ pub async fn get(
 #[utoipa::path(
     get, path = "/contacts", tag = TAG, operation_id = "listContacts",
     params(
-        ("email" = Option<String>, Query, max_length = 254, description = "Only contacts with this e-mail address"),
+        ("email" = Option<String>, Query, max_length = 254, pattern = r"^[^\u0000-\u001F\u007F]*$", description = "Only contacts with this e-mail address"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
         ("cursor" = Option<uuid::Uuid>, Query, description = "`next_cursor` of the previous page (opaque)"),
     ),

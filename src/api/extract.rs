@@ -160,14 +160,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
                 ),
             ));
         }
-        for (name, value) in [("email", &q.email), ("cursor", &q.cursor)] {
-            // Postgres refuses NUL in text, and no e-mail address or cursor has a control character.
-            if value
-                .as_ref()
-                .is_some_and(|v| v.chars().any(char::is_control))
-            {
-                errors.push((name.into(), "must not contain control characters".into()));
-            }
+        // Postgres refuses NUL in text, and no e-mail address has a control character; the
+        // spec states the same rule as a pattern.
+        if q.email
+            .as_ref()
+            .is_some_and(|v| v.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}'))
+        {
+            errors.push(("email".into(), "must not contain control characters".into()));
         }
         if errors.is_empty() {
             Ok(q)
