@@ -47,4 +47,20 @@ async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
         !id.is_empty(),
         "the same e-mail is free: the refused write reserved nothing"
     );
+    // Once everything has drained, exactly the two accepted contacts were applied: nothing
+    // from the refused attempts reached the queue or the applied table.
+    app.wait_applied(&id, 1).await;
+    let topo = app.topology();
+    for shard in 0..topo.shards {
+        let q = topo.shard_queue(shard);
+        eventually("the shard queues to drain", || async {
+            (app.queue_depth(&q).await == 0).then_some(())
+        })
+        .await;
+    }
+    let applied: Vec<String> = sqlx::query_scalar("SELECT email FROM contacts ORDER BY email")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(applied, ["before@example.com", "during@example.com"]);
 }

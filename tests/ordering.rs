@@ -162,6 +162,17 @@ async fn a_redelivered_or_stale_change_is_not_applied_again() {
     let c = app.wait_applied(&id.to_string(), 1).await;
     assert_eq!(c["job_title"], "first");
     let applied_at = persisted_at(&app, id).await;
+    // The same message alone again: consumed, and the row untouched.
+    app.publish_raw(&queue, &body(&first)).await;
+    eventually("the redelivery to be consumed", || async {
+        (app.queue_depth(&queue).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        persisted_at(&app, id).await,
+        applied_at,
+        "a redelivery changes nothing"
+    );
 
     // The same message again (as after a crash before the ack), then a newer one, then the
     // old one once more: the newer one wins and the redeliveries change nothing.
