@@ -1,0 +1,290 @@
+//! Every configuration key: its name, default, whether it is secret, and what it means.
+//! `syncroot config` and the README's configuration table are generated from this table.
+
+/// One configuration key.
+pub struct Key {
+    /// Name in the file (`[api] listen` is `api_listen`) and, upper-cased after `SYNCROOT_`,
+    /// in the environment.
+    pub name: &'static str,
+    pub default: &'static str,
+    pub secret: bool,
+    pub help: &'static str,
+}
+
+const fn key(name: &'static str, default: &'static str, help: &'static str) -> Key {
+    Key {
+        name,
+        default,
+        secret: false,
+        help,
+    }
+}
+const fn secret(name: &'static str, default: &'static str, help: &'static str) -> Key {
+    Key {
+        name,
+        default,
+        secret: true,
+        help,
+    }
+}
+
+/// Every key SyncRoot reads.
+pub const KEYS: &[Key] = &[
+    key(
+        "api_listen",
+        "127.0.0.1:8080",
+        "address the REST API listens on",
+    ),
+    secret(
+        "api_keys",
+        "",
+        "comma-separated bearer keys for /contacts (at least 16 characters each); `all` generates a development key when empty",
+    ),
+    key(
+        "api_max_body_bytes",
+        "65536",
+        "largest accepted request body, in bytes (larger: 413)",
+    ),
+    key(
+        "api_publish_timeout_ms",
+        "5000",
+        "how long the API waits for RabbitMQ's publisher confirm before answering 503",
+    ),
+    key(
+        "api_idempotency_ttl_hours",
+        "24",
+        "how long an Idempotency-Key is remembered",
+    ),
+    secret(
+        "database_url",
+        "postgres://postgres@127.0.0.1:5432/syncroot",
+        "Postgres connection URL",
+    ),
+    key(
+        "database_max_connections",
+        "32",
+        "size of each process's Postgres connection pool",
+    ),
+    secret(
+        "amqp_url",
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "RabbitMQ (AMQP 0-9-1) connection URL",
+    ),
+    key(
+        "queue_prefix",
+        "syncroot",
+        "prefix of every exchange and queue name, so several installations can share a broker",
+    ),
+    key(
+        "queue_shards",
+        "8",
+        "number of contact-change queues; a contact always maps to the same one (changing it reorders in-flight changes)",
+    ),
+    key(
+        "queue_delivery_limit",
+        "20",
+        "deliveries of one message before RabbitMQ dead-letters it (poison-message backstop)",
+    ),
+    key(
+        "forwarder_prefetch",
+        "64",
+        "unacknowledged messages per shard a forwarder holds",
+    ),
+    key(
+        "forwarder_concurrency",
+        "64",
+        "changes a forwarder process applies at once",
+    ),
+    key(
+        "shutdown_grace_secs",
+        "30",
+        "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway",
+    ),
+    key(
+        "crms",
+        "hubspot,salesforce",
+        "CRMs to deliver to, comma-separated (hubspot, salesforce); empty delivers nowhere",
+    ),
+    key(
+        "delivery_batching",
+        "true",
+        "group writes into the CRMs' batch endpoints (false: one call per contact per CRM)",
+    ),
+    key(
+        "delivery_linger_ms",
+        "20",
+        "how long a delivery worker waits for more changes before sending a partial batch",
+    ),
+    key(
+        "delivery_prefetch",
+        "1000",
+        "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",
+    ),
+    key(
+        "delivery_retry_min_ms",
+        "500",
+        "first wait before a failed delivery is tried again (doubling, with jitter)",
+    ),
+    key(
+        "delivery_retry_max_ms",
+        "60000",
+        "longest wait between delivery attempts, unless the CRM asks for longer",
+    ),
+    key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
+    key(
+        "hubspot_base_url",
+        "http://127.0.0.1:8091",
+        "HubSpot API base URL (https://api.hubapi.com; default: the local sandbox)",
+    ),
+    secret(
+        "hubspot_token",
+        "pat-na1-sandbox-token",
+        "HubSpot private-app access token",
+    ),
+    key(
+        "hubspot_id_property",
+        "email",
+        "HubSpot property identifying a contact before it is linked: email or a unique custom property",
+    ),
+    key(
+        "hubspot_field_map",
+        "",
+        "overrides of the HubSpot field mapping: field=property pairs, '-' leaves a field out (e.g. job_title=jobtitle,company=-)",
+    ),
+    key(
+        "hubspot_rate_limit",
+        "100",
+        "HubSpot requests per rolling 10 s SyncRoot allows itself (HubSpot's headers can only lower it)",
+    ),
+    key(
+        "salesforce_login_url",
+        "http://127.0.0.1:8092",
+        "Salesforce My Domain URL where /services/oauth2/token is (default: the local sandbox)",
+    ),
+    key(
+        "salesforce_client_id",
+        "sandbox-sf-client-id",
+        "Salesforce connected app consumer key (client-credentials flow)",
+    ),
+    secret(
+        "salesforce_client_secret",
+        "sandbox-sf-client-secret",
+        "Salesforce connected app consumer secret",
+    ),
+    key(
+        "salesforce_api_version",
+        "62.0",
+        "Salesforce REST API version",
+    ),
+    key(
+        "salesforce_external_id_field",
+        "SyncRoot_Id__c",
+        "Contact external-id field (unique, External ID) holding SyncRoot's contact id",
+    ),
+    key(
+        "salesforce_field_map",
+        "",
+        "overrides of the Salesforce field mapping: field=Field pairs, '-' leaves a field out (e.g. company=Company__c)",
+    ),
+    key(
+        "salesforce_last_name_placeholder",
+        "[not provided]",
+        "LastName sent for contacts without a last name (Salesforce requires one)",
+    ),
+    key(
+        "salesforce_match_by_email",
+        "true",
+        "link an existing Salesforce Contact with the same e-mail instead of creating a second one (one query per batch of new contacts)",
+    ),
+    key(
+        "salesforce_client_name",
+        "syncroot",
+        "client name sent in Sforce-Call-Options, so change events name SyncRoot as the writer",
+    ),
+    key(
+        "salesforce_rate_limit_per_second",
+        "0",
+        "Salesforce requests per second SyncRoot allows itself (0: unlimited; Salesforce limits per day)",
+    ),
+    key(
+        "sandbox_hubspot_listen",
+        "127.0.0.1:8091",
+        "where the HubSpot sandbox listens (`sandbox`, `all`)",
+    ),
+    secret(
+        "sandbox_hubspot_token",
+        "pat-na1-sandbox-token",
+        "private-app token the HubSpot sandbox accepts",
+    ),
+    secret(
+        "sandbox_hubspot_client_secret",
+        "sandbox-hubspot-client-secret",
+        "client secret the HubSpot sandbox signs webhooks with",
+    ),
+    key(
+        "sandbox_hubspot_app_id",
+        "1160452",
+        "app id the HubSpot sandbox reports as sourceId of changes made with its token",
+    ),
+    key(
+        "sandbox_hubspot_burst_limit",
+        "100",
+        "HubSpot sandbox requests per rolling 10 s (Starter tier: 100)",
+    ),
+    key(
+        "sandbox_hubspot_daily_limit",
+        "250000",
+        "HubSpot sandbox requests per day",
+    ),
+    key(
+        "sandbox_hubspot_webhook_url",
+        "",
+        "where the HubSpot sandbox delivers webhooks (empty: none)",
+    ),
+    key(
+        "sandbox_salesforce_listen",
+        "127.0.0.1:8092",
+        "where the Salesforce sandbox listens (`sandbox`, `all`)",
+    ),
+    key(
+        "sandbox_salesforce_client_id",
+        "sandbox-sf-client-id",
+        "connected-app client id the Salesforce sandbox accepts",
+    ),
+    secret(
+        "sandbox_salesforce_client_secret",
+        "sandbox-sf-client-secret",
+        "connected-app client secret the Salesforce sandbox accepts",
+    ),
+    key(
+        "sandbox_salesforce_session_idle_secs",
+        "7200",
+        "idle time after which a Salesforce sandbox token is refused (INVALID_SESSION_ID)",
+    ),
+    key(
+        "sandbox_salesforce_daily_limit",
+        "100000",
+        "Salesforce sandbox API requests per 24 h",
+    ),
+    key(
+        "sandbox_salesforce_notify_url",
+        "",
+        "where the Salesforce sandbox posts change notifications (empty: none)",
+    ),
+    secret(
+        "sandbox_salesforce_notify_secret",
+        "sandbox-sf-notify-secret",
+        "HMAC key of the Salesforce sandbox's change notifications",
+    ),
+    key(
+        "sandbox_seed_fixtures",
+        "false",
+        "load a few fixture contacts into the sandboxes at start",
+    ),
+    key(
+        "log",
+        "info",
+        "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",
+    ),
+    key("log_format", "text", "`text` or `json`"),
+];

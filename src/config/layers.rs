@@ -1,0 +1,177 @@
+//! Merging the layers: built-in defaults, the TOML file, the environment.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::parse::Parser;
+use super::*;
+
+impl Layers {
+    /// Defaults, then the file (if any), then the given environment.
+    pub fn gather(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut l = Self::default();
+        for k in KEYS {
+            l.values
+                .insert(k.name, (k.default.to_owned(), Origin::Default));
+        }
+        if let Some(path) = file {
+            l.read_file(path);
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == CONFIG_FILE_ENV {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            match KEYS.iter().find(|k| k.name == lower) {
+                Some(k) => {
+                    l.values.insert(k.name, (value, Origin::Env));
+                }
+                None => l
+                    .errors
+                    .push(format!("{name}: unknown setting (known: {})", env_names())),
+            }
+        }
+        l
+    }
+
+    fn read_file(&mut self, path: &Path) {
+        let shown = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                return self
+                    .errors
+                    .push(format!("{shown}: cannot read config file: {e}"));
+            }
+        };
+        match text.parse::<toml::Table>() {
+            Ok(table) => self.flatten(&shown, "", &table),
+            Err(e) => self.errors.push(format!("{shown}: not valid TOML: {e}")),
+        }
+    }
+
+    fn flatten(&mut self, file: &str, prefix: &str, table: &toml::Table) {
+        for (k, v) in table {
+            let name = format!("{prefix}{k}");
+            if let toml::Value::Table(t) = v {
+                self.flatten(file, &format!("{name}_"), t);
+                continue;
+            }
+            let Some(key) = KEYS.iter().find(|key| key.name == name) else {
+                self.errors
+                    .push(format!("{file}: unknown setting '{name}'"));
+                continue;
+            };
+            match toml_scalar(v) {
+                Some(s) => {
+                    self.values
+                        .insert(key.name, (s, Origin::File(file.to_owned())));
+                }
+                None => self.errors.push(format!(
+                    "{file}: '{name}' must be a string, number, boolean or list of those"
+                )),
+            }
+        }
+    }
+
+    /// The value and origin of a key, for `syncroot config`.
+    pub fn get(&self, name: &str) -> Option<&(String, Origin)> {
+        self.values.get(name)
+    }
+
+    /// Parses every key; returns every problem at once.
+    pub fn parse(self) -> Result<Config, ConfigErrors> {
+        let mut p = Parser {
+            layers: &self,
+            errors: Vec::new(),
+        };
+        let cfg = Config {
+            api: ApiConfig {
+                listen: p.socket_addr("api_listen"),
+                keys: p.api_keys(),
+                max_body_bytes: p.ranged("api_max_body_bytes", 1024, 64 * 1024 * 1024),
+                publish_timeout: Duration::from_millis(p.ranged(
+                    "api_publish_timeout_ms",
+                    100,
+                    120_000,
+                )),
+                idempotency_ttl: Duration::from_secs(
+                    3600 * p.ranged::<u64>("api_idempotency_ttl_hours", 1, 24 * 30),
+                ),
+            },
+            database: DatabaseConfig {
+                url: p.url("database_url", &["postgres", "postgresql"]),
+                max_connections: p.ranged("database_max_connections", 2, 1000),
+            },
+            queue: QueueConfig {
+                amqp_url: p.url("amqp_url", &["amqp", "amqps"]),
+                prefix: p.queue_prefix(),
+                shards: p.ranged("queue_shards", 1, 256),
+                delivery_limit: p.ranged("queue_delivery_limit", 1, 1000),
+            },
+            forwarder: ForwarderConfig {
+                prefetch: p.ranged("forwarder_prefetch", 1, 2000),
+                concurrency: p.ranged("forwarder_concurrency", 1, 10_000),
+            },
+            shutdown_grace: Duration::from_secs(p.ranged("shutdown_grace_secs", 1, 3600)),
+            log: LogConfig {
+                filter: p.raw("log").to_owned(),
+                json: p.log_format(),
+            },
+            delivery: p.delivery(),
+            sandbox: SandboxSettings {
+                hubspot_listen: p.socket_addr("sandbox_hubspot_listen"),
+                hubspot_token: Secret::new(p.raw("sandbox_hubspot_token")),
+                hubspot_client_secret: Secret::new(p.raw("sandbox_hubspot_client_secret")),
+                hubspot_app_id: p.ranged("sandbox_hubspot_app_id", 1, u64::MAX),
+                hubspot_burst_limit: p.ranged("sandbox_hubspot_burst_limit", 1, 1_000_000),
+                hubspot_daily_limit: p.ranged("sandbox_hubspot_daily_limit", 1, u32::MAX),
+                hubspot_webhook_url: p.optional_url("sandbox_hubspot_webhook_url"),
+                salesforce_listen: p.socket_addr("sandbox_salesforce_listen"),
+                salesforce_client_id: p.raw("sandbox_salesforce_client_id").to_owned(),
+                salesforce_client_secret: Secret::new(p.raw("sandbox_salesforce_client_secret")),
+                salesforce_session_idle: Duration::from_secs(p.ranged(
+                    "sandbox_salesforce_session_idle_secs",
+                    1,
+                    86_400 * 7,
+                )),
+                salesforce_daily_limit: p.ranged("sandbox_salesforce_daily_limit", 1, u32::MAX),
+                salesforce_notify_url: p.optional_url("sandbox_salesforce_notify_url"),
+                salesforce_notify_secret: Secret::new(p.raw("sandbox_salesforce_notify_secret")),
+                seed_fixtures: p.boolean("sandbox_seed_fixtures"),
+            },
+        };
+        let mut errors = self.errors.clone();
+        errors.extend(p.errors);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn toml_scalar(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(toml_scalar)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
+        _ => None,
+    }
+}
+
+fn env_names() -> String {
+    KEYS.iter()
+        .map(|k| format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

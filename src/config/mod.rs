@@ -1,0 +1,270 @@
+//! Typed configuration, loaded once at start: built-in defaults, then an optional TOML file,
+//! then `SYNCROOT_*` environment variables, each layer overriding the one before.
+//!
+//! Every key is declared once in [`KEYS`] (name, default, help), which is also what
+//! `syncroot config` prints. Loading parses every key and reports **every** problem at once,
+//! including unknown keys, so a typo such as `SYNCROOT_API_KEY` fails loudly instead of being
+//! ignored. This is the only module that reads the process environment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+mod keys;
+mod layers;
+mod parse;
+
+pub use keys::{KEYS, Key};
+
+/// The loaded configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub forwarder: ForwarderConfig,
+    pub shutdown_grace: Duration,
+    pub log: LogConfig,
+    pub sandbox: SandboxSettings,
+    pub delivery: DeliveryConfig,
+}
+
+/// Delivery to the CRMs.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// The enabled CRMs.
+    pub crms: Vec<crate::domain::Crm>,
+    pub batching: bool,
+    pub linger: Duration,
+    pub prefetch: u16,
+    /// Backoff bounds between delivery attempts.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub hubspot: crate::providers::hubspot::HubspotSettings,
+    pub salesforce: crate::providers::salesforce::SalesforceSettings,
+}
+
+/// Settings of the local CRM sandboxes (`syncroot sandbox`, `syncroot all`).
+#[derive(Clone, Debug)]
+pub struct SandboxSettings {
+    pub hubspot_listen: SocketAddr,
+    pub hubspot_token: Secret,
+    pub hubspot_client_secret: Secret,
+    pub hubspot_app_id: u64,
+    pub hubspot_burst_limit: u32,
+    pub hubspot_daily_limit: u32,
+    pub hubspot_webhook_url: Option<String>,
+    pub salesforce_listen: SocketAddr,
+    pub salesforce_client_id: String,
+    pub salesforce_client_secret: Secret,
+    pub salesforce_session_idle: Duration,
+    pub salesforce_daily_limit: u32,
+    pub salesforce_notify_url: Option<String>,
+    pub salesforce_notify_secret: Secret,
+    pub seed_fixtures: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub keys: Vec<Secret>,
+    pub max_body_bytes: usize,
+    pub publish_timeout: Duration,
+    pub idempotency_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    pub amqp_url: Secret,
+    pub prefix: String,
+    pub shards: u16,
+    pub delivery_limit: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct ForwarderConfig {
+    pub prefetch: u16,
+    pub concurrency: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub filter: String,
+    pub json: bool,
+}
+
+/// Every problem found while loading, one line each.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where a value came from, for error messages and `syncroot config`.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Default,
+    File(String),
+    Env,
+}
+
+/// The merged raw values, before parsing.
+#[derive(Debug, Default)]
+pub struct Layers {
+    values: BTreeMap<&'static str, (String, Origin)>,
+    errors: Vec<String>,
+}
+
+const ENV_PREFIX: &str = "SYNCROOT_";
+/// Environment variable naming the config file (read before the layers are merged).
+pub const CONFIG_FILE_ENV: &str = "SYNCROOT_CONFIG";
+
+/// Loads the configuration of this process: `file` (or `SYNCROOT_CONFIG`) and the environment.
+pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
+    gather_process(file).parse()
+}
+
+/// The raw layers of this process, for `syncroot config`.
+pub fn gather_process(file: Option<&Path>) -> Layers {
+    let from_env = std::env::var_os(CONFIG_FILE_ENV).map(std::path::PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(from_env);
+    Layers::gather(file.as_deref(), std::env::vars())
+}
+
+/// Renders the effective configuration with its origins; secrets are redacted.
+pub fn describe(layers: &Layers) -> String {
+    let mut out = String::new();
+    for k in KEYS {
+        let (value, origin) = layers
+            .get(k.name)
+            .cloned()
+            .unwrap_or((String::new(), Origin::Default));
+        let shown = if k.secret && !value.is_empty() {
+            "[redacted]".to_owned()
+        } else {
+            value
+        };
+        let from = match origin {
+            Origin::Default => "default".to_owned(),
+            Origin::File(f) => f,
+            Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
+        };
+        out.push_str(&format!(
+            "{:<28} = {:<40} # {from}: {}\n",
+            k.name, shown, k.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load() {
+        let cfg = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(cfg.api.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.queue.shards, 8);
+        assert!(cfg.api.keys.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("syncroot-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &dir,
+            "[api]\nlisten = \"127.0.0.1:9000\"\nmax_body_bytes = 2048\n[queue]\nshards = 3\n",
+        )
+        .unwrap();
+        let cfg = Layers::gather(Some(&dir), env(&[("SYNCROOT_QUEUE_SHARDS", "5")]))
+            .parse()
+            .unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(cfg.api.listen.port(), 9000);
+        assert_eq!(cfg.api.max_body_bytes, 2048);
+        assert_eq!(cfg.queue.shards, 5);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let errs = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_API_LISTEN", "nowhere"),
+                ("SYNCROOT_QUEUE_SHARDS", "0"),
+                ("SYNCROOT_API_KEY", "typo"),
+                ("SYNCROOT_API_KEYS", "short"),
+                ("SYNCROOT_DATABASE_URL", "mysql://x"),
+                ("SYNCROOT_LOG_FORMAT", "xml"),
+            ]),
+        )
+        .parse()
+        .unwrap_err();
+        let text = errs.to_string();
+        for needle in [
+            "SYNCROOT_API_LISTEN",
+            "SYNCROOT_QUEUE_SHARDS",
+            "SYNCROOT_API_KEY:",
+            "SYNCROOT_API_KEYS",
+            "SYNCROOT_DATABASE_URL",
+            "SYNCROOT_LOG_FORMAT",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert_eq!(errs.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let cfg = Layers::gather(None, env(&[("SYNCROOT_API_KEYS", "0123456789abcdefXYZ")]))
+            .parse()
+            .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("0123456789abcdefXYZ"));
+        assert!(!shown.contains("guest:guest"));
+    }
+}

@@ -1,0 +1,254 @@
+//! Parsing the merged raw values into typed settings, collecting every problem.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::*;
+
+pub(super) struct Parser<'a> {
+    pub(super) layers: &'a Layers,
+    pub(super) errors: Vec<String>,
+}
+
+impl Parser<'_> {
+    pub(super) fn raw(&self, name: &str) -> &str {
+        self.layers.values.get(name).map_or("", |(v, _)| v.as_str())
+    }
+
+    pub(super) fn fail(&mut self, name: &str, problem: String) {
+        let shown = match self.layers.values.get(name) {
+            Some((_, Origin::Env)) => format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()),
+            Some((_, Origin::File(f))) => format!("{f}: {name}"),
+            _ => name.to_owned(),
+        };
+        self.errors.push(format!("{shown}: {problem}"));
+    }
+
+    pub(super) fn get<T: FromStr + Default>(&mut self, name: &str, what: &str) -> T {
+        let raw = self.raw(name).trim().to_owned();
+        raw.parse().unwrap_or_else(|_| {
+            self.fail(name, format!("'{raw}' is not {what}"));
+            T::default()
+        })
+    }
+
+    pub(super) fn socket_addr(&mut self, name: &str) -> SocketAddr {
+        let raw = self.raw(name).trim().to_owned();
+        raw.parse().unwrap_or_else(|_| {
+            self.fail(
+                name,
+                format!("'{raw}' is not a socket address such as 127.0.0.1:8080"),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    pub(super) fn ranged<T>(&mut self, name: &str, min: T, max: T) -> T
+    where
+        T: FromStr + Default + PartialOrd + fmt::Display + Copy,
+    {
+        let v: T = self.get(name, &format!("a whole number from {min} to {max}"));
+        if self.raw(name).trim().parse::<T>().is_ok() && (v < min || v > max) {
+            self.fail(name, format!("{v} is out of range {min}..={max}"));
+        }
+        v
+    }
+
+    pub(super) fn url(&mut self, name: &str, schemes: &[&str]) -> Secret {
+        let raw = self.raw(name).to_owned();
+        match url::Url::parse(&raw) {
+            Ok(u) if schemes.contains(&u.scheme()) => {}
+            // Never echo the value: URLs carry passwords.
+            Ok(u) => self.fail(
+                name,
+                format!(
+                    "scheme '{}' is not one of {}",
+                    u.scheme(),
+                    schemes.join(", ")
+                ),
+            ),
+            Err(e) => self.fail(name, format!("not a valid URL ({e})")),
+        }
+        Secret(raw)
+    }
+
+    pub(super) fn delivery(&mut self) -> DeliveryConfig {
+        use crate::providers::{hubspot, salesforce};
+        let batching = self.boolean("delivery_batching");
+        let timeout = Duration::from_millis(self.ranged("crm_timeout_ms", 100, 600_000));
+        let crms = self.crms();
+        let hs_fields = self.field_map("hubspot_field_map", &hubspot::default_fields());
+        let sf_fields = self.field_map("salesforce_field_map", &salesforce::default_fields());
+        DeliveryConfig {
+            crms,
+            batching,
+            linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
+            prefetch: self.ranged("delivery_prefetch", 1, 10_000),
+            retry_min: Duration::from_millis(self.ranged("delivery_retry_min_ms", 10, 3_600_000)),
+            retry_max: Duration::from_millis(self.ranged("delivery_retry_max_ms", 10, 3_600_000)),
+            hubspot: hubspot::HubspotSettings {
+                base_url: self.base_url("hubspot_base_url"),
+                token: Secret::new(self.raw("hubspot_token")),
+                id_property: self.hubspot_id_property(),
+                fields: hs_fields,
+                rate_limit: self.ranged("hubspot_rate_limit", 1, 100_000),
+                batching,
+                timeout,
+            },
+            salesforce: salesforce::SalesforceSettings {
+                login_url: self.base_url("salesforce_login_url"),
+                client_id: self.raw("salesforce_client_id").trim().to_owned(),
+                client_secret: Secret::new(self.raw("salesforce_client_secret")),
+                api_version: self.raw("salesforce_api_version").trim().to_owned(),
+                external_id_field: self.external_id_field(),
+                fields: sf_fields,
+                last_name_placeholder: self.raw("salesforce_last_name_placeholder").to_owned(),
+                match_by_email: self.boolean("salesforce_match_by_email"),
+                client_name: self.raw("salesforce_client_name").trim().to_owned(),
+                rate_limit_per_second: self.ranged("salesforce_rate_limit_per_second", 0, 100_000),
+                batching,
+                timeout,
+            },
+        }
+    }
+
+    /// A Contact external-id field is a custom field: letters, digits and `_`, ending `__c`.
+    /// It goes into SOQL and URL paths, so nothing else may pass.
+    pub(super) fn external_id_field(&mut self) -> String {
+        let f = self.raw("salesforce_external_id_field").trim().to_owned();
+        let body = f.strip_suffix("__c").unwrap_or("");
+        let ok = body.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && body.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            self.fail(
+                "salesforce_external_id_field",
+                format!("'{f}' is not a custom field name such as SyncRoot_Id__c"),
+            );
+        }
+        f
+    }
+
+    /// HubSpot property internal names: lower-case letters, digits and `_`.
+    pub(super) fn hubspot_id_property(&mut self) -> String {
+        let p = self.raw("hubspot_id_property").trim().to_owned();
+        let ok = !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            self.fail(
+                "hubspot_id_property",
+                format!("'{p}' is not a HubSpot property name such as email"),
+            );
+        }
+        p
+    }
+
+    pub(super) fn crms(&mut self) -> Vec<crate::domain::Crm> {
+        let raw = self.raw("crms").to_owned();
+        let mut crms = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.parse::<crate::domain::Crm>() {
+                Ok(c) if !crms.contains(&c) => crms.push(c),
+                Ok(_) => {}
+                Err(e) => self.fail("crms", e),
+            }
+        }
+        crms
+    }
+
+    pub(super) fn field_map(
+        &mut self,
+        name: &str,
+        defaults: &[(crate::domain::fields::Field, Option<&str>)],
+    ) -> crate::providers::mapping::FieldMap {
+        let raw = self.raw(name).to_owned();
+        crate::providers::mapping::FieldMap::parse(defaults, &raw).unwrap_or_else(|e| {
+            self.fail(name, e);
+            crate::providers::mapping::FieldMap::defaults(defaults)
+        })
+    }
+
+    pub(super) fn base_url(&mut self, name: &str) -> String {
+        let raw = self.raw(name).trim().trim_end_matches('/').to_owned();
+        match url::Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => self.fail(name, format!("'{raw}' is not an http(s) URL")),
+        }
+        raw
+    }
+
+    pub(super) fn optional_url(&mut self, name: &str) -> Option<String> {
+        let raw = self.raw(name).trim().to_owned();
+        if raw.is_empty() {
+            return None;
+        }
+        match url::Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(raw),
+            _ => {
+                self.fail(name, format!("'{raw}' is not an http(s) URL"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn boolean(&mut self, name: &str) -> bool {
+        match self.raw(name).trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" | "" => false,
+            other => {
+                let other = other.to_owned();
+                self.fail(name, format!("'{other}' is not true or false"));
+                false
+            }
+        }
+    }
+
+    pub(super) fn api_keys(&mut self) -> Vec<Secret> {
+        let keys: Vec<Secret> = self
+            .raw("api_keys")
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(Secret::new)
+            .collect();
+        if keys
+            .iter()
+            .any(|k| k.0.len() < 16 || k.0.chars().any(|c| !c.is_ascii_graphic()))
+        {
+            self.fail(
+                "api_keys",
+                "every key must be at least 16 printable ASCII characters without spaces".into(),
+            );
+        }
+        keys
+    }
+
+    pub(super) fn queue_prefix(&mut self) -> String {
+        let p = self.raw("queue_prefix").to_owned();
+        let ok = !p.is_empty()
+            && p.len() <= 64
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            self.fail(
+                "queue_prefix",
+                format!("'{p}' must be 1 to 64 letters, digits, '_', '.' or '-'"),
+            );
+        }
+        p
+    }
+
+    pub(super) fn log_format(&mut self) -> bool {
+        match self.raw("log_format") {
+            "text" => false,
+            "json" => true,
+            other => {
+                let other = other.to_owned();
+                self.fail("log_format", format!("'{other}' is not 'text' or 'json'"));
+                false
+            }
+        }
+    }
+}
