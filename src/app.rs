@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::domain::Crm;
 use crate::providers::CrmClient;
@@ -16,6 +17,7 @@ use crate::providers::salesforce::SalesforceClient;
 use crate::queue::publisher::Publisher;
 use crate::queue::topology::Topology;
 use crate::store;
+use crate::worker::dead_letter::DeadLetterWorker;
 use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
 
@@ -34,7 +36,7 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
     // The publisher outlives the HTTP server by the drain, so requests still in flight at
     // shutdown can finish publishing.
     let publisher_stop = CancellationToken::new();
-    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
+    let topology = Topology::new(cfg);
     let (publisher, publisher_task) = Publisher::start(
         cfg.queue.clone(),
         topology,
@@ -84,7 +86,7 @@ pub fn start_forwarder(
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
+    let topology = Topology::new(cfg);
     // The delivery publisher outlives consumption, so in-flight changes can finish handing on.
     let publisher_stop = CancellationToken::new();
     let (publisher, publisher_task) = Publisher::start(
@@ -115,45 +117,103 @@ pub fn start_delivery(
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let topology = Topology::new(&cfg.queue, &cfg.delivery.crms);
+    let topology = Topology::new(cfg);
     let d = &cfg.delivery;
+    // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers;
+    // it outlives them so a batch in flight at shutdown can still settle.
+    let publisher_stop = CancellationToken::new();
+    let (publisher, publisher_task) = Publisher::start(
+        cfg.queue.clone(),
+        topology.clone(),
+        cfg.api.publish_timeout,
+        "delivery",
+        publisher_stop.clone(),
+    );
+    let ctx = WorkerCtx {
+        cfg,
+        db,
+        topology,
+        publisher,
+    };
     let mut tasks = Vec::new();
     for crm in &d.crms {
         let task = match crm {
             Crm::Hubspot => {
                 let client = HubspotClient::new(d.hubspot.clone());
-                tokio::spawn(
-                    worker(cfg, db.clone(), topology.clone(), client).run(shutdown.clone()),
-                )
+                tokio::spawn(ctx.worker(client).run(shutdown.clone()))
             }
             Crm::Salesforce => {
                 let client = SalesforceClient::new(d.salesforce.clone());
-                tokio::spawn(
-                    worker(cfg, db.clone(), topology.clone(), client).run(shutdown.clone()),
-                )
+                tokio::spawn(ctx.worker(client).run(shutdown.clone()))
             }
         };
         tasks.push(task);
     }
-    Ok(tasks)
+    let workers = futures_util::future::join_all(tasks);
+    Ok(vec![tokio::spawn(async move {
+        workers.await;
+        publisher_stop.cancel();
+        let _ = publisher_task.await;
+    })])
 }
 
-fn worker<C: CrmClient>(
+/// Starts the dead-letter worker (and the alert sender); the handle ends after shutdown.
+pub fn start_dead_letter_worker(
     cfg: &Config,
-    db: sqlx::PgPool,
-    topology: Topology,
-    client: C,
-) -> DeliveryWorker<C> {
-    DeliveryWorker {
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    let topology = Topology::new(cfg);
+    let publisher_stop = CancellationToken::new();
+    let (publisher, publisher_task) = Publisher::start(
+        cfg.queue.clone(),
+        topology.clone(),
+        cfg.api.publish_timeout,
+        "dead-letter",
+        publisher_stop.clone(),
+    );
+    let alerts_stop = CancellationToken::new();
+    let (alerts, alerts_task) = Alerts::start(&cfg.dead_letter, alerts_stop.clone());
+    let worker = DeadLetterWorker {
         db,
         queue: cfg.queue.clone(),
         topology,
-        client: std::sync::Arc::new(client),
-        linger: cfg.delivery.linger,
-        prefetch: cfg.delivery.prefetch,
-        retry_min: cfg.delivery.retry_min,
-        retry_max: cfg.delivery.retry_max,
-        grace: cfg.shutdown_grace,
+        cfg: cfg.dead_letter.clone(),
+        publisher,
+        alerts,
+    };
+    Ok(tokio::spawn(async move {
+        worker.run(shutdown).await;
+        publisher_stop.cancel();
+        alerts_stop.cancel();
+        let _ = publisher_task.await;
+        if let Some(t) = alerts_task {
+            let _ = t.await;
+        }
+    }))
+}
+
+/// What every delivery worker shares.
+struct WorkerCtx<'a> {
+    cfg: &'a Config,
+    db: sqlx::PgPool,
+    topology: Topology,
+    publisher: Publisher,
+}
+
+impl WorkerCtx<'_> {
+    fn worker<C: CrmClient>(&self, client: C) -> DeliveryWorker<C> {
+        DeliveryWorker {
+            db: self.db.clone(),
+            queue: self.cfg.queue.clone(),
+            topology: self.topology.clone(),
+            client: std::sync::Arc::new(client),
+            linger: self.cfg.delivery.linger,
+            prefetch: self.cfg.delivery.prefetch,
+            publisher: self.publisher.clone(),
+            tiers: self.cfg.delivery.retry_tiers.clone(),
+            grace: self.cfg.shutdown_grace,
+        }
     }
 }
 
@@ -176,7 +236,8 @@ pub async fn run_all(
     let api = start_api(&cfg, shutdown.clone()).await?;
     tasks.push(api.task);
     tasks.push(start_forwarder(&cfg, shutdown.clone())?);
-    tasks.extend(start_delivery(&cfg, shutdown)?);
+    tasks.extend(start_delivery(&cfg, shutdown.clone())?);
+    tasks.push(start_dead_letter_worker(&cfg, shutdown)?);
     futures_util::future::join_all(tasks).await;
     Ok(())
 }

@@ -27,6 +27,9 @@ pub enum Command {
     Forwarder,
     /// Run the delivery workers: bring each enabled CRM up to date (one active per CRM).
     Delivery,
+    /// Run the dead-letter worker: keeps what reached the dead-letter queue, retries deliveries
+    /// on a slower schedule, parks the rest, sends alerts.
+    DlqWorker,
     /// Run everything in one process: migrations, the API, every worker and the CRM sandboxes.
     ///
     /// Delivery goes to the sandboxes unless --no-sandboxes is given. Generates and prints a

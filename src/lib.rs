@@ -2,6 +2,8 @@
 //!
 //! Modules, in reading order:
 
+/// Slack-compatible alerts when deliveries are dead-lettered or parked, rate-limited.
+pub mod alerts;
 /// The REST API and its OpenAPI document.
 pub mod api;
 /// Wiring of the above into running servers and workers.
@@ -16,6 +18,8 @@ pub mod domain;
 pub mod providers;
 /// RabbitMQ: topology, confirmed publisher, message encoding.
 pub mod queue;
+/// Sending dead letters through the normal path again (admin API, dead-letter worker).
+pub mod replay;
 /// Local HubSpot and Salesforce sandboxes that speak the vendors' wire protocols.
 pub mod sandbox;
 /// SIGTERM/SIGINT → one cancellation token.
@@ -24,5 +28,5 @@ pub mod shutdown;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
-/// Queue consumers: the forwarder.
+/// Queue consumers: the forwarder, the delivery workers, the dead-letter worker.
 pub mod worker;

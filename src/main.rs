@@ -57,6 +57,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             futures_util::future::join_all(app::start_delivery(&cfg, stop)?).await;
             Ok(())
         }
+        Command::DlqWorker => app::start_dead_letter_worker(&cfg, shutdown::on_signal())?
+            .await
+            .context("dead-letter worker task"),
         Command::All { no_sandboxes } => {
             if cfg.api.keys.is_empty() {
                 let key = development_key();

@@ -40,6 +40,11 @@ pub const KEYS: &[Key] = &[
         "",
         "comma-separated bearer keys for /contacts (at least 16 characters each); `all` generates a development key when empty",
     ),
+    secret(
+        "admin_keys",
+        "",
+        "comma-separated bearer keys for the /dlq admin API and `syncroot dlq` (at least 16 characters each, distinct from api_keys); `all` generates one when empty",
+    ),
     key(
         "api_max_body_bytes",
         "65536",
@@ -121,14 +126,34 @@ pub const KEYS: &[Key] = &[
         "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",
     ),
     key(
-        "delivery_retry_min_ms",
-        "500",
-        "first wait before a failed delivery is tried again (doubling, with jitter)",
+        "delivery_retry_tiers",
+        "1s,5s,30s,2m,10m",
+        "waits of the retry tiers (ms, s, m, h): a delivery that failed for a reason time can fix waits in the first tier, then the next; after the last it goes to the dead-letter queue. A CRM's Retry-After picks a longer tier, never beyond the last",
     ),
     key(
-        "delivery_retry_max_ms",
+        "dlq_retry_min_ms",
         "60000",
-        "longest wait between delivery attempts, unless the CRM asks for longer",
+        "the dead-letter worker's first wait before sending a delivery that exhausted its tiers through again (doubling, with jitter)",
+    ),
+    key(
+        "dlq_retry_max_ms",
+        "1800000",
+        "the dead-letter worker's longest wait between rounds",
+    ),
+    key(
+        "dlq_retry_times",
+        "6",
+        "rounds the dead-letter worker gives a delivery that keeps failing before parking it (0: park at once)",
+    ),
+    secret(
+        "alert_url",
+        "",
+        "where alerts are POSTed as JSON, Slack incoming-webhook compatible ({\"text\": …}); empty: no alerts",
+    ),
+    key(
+        "alert_interval_secs",
+        "300",
+        "at most one alert per this many seconds; what happens meanwhile is summed up in the next one",
     ),
     key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
     key(

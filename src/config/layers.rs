@@ -91,7 +91,8 @@ impl Layers {
         let cfg = Config {
             api: ApiConfig {
                 listen: p.socket_addr("api_listen"),
-                keys: p.api_keys(),
+                keys: p.api_keys("api_keys"),
+                admin_keys: p.api_keys("admin_keys"),
                 max_body_bytes: p.ranged("api_max_body_bytes", 1024, 64 * 1024 * 1024),
                 publish_timeout: Duration::from_millis(p.ranged(
                     "api_publish_timeout_ms",
@@ -122,6 +123,7 @@ impl Layers {
                 json: p.log_format(),
             },
             delivery: p.delivery(),
+            dead_letter: p.dead_letter(),
             sandbox: SandboxSettings {
                 hubspot_listen: p.socket_addr("sandbox_hubspot_listen"),
                 hubspot_token: Secret::new(p.raw("sandbox_hubspot_token")),
@@ -146,6 +148,10 @@ impl Layers {
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);
+        // The admin credential must be separate: a leaked write key must not open the DLQ.
+        if cfg.api.admin_keys.iter().any(|a| cfg.api.keys.contains(a)) {
+            errors.push("admin_keys: an admin key must not also be an API key".into());
+        }
         if errors.is_empty() {
             Ok(cfg)
         } else {

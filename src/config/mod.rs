@@ -48,6 +48,21 @@ pub struct Config {
     pub log: LogConfig,
     pub sandbox: SandboxSettings,
     pub delivery: DeliveryConfig,
+    pub dead_letter: DeadLetterConfig,
+}
+
+/// The dead-letter worker and alerts.
+#[derive(Clone, Debug)]
+pub struct DeadLetterConfig {
+    /// Bounds of the slower schedule for deliveries that exhausted the retry tiers.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Rounds of that schedule before a delivery is parked.
+    pub retry_times: u32,
+    /// Slack-compatible incoming-webhook URL (it embeds a token, hence secret).
+    pub alert_url: Option<Secret>,
+    /// At most one alert per interval.
+    pub alert_interval: Duration,
 }
 
 /// Delivery to the CRMs.
@@ -58,9 +73,8 @@ pub struct DeliveryConfig {
     pub batching: bool,
     pub linger: Duration,
     pub prefetch: u16,
-    /// Backoff bounds between delivery attempts.
-    pub retry_min: Duration,
-    pub retry_max: Duration,
+    /// Waits of the retry tiers, shortest first.
+    pub retry_tiers: Vec<Duration>,
     pub hubspot: crate::providers::hubspot::HubspotSettings,
     pub salesforce: crate::providers::salesforce::SalesforceSettings,
 }
@@ -89,6 +103,8 @@ pub struct SandboxSettings {
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub keys: Vec<Secret>,
+    /// Keys of the admin API (`/dlq`).
+    pub admin_keys: Vec<Secret>,
     pub max_body_bytes: usize,
     pub publish_timeout: Duration,
     pub idempotency_ttl: Duration,
@@ -266,5 +282,55 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("0123456789abcdefXYZ"));
         assert!(!shown.contains("guest:guest"));
+    }
+
+    #[test]
+    fn retry_tiers_and_the_dead_letter_schedule_parse() {
+        let cfg = Layers::gather(
+            None,
+            env(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "200ms, 1s,2m,1h")]),
+        )
+        .parse()
+        .unwrap();
+        let ms: Vec<u128> = cfg
+            .delivery
+            .retry_tiers
+            .iter()
+            .map(|d| d.as_millis())
+            .collect();
+        assert_eq!(ms, [200, 1000, 120_000, 3_600_000]);
+        assert_eq!(cfg.dead_letter.retry_times, 6);
+        assert!(cfg.dead_letter.alert_url.is_none());
+        let defaults = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(defaults.delivery.retry_tiers.len(), 5);
+    }
+
+    #[test]
+    fn bad_tiers_and_shared_admin_keys_are_refused() {
+        for tiers in ["5s,1s", "1x", "2d", "1s,,-3"] {
+            let errs = Layers::gather(None, env(&[("SYNCROOT_DELIVERY_RETRY_TIERS", tiers)]))
+                .parse()
+                .unwrap_err();
+            assert!(
+                errs.to_string().contains("SYNCROOT_DELIVERY_RETRY_TIERS"),
+                "{tiers}: {errs}"
+            );
+        }
+        let errs = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_API_KEYS", "0123456789abcdefXYZ"),
+                ("SYNCROOT_ADMIN_KEYS", "0123456789abcdefXYZ"),
+                ("SYNCROOT_ALERT_URL", "ftp://x"),
+            ]),
+        )
+        .parse()
+        .unwrap_err();
+        let text = errs.to_string();
+        assert!(
+            text.contains("admin key must not also be an API key"),
+            "{text}"
+        );
+        assert!(text.contains("SYNCROOT_ALERT_URL"), "{text}");
     }
 }

@@ -86,8 +86,7 @@ impl Parser<'_> {
             batching,
             linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
             prefetch: self.ranged("delivery_prefetch", 1, 10_000),
-            retry_min: Duration::from_millis(self.ranged("delivery_retry_min_ms", 10, 3_600_000)),
-            retry_max: Duration::from_millis(self.ranged("delivery_retry_max_ms", 10, 3_600_000)),
+            retry_tiers: self.retry_tiers(),
             hubspot: hubspot::HubspotSettings {
                 base_url: self.base_url("hubspot_base_url"),
                 token: Secret::new(self.raw("hubspot_token")),
@@ -205,9 +204,9 @@ impl Parser<'_> {
         }
     }
 
-    pub(super) fn api_keys(&mut self) -> Vec<Secret> {
+    pub(super) fn api_keys(&mut self, name: &str) -> Vec<Secret> {
         let keys: Vec<Secret> = self
-            .raw("api_keys")
+            .raw(name)
             .split(',')
             .map(str::trim)
             .filter(|k| !k.is_empty())
@@ -218,7 +217,7 @@ impl Parser<'_> {
             .any(|k| k.0.len() < 16 || k.0.chars().any(|c| !c.is_ascii_graphic()))
         {
             self.fail(
-                "api_keys",
+                name,
                 "every key must be at least 16 printable ASCII characters without spaces".into(),
             );
         }
@@ -251,4 +250,76 @@ impl Parser<'_> {
             }
         }
     }
+
+    /// The retry tiers' waits: a comma-separated list of durations, each at most a day (a
+    /// message held longer than RabbitMQ's consumer timeout is fine, since a tier is a TTL
+    /// queue no one consumes, but a day is already past any CRM's outage worth waiting out).
+    pub(super) fn retry_tiers(&mut self) -> Vec<Duration> {
+        let raw = self.raw("delivery_retry_tiers").to_owned();
+        let mut tiers = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match parse_duration(part) {
+                Some(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(86_400) => {
+                    tiers.push(d)
+                }
+                _ => {
+                    self.fail(
+                        "delivery_retry_tiers",
+                        format!("'{part}' is not a duration between 10ms and 24h (e.g. 500ms, 5s, 2m, 1h)"),
+                    );
+                    return tiers;
+                }
+            }
+        }
+        if tiers.len() > 20 {
+            self.fail(
+                "delivery_retry_tiers",
+                format!("{} tiers; at most 20", tiers.len()),
+            );
+        }
+        if tiers.windows(2).any(|w| w[0] > w[1]) {
+            self.fail("delivery_retry_tiers", "tiers must not get shorter".into());
+        }
+        tiers
+    }
+
+    pub(super) fn dead_letter(&mut self) -> DeadLetterConfig {
+        let retry_min = Duration::from_millis(self.ranged("dlq_retry_min_ms", 10, 86_400_000));
+        let retry_max = Duration::from_millis(self.ranged("dlq_retry_max_ms", 10, 86_400_000));
+        if retry_max < retry_min {
+            self.fail(
+                "dlq_retry_max_ms",
+                "must not be less than dlq_retry_min_ms".into(),
+            );
+        }
+        let url = self.raw("alert_url").trim().to_owned();
+        let alert_url = if url.is_empty() {
+            None
+        } else {
+            Some(self.url("alert_url", &["http", "https"]))
+        };
+        DeadLetterConfig {
+            retry_min,
+            retry_max,
+            retry_times: self.ranged("dlq_retry_times", 0, 1000),
+            alert_url,
+            alert_interval: Duration::from_secs(self.ranged("alert_interval_secs", 1, 86_400)),
+        }
+    }
+}
+
+/// `500ms`, `5s`, `2m`, `1h`; a bare number is milliseconds.
+pub(super) fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n.checked_mul(1000)?,
+        "m" | "min" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms))
 }

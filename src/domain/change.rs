@@ -55,4 +55,48 @@ pub struct DeliveryTask {
     /// The contact version persisted when the task was published.
     pub version: i64,
     pub crm: Crm,
+    /// Failed attempts so far (0 for a fresh task); decides the next retry tier.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Why each failed attempt failed, oldest first (at most [`MAX_ERROR_HISTORY`]); what the
+    /// dead-letter queue shows a person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<AttemptError>,
+}
+
+/// Most errors a task carries; older ones are dropped first.
+pub const MAX_ERROR_HISTORY: usize = 20;
+
+impl DeliveryTask {
+    /// A fresh task: no attempts yet.
+    pub fn new(contact_id: ContactId, version: i64, crm: Crm) -> Self {
+        Self {
+            v: CHANGE_FORMAT_VERSION,
+            contact_id,
+            version,
+            crm,
+            attempt: 0,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Records a failed attempt's error, keeping the newest [`MAX_ERROR_HISTORY`].
+    pub fn push_error(&mut self, error: AttemptError) {
+        self.errors.push(error);
+        let excess = self.errors.len().saturating_sub(MAX_ERROR_HISTORY);
+        self.errors.drain(..excess);
+    }
+}
+
+/// One failed delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    pub at: DateTime<Utc>,
+    /// Machine-readable: the CRM's error code (`REQUIRED_FIELD_MISSING`) or SyncRoot's
+    /// (`UNAVAILABLE`, `RATE_LIMITED`).
+    pub code: String,
+    /// Human-readable, without credentials.
+    pub message: String,
+    /// Whether trying again could help.
+    pub retryable: bool,
 }

@@ -42,6 +42,21 @@ pub fn encode_delivery(task: &DeliveryTask) -> (Vec<u8>, BasicProperties) {
     (body, props)
 }
 
+/// Header naming why SyncRoot itself dead-lettered a message (`permanent`,
+/// `retries_exhausted`); messages RabbitMQ dead-lettered carry `x-death` instead.
+pub const REASON_HEADER: &str = "x-syncroot-reason";
+
+/// A delivery task on its way to the dead-letter exchange, with the reason in a header.
+pub fn encode_dead_delivery(task: &DeliveryTask, reason: &str) -> (Vec<u8>, BasicProperties) {
+    let (body, props) = encode_delivery(task);
+    let mut headers = lapin::types::FieldTable::default();
+    headers.insert(
+        REASON_HEADER.into(),
+        lapin::types::AMQPValue::LongString(reason.as_bytes().to_vec().into()),
+    );
+    (body, props.with_headers(headers))
+}
+
 pub fn decode(body: &[u8]) -> Result<ContactChange, DecodeError> {
     decode_versioned(body)
 }

@@ -123,6 +123,30 @@ impl Publisher {
             .await
     }
 
+    /// Publishes a delivery task into a retry tier's wait queue; when the wait is over, RabbitMQ
+    /// moves it back into its CRM's delivery queue.
+    pub async fn publish_retry(
+        &self,
+        task: &DeliveryTask,
+        tier: usize,
+    ) -> Result<(), PublishError> {
+        let (body, props) = envelope::encode_delivery(task);
+        let queue = self.inner.topology.retry_queue(task.crm, tier);
+        // The default exchange routes to the queue of that name.
+        self.publish("", &queue, &body, props).await
+    }
+
+    /// Publishes a delivery task to the dead-letter exchange with the reason.
+    pub async fn publish_dead_delivery(
+        &self,
+        task: &DeliveryTask,
+        reason: &str,
+    ) -> Result<(), PublishError> {
+        let (body, props) = envelope::encode_dead_delivery(task, reason);
+        let exchange = self.inner.topology.dead_letter_exchange();
+        self.publish(&exchange, "", &body, props).await
+    }
+
     /// Publishes a message, persistent and mandatory, and waits for the broker's confirm.
     pub async fn publish(
         &self,

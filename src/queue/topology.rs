@@ -7,7 +7,19 @@
 //!                                    {prefix}.dead-letter (fanout) ──▶ {prefix}.dead-letter (quorum)
 //!
 //! {prefix}.deliveries (direct) ──routing key = CRM──▶ {prefix}.deliver.{crm}  (quorum, single active consumer)
+//!        ▲                                                   │ failed, time may fix it: a copy with attempt + 1
+//!        │ TTL expired (routing key = CRM)                   ▼
+//!        └──────────────────────────────── {prefix}.retry.{crm}.{wait}  (quorum, x-message-ttl = wait, no consumer)
+//!
+//! failed for good, or after the last tier: published to {prefix}.dead-letter with the reason
 //! ```
+//!
+//! **Retry tiers.** RabbitMQ 3.10 has no delayed retry, and a queue only expires the message at
+//! its head, so one wait queue with mixed per-message TTLs would hold short waits behind long
+//! ones. Each wait therefore has its own queue with a per-queue TTL, dead-lettering back to the
+//! deliveries exchange under the CRM's routing key. The queue is named after its wait, so
+//! changing the schedule declares new queues instead of clashing with the old ones' arguments;
+//! old ones keep expiring into the work queue until empty.
 //!
 //! **One delivery path per CRM.** The forwarder, once it has persisted a change, publishes one
 //! small delivery task per enabled CRM. Each CRM's queue is consumed by one active delivery
@@ -25,11 +37,13 @@
 //! once unless the source quorum queue asks for `at-least-once` with `reject-publish` overflow,
 //! and it has no default delivery limit; both are set here.
 
+use std::time::Duration;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::config::QueueConfig;
+use crate::config::Config;
 use crate::domain::{ContactId, Crm};
 
 /// Names derived from the configured prefix and shard count.
@@ -40,16 +54,25 @@ pub struct Topology {
     pub delivery_limit: u32,
     /// CRMs with a delivery queue.
     pub crms: Vec<Crm>,
+    /// Waits of the retry tiers, shortest first.
+    pub retry_tiers: Vec<Duration>,
 }
 
 impl Topology {
-    pub fn new(cfg: &QueueConfig, crms: &[Crm]) -> Self {
+    pub fn new(cfg: &Config) -> Self {
         Self {
-            prefix: cfg.prefix.clone(),
-            shards: cfg.shards,
-            delivery_limit: cfg.delivery_limit,
-            crms: crms.to_vec(),
+            prefix: cfg.queue.prefix.clone(),
+            shards: cfg.queue.shards,
+            delivery_limit: cfg.queue.delivery_limit,
+            crms: cfg.delivery.crms.clone(),
+            retry_tiers: cfg.delivery.retry_tiers.clone(),
         }
+    }
+
+    /// The wait queue of retry tier `tier` (0-based) for `crm`.
+    pub fn retry_queue(&self, crm: Crm, tier: usize) -> String {
+        let wait = self.retry_tiers.get(tier).copied().unwrap_or_default();
+        format!("{}.retry.{crm}.{}ms", self.prefix, wait.as_millis())
     }
 
     pub fn deliveries_exchange(&self) -> String {
@@ -84,8 +107,12 @@ impl Topology {
     /// Every queue this topology declares (for tests and tooling that clean up).
     pub fn queues(&self) -> Vec<String> {
         let mut q: Vec<String> = (0..self.shards).map(|s| self.shard_queue(s)).collect();
-        q.extend(self.crms.iter().map(|c| self.delivery_queue(*c)));
+        for crm in &self.crms {
+            q.push(self.delivery_queue(*crm));
+            q.extend((0..self.retry_tiers.len()).map(|t| self.retry_queue(*crm, t)));
+        }
         q.push(self.dead_letter_queue());
+        q.dedup();
         q
     }
 
@@ -93,7 +120,10 @@ impl Topology {
     pub async fn declare(&self, ch: &Channel) -> Result<(), lapin::Error> {
         let dlx = self.dead_letter_exchange();
         declare_exchange(ch, &dlx, ExchangeKind::Fanout).await?;
-        bind_queue(ch, &self.dead_letter_queue(), quorum_args(), &dlx, "").await?;
+        // One dead-letter worker at a time: it decides rounds per entry.
+        let mut dlq_args = quorum_args();
+        dlq_args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+        bind_queue(ch, &self.dead_letter_queue(), dlq_args, &dlx, "").await?;
 
         let contacts = self.contacts_exchange();
         declare_exchange(ch, &contacts, ExchangeKind::Direct).await?;
@@ -114,8 +144,34 @@ impl Topology {
         for crm in &self.crms {
             let queue = self.delivery_queue(*crm);
             bind_queue(ch, &queue, self.work_args(), &deliveries, crm.as_str()).await?;
+            for tier in 0..self.retry_tiers.len() {
+                let name = self.retry_queue(*crm, tier);
+                ch.queue_declare(
+                    name.as_str().into(),
+                    durable_queue(),
+                    self.retry_args(*crm, tier),
+                )
+                .await?;
+            }
         }
         Ok(())
+    }
+
+    /// Arguments of a wait queue: quorum, the tier's TTL, and expiry back into the CRM's work
+    /// queue (at-least-once, so a message is never lost on its way back).
+    fn retry_args(&self, crm: Crm, tier: usize) -> FieldTable {
+        let mut args = quorum_args();
+        let ttl = self.retry_tiers.get(tier).copied().unwrap_or_default();
+        let ttl = u32::try_from(ttl.as_millis()).unwrap_or(u32::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongUInt(ttl));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            long(&self.deliveries_exchange()),
+        );
+        args.insert("x-dead-letter-routing-key".into(), long(crm.as_str()));
+        args.insert("x-dead-letter-strategy".into(), long("at-least-once"));
+        args.insert("x-overflow".into(), long("reject-publish"));
+        args
     }
 
     /// Arguments of every work queue: quorum, one active consumer, a delivery limit, and

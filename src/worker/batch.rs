@@ -6,12 +6,16 @@ use std::collections::HashMap;
 use lapin::Acker;
 
 use crate::domain::ContactId;
+use crate::domain::change::DeliveryTask;
 
 /// One contact in a batch, with every queued task that asked for it.
 pub struct Entry {
     pub contact_id: ContactId,
     /// The newest version any task asked for.
     pub version: i64,
+    /// The task that has been tried most often (its attempt count and error history carry
+    /// on), with `version` raised to the newest.
+    pub task: DeliveryTask,
     /// The tasks' ackers; settled together once the contact's outcome is durable.
     pub ackers: Vec<Acker>,
 }
@@ -25,18 +29,24 @@ pub struct Batch {
 
 impl Batch {
     /// Adds a task; a contact already in the batch keeps one entry with the newest version.
-    pub fn add(&mut self, contact_id: ContactId, version: i64, acker: Acker) {
+    pub fn add(&mut self, task: DeliveryTask, acker: Acker) {
+        let contact_id = task.contact_id;
         match self.index.get(&contact_id) {
             Some(&i) => {
                 let e = &mut self.entries[i];
-                e.version = e.version.max(version);
+                e.version = e.version.max(task.version);
+                if task.attempt > e.task.attempt {
+                    e.task = task;
+                }
+                e.task.version = e.version;
                 e.ackers.push(acker);
             }
             None => {
                 self.index.insert(contact_id, self.entries.len());
                 self.entries.push(Entry {
                     contact_id,
-                    version,
+                    version: task.version,
+                    task,
                     ackers: vec![acker],
                 });
             }

@@ -11,16 +11,20 @@
 //! ends; a lone change waits at most the linger. Several tasks for one contact coalesce, and a
 //! contact the CRM already holds at its current version is acknowledged without a call.
 //!
-//! Outcomes: a synced contact or one the CRM refuses for good is recorded and acknowledged; a
-//! contact that failed for a reason time can fix (and a whole call that failed: outage, 429, a
-//! spent allowance) is recorded as `retrying` and tried again after a backoff that honours the
-//! CRM's `Retry-After`, holding its tasks meanwhile. Only this CRM's queue waits; the other
-//! CRM's worker is unaffected. Shutdown during a wait leaves the tasks to be redelivered.
+//! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
+//! tasks settled by [`disposition::decide`]: acknowledged when synced; otherwise a copy goes to a
+//! retry tier's wait queue (time may fix it) or to the dead-letter queue (refused for good, or
+//! out of tiers) **before** the tasks are acknowledged, so a failure never holds up the
+//! contacts behind it and nothing is lost in between. Only Postgres trouble is waited out in
+//! place (it is not the contact's fault and would burn every tier). A successful delivery
+//! resolves the contact's dead-letter entry. Shutdown mid-call leaves the tasks to be
+//! redelivered.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::BackoffBuilder;
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
 use lapin::Consumer;
 use lapin::options::{
@@ -31,10 +35,23 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Entry};
+use super::disposition::{self, Disposition, Outcome};
 use crate::config::QueueConfig;
+use crate::domain::ContactId;
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use crate::queue::publisher::{PublishError, Publisher};
 use crate::queue::{self, envelope, topology::Topology};
+use crate::store::dead_letters;
 use crate::store::links::{self, Attempt, Deliverable};
+
+/// Why a consuming session ended other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+enum SessionEnd {
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("cannot hand a failed delivery on: {0}")]
+    Publish(#[from] PublishError),
+}
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
@@ -46,9 +63,10 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub linger: Duration,
     /// Unacknowledged tasks held; at least a batch.
     pub prefetch: u16,
-    /// Backoff bounds between attempts.
-    pub retry_min: Duration,
-    pub retry_max: Duration,
+    /// Publishes retries and dead letters (its own connection, confirm mode).
+    pub publisher: Publisher,
+    /// Waits of the retry tiers, shortest first.
+    pub tiers: Vec<Duration>,
     /// On shutdown, how long a CRM call in progress may go on.
     pub grace: Duration,
 }
@@ -75,7 +93,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         tracing::info!(%crm, "delivery worker stopped");
     }
 
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+    async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
         let conn = queue::connect(&self.queue, &format!("deliver-{crm}")).await?;
         let channel = conn.create_channel().await?;
@@ -99,9 +117,11 @@ impl<C: CrmClient> DeliveryWorker<C> {
             let batch = match self.collect(&mut consumer, shutdown).await {
                 Ok(Some(b)) => b,
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                Err(e) => break Err(e.into()),
             };
-            self.deliver(batch, shutdown).await;
+            if let Err(e) = self.deliver(batch, shutdown).await {
+                break Err(e.into());
+            }
         };
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
@@ -145,7 +165,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 }
             };
             match envelope::decode_delivery(&delivery.data) {
-                Ok(task) => batch.add(task.contact_id, task.version, delivery.acker),
+                Ok(task) => batch.add(task, delivery.acker),
                 Err(e) => {
                     tracing::error!(error = %e, "dead-lettering an unreadable delivery task");
                     let _ = delivery
@@ -161,49 +181,86 @@ impl<C: CrmClient> DeliveryWorker<C> {
         Ok(Some(batch))
     }
 
-    /// Delivers a batch until every contact is synced or failed for good (or shutdown).
-    async fn deliver(&self, mut batch: Batch, shutdown: &CancellationToken) {
+    /// Attempts a batch once and settles every task: acknowledged when synced, otherwise
+    /// handed to a retry tier or the dead-letter queue first (see [`disposition`]). Postgres
+    /// trouble is waited out holding the tasks, so an outage never burns retry tiers. An error
+    /// means the broker would not take a retry or dead letter: the session ends and the tasks
+    /// come back.
+    async fn deliver(
+        &self,
+        batch: Batch,
+        shutdown: &CancellationToken,
+    ) -> Result<(), PublishError> {
         let crm = self.client.crm();
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.retry_min)
-            .with_max_delay(self.retry_max.max(self.retry_min))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        while !batch.is_empty() {
-            let attempt = self.attempt(&mut batch);
+        let mut trouble = 0u32;
+        let outcomes = loop {
+            let attempt = self.attempt(&batch);
             let ending = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(self.grace).await;
             };
-            let outcome = tokio::select! {
+            let result = tokio::select! {
                 r = attempt => r,
                 // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
-                _ = ending => return,
+                _ = ending => return Ok(()),
             };
-            let wait = match outcome {
-                Ok(None) => continue,
-                Ok(Some(asked)) => asked,
+            match result {
+                Ok(outcomes) => break outcomes,
                 Err(e) => {
                     tracing::warn!(%crm, error = %e, "cannot read or record delivery state; retrying");
-                    None
                 }
-            };
-            let delay = wait.unwrap_or_else(|| backoff.next().unwrap_or(self.retry_max));
-            if let Some(reason) = self.client.paused() {
-                tracing::warn!(%crm, %reason, "delivery paused");
             }
+            let delay = queue::reconnect_delay(trouble, Duration::from_secs(10));
+            trouble = trouble.saturating_add(1);
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(delay) => {}
             }
-        }
+        };
+        let now = chrono::Utc::now();
+        let settled = batch.entries.into_iter().map(|entry| {
+            let outcome = outcomes
+                .get(&entry.contact_id)
+                .cloned()
+                .unwrap_or(Outcome::Synced);
+            let disposition = disposition::decide(entry.task.clone(), &outcome, &self.tiers, now);
+            self.settle(entry, disposition)
+        });
+        let results = futures_util::future::join_all(settled).await;
+        results.into_iter().collect()
     }
 
-    /// One attempt at the batch. Settles every contact that is done; returns `Ok(None)` when
-    /// nothing is left, `Ok(Some(wait))` when some must be retried (after `wait` if the CRM
-    /// said how long).
-    async fn attempt(&self, batch: &mut Batch) -> Result<Option<Option<Duration>>, sqlx::Error> {
+    /// Carries out one contact's disposition: publish (confirmed) where needed, then ack.
+    async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), PublishError> {
+        let crm = self.client.crm();
+        match &disposition {
+            Disposition::Ack => {}
+            Disposition::Retry { tier, task } => {
+                tracing::debug!(%crm, contact = %entry.contact_id, attempt = task.attempt, tier, "delivery will be retried");
+                self.publisher.publish_retry(task, *tier).await?;
+            }
+            Disposition::DeadLetter { reason, task } => {
+                tracing::warn!(%crm, contact = %entry.contact_id, attempts = task.attempt, reason = reason.as_str(),
+                    error = task.errors.last().map(|e| e.message.as_str()).unwrap_or(""), "delivery dead-lettered");
+                self.publisher
+                    .publish_dead_delivery(task, reason.as_str())
+                    .await?;
+            }
+        }
+        for acker in entry.ackers {
+            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
+                // The channel is gone; the task comes back and is skipped as already synced
+                // (or tried again, which upserts harmlessly).
+                tracing::warn!(contact = %entry.contact_id, error = %e, "could not acknowledge a delivery task");
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt at the batch: each contact's outcome (contacts not in the map were already
+    /// up to date), recorded in `crm_links`; dead-letter entries the CRM has now caught up with
+    /// are resolved.
+    async fn attempt(&self, batch: &Batch) -> Result<HashMap<ContactId, Outcome>, sqlx::Error> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
         let rows = links::load_deliverables(&self.db, crm, &ids).await?;
@@ -212,33 +269,43 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .filter(|r| needs_sync(r))
             .map(sync_item)
             .collect();
-        // Contacts the CRM already holds at their current version (or unknown ids) are done.
-        let pending: std::collections::HashSet<_> = items.iter().map(|i| i.contact_id).collect();
-        settle(batch.take_where(|e| !pending.contains(&e.contact_id))).await;
-        if items.is_empty() {
-            return Ok(None);
-        }
-        let (attempts, wait) = match self.client.sync(&items).await {
-            Ok(outcomes) => outcome_attempts(&items, outcomes),
-            Err(e) => {
-                tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed; will retry");
-                let msg = self.client.paused().unwrap_or_else(|| e.to_string());
-                let all = items.iter().map(|i| failed(i, true, msg.clone())).collect();
-                (all, Some(e.retry_after()))
-            }
-        };
-        links::record(&self.db, crm, &attempts).await?;
-        let retry: std::collections::HashSet<_> = attempts
+        let mut outcomes = HashMap::new();
+        let mut caught_up: Vec<(uuid::Uuid, i64)> = rows
             .iter()
-            .filter(|a| matches!(a.result, Err((true, _))))
-            .map(|a| a.contact_id)
+            .filter(|r| !needs_sync(r))
+            .filter_map(|r| Some((r.id.0, r.synced_version?)))
             .collect();
-        settle(batch.take_where(|e| !retry.contains(&e.contact_id))).await;
-        Ok(if batch.is_empty() {
-            None
-        } else {
-            Some(wait.flatten())
-        })
+        if !items.is_empty() {
+            // A spent daily allowance comes back as `QuotaExhausted` without a call.
+            let results: Vec<_> = match self.client.sync(&items).await {
+                Ok(outcomes) => pair(&items, outcomes),
+                Err(e) => {
+                    tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed");
+                    items.iter().map(|_| Err(e.clone())).collect()
+                }
+            };
+            let attempts: Vec<Attempt> = items
+                .iter()
+                .zip(&results)
+                .map(|(item, r)| attempt_row(item, r, self.client.paused()))
+                .collect();
+            links::record(&self.db, crm, &attempts).await?;
+            for (item, result) in items.iter().zip(results) {
+                let outcome = match result {
+                    Ok(_) => {
+                        caught_up.push((item.contact_id.0, item.version));
+                        Outcome::Synced
+                    }
+                    Err(e) => Outcome::from_error(e),
+                };
+                outcomes.insert(item.contact_id, outcome);
+            }
+        }
+        let resolved = dead_letters::resolve(&self.db, crm.as_str(), &caught_up).await?;
+        if resolved > 0 {
+            tracing::info!(%crm, resolved, "dead-letter entries resolved by a successful delivery");
+        }
+        Ok(outcomes)
     }
 }
 
@@ -256,55 +323,42 @@ fn sync_item(r: &Deliverable) -> SyncItem {
     }
 }
 
-fn failed(item: &SyncItem, retryable: bool, message: String) -> Attempt {
+/// Pairs items with their outcomes: `Ok` when the CRM now holds the item's version (its
+/// remote id recorded), the error otherwise.
+fn pair(
+    items: &[SyncItem],
+    outcomes: Vec<ItemOutcome>,
+) -> Vec<Result<Option<String>, ProviderError>> {
+    let mut outcomes = outcomes.into_iter();
+    items
+        .iter()
+        .map(|_| match outcomes.next() {
+            Some(ItemOutcome::Synced { remote_id }) => Ok(remote_id),
+            Some(ItemOutcome::Failed(e)) => Err(e),
+            // A client that answers fewer outcomes than items broke its contract: retry those.
+            None => Err(ProviderError::Unavailable(
+                "no outcome reported for this contact".into(),
+            )),
+        })
+        .collect()
+}
+
+/// The `crm_links` row of one attempt; a spent allowance shows the pause's reason.
+fn attempt_row(
+    item: &SyncItem,
+    result: &Result<Option<String>, ProviderError>,
+    paused: Option<String>,
+) -> Attempt {
+    let result = match result {
+        Ok(remote_id) => Ok(remote_id.clone()),
+        Err(e @ ProviderError::QuotaExhausted { .. }) => {
+            Err((true, paused.unwrap_or_else(|| e.to_string())))
+        }
+        Err(e) => Err((e.is_retryable(), e.to_string())),
+    };
     Attempt {
         contact_id: item.contact_id,
         version: item.version,
-        result: Err((retryable, message)),
-    }
-}
-
-/// Pairs items with their outcomes; also returns the longest wait any item's error asked for.
-fn outcome_attempts(
-    items: &[SyncItem],
-    outcomes: Vec<ItemOutcome>,
-) -> (Vec<Attempt>, Option<Option<Duration>>) {
-    let mut wait: Option<Duration> = None;
-    let mut attempts = Vec::with_capacity(items.len());
-    let mut outcomes = outcomes.into_iter();
-    for item in items {
-        let attempt = match outcomes.next() {
-            Some(ItemOutcome::Synced { remote_id }) => Attempt {
-                contact_id: item.contact_id,
-                version: item.version,
-                result: Ok(remote_id),
-            },
-            Some(ItemOutcome::Failed(e)) => {
-                if let Some(w) = e.retry_after() {
-                    wait = Some(wait.map_or(w, |cur| cur.max(w)));
-                }
-                failed(item, e.is_retryable(), describe(&e))
-            }
-            // A client that answers fewer outcomes than items broke its contract: retry those.
-            None => failed(item, true, "no outcome reported for this contact".into()),
-        };
-        attempts.push(attempt);
-    }
-    (attempts, Some(wait))
-}
-
-fn describe(e: &ProviderError) -> String {
-    e.to_string()
-}
-
-/// Acknowledges every task of finished contacts.
-async fn settle(done: Vec<Entry>) {
-    for entry in done {
-        for acker in entry.ackers {
-            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                // The channel is gone; the task comes back and is skipped as already synced.
-                tracing::warn!(contact = %entry.contact_id, error = %e, "could not acknowledge a delivery task");
-            }
-        }
+        result,
     }
 }

@@ -36,7 +36,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ForwarderConfig, QueueConfig};
-use crate::domain::change::{CHANGE_FORMAT_VERSION, DeliveryTask};
+use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactChange, Crm};
 use crate::queue::publisher::Publisher;
 use crate::queue::{self, envelope, topology::Topology};
@@ -258,12 +258,7 @@ async fn process(
         return Ok(Some(applied));
     }
     for &crm in &ctx.crms {
-        let task = DeliveryTask {
-            v: CHANGE_FORMAT_VERSION,
-            contact_id: change.contact_id,
-            version: change.seq,
-            crm,
-        };
+        let task = DeliveryTask::new(change.contact_id, change.seq, crm);
         let publish = || ctx.publisher.publish_delivery(&task);
         let published =
             persistently(&shutdown, "hand a change to delivery", publish, |_| true).await;

@@ -99,12 +99,19 @@ impl TestApp {
                 "127.0.0.1:0".to_owned(),
             ),
         ];
-        // Short delivery retries, so tests that inject CRM faults finish quickly.
-        env.push(("SYNCROOT_DELIVERY_RETRY_MIN_MS".to_owned(), "50".to_owned()));
-        env.push((
-            "SYNCROOT_DELIVERY_RETRY_MAX_MS".to_owned(),
-            "500".to_owned(),
-        ));
+        // Short retry tiers and dead-letter rounds, so tests that inject CRM faults finish
+        // quickly.
+        for (k, v) in [
+            (
+                "SYNCROOT_DELIVERY_RETRY_TIERS",
+                "50ms,100ms,200ms,400ms,500ms",
+            ),
+            ("SYNCROOT_DLQ_RETRY_MIN_MS", "200"),
+            ("SYNCROOT_DLQ_RETRY_MAX_MS", "1000"),
+            ("SYNCROOT_DLQ_RETRY_TIMES", "20"),
+        ] {
+            env.push((k.to_owned(), v.to_owned()));
+        }
         if !opts.delivery {
             env.push(("SYNCROOT_CRMS".to_owned(), String::new()));
         }
@@ -131,6 +138,7 @@ impl TestApp {
             sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
             tasks.push(running.task);
             tasks.extend(syncroot::app::start_delivery(&cfg, shutdown.clone()).unwrap());
+            tasks.push(syncroot::app::start_dead_letter_worker(&cfg, shutdown.clone()).unwrap());
         }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await
@@ -241,7 +249,7 @@ impl TestApp {
     }
 
     pub fn topology(&self) -> Topology {
-        Topology::new(&self.cfg.queue, &self.cfg.delivery.crms)
+        Topology::new(&self.cfg)
     }
 
     pub fn hubspot(&self) -> &str {
@@ -338,6 +346,7 @@ impl Drop for TestApp {
         let queues = self.topology().queues();
         let exchanges = [
             self.topology().contacts_exchange(),
+            self.topology().deliveries_exchange(),
             self.topology().dead_letter_exchange(),
         ];
         // Clean up on a separate runtime: Drop cannot await.

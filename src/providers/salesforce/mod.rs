@@ -140,6 +140,9 @@ impl CrmClient for SalesforceClient {
     }
 
     async fn sync(&self, items: &[SyncItem]) -> Result<Vec<ItemOutcome>, ProviderError> {
+        if let Some(wait) = self.rest.allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
         // Callers send at most `batch_cap` items; more are split rather than refused.
         let mut outcomes = Vec::with_capacity(items.len());
         for (n, chunk) in items.chunks(self.batch_cap()).enumerate() {

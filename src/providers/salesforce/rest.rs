@@ -192,6 +192,18 @@ impl Rest {
         }
     }
 
+    /// How long until calls resume, while the daily allowance is spent. Delivery asks this
+    /// before sending anything, so a batch is deferred instead of waiting in the pacer.
+    pub fn allowance_spent(&self) -> Option<Duration> {
+        let mut until = lock(&self.spent_until);
+        let left = (*until)?.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            *until = None;
+            return None;
+        }
+        Some(left)
+    }
+
     /// Pauses every call for [`DAILY_ALLOWANCE_WAIT`], unless already paused for it.
     fn spend_allowance(&self, reason: String) {
         let now = Instant::now();

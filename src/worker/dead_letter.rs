@@ -1,0 +1,456 @@
+//! The dead-letter worker: consumes `{prefix}.dead-letter` and turns every message into an
+//! entry people can see (`dead_letters`), then, on a slower schedule than the retry tiers,
+//! sends retryable deliveries through again until they succeed or run out of rounds.
+//!
+//! ```text
+//! delivery, retries_exhausted ──▶ entry "retrying", next round after backon's next wait ──┐
+//!                                  (rounds left)                                          │ due
+//!                                  else ──▶ "parked" + alert                              ▼
+//! delivery, permanent ─────────────────────▶ "parked" + alert          fresh task in the CRM's queue
+//! anything RabbitMQ dead-lettered (unreadable, unknown version,        ("replayed"; a success
+//!   a change or task a worker kept failing on) ──▶ "parked", raw + alert  deletes the entry)
+//! ```
+//!
+//! A message is acknowledged only once its entry is committed, so a crash means redelivery,
+//! and redelivery is harmless: a delivery entry is one row per contact per CRM, a raw message
+//! is keyed by its own id. Nothing here can fail on a message's content; Postgres trouble is
+//! waited out holding the message.
+
+use std::time::Duration;
+
+use backon::BackoffBuilder;
+use chrono::Utc;
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::disposition::DeadReason;
+use crate::alerts::{Alerts, Event};
+use crate::config::{DeadLetterConfig, QueueConfig};
+use crate::domain::change::{AttemptError, DeliveryTask, MAX_ERROR_HISTORY};
+use crate::queue::publisher::Publisher;
+use crate::queue::{self, envelope, topology::Topology};
+use crate::store::dead_letters::{self, DeadLetter, RawMessage, Status};
+use crate::store::links;
+
+/// How often due rounds are looked for.
+const SCHEDULER_TICK: Duration = Duration::from_millis(500);
+
+/// What the dead-letter worker needs.
+pub struct DeadLetterWorker {
+    pub db: PgPool,
+    pub queue: QueueConfig,
+    pub topology: Topology,
+    pub cfg: DeadLetterConfig,
+    /// Sends due rounds through again.
+    pub publisher: Publisher,
+    pub alerts: Alerts,
+}
+
+impl DeadLetterWorker {
+    /// Runs the consumer and the round scheduler until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tokio::join!(self.consume(&shutdown), self.schedule(&shutdown));
+        tracing::info!("dead-letter worker stopped");
+    }
+
+    /// Consumes the dead-letter queue, reconnecting with capped backoff.
+    async fn consume(&self, shutdown: &CancellationToken) {
+        let mut attempt = 0u32;
+        while !shutdown.is_cancelled() {
+            match self.session(shutdown).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "dead-letter worker lost RabbitMQ; reconnecting")
+                }
+            }
+            let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
+            attempt = attempt.saturating_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(&self, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+        let conn = queue::connect(&self.queue, "dead-letter").await?;
+        let channel = conn.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        channel
+            .basic_qos(50, BasicQosOptions { global: false })
+            .await?;
+        let queue = self.topology.dead_letter_queue();
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!("dead-letter worker consuming");
+        let tag = consumer.tag();
+        let result = loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                next = consumer.next() => next,
+            };
+            let delivery = match next {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => break Err(e),
+                None => {
+                    break Err(lapin::ErrorKind::InvalidChannelState(
+                        lapin::ChannelState::Closed,
+                        "consumer ended",
+                    )
+                    .into());
+                }
+            };
+            if !self.keep(&delivery, shutdown).await {
+                break Ok(());
+            }
+            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+                // Redelivered; keeping it again is harmless.
+                tracing::warn!(error = %e, "could not acknowledge a dead letter");
+            }
+        };
+        let _ = channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await;
+        let _ = channel.close(200, "bye".into()).await;
+        let _ = conn.close(200, "bye".into()).await;
+        result
+    }
+
+    /// Records the message, retrying through Postgres trouble; false on shutdown first.
+    async fn keep(&self, delivery: &Delivery, shutdown: &CancellationToken) -> bool {
+        let mut trouble = 0u32;
+        loop {
+            match self.record(delivery).await {
+                Ok(event) => {
+                    self.alerts.raise(event);
+                    return true;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot record a dead letter; retrying"),
+            }
+            let delay = queue::reconnect_delay(trouble, Duration::from_secs(10));
+            trouble = trouble.saturating_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Turns a dead-lettered message into an entry; returns the alert to raise.
+    async fn record(&self, delivery: &Delivery) -> Result<Event, sqlx::Error> {
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
+        let reason = text(&headers, envelope::REASON_HEADER).and_then(|r| DeadReason::parse(&r));
+        match (reason, envelope::decode_delivery(&delivery.data)) {
+            (Some(reason), Ok(task)) => self.record_delivery(task, reason).await,
+            (_, task) => self.record_message(delivery, &headers, task.ok()).await,
+        }
+    }
+
+    /// A delivery the delivery worker gave up on: schedule a round or park it.
+    async fn record_delivery(
+        &self,
+        task: DeliveryTask,
+        reason: DeadReason,
+    ) -> Result<Event, sqlx::Error> {
+        let crm = task.crm.as_str();
+        let now = Utc::now();
+        let existing = dead_letters::find_delivery(&self.db, crm, task.contact_id.0).await?;
+        let rounds = existing.as_ref().map_or(0, |e| e.rounds.max(0) as u32);
+        let wait = match reason {
+            DeadReason::RetriesExhausted => self.round_wait(rounds),
+            DeadReason::Permanent => None,
+        };
+        let mut errors = existing
+            .as_ref()
+            .map(|e| e.errors.clone())
+            .unwrap_or_default();
+        errors.extend(task.errors.iter().cloned());
+        let excess = errors.len().saturating_sub(MAX_ERROR_HISTORY * 2);
+        errors.drain(..excess);
+        let last = errors.last().cloned();
+        let operation = operation(&self.db, &task).await?;
+        let entry = DeadLetter {
+            id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
+            kind: "delivery".into(),
+            crm: Some(crm.to_owned()),
+            contact_id: Some(task.contact_id.0),
+            version: Some(task.version),
+            operation,
+            status: if wait.is_some() {
+                Status::Retrying
+            } else {
+                Status::Parked
+            },
+            reason: reason.as_str().into(),
+            error_code: last.as_ref().map(|e| e.code.clone()),
+            error_message: last.as_ref().map(|e| e.message.clone()),
+            errors,
+            attempts: existing.as_ref().map_or(0, |e| e.attempts) + task.attempt as i32,
+            rounds: rounds as i32 + i32::from(wait.is_some()),
+            next_attempt_at: wait.map(|w| now + w),
+            source: None,
+            first_failed_at: existing.as_ref().map_or(now, |e| e.first_failed_at),
+            last_failed_at: now,
+        };
+        dead_letters::save_delivery(&self.db, &entry).await?;
+        let what = format!(
+            "{crm} contact {} v{}: {} ({})",
+            task.contact_id,
+            task.version,
+            entry.error_code.as_deref().unwrap_or("unknown error"),
+            entry.error_message.as_deref().unwrap_or(""),
+        );
+        if entry.status == Status::Parked {
+            tracing::warn!(%crm, contact = %task.contact_id, reason = reason.as_str(), "delivery parked");
+        } else {
+            tracing::info!(%crm, contact = %task.contact_id, round = entry.rounds, wait_ms = wait.unwrap_or_default().num_milliseconds(), "delivery dead-lettered; next round scheduled");
+        }
+        Ok(Event {
+            parked: entry.status == Status::Parked,
+            summary: what,
+        })
+    }
+
+    /// The wait before round `done + 1`, or `None` when every round is used.
+    fn round_wait(&self, done: u32) -> Option<chrono::Duration> {
+        let schedule = backon::ExponentialBuilder::default()
+            .with_min_delay(self.cfg.retry_min)
+            .with_max_delay(self.cfg.retry_max)
+            .with_jitter()
+            .with_max_times(self.cfg.retry_times as usize)
+            .build();
+        let wait = schedule.into_iter().nth(done as usize)?;
+        chrono::Duration::from_std(wait).ok()
+    }
+
+    /// A message RabbitMQ dead-lettered (rejected as unreadable or failing, or over the delivery
+    /// limit): kept raw and parked.
+    async fn record_message(
+        &self,
+        delivery: &Delivery,
+        headers: &FieldTable,
+        task: Option<DeliveryTask>,
+    ) -> Result<Event, sqlx::Error> {
+        let death = Death::read(headers);
+        let props = &delivery.properties;
+        let message_type = props.kind().as_ref().map(|t| t.to_string());
+        let (code, message, contact) = diagnose(&delivery.data, message_type.as_deref(), &death);
+        let now = Utc::now();
+        let reason = death.reason.clone().unwrap_or_else(|| "unknown".into());
+        // Redelivery must not make a second entry: a message with an id keeps it.
+        let id = props
+            .message_id()
+            .as_ref()
+            .and_then(|m| Uuid::parse_str(m.as_str()).ok())
+            .map_or_else(Uuid::now_v7, |m| Uuid::new_v5(&m, b"dead-letter"));
+        let entry = DeadLetter {
+            id,
+            kind: "message".into(),
+            crm: task.as_ref().map(|t| t.crm.as_str().to_owned()),
+            contact_id: contact.or(task.as_ref().map(|t| t.contact_id.0)),
+            version: task.as_ref().map(|t| t.version),
+            operation: None,
+            status: Status::Parked,
+            reason: reason.clone(),
+            error_code: Some(code.clone()),
+            error_message: Some(message.clone()),
+            errors: vec![AttemptError {
+                at: now,
+                code: code.clone(),
+                message: message.clone(),
+                retryable: false,
+            }],
+            attempts: death.count as i32,
+            rounds: 0,
+            next_attempt_at: None,
+            source: Some(RawMessage {
+                queue: death.queue.clone(),
+                exchange: death.exchange.clone(),
+                routing_key: death.routing_key.clone(),
+                content_type: props.content_type().as_ref().map(|c| c.to_string()),
+                message_type,
+                body: delivery.data.clone(),
+            }),
+            first_failed_at: now,
+            last_failed_at: now,
+        };
+        dead_letters::insert_message(&self.db, &entry).await?;
+        tracing::warn!(queue = death.queue.as_deref().unwrap_or("?"), %reason, %code, "dead-lettered message parked");
+        Ok(Event {
+            parked: true,
+            summary: format!(
+                "message from {} ({reason}): {code}: {message}",
+                death.queue.as_deref().unwrap_or("an unknown queue")
+            ),
+        })
+    }
+
+    /// Sends due rounds through again, until shutdown.
+    async fn schedule(&self, shutdown: &CancellationToken) {
+        let mut tick = tokio::time::interval(SCHEDULER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match crate::replay::replay_due(&self.db, &self.publisher).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(sent = n, "dead-letter round: deliveries sent through again")
+                }
+                Err(e) => tracing::warn!(error = %e, "dead-letter round failed; trying again"),
+            }
+        }
+    }
+}
+
+/// Whether the contact's current state is a write or a delete (for people reading the entry).
+async fn operation(db: &PgPool, task: &DeliveryTask) -> Result<Option<String>, sqlx::Error> {
+    let rows = links::load_deliverables(db, task.crm, &[task.contact_id.0]).await?;
+    Ok(rows.first().map(|r| {
+        if r.contact.is_some() {
+            "upsert".to_owned()
+        } else {
+            "delete".to_owned()
+        }
+    }))
+}
+
+/// Why a worker could not process a message: an error code, a message, and the contact when
+/// the message names one.
+fn diagnose(body: &[u8], kind: Option<&str>, death: &Death) -> (String, String, Option<Uuid>) {
+    let why = format!(
+        "dead-lettered by RabbitMQ from {} ({}) after {} deliver{}",
+        death.queue.as_deref().unwrap_or("an unknown queue"),
+        death.reason.as_deref().unwrap_or("unknown reason"),
+        death.count,
+        if death.count == 1 { "y" } else { "ies" }
+    );
+    let decoded = match kind {
+        Some(envelope::DELIVERY_TYPE) => envelope::decode_delivery(body).map(|t| t.contact_id.0),
+        _ => envelope::decode(body).map(|c| c.contact_id.0),
+    };
+    match decoded {
+        Ok(contact) => (
+            "WORKER_FAILED".into(),
+            format!("{why}: a worker kept failing on it (see its logs)"),
+            Some(contact),
+        ),
+        Err(envelope::DecodeError::UnknownVersion(v)) => (
+            "UNKNOWN_VERSION".into(),
+            format!("{why}: format version {v} is unknown to this build"),
+            None,
+        ),
+        Err(e) => ("UNDECODABLE".into(), format!("{why}: {e}"), None),
+    }
+}
+
+/// What RabbitMQ says about a dead-lettered message (`x-death`, newest first; the first death
+/// is where it came from).
+#[derive(Debug, Default)]
+struct Death {
+    queue: Option<String>,
+    reason: Option<String>,
+    exchange: Option<String>,
+    routing_key: Option<String>,
+    count: i64,
+}
+
+impl Death {
+    fn read(headers: &FieldTable) -> Self {
+        let mut d = Death {
+            queue: text(headers, "x-first-death-queue"),
+            reason: text(headers, "x-first-death-reason"),
+            exchange: text(headers, "x-first-death-exchange"),
+            ..Death::default()
+        };
+        let deaths = match headers.inner().get("x-death") {
+            Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+            _ => Vec::new(),
+        };
+        // The entry of the first death's queue carries its routing keys and count.
+        for death in deaths {
+            let AMQPValue::FieldTable(t) = death else {
+                continue;
+            };
+            if d.queue.is_some() && text(&t, "queue") != d.queue {
+                continue;
+            }
+            d.count = match t.inner().get("count") {
+                Some(AMQPValue::LongLongInt(n)) => *n,
+                Some(AMQPValue::LongInt(n)) => i64::from(*n),
+                _ => 0,
+            };
+            if let Some(AMQPValue::FieldArray(keys)) = t.inner().get("routing-keys") {
+                d.routing_key = keys.as_slice().first().and_then(as_text);
+            }
+            break;
+        }
+        d
+    }
+}
+
+fn text(t: &FieldTable, key: &str) -> Option<String> {
+    t.inner().get(key).and_then(as_text)
+}
+
+fn as_text(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{FieldArray, LongString};
+
+    fn long(s: &str) -> AMQPValue {
+        AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn x_death_names_the_origin_and_the_count() {
+        let mut first = FieldTable::default();
+        first.insert("queue".into(), long("p.contacts.3"));
+        first.insert("reason".into(), long("delivery_limit"));
+        first.insert("count".into(), AMQPValue::LongLongInt(21));
+        first.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![long("3")])),
+        );
+        let mut h = FieldTable::default();
+        h.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(first)])),
+        );
+        h.insert("x-first-death-queue".into(), long("p.contacts.3"));
+        h.insert("x-first-death-reason".into(), long("delivery_limit"));
+        h.insert("x-first-death-exchange".into(), long("p.contacts"));
+        let d = Death::read(&h);
+        assert_eq!(d.queue.as_deref(), Some("p.contacts.3"));
+        assert_eq!(d.exchange.as_deref(), Some("p.contacts"));
+        assert_eq!(d.routing_key.as_deref(), Some("3"));
+        assert_eq!(d.count, 21);
+        let (code, message, contact) = diagnose(b"{not json", None, &d);
+        assert_eq!(code, "UNDECODABLE");
+        assert!(message.contains("after 21 deliveries"), "{message}");
+        assert!(contact.is_none());
+        let (code, ..) = diagnose(br#"{"v":9}"#, None, &d);
+        assert_eq!(code, "UNKNOWN_VERSION");
+    }
+}
