@@ -1,4 +1,7 @@
-//! The command line: one binary, one subcommand per role.
+//! The command line: one binary, one subcommand per role, and `dlq`, a client of the admin API.
+
+pub mod dlq;
+mod dlq_render;
 
 use std::path::PathBuf;
 
@@ -33,7 +36,7 @@ pub enum Command {
     /// Run everything in one process: migrations, the API, every worker and the CRM sandboxes.
     ///
     /// Delivery goes to the sandboxes unless --no-sandboxes is given. Generates and prints a
-    /// development API key when none is configured.
+    /// development API key and admin key when none is configured.
     All {
         /// Don't start the sandboxes; deliver to the CRMs the configuration names.
         #[arg(long)]
@@ -47,4 +50,9 @@ pub enum Command {
     Openapi,
     /// Print the effective configuration and where each value came from (secrets redacted).
     Config,
+    /// Inspect, replay and discard dead letters through the admin API of a running SyncRoot.
+    ///
+    /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
+    /// otherwise.
+    Dlq(Box<dlq::DlqArgs>),
 }

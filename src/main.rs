@@ -62,14 +62,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .context("dead-letter worker task"),
         Command::All { no_sandboxes } => {
             if cfg.api.keys.is_empty() {
-                let key = development_key();
+                let key = development_key("dev");
                 eprintln!(
                     "\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export SYNCROOT_KEY={key}\n\nUse it as: Authorization: Bearer $SYNCROOT_KEY\n"
                 );
                 cfg.api.keys = vec![Secret::new(key)];
             }
+            if cfg.api.admin_keys.is_empty() {
+                let key = development_key("dev-admin");
+                eprintln!(
+                    "No SYNCROOT_ADMIN_KEYS configured; generated a development admin key for this run\n(the /dlq admin API and `syncroot dlq`):\n\n    export SYNCROOT_ADMIN_KEYS={key}\n"
+                );
+                cfg.api.admin_keys = vec![Secret::new(key)];
+            }
             app::run_all(&cfg, !no_sandboxes, shutdown::on_signal()).await
         }
+        Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
         Command::Sandbox => {
             let running = syncroot::sandbox::start(&cfg.sandbox, shutdown::on_signal()).await?;
             eprintln!(
@@ -83,11 +91,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn development_key() -> String {
+fn development_key(prefix: &str) -> String {
     use rand::Rng as _;
     let bytes: [u8; 24] = rand::rng().random();
     format!(
-        "dev-{}",
+        "{prefix}-{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     )
 }

@@ -1,5 +1,7 @@
-//! Bearer-key authentication for `/contacts`.
+//! Bearer-key authentication: the write keys for `/contacts`, the admin keys for `/dlq`.
 //!
+//! The two sets are separate [`ApiKeys`] behind the same middleware, so a write key never opens
+//! the admin API and an admin key never writes contacts: each is simply not a valid key there.
 //! Keys are held only as SHA-256 digests and a presented key is compared against every
 //! configured key in constant time, so neither timing nor key length leaks which key, or how
 //! much of one, matched.
@@ -14,9 +16,19 @@ use subtle::ConstantTimeEq;
 use super::problem::ApiError;
 use crate::config::Secret;
 
-/// The configured keys, as digests.
+/// The configured keys of one kind, as digests.
 pub struct ApiKeys {
     digests: Vec<[u8; 32]>,
+    kind: KeyKind,
+}
+
+/// Which credential a route wants; only changes what a refusal says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `api_keys`: `/contacts`.
+    Write,
+    /// `admin_keys`: `/dlq`.
+    Admin,
 }
 
 /// Who made a request: a stable, non-secret tag of the key used (first 8 bytes of its digest,
@@ -25,9 +37,20 @@ pub struct ApiKeys {
 pub struct Principal(pub String);
 
 impl ApiKeys {
+    /// The write keys (`api_keys`).
     pub fn new(keys: &[Secret]) -> Self {
+        Self::of(KeyKind::Write, keys)
+    }
+
+    /// The admin keys (`admin_keys`). None configured: every admin request is refused.
+    pub fn admin(keys: &[Secret]) -> Self {
+        Self::of(KeyKind::Admin, keys)
+    }
+
+    fn of(kind: KeyKind, keys: &[Secret]) -> Self {
         Self {
             digests: keys.iter().map(|k| digest(k.expose())).collect(),
+            kind,
         }
     }
 
@@ -55,12 +78,25 @@ pub async fn require_key(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let (missing, invalid) = match keys.kind {
+        KeyKind::Write => (
+            "send Authorization: Bearer <api key>",
+            "the API key is not valid",
+        ),
+        KeyKind::Admin => (
+            "send Authorization: Bearer <admin key> (one of admin_keys)",
+            "the admin key is not valid (API keys do not open the admin API)",
+        ),
+    };
+    if keys.digests.is_empty() && keys.kind == KeyKind::Admin {
+        return Err(ApiError::Unauthorized(
+            "no admin keys are configured (SYNCROOT_ADMIN_KEYS), so the admin API is closed",
+        ));
+    }
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or(ApiError::Unauthorized(
-            "send Authorization: Bearer <api key>",
-        ))?;
+        .ok_or(ApiError::Unauthorized(missing))?;
     let token = header
         .to_str()
         .ok()
@@ -70,9 +106,7 @@ pub async fn require_key(
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must use the Bearer scheme",
         ))?;
-    let principal = keys
-        .verify(token)
-        .ok_or(ApiError::Unauthorized("the API key is not valid"))?;
+    let principal = keys.verify(token).ok_or(ApiError::Unauthorized(invalid))?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

@@ -1,12 +1,14 @@
 //! The REST API: routes, shared state, and the OpenAPI document generated from the handlers.
 //!
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
-//! in the spec. `/contacts` routes sit behind the bearer-key middleware; operations routes are
-//! open.
+//! in the spec. `/contacts` routes sit behind the bearer-key middleware with the write keys,
+//! `/dlq` (the dead-letter admin API) behind the same middleware with the admin keys; operations
+//! routes are open.
 
 pub mod accept;
 pub mod auth;
 pub mod contacts;
+pub mod dlq;
 pub mod extract;
 pub mod health;
 pub mod problem;
@@ -52,6 +54,7 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
+        (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
 )]
@@ -65,11 +68,14 @@ impl Modify for BearerAuth {
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.description = Some("An API key from SYNCROOT_API_KEYS".into());
         components.add_security_scheme("api_key", SecurityScheme::Http(http));
+        let mut admin = Http::new(HttpAuthScheme::Bearer);
+        admin.description = Some("An admin key from SYNCROOT_ADMIN_KEYS (only for /dlq)".into());
+        components.add_security_scheme("admin_key", SecurityScheme::Http(admin));
         spec.servers = Some(vec![ServerBuilder::new().url("/").build()]);
     }
 }
 
-fn routes(keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
+fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
     let contacts = OpenApiRouter::new()
         .routes(routes!(contacts::create, contacts::list))
         .routes(routes!(
@@ -82,6 +88,16 @@ fn routes(keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
             keys,
             auth::require_key,
         ));
+    let dead_letters = OpenApiRouter::new()
+        .routes(routes!(dlq::list))
+        .routes(routes!(dlq::get, dlq::discard_one))
+        .routes(routes!(dlq::replay_one))
+        .routes(routes!(dlq::replay_matching))
+        .routes(routes!(dlq::discard_matching))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin_keys,
+            auth::require_key,
+        ));
     let operations = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -89,13 +105,14 @@ fn routes(keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
         .routes(routes!(health::docs));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(contacts)
+        .merge(dead_letters)
         .merge(operations)
         .split_for_parts()
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.
 pub fn openapi() -> Spec {
-    routes(Arc::new(ApiKeys::new(&[]))).1
+    routes(Arc::new(ApiKeys::new(&[])), Arc::new(ApiKeys::admin(&[]))).1
 }
 
 /// Renders the document the way it is committed (pretty JSON, trailing newline).
@@ -112,7 +129,15 @@ pub fn router(
     cfg: &crate::config::ApiConfig,
     crms: &[crate::domain::Crm],
 ) -> Router {
-    let (routes, spec) = routes(Arc::new(ApiKeys::new(&cfg.keys)));
+    if cfg.admin_keys.is_empty() {
+        tracing::info!(
+            "no admin keys configured (SYNCROOT_ADMIN_KEYS): /dlq refuses every request"
+        );
+    }
+    let (routes, spec) = routes(
+        Arc::new(ApiKeys::new(&cfg.keys)),
+        Arc::new(ApiKeys::admin(&cfg.admin_keys)),
+    );
     let state = AppState {
         db,
         publisher,

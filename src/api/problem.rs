@@ -65,6 +65,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("e-mail address in use")]
     EmailTaken(Option<ContactId>),
+    #[error("dead letter cannot be replayed: {0}")]
+    NotReplayable(String),
     #[error("idempotency key reused with a different body")]
     IdempotencyMismatch,
     #[error("body larger than {0} bytes")]
@@ -89,7 +91,9 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken(_) | Self::IdempotencyMismatch => StatusCode::CONFLICT,
+            Self::EmailTaken(_) | Self::IdempotencyMismatch | Self::NotReplayable(_) => {
+                StatusCode::CONFLICT
+            }
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +116,7 @@ impl ApiError {
                 "Idempotency key reused",
                 "this Idempotency-Key was already used with a different request body; use a new key for a new request".into(),
             ),
+            Self::NotReplayable(d) => ("not-replayable", "Cannot be replayed", d.clone()),
             Self::PayloadTooLarge(limit) => ("payload-too-large", "Payload too large", format!("the body must be at most {limit} bytes")),
             Self::UnsupportedMediaType(d) => ("unsupported-media-type", "Unsupported media type", d.clone()),
             Self::Unavailable(d) => ("unavailable", "Service unavailable", d.clone()),

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod dlq;
 pub mod proxy;
 
 use std::future::Future;
@@ -401,5 +402,26 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The admin key of apps started with [`admin_options`].
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+/// Options that configure [`ADMIN_KEY`] as the admin key (for `/dlq`).
+pub fn admin_options(delivery: bool) -> Options {
+    Options {
+        delivery,
+        extra_env: vec![("SYNCROOT_ADMIN_KEYS".to_owned(), ADMIN_KEY.to_owned())],
+        ..Options::default()
+    }
+}
+
+impl TestApp {
+    /// A request with the admin key.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(ADMIN_KEY)
     }
 }

@@ -1,0 +1,237 @@
+//! `/dlq`: the admin API of the dead-letter queue — list, show, replay and discard entries.
+//!
+//! Behind the admin keys (`admin_keys`), never the write keys. A replay goes through the
+//! normal delivery path (`crate::replay`), so it keeps every guarantee of that path. Not here:
+//! what goes into the queue (the dead-letter worker) or when it leaves on its own (the delivery
+//! worker resolves an entry once the CRM holds its version).
+
+pub mod params;
+pub mod schema;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::accept::db_unavailable;
+use super::problem::{ApiError, Problem};
+use crate::queue::publisher::PublishError;
+use crate::replay::{self, ReplayError};
+use crate::store::dead_letters;
+use params::{DiscardQuery, EntryPath, LIMIT_DEFAULT, ListQuery, ReplayQuery};
+use schema::{
+    DeadLetterOut, DeadLetterPage, Detail, DiscardParams, DiscardedOut, FilterParams, PageParams,
+    ReplayedOut,
+};
+
+pub const TAG: &str = "dead-letters";
+
+/// List dead letters.
+///
+/// Entries oldest first, a page at a time, optionally filtered. Items carry the last error; the
+/// full history and a kept message's body are in `GET /dlq/{id}`.
+#[utoipa::path(
+    get, path = "/dlq", tag = TAG, operation_id = "listDeadLetters",
+    params(FilterParams, PageParams),
+    responses(
+        (status = 200, description = "A page of entries", body = DeadLetterPage),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ListQuery(q): ListQuery,
+) -> Result<axum::Json<DeadLetterPage>, ApiError> {
+    let limit = q.limit.unwrap_or(LIMIT_DEFAULT);
+    // One extra row tells whether another page exists.
+    let mut rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1)
+        .await
+        .map_err(db_unavailable)?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    let items = rows
+        .into_iter()
+        .map(|r| DeadLetterOut::new(r, Detail::Summary))
+        .collect();
+    Ok(axum::Json(DeadLetterPage { items, next_cursor }))
+}
+
+/// Get a dead letter.
+///
+/// The entry with its whole error history and, for a kept message, its body.
+#[utoipa::path(
+    get, path = "/dlq/{id}", tag = TAG, operation_id = "getDeadLetter",
+    params(("id" = uuid::Uuid, Path, description = "Entry id")),
+    responses(
+        (status = 200, description = "The entry", body = DeadLetterOut),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    EntryPath(id): EntryPath,
+) -> Result<axum::Json<DeadLetterOut>, ApiError> {
+    match dead_letters::find(&state.db, id)
+        .await
+        .map_err(db_unavailable)?
+    {
+        Some(e) => Ok(axum::Json(DeadLetterOut::new(e, Detail::Full))),
+        None => Err(no_entry(id)),
+    }
+}
+
+/// Replay a dead letter.
+///
+/// Sends the entry through the normal path again, whatever its status: a delivery becomes a
+/// fresh delivery of the contact's current state, a kept message goes back where it came from.
+/// The entry shows `replayed` until the outcome is known; a delivery entry disappears once the
+/// CRM holds its version, and comes back if it fails again.
+#[utoipa::path(
+    post, path = "/dlq/{id}/replay", tag = TAG, operation_id = "replayDeadLetter",
+    params(("id" = uuid::Uuid, Path, description = "Entry id")),
+    responses(
+        (status = 202, description = "Sent through again", body = ReplayedOut),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The entry cannot be replayed (a message kept without its origin)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Message broker or database unavailable; nothing was replayed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn replay_one(
+    State(state): State<AppState>,
+    EntryPath(id): EntryPath,
+) -> Result<Response, ApiError> {
+    match replay::replay_one(&state.db, &state.publisher, id).await {
+        Ok(true) => Ok(accepted(1)),
+        Ok(false) => Err(no_entry(id)),
+        Err(e) => Err(replay_error(e)),
+    }
+}
+
+/// Replay matching dead letters.
+///
+/// Sends every matching entry that is `retrying` or `parked` through the normal path again
+/// (entries already `replayed` are waiting for their outcome). Without filters: every entry.
+#[utoipa::path(
+    post, path = "/dlq/replay", tag = TAG, operation_id = "replayDeadLetters",
+    params(FilterParams),
+    responses(
+        (status = 202, description = "Sent through again; `replayed` says how many", body = ReplayedOut),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A kept message's route no longer leads to any queue (the entries before it were sent)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Message broker or database unavailable; nothing was replayed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn replay_matching(
+    State(state): State<AppState>,
+    ReplayQuery(q): ReplayQuery,
+) -> Result<Response, ApiError> {
+    let sent = replay::replay_matching(&state.db, &state.publisher, &q.filter)
+        .await
+        .map_err(replay_error)?;
+    Ok(accepted(sent))
+}
+
+/// Discard a dead letter.
+///
+/// Deletes the entry without sending it anywhere; the contact keeps its current state in
+/// SyncRoot and the CRM keeps what it has.
+#[utoipa::path(
+    delete, path = "/dlq/{id}", tag = TAG, operation_id = "discardDeadLetter",
+    params(("id" = uuid::Uuid, Path, description = "Entry id")),
+    responses(
+        (status = 204, description = "Discarded"),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn discard_one(
+    State(state): State<AppState>,
+    EntryPath(id): EntryPath,
+) -> Result<StatusCode, ApiError> {
+    if dead_letters::discard(&state.db, id)
+        .await
+        .map_err(db_unavailable)?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_entry(id))
+    }
+}
+
+/// Discard matching dead letters.
+///
+/// Deletes every matching entry. At least one filter is required, or `all=true` to discard
+/// every entry, so a bare request cannot empty the queue by accident.
+#[utoipa::path(
+    post, path = "/dlq/discard", tag = TAG, operation_id = "discardDeadLetters",
+    params(FilterParams, DiscardParams),
+    responses(
+        (status = 200, description = "Discarded; `discarded` says how many", body = DiscardedOut),
+        (status = 400, description = "Invalid query parameter, or neither a filter nor all=true", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = []))
+)]
+pub async fn discard_matching(
+    State(state): State<AppState>,
+    DiscardQuery(q): DiscardQuery,
+) -> Result<axum::Json<DiscardedOut>, ApiError> {
+    if !q.is_filtered() && q.all != Some(true) {
+        return Err(ApiError::BadParameters(vec![(
+            "all".into(),
+            "give at least one filter, or all=true to discard every entry".into(),
+        )]));
+    }
+    let discarded = dead_letters::discard_matching(&state.db, &q.filter)
+        .await
+        .map_err(db_unavailable)?;
+    Ok(axum::Json(DiscardedOut { discarded }))
+}
+
+fn accepted(replayed: u64) -> Response {
+    (StatusCode::ACCEPTED, axum::Json(ReplayedOut { replayed })).into_response()
+}
+
+fn no_entry(id: uuid::Uuid) -> ApiError {
+    ApiError::NotFound(format!("no dead-letter entry has id {id}"))
+}
+
+/// The broker being away is a 503 with `Retry-After`, as for contact writes: an entry whose
+/// replay was not confirmed stays as it was. An entry with nowhere to go is a 409: retrying
+/// cannot help, discarding can.
+fn replay_error(e: ReplayError) -> ApiError {
+    match e {
+        ReplayError::Db(e) => db_unavailable(e),
+        ReplayError::Publish(PublishError::Unroutable) => ApiError::NotReplayable(
+            "a kept message's exchange and routing key no longer lead to any queue; discard it, or re-create the binding and replay again".into(),
+        ),
+        ReplayError::Publish(e) => {
+            tracing::warn!(error = %e, "replay not confirmed by the broker");
+            ApiError::Unavailable(
+                "the message broker did not confirm the replay; entries not sent are unchanged, retry shortly"
+                    .into(),
+            )
+        }
+        ReplayError::Unroutable(why) => {
+            ApiError::NotReplayable(format!("this entry cannot be sent anywhere ({why}); discard it instead"))
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! `syncroot dlq`: a client of the admin API (`/dlq`) of a running SyncRoot, over HTTP.
+//!
+//! It goes through the API rather than the database so that it works from anywhere the API is
+//! reachable, needs only an admin key, and replays exactly as the API does. Output is a table
+//! for people and, with `--json`, the API's JSON for scripts.
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::dlq_render;
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// Base URL of the SyncRoot API [default: http://<api_listen>].
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Admin key [default: the first of admin_keys (SYNCROOT_ADMIN_KEYS)].
+    #[arg(long, global = true, value_name = "KEY")]
+    pub key: Option<String>,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List entries, oldest first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Entries per page (1-500; the API's default is 100).
+        #[arg(long)]
+        limit: Option<u16>,
+        /// Follow the pages to the end instead of stopping after the first.
+        #[arg(long)]
+        all_pages: bool,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one entry with its error history (and a kept message's body).
+    Show {
+        /// Entry id.
+        id: String,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send entries through the normal delivery path again: one by id, those matching the
+    /// filters, or every one with --all.
+    Replay(Selection),
+    /// Delete entries without sending them: one by id, those matching the filters, or every
+    /// one with --all.
+    Discard(Selection),
+}
+
+/// Which entries a replay or discard applies to.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Entry id.
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Every entry (required when neither an id nor a filter is given).
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Filters; they combine with AND.
+#[derive(Debug, Args, Default)]
+pub struct FilterArgs {
+    /// Only entries of this CRM.
+    #[arg(long, value_parser = ["hubspot", "salesforce"])]
+    pub crm: Option<String>,
+    /// Only entries whose last error has this code.
+    #[arg(long, value_name = "CODE")]
+    pub error_code: Option<String>,
+    /// Only entries with this status.
+    #[arg(long, value_parser = ["retrying", "replayed", "parked"])]
+    pub status: Option<String>,
+    /// Only entries of this contact.
+    #[arg(long, value_name = "UUID")]
+    pub contact: Option<String>,
+    /// Only entries that last failed at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only entries that last failed before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filters as API query parameters.
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        [
+            ("crm", &self.crm),
+            ("error_code", &self.error_code),
+            ("status", &self.status),
+            ("contact_id", &self.contact),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}
+
+/// Runs one `syncroot dlq` command.
+pub async fn run(cfg: &Config, args: DlqArgs) -> anyhow::Result<()> {
+    let client = Client::new(cfg, args.url, args.key)?;
+    match args.command {
+        DlqCommand::List {
+            filter,
+            limit,
+            all_pages,
+            json,
+        } => list(&client, &filter, limit, all_pages, json).await,
+        DlqCommand::Show { id, json } => {
+            let entry = client
+                .call(Method::GET, &format!("/dlq/{}", entry_id(&id)?), &[])
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entry)?);
+            } else {
+                print!("{}", dlq_render::entry(&entry));
+            }
+            Ok(())
+        }
+        DlqCommand::Replay(sel) => {
+            let (path, query) = match target(&sel)? {
+                Some(id) => (format!("/dlq/{id}/replay"), Vec::new()),
+                None => ("/dlq/replay".to_owned(), sel.filter.pairs()),
+            };
+            let out = client.call(Method::POST, &path, &query).await?;
+            println!("replayed {}", count(&out["replayed"]));
+            Ok(())
+        }
+        DlqCommand::Discard(sel) => match target(&sel)? {
+            Some(id) => {
+                client
+                    .call(Method::DELETE, &format!("/dlq/{id}"), &[])
+                    .await?;
+                println!("discarded {id}");
+                Ok(())
+            }
+            None => {
+                let mut query = sel.filter.pairs();
+                if sel.all {
+                    query.push(("all", "true".into()));
+                }
+                let out = client.call(Method::POST, "/dlq/discard", &query).await?;
+                println!("discarded {}", count(&out["discarded"]));
+                Ok(())
+            }
+        },
+    }
+}
+
+async fn list(
+    client: &Client,
+    filter: &FilterArgs,
+    limit: Option<u16>,
+    all_pages: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut query = filter.pairs();
+    if let Some(n) = limit {
+        query.push(("limit", n.to_string()));
+    }
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let next = loop {
+        let mut q = query.clone();
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let mut page = client.call(Method::GET, "/dlq", &q).await?;
+        if let Some(Value::Array(page_items)) = page.get_mut("items").map(Value::take) {
+            items.extend(page_items);
+        }
+        let next = page["next_cursor"].as_str().map(str::to_owned);
+        match next {
+            Some(c) if all_pages => cursor = Some(c),
+            other => break other,
+        }
+    };
+    if json {
+        let page = serde_json::json!({ "items": items, "next_cursor": next });
+        println!("{}", serde_json::to_string_pretty(&page)?);
+    } else {
+        print!("{}", dlq_render::table(&items));
+        if next.is_some() {
+            eprintln!("(more entries: add --all-pages, or narrow the filters)");
+        }
+    }
+    Ok(())
+}
+
+/// The id a replay or discard names, or `None` for a bulk one; refuses an empty selection.
+fn target(sel: &Selection) -> anyhow::Result<Option<String>> {
+    let filtered = !sel.filter.pairs().is_empty();
+    match &sel.id {
+        Some(_) if filtered || sel.all => {
+            bail!("give either an entry id or filters/--all, not both")
+        }
+        Some(id) => Ok(Some(entry_id(id)?)),
+        None if !filtered && !sel.all => {
+            bail!("give an entry id, at least one filter, or --all for every entry")
+        }
+        None => Ok(None),
+    }
+}
+
+/// An entry id is a UUID; checking here keeps anything else out of the request path.
+fn entry_id(id: &str) -> anyhow::Result<String> {
+    uuid::Uuid::parse_str(id.trim())
+        .map(|u| u.to_string())
+        .with_context(|| format!("'{id}' is not an entry id (a UUID)"))
+}
+
+fn count(v: &Value) -> String {
+    match v.as_u64() {
+        Some(1) => "1 entry".into(),
+        Some(n) => format!("{n} entries"),
+        None => "an unknown number of entries".into(),
+    }
+}
+
+/// The admin API at one base URL, with one key.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Client {
+    fn new(cfg: &Config, url: Option<String>, key: Option<String>) -> anyhow::Result<Self> {
+        let base = url.unwrap_or_else(|| {
+            // A server listening on every address is reached on this machine's loopback.
+            let mut addr = cfg.api.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        });
+        let key = match key {
+            Some(k) => k,
+            None => match cfg.api.admin_keys.first() {
+                Some(k) => k.expose().to_owned(),
+                None => {
+                    bail!("no admin key: pass --key, or configure admin_keys (SYNCROOT_ADMIN_KEYS)")
+                }
+            },
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    /// Calls the API; returns the JSON body (null for 204), or the problem as an error.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .request(method.clone(), &url)
+            .query(query)
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach SyncRoot at {}", self.base))?;
+        let status = resp.status();
+        let body = resp.bytes().await.context("reading the answer")?;
+        if status.is_success() {
+            if status == StatusCode::NO_CONTENT || body.is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_slice(&body)
+                .with_context(|| format!("{method} {path}: the answer is not JSON"));
+        }
+        bail!("{method} {path}: {}", problem(status, &body))
+    }
+}
+
+/// A problem document as one readable message: status, title, detail, each offending parameter.
+fn problem(status: StatusCode, body: &[u8]) -> String {
+    let Ok(p) = serde_json::from_slice::<Value>(body) else {
+        return format!("HTTP {status}: {}", String::from_utf8_lossy(body).trim());
+    };
+    let mut out = format!(
+        "{} {}: {}",
+        status.as_u16(),
+        p["title"]
+            .as_str()
+            .unwrap_or(status.canonical_reason().unwrap_or("error")),
+        p["detail"].as_str().unwrap_or("")
+    );
+    for e in p["errors"].as_array().into_iter().flatten() {
+        let what = e["parameter"]
+            .as_str()
+            .or(e["pointer"].as_str())
+            .unwrap_or("?");
+        out.push_str(&format!(
+            "\n  {what}: {}",
+            e["message"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
