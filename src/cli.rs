@@ -1,6 +1,7 @@
 //! The command line: one binary, one subcommand per role, and `dlq`, a client of the admin API.
 
 pub mod dlq;
+mod dlq_client;
 mod dlq_render;
 
 use std::path::PathBuf;

@@ -1,10 +1,19 @@
-//! Seeding the dead-letter queue directly in Postgres, for tests of the admin API and CLI.
+//! Seeding the dead-letter queue directly in Postgres, and calling the admin API, for tests of
+//! the admin API and CLI.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 use sqlx::PgPool;
 use syncroot::domain::change::AttemptError;
 use syncroot::store::dead_letters::{self, DeadLetter, RawMessage, Status};
 use uuid::Uuid;
+
+/// Sends a request; returns its status and JSON body (null when there is none).
+pub async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
 
 /// A delivery entry to seed; `DeliverySeed::new` gives a parked HubSpot one failing now.
 pub struct DeliverySeed {

@@ -104,7 +104,7 @@ pub async fn get(
         (status = 202, description = "Sent through again", body = ReplayedOut),
         (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The entry cannot be replayed (a message kept without its origin)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The entry cannot be sent anywhere (a message kept without its origin, or no queue for it)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Message broker or database unavailable; nothing was replayed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("admin_key" = []))
@@ -131,7 +131,7 @@ pub async fn replay_one(
         (status = 202, description = "Sent through again; `replayed` says how many", body = ReplayedOut),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A kept message's route no longer leads to any queue (the entries before it were sent)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The broker has no queue for an entry (the entries before it were sent)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Message broker or database unavailable; nothing was replayed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("admin_key" = []))
@@ -221,7 +221,7 @@ fn replay_error(e: ReplayError) -> ApiError {
     match e {
         ReplayError::Db(e) => db_unavailable(e),
         ReplayError::Publish(PublishError::Unroutable) => ApiError::NotReplayable(
-            "a kept message's exchange and routing key no longer lead to any queue; discard it, or re-create the binding and replay again".into(),
+            "the broker has no queue for this entry (its CRM is not enabled, or a kept message's route is gone); discard it, or fix that and replay again".into(),
         ),
         ReplayError::Publish(e) => {
             tracing::warn!(error = %e, "replay not confirmed by the broker");
