@@ -67,6 +67,7 @@ pub struct ReplayQuery(pub Query);
 /// The query of `POST /dlq/discard`: filters and `all`.
 pub struct DiscardQuery(pub Query);
 
+/// Parameters every operation on many entries takes.
 const FILTERS: &[&str] = &[
     "crm",
     "error_code",
@@ -75,6 +76,9 @@ const FILTERS: &[&str] = &[
     "since",
     "until",
 ];
+
+/// Parameters only some operations take.
+const OPERATION_PARAMS: &[&str] = &["limit", "cursor", "all"];
 
 /// Implements an operation's query extractor: the filters plus the named extra parameters.
 macro_rules! query_extractor {
@@ -100,14 +104,13 @@ pub fn parse(raw: &str, extra: &[&str]) -> Result<Query, ApiError> {
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         let name = name.into_owned();
-        let known =
-            FILTERS.contains(&name.as_str()) || ["limit", "cursor", "all"].contains(&name.as_str());
-        if !known {
-            // Unknown parameters are ignored, as HTTP APIs conventionally do.
+        let n = name.as_str();
+        if OPERATION_PARAMS.contains(&n) && !extra.contains(&n) {
+            errors.push((name, "is not accepted by this operation".into()));
             continue;
         }
-        if !FILTERS.contains(&name.as_str()) && !extra.contains(&name.as_str()) {
-            errors.push((name, "is not accepted by this operation".into()));
+        if !FILTERS.contains(&n) && !OPERATION_PARAMS.contains(&n) {
+            // Unknown parameters are ignored, as HTTP APIs conventionally do.
             continue;
         }
         if seen.contains(&name) {
