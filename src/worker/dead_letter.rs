@@ -49,6 +49,8 @@ pub struct DeadLetterWorker {
     /// Sends due rounds through again.
     pub publisher: Publisher,
     pub alerts: Alerts,
+    /// Where this worker reports whether it is attached to RabbitMQ.
+    pub readiness: crate::probe::Readiness,
 }
 
 impl DeadLetterWorker {
@@ -94,6 +96,7 @@ impl DeadLetterWorker {
             )
             .await?;
         tracing::info!("dead-letter worker consuming");
+        self.readiness.set("dead-letter", true);
         let tag = consumer.tag();
         let result = loop {
             let next = tokio::select! {
@@ -119,6 +122,7 @@ impl DeadLetterWorker {
                 tracing::warn!(error = %e, "could not acknowledge a dead letter");
             }
         };
+        self.readiness.set("dead-letter", false);
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
             .await;

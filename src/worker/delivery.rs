@@ -67,6 +67,8 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub publisher: Publisher,
     /// Waits of the retry tiers, shortest first.
     pub tiers: Vec<Duration>,
+    /// Where this worker reports whether it is attached to RabbitMQ.
+    pub readiness: crate::probe::Readiness,
     /// On shutdown, how long a CRM call in progress may go on.
     pub grace: Duration,
 }
@@ -112,6 +114,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
             )
             .await?;
         tracing::info!(%crm, "delivery worker consuming");
+        let name = format!("deliver-{crm}");
+        self.readiness.set(&name, true);
         let tag = consumer.tag();
         let result = loop {
             let batch = match self.collect(&mut consumer, shutdown).await {
@@ -123,6 +127,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 break Err(e.into());
             }
         };
+        self.readiness.set(&name, false);
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
             .await;

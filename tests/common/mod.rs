@@ -137,15 +137,19 @@ impl TestApp {
             syncroot::sandbox::point_delivery_at(&mut cfg, &running);
             sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
             tasks.push(running.task);
-            tasks.extend(syncroot::app::start_delivery(&cfg, shutdown.clone()).unwrap());
-            tasks.push(syncroot::app::start_dead_letter_worker(&cfg, shutdown.clone()).unwrap());
+            let ready = syncroot::probe::Readiness::default();
+            tasks.extend(syncroot::app::start_delivery(&cfg, &ready, shutdown.clone()).unwrap());
+            tasks.push(
+                syncroot::app::start_dead_letter_worker(&cfg, &ready, shutdown.clone()).unwrap(),
+            );
         }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await
             .expect("API starts");
         tasks.push(api.task);
         for _ in 0..opts.forwarders {
-            tasks.push(syncroot::app::start_forwarder(&cfg, shutdown.clone()).unwrap());
+            let ready = syncroot::probe::Readiness::default();
+            tasks.push(syncroot::app::start_forwarder(&cfg, &ready, shutdown.clone()).unwrap());
         }
         let app = Self {
             sandboxes,
