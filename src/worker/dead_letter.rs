@@ -22,7 +22,7 @@ use backon::BackoffBuilder;
 use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -117,9 +117,10 @@ impl DeadLetterWorker {
             if !self.keep(&delivery, shutdown).await {
                 break Ok(());
             }
-            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = super::settle::ack(&delivery.acker).await {
                 // Redelivered; keeping it again is harmless.
-                tracing::warn!(error = %e, "could not acknowledge a dead letter");
+                tracing::warn!(error = %e, "could not acknowledge a dead letter; reconnecting");
+                break Ok(());
             }
         };
         self.readiness.set("dead-letter", false);
