@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::Alerts;
 use crate::config::Config;
 use crate::domain::Crm;
+use crate::probe::Readiness;
 use crate::providers::CrmClient;
 use crate::providers::hubspot::HubspotClient;
 use crate::providers::salesforce::SalesforceClient;
@@ -83,6 +84,7 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
 /// Starts a forwarder; the handle ends after shutdown once in-flight changes are settled.
 pub fn start_forwarder(
     cfg: &Config,
+    readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
@@ -103,6 +105,7 @@ pub fn start_forwarder(
         grace: cfg.shutdown_grace,
         topology,
         publisher,
+        readiness: readiness.clone(),
     };
     Ok(tokio::spawn(async move {
         fwd.run(shutdown).await;
@@ -114,6 +117,7 @@ pub fn start_forwarder(
 /// Starts one delivery worker per enabled CRM; each handle ends after shutdown.
 pub fn start_delivery(
     cfg: &Config,
+    readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
@@ -134,6 +138,7 @@ pub fn start_delivery(
         db,
         topology,
         publisher,
+        readiness: readiness.clone(),
     };
     let mut tasks = Vec::new();
     for crm in &d.crms {
@@ -160,6 +165,7 @@ pub fn start_delivery(
 /// Starts the dead-letter worker (and the alert sender); the handle ends after shutdown.
 pub fn start_dead_letter_worker(
     cfg: &Config,
+    readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
@@ -181,6 +187,7 @@ pub fn start_dead_letter_worker(
         cfg: cfg.dead_letter.clone(),
         publisher,
         alerts,
+        readiness: readiness.clone(),
     };
     Ok(tokio::spawn(async move {
         worker.run(shutdown).await;
@@ -199,6 +206,7 @@ struct WorkerCtx<'a> {
     db: sqlx::PgPool,
     topology: Topology,
     publisher: Publisher,
+    readiness: Readiness,
 }
 
 impl WorkerCtx<'_> {
@@ -213,8 +221,27 @@ impl WorkerCtx<'_> {
             publisher: self.publisher.clone(),
             tiers: self.cfg.delivery.retry_tiers.clone(),
             grace: self.cfg.shutdown_grace,
+            readiness: self.readiness.clone(),
         }
     }
+}
+
+/// Runs a worker role: its health probes (when `health_listen` is set) and the workers `start`
+/// returns, until shutdown.
+pub async fn run_worker(
+    cfg: &Config,
+    shutdown: CancellationToken,
+    start: impl FnOnce(&Config, &Readiness, CancellationToken) -> anyhow::Result<Vec<JoinHandle<()>>>,
+) -> anyhow::Result<()> {
+    let readiness = Readiness::default();
+    let mut tasks = start(cfg, &readiness, shutdown.clone())?;
+    if let Some(listen) = cfg.health_listen {
+        let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+        let (_, probe) = crate::probe::serve(listen, db, readiness, shutdown).await?;
+        tasks.push(probe);
+    }
+    futures_util::future::join_all(tasks).await;
+    Ok(())
 }
 
 /// Everything in one process: migrations, the API and every worker — and, unless
@@ -235,9 +262,11 @@ pub async fn run_all(
     }
     let api = start_api(&cfg, shutdown.clone()).await?;
     tasks.push(api.task);
-    tasks.push(start_forwarder(&cfg, shutdown.clone())?);
-    tasks.extend(start_delivery(&cfg, shutdown.clone())?);
-    tasks.push(start_dead_letter_worker(&cfg, shutdown)?);
+    // The all-in-one process's API reports readiness; the workers' flags are not served.
+    let readiness = Readiness::default();
+    tasks.push(start_forwarder(&cfg, &readiness, shutdown.clone())?);
+    tasks.extend(start_delivery(&cfg, &readiness, shutdown.clone())?);
+    tasks.push(start_dead_letter_worker(&cfg, &readiness, shutdown)?);
     futures_util::future::join_all(tasks).await;
     Ok(())
 }

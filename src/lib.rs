@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 /// Pure domain types: contact, e-mail, fields and their rules, queued changes.
 pub mod domain;
+/// Health probes of the worker processes.
+pub mod probe;
 /// CRM clients: the contract, HubSpot, Salesforce, field mapping, pacing.
 pub mod providers;
 /// RabbitMQ: topology, confirmed publisher, message encoding.

@@ -47,19 +47,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api.task.await.context("API task")
         }
         Command::Forwarder => {
-            let stop = shutdown::on_signal();
-            app::start_forwarder(&cfg, stop)?
-                .await
-                .context("forwarder task")
+            app::run_worker(&cfg, shutdown::on_signal(), |c, r, s| {
+                Ok(vec![app::start_forwarder(c, r, s)?])
+            })
+            .await
         }
         Command::Delivery => {
-            let stop = shutdown::on_signal();
-            futures_util::future::join_all(app::start_delivery(&cfg, stop)?).await;
-            Ok(())
+            app::run_worker(&cfg, shutdown::on_signal(), app::start_delivery).await
         }
-        Command::DlqWorker => app::start_dead_letter_worker(&cfg, shutdown::on_signal())?
+        Command::DlqWorker => {
+            app::run_worker(&cfg, shutdown::on_signal(), |c, r, s| {
+                Ok(vec![app::start_dead_letter_worker(c, r, s)?])
+            })
             .await
-            .context("dead-letter worker task"),
+        }
         Command::All { no_sandboxes } => {
             if cfg.api.keys.is_empty() {
                 let key = development_key("dev");

@@ -64,3 +64,70 @@ async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
         .unwrap();
     assert_eq!(applied, ["before@example.com", "during@example.com"]);
 }
+
+#[tokio::test]
+async fn a_worker_reports_not_ready_while_the_broker_is_away_and_recovers_by_itself() {
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let app = TestApp::spawn_with(Options {
+        amqp_url: Some(format!("amqp://guest:guest@{}/%2f", proxy.addr)),
+        forwarders: 0,
+        ..Options::default()
+    })
+    .await;
+    let readiness = syncroot::probe::Readiness::default();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let forwarder = syncroot::app::start_forwarder(&app.cfg, &readiness, stop.clone()).unwrap();
+    let (addr, probe) = syncroot::probe::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        app.db.clone(),
+        readiness,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let readyz = || async {
+        let r = app
+            .http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        (status, body)
+    };
+    eventually("the forwarder to be ready", || async {
+        let (status, _) = readyz().await;
+        (status == 200).then_some(())
+    })
+    .await;
+
+    proxy.take_down();
+    let (_, body) = eventually("the forwarder to report not-ready", || async {
+        let (status, body) = readyz().await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert!(
+        body["checks"]["rabbitmq:forwarder"]
+            .as_str()
+            .unwrap()
+            .starts_with("error")
+    );
+
+    proxy.bring_up();
+    eventually("the forwarder to be ready again", || async {
+        let (status, _) = readyz().await;
+        (status == 200).then_some(())
+    })
+    .await;
+    // And it works again: a write is applied.
+    app.wait_ready().await;
+    let id = app.create(json!({"email": "back@example.com"})).await;
+    app.wait_applied(&id, 1).await;
+    stop.cancel();
+    let _ = forwarder.await;
+    let _ = probe.await;
+}

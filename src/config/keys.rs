@@ -307,6 +307,11 @@ pub const KEYS: &[Key] = &[
         "load a few fixture contacts into the sandboxes at start",
     ),
     key(
+        "health_listen",
+        "",
+        "where a worker process (forwarder, delivery, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
+    ),
+    key(
         "log",
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",

@@ -118,6 +118,7 @@ impl Layers {
                 concurrency: p.ranged("forwarder_concurrency", 1, 10_000),
             },
             shutdown_grace: Duration::from_secs(p.ranged("shutdown_grace_secs", 1, 3600)),
+            health_listen: p.optional_socket_addr("health_listen"),
             log: LogConfig {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),

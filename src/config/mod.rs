@@ -45,6 +45,8 @@ pub struct Config {
     pub queue: QueueConfig,
     pub forwarder: ForwarderConfig,
     pub shutdown_grace: Duration,
+    /// Where worker processes serve their health probes, if anywhere.
+    pub health_listen: Option<SocketAddr>,
     pub log: LogConfig,
     pub sandbox: SandboxSettings,
     pub delivery: DeliveryConfig,

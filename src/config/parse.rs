@@ -178,6 +178,13 @@ impl Parser<'_> {
         raw
     }
 
+    pub(super) fn optional_socket_addr(&mut self, name: &str) -> Option<SocketAddr> {
+        if self.raw(name).trim().is_empty() {
+            return None;
+        }
+        Some(self.socket_addr(name))
+    }
+
     pub(super) fn optional_url(&mut self, name: &str) -> Option<String> {
         let raw = self.raw(name).trim().to_owned();
         if raw.is_empty() {

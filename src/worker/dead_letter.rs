@@ -22,7 +22,7 @@ use backon::BackoffBuilder;
 use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,8 @@ pub struct DeadLetterWorker {
     /// Sends due rounds through again.
     pub publisher: Publisher,
     pub alerts: Alerts,
+    /// Where this worker reports whether it is attached to RabbitMQ.
+    pub readiness: crate::probe::Readiness,
 }
 
 impl DeadLetterWorker {
@@ -94,6 +96,7 @@ impl DeadLetterWorker {
             )
             .await?;
         tracing::info!("dead-letter worker consuming");
+        self.readiness.set("dead-letter", true);
         let tag = consumer.tag();
         let result = loop {
             let next = tokio::select! {
@@ -114,11 +117,13 @@ impl DeadLetterWorker {
             if !self.keep(&delivery, shutdown).await {
                 break Ok(());
             }
-            if let Err(e) = delivery.acker.ack(BasicAckOptions::default()).await {
+            if let Err(e) = super::settle::ack(&delivery.acker).await {
                 // Redelivered; keeping it again is harmless.
-                tracing::warn!(error = %e, "could not acknowledge a dead letter");
+                tracing::warn!(error = %e, "could not acknowledge a dead letter; reconnecting");
+                break Ok(());
             }
         };
+        self.readiness.set("dead-letter", false);
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
             .await;
@@ -133,7 +138,9 @@ impl DeadLetterWorker {
         loop {
             match self.record(delivery).await {
                 Ok(event) => {
-                    self.alerts.raise(event);
+                    if let Some(event) = event {
+                        self.alerts.raise(event);
+                    }
                     return true;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot record a dead letter; retrying"),
@@ -147,24 +154,46 @@ impl DeadLetterWorker {
         }
     }
 
-    /// Turns a dead-lettered message into an entry; returns the alert to raise.
-    async fn record(&self, delivery: &Delivery) -> Result<Event, sqlx::Error> {
+    /// Turns a dead-lettered message into an entry; returns the alert to raise, if any.
+    async fn record(&self, delivery: &Delivery) -> Result<Option<Event>, sqlx::Error> {
         let headers = delivery.properties.headers().clone().unwrap_or_default();
         let reason = text(&headers, envelope::REASON_HEADER).and_then(|r| DeadReason::parse(&r));
         match (reason, envelope::decode_delivery(&delivery.data)) {
             (Some(reason), Ok(task)) => self.record_delivery(task, reason).await,
-            (_, task) => self.record_message(delivery, &headers, task.ok()).await,
+            (_, task) => self
+                .record_message(delivery, &headers, task.ok())
+                .await
+                .map(Some),
         }
     }
 
-    /// A delivery the delivery worker gave up on: schedule a round or park it.
+    /// A delivery the delivery worker gave up on: schedule a round or park it — unless the CRM
+    /// has caught up meanwhile (a newer change went through), which makes it moot.
     async fn record_delivery(
         &self,
         task: DeliveryTask,
         reason: DeadReason,
-    ) -> Result<Event, sqlx::Error> {
+    ) -> Result<Option<Event>, sqlx::Error> {
         let crm = task.crm.as_str();
         let now = Utc::now();
+        let state = links::load_deliverables(&self.db, task.crm, &[task.contact_id.0]).await?;
+        let Some(state) = state.first() else {
+            tracing::warn!(%crm, contact = %task.contact_id, "dead letter for an unknown contact dropped");
+            return Ok(None);
+        };
+        if let Some(synced) = state.synced_version.filter(|v| *v >= task.version) {
+            tracing::info!(%crm, contact = %task.contact_id, "dead letter superseded: the CRM already holds a newer version");
+            dead_letters::resolve(&self.db, crm, &[(task.contact_id.0, synced)]).await?;
+            return Ok(None);
+        }
+        let operation = Some(
+            if state.contact.is_some() {
+                "upsert"
+            } else {
+                "delete"
+            }
+            .to_owned(),
+        );
         let existing = dead_letters::find_delivery(&self.db, crm, task.contact_id.0).await?;
         let rounds = existing.as_ref().map_or(0, |e| e.rounds.max(0) as u32);
         let wait = match reason {
@@ -179,7 +208,6 @@ impl DeadLetterWorker {
         let excess = errors.len().saturating_sub(MAX_ERROR_HISTORY * 2);
         errors.drain(..excess);
         let last = errors.last().cloned();
-        let operation = operation(&self.db, &task).await?;
         let entry = DeadLetter {
             id: existing.as_ref().map_or_else(Uuid::now_v7, |e| e.id),
             kind: "delivery".into(),
@@ -216,10 +244,10 @@ impl DeadLetterWorker {
         } else {
             tracing::info!(%crm, contact = %task.contact_id, round = entry.rounds, wait_ms = wait.unwrap_or_default().num_milliseconds(), "delivery dead-lettered; next round scheduled");
         }
-        Ok(Event {
+        Ok(Some(Event {
             parked: entry.status == Status::Parked,
             summary: what,
-        })
+        }))
     }
 
     /// The wait before round `done + 1`, or `None` when every round is used.
@@ -314,18 +342,6 @@ impl DeadLetterWorker {
             }
         }
     }
-}
-
-/// Whether the contact's current state is a write or a delete (for people reading the entry).
-async fn operation(db: &PgPool, task: &DeliveryTask) -> Result<Option<String>, sqlx::Error> {
-    let rows = links::load_deliverables(db, task.crm, &[task.contact_id.0]).await?;
-    Ok(rows.first().map(|r| {
-        if r.contact.is_some() {
-            "upsert".to_owned()
-        } else {
-            "delete".to_owned()
-        }
-    }))
 }
 
 /// Why a worker could not process a message: an error code, a message, and the contact when

@@ -27,15 +27,14 @@ use std::collections::HashMap;
 
 use futures_util::StreamExt;
 use lapin::Consumer;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Entry};
 use super::disposition::{self, Disposition, Outcome};
+use super::settle::{self, SettleError};
 use crate::config::QueueConfig;
 use crate::domain::ContactId;
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
@@ -51,6 +50,8 @@ enum SessionEnd {
     Amqp(#[from] lapin::Error),
     #[error("cannot hand a failed delivery on: {0}")]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Settle(#[from] SettleError),
 }
 
 /// One CRM's delivery worker.
@@ -67,6 +68,8 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub publisher: Publisher,
     /// Waits of the retry tiers, shortest first.
     pub tiers: Vec<Duration>,
+    /// Where this worker reports whether it is attached to RabbitMQ.
+    pub readiness: crate::probe::Readiness,
     /// On shutdown, how long a CRM call in progress may go on.
     pub grace: Duration,
 }
@@ -112,17 +115,20 @@ impl<C: CrmClient> DeliveryWorker<C> {
             )
             .await?;
         tracing::info!(%crm, "delivery worker consuming");
+        let name = format!("deliver-{crm}");
+        self.readiness.set(&name, true);
         let tag = consumer.tag();
         let result = loop {
             let batch = match self.collect(&mut consumer, shutdown).await {
                 Ok(Some(b)) => b,
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e.into()),
+                Err(e) => break Err(e),
             };
             if let Err(e) = self.deliver(batch, shutdown).await {
-                break Err(e.into());
+                break Err(e);
             }
         };
+        self.readiness.set(&name, false);
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
             .await;
@@ -137,7 +143,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         &self,
         consumer: &mut Consumer,
         shutdown: &CancellationToken,
-    ) -> Result<Option<Batch>, lapin::Error> {
+    ) -> Result<Option<Batch>, SessionEnd> {
         let cap = self.client.batch_cap();
         let mut batch = Batch::default();
         let mut deadline = None;
@@ -155,23 +161,21 @@ impl<C: CrmClient> DeliveryWorker<C> {
             };
             let delivery = match next {
                 Some(Ok(d)) => d,
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => return Err(e.into()),
                 None => {
-                    return Err(lapin::ErrorKind::InvalidChannelState(
+                    let closed: lapin::Error = lapin::ErrorKind::InvalidChannelState(
                         lapin::ChannelState::Closed,
                         "consumer ended",
                     )
-                    .into());
+                    .into();
+                    return Err(closed.into());
                 }
             };
             match envelope::decode_delivery(&delivery.data) {
                 Ok(task) => batch.add(task, delivery.acker),
                 Err(e) => {
                     tracing::error!(error = %e, "dead-lettering an unreadable delivery task");
-                    let _ = delivery
-                        .acker
-                        .reject(BasicRejectOptions { requeue: false })
-                        .await;
+                    settle::dead_letter(&delivery.acker).await?;
                 }
             }
             if deadline.is_none() && !batch.is_empty() {
@@ -186,11 +190,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// trouble is waited out holding the tasks, so an outage never burns retry tiers. An error
     /// means the broker would not take a retry or dead letter: the session ends and the tasks
     /// come back.
-    async fn deliver(
-        &self,
-        batch: Batch,
-        shutdown: &CancellationToken,
-    ) -> Result<(), PublishError> {
+    async fn deliver(&self, batch: Batch, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
         let mut trouble = 0u32;
         let outcomes = loop {
@@ -231,7 +231,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
     }
 
     /// Carries out one contact's disposition: publish (confirmed) where needed, then ack.
-    async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), PublishError> {
+    async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
         match &disposition {
             Disposition::Ack => {}
@@ -247,12 +247,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     .await?;
             }
         }
-        for acker in entry.ackers {
-            if let Err(e) = acker.ack(BasicAckOptions::default()).await {
-                // The channel is gone; the task comes back and is skipped as already synced
-                // (or tried again, which upserts harmlessly).
-                tracing::warn!(contact = %entry.contact_id, error = %e, "could not acknowledge a delivery task");
-            }
+        // If the channel is gone the tasks come back, and are skipped as already synced or
+        // tried again, which upserts harmlessly.
+        for acker in &entry.ackers {
+            settle::ack(acker).await?;
         }
         Ok(())
     }

@@ -61,6 +61,8 @@ pub struct Forwarder {
     pub topology: Topology,
     /// Publishes delivery tasks; its own connection, confirm mode.
     pub publisher: Publisher,
+    /// Where this worker reports whether it is attached to RabbitMQ.
+    pub readiness: crate::probe::Readiness,
 }
 
 /// What one change's handler needs.
@@ -116,7 +118,9 @@ impl Forwarder {
             consumers.push(c);
         }
         tracing::info!(shards = self.topology.shards, "forwarder consuming");
+        self.readiness.set("forwarder", true);
         let (outcome, tasks) = self.consume(&mut consumers, shutdown).await;
+        self.readiness.set("forwarder", false);
         if outcome.is_ok() {
             // Stop deliveries first, so the broker stops handing over messages that would only
             // be requeued (each requeue counts toward the delivery limit).

@@ -9,3 +9,4 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod disposition;
 pub mod forwarder;
+pub mod settle;

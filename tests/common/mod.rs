@@ -138,15 +138,19 @@ impl TestApp {
             syncroot::sandbox::point_delivery_at(&mut cfg, &running);
             sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
             tasks.push(running.task);
-            tasks.extend(syncroot::app::start_delivery(&cfg, shutdown.clone()).unwrap());
-            tasks.push(syncroot::app::start_dead_letter_worker(&cfg, shutdown.clone()).unwrap());
+            let ready = syncroot::probe::Readiness::default();
+            tasks.extend(syncroot::app::start_delivery(&cfg, &ready, shutdown.clone()).unwrap());
+            tasks.push(
+                syncroot::app::start_dead_letter_worker(&cfg, &ready, shutdown.clone()).unwrap(),
+            );
         }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await
             .expect("API starts");
         tasks.push(api.task);
         for _ in 0..opts.forwarders {
-            tasks.push(syncroot::app::start_forwarder(&cfg, shutdown.clone()).unwrap());
+            let ready = syncroot::probe::Readiness::default();
+            tasks.push(syncroot::app::start_forwarder(&cfg, &ready, shutdown.clone()).unwrap());
         }
         let app = Self {
             sandboxes,
@@ -386,13 +390,13 @@ impl Drop for TestApp {
     }
 }
 
-/// Polls `check` every 25 ms until it yields a value, failing the test after 15 s.
+/// Polls `check` every 25 ms until it yields a value, failing the test after 60 s (a bound for a broken run, not a speed check).
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(v) = check().await {
             return v;

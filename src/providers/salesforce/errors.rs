@@ -267,6 +267,28 @@ mod tests {
     }
 
     #[test]
+    fn a_validation_rule_refusal_is_final_at_top_level_and_per_item() {
+        let refused = body(json!([{"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            "message": "Title may not contain INVALID", "fields": ["Title"]}]));
+        let e = classify(StatusCode::BAD_REQUEST, None, &refused);
+        assert_eq!(
+            code_and_retry(&e),
+            ("FIELD_CUSTOM_VALIDATION_EXCEPTION", false)
+        );
+        assert!(e.to_string().contains("Title may not contain INVALID"));
+        let item = ItemError {
+            fields: vec!["Title".into()],
+            ..item("FIELD_CUSTOM_VALIDATION_EXCEPTION")
+        };
+        let e = classify_item(&[item]);
+        assert_eq!(
+            code_and_retry(&e),
+            ("FIELD_CUSTOM_VALIDATION_EXCEPTION", false)
+        );
+        assert!(e.to_string().contains("[Title]"));
+    }
+
+    #[test]
     fn gone_records_count_as_deleted() {
         for code in GONE_CODES {
             assert!(record_gone(&[item(code)]));

@@ -1,5 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set usage, expire sessions, point the webhook, read counters.
+//! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
+//! webhook, read counters.
 //!
 //! These routes need no token, are not counted and are never faulted. Paths and shapes are
 //! shared with the HubSpot sandbox so one test harness drives both. What it is not: anything
@@ -22,6 +23,7 @@ use super::errors::SfErrors;
 use super::faults::FaultsPatch;
 use super::sobjects::contact_key;
 use super::state::{Sandbox, lock};
+use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, record, wire};
 
@@ -38,6 +40,10 @@ pub fn routes() -> Router<Arc<Sandbox>> {
             patch(ui_update).delete(ui_delete),
         )
         .route("/__sandbox/faults", get(faults).put(put_faults))
+        .route(
+            "/__sandbox/validation-rules",
+            get(validation_rules).put(put_validation_rules),
+        )
         .route("/__sandbox/limits", get(limits).put(put_limits))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
         .route("/__sandbox/webhook", get(webhook).put(put_webhook))
@@ -144,6 +150,22 @@ async fn put_faults(State(sb): Shared, body: Bytes) -> Response {
         }
         Err(message) => bad_request(message),
     }
+}
+
+async fn validation_rules(State(sb): Shared) -> Response {
+    ok(serde_json::to_value(lock(&sb.store).rules().rules()).unwrap_or_default())
+}
+
+/// `PUT /__sandbox/validation-rules` with `[{"name", "field", "contains", "message"}]`:
+/// replaces the whole set (`[]` clears it); answers the set as stored.
+async fn put_validation_rules(State(sb): Shared, body: Bytes) -> Response {
+    let rules = match ValidationRules::parse(&body, &sb.schema) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let stored = serde_json::to_value(rules.rules()).unwrap_or_default();
+    lock(&sb.store).set_rules(rules);
+    ok(stored)
 }
 
 #[derive(Deserialize)]

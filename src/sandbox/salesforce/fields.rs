@@ -3,7 +3,8 @@
 //!
 //! What it is: a fixed subset of Salesforce's standard Contact fields plus one configurable
 //! unique External ID text field. What it is not: a metadata API; there is no describe, no
-//! custom field other than the external id, no picklist restriction, no validation rules.
+//! custom field other than the external id, no picklist restriction; validation rules live in
+//! `validation.rs`.
 //!
 //! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_contact.htm
 //! and "System Fields" in the same guide.

@@ -6,16 +6,17 @@
 //! idle timeout, Contact sObject Rows and upsert by external id, sObject Collections, a small
 //! SOQL subset, `/limits` with `Sforce-Limit-Info` and the daily allowance, signed CDC-style
 //! change notifications to a webhook, and a control API under `/__sandbox/` for tests and
-//! benchmarks (faults, usage, simulated human edits, counters).
+//! benchmarks (faults, usage, simulated human edits, validation rules, counters).
 //!
 //! What it is not: a Salesforce emulator. Only Contact exists; there is no sharing model,
-//! describe, Bulk API, SOAP, Streaming/Pub-Sub, duplicate or validation rules, and nothing is
-//! persisted. Where Salesforce's behaviour is not documented the choice is marked
+//! describe, Bulk API, SOAP, Streaming/Pub-Sub, duplicate rules or formula-based validation
+//! rules (only "field contains text", see `validation`), and nothing is persisted. Where
+//! Salesforce's behaviour is not documented the choice is marked
 //! `[UNVERIFIED]` beside the code that makes it.
 //!
 //! Reading order: `routes` and `dispatch` (paths and the REST pipeline), `auth`/`jwt`,
 //! `sobjects`, `composite`, `soql`/`evaluate`/`query`, `store`/`change`/`fields`/`record`,
-//! `notify`/`notifier`, `control`; `tests/` drives it all over HTTP.
+//! `validation`, `notify`/`notifier`, `control`; `tests/` drives it all over HTTP.
 
 mod auth;
 mod change;
@@ -39,6 +40,7 @@ mod sobjects;
 mod soql;
 mod state;
 mod store;
+mod validation;
 mod wire;
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::limits::Meter;
 use super::notify::{Outbox, Queued, Target};
 use super::query::Cursors;
 use super::store::{Actor, Change, Store, Undo};
+use super::validation::ValidationRules;
 use super::{ids, jwt};
 
 /// Most recent changes kept for `/__sandbox/state`.
@@ -180,11 +181,15 @@ impl Sandbox {
         self.outbox.publish(changes, &self.schema);
     }
 
-    /// Forgets records, usage (and a changed allowance), faults, cursors, the change log and
-    /// queued notifications;
+    /// Forgets records, validation rules, usage (and a changed allowance), faults, cursors, the
+    /// change log and queued notifications;
     /// keeps sessions, counters, the webhook target and the id counter.
     pub fn reset(&self) {
-        lock(&self.store).reset();
+        {
+            let mut store = lock(&self.store);
+            store.reset();
+            store.set_rules(ValidationRules::default());
+        }
         *lock(&self.meter) = Meter::new(self.daily_limit);
         *lock(&self.faults) = Faults::default();
         *lock(&self.cursors) = Cursors::default();

@@ -1,7 +1,8 @@
 //! The sandbox org's Contact records, in memory.
 //!
 //! What it is: create / update / delete with Salesforce's record rules (required `LastName`,
-//! unique external id among live records, recycle bin via `IsDeleted`, audit fields), an undo
+//! the org's validation rules, unique external id among live records, recycle bin via
+//! `IsDeleted`, audit fields), an undo
 //! journal so an `allOrNone` collection request can be rolled back, and the [`Change`] each
 //! write produces for notifications. What it is not: request parsing or field validation (see
 //! `fields.rs`), nor persistence: a restart or `/__sandbox/reset` forgets everything.
@@ -15,6 +16,7 @@ use super::change::change;
 pub use super::change::{Actor, Change, ChangeType};
 use super::errors::{ErrorCode, SfError};
 use super::ids;
+use super::validation::ValidationRules;
 use super::wire;
 
 /// One Contact as stored.
@@ -58,6 +60,8 @@ pub struct Store {
     external_field: String,
     /// Last record number minted; survives `reset` so ids are never reused.
     next_number: u64,
+    /// Checked on every create and update; set through the control API.
+    rules: ValidationRules,
 }
 
 impl Store {
@@ -67,7 +71,18 @@ impl Store {
             by_external: HashMap::new(),
             external_field: external_field.to_string(),
             next_number: 0,
+            rules: ValidationRules::default(),
         }
+    }
+
+    pub fn rules(&self) -> &ValidationRules {
+        &self.rules
+    }
+
+    /// Replaces the validation rules; records already stored are not re-checked, as in
+    /// Salesforce, where a new rule applies from the next save.
+    pub fn set_rules(&mut self, rules: ValidationRules) {
+        self.rules = rules;
     }
 
     pub fn reset(&mut self) {
@@ -106,6 +121,7 @@ impl Store {
         if !values.contains_key("LastName") {
             return Err(SfError::required_missing(&["LastName"]));
         }
+        self.rules.check(&values)?;
         self.check_unique(values.get(&self.external_field), None)?;
         self.next_number += 1;
         let id = ids::mint(ids::CONTACT_PREFIX, self.next_number);
@@ -157,6 +173,7 @@ impl Store {
         if !next.values.contains_key("LastName") {
             return Err(SfError::required_missing(&["LastName"]));
         }
+        self.rules.check(&next.values)?;
         self.check_unique(next.values.get(&self.external_field), Some(key))?;
         let now = wire::now_seconds();
         if next.last_modified_by != actor.user_id {

@@ -5,6 +5,7 @@ mod auth_flows;
 mod faults_and_limits;
 mod notifications;
 mod records;
+mod validation_rules;
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};

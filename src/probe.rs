@@ -1,0 +1,114 @@
+//! Health probes of the worker processes (`forwarder`, `delivery`, `dlq-worker`), for
+//! Kubernetes and load balancers: `/healthz` (the process runs) and `/readyz` (Postgres answers
+//! and every consumer of the process is attached to RabbitMQ). While a worker is reconnecting
+//! after losing the broker, it reports not-ready.
+//!
+//! Not here: the API's own probes (`api::health`), which also check its publisher.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Which consumers are attached; cheap to clone, shared by a process's workers.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    consumers: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+impl Readiness {
+    /// Marks a consumer attached (`true`) or reconnecting (`false`).
+    pub fn set(&self, consumer: &str, attached: bool) {
+        self.lock().insert(consumer.to_owned(), attached);
+    }
+
+    /// Each consumer and whether it is attached.
+    pub fn consumers(&self) -> BTreeMap<String, bool> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+        // A poisoned lock only means a panic mid-insert of a plain flag.
+        self.consumers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Clone)]
+struct Probe {
+    db: PgPool,
+    readiness: Readiness,
+}
+
+/// Serves the probes on `listen` until `shutdown`.
+pub async fn serve(
+    listen: SocketAddr,
+    db: PgPool,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    use anyhow::Context as _;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the health probes to {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz))
+        .with_state(Probe { db, readiness });
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "health probe server failed");
+        }
+    });
+    tracing::info!(%addr, "health probes listening");
+    Ok((addr, task))
+}
+
+async fn readyz(State(p): State<Probe>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let mut checks = BTreeMap::new();
+    let pg = tokio::time::timeout(Duration::from_secs(2), crate::store::ping(&p.db)).await;
+    checks.insert(
+        "postgres".to_owned(),
+        match pg {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: Postgres check failed");
+                "error: unreachable".to_owned()
+            }
+            Err(_) => "error: no answer within 2 s".to_owned(),
+        },
+    );
+    let consumers = p.readiness.consumers();
+    if consumers.is_empty() {
+        checks.insert("rabbitmq".to_owned(), "error: not consuming yet".to_owned());
+    }
+    for (name, attached) in consumers {
+        let v = if attached {
+            "ok"
+        } else {
+            "error: reconnecting to RabbitMQ"
+        };
+        checks.insert(format!("rabbitmq:{name}"), v.to_owned());
+    }
+    let ready = checks.values().all(|v| v == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks});
+    (status, axum::Json(body))
+}
