@@ -65,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if cfg.api.keys.is_empty() {
                 let key = development_key("dev");
                 eprintln!(
-                    "\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export SYNCROOT_KEY={key}\n\nUse it as: Authorization: Bearer $SYNCROOT_KEY\n"
+                    "\nNo SYNCROOT_API_KEYS configured; generated a development key for this run:\n\n    export API_KEY={key}\n\nUse it as: Authorization: Bearer $API_KEY\n"
                 );
                 cfg.api.keys = vec![Secret::new(key)];
             }

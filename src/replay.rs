@@ -85,8 +85,13 @@ async fn send_all(
     for entry in entries {
         match send(publisher, entry).await {
             Ok(()) => sent.push(entry.id),
+            // Nowhere to send it (no origin kept, or no queue bound any more, e.g. a CRM that was
+            // disabled): left as it is, and the rest go on.
             Err(ReplayError::Unroutable(why)) => {
-                tracing::warn!(id = %entry.id, %why, "dead letter left parked: cannot replay it");
+                tracing::warn!(id = %entry.id, %why, "dead letter left as it is: cannot replay it");
+            }
+            Err(ReplayError::Publish(PublishError::Unroutable)) => {
+                tracing::warn!(id = %entry.id, "dead letter left as it is: no queue is bound for it");
             }
             Err(e) => {
                 failure = Some(e);
