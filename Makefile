@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: bench run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: bench chaos run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start SyncRoot all-in-one (API, workers) on 127.0.0.1:8080
 run: services
@@ -28,6 +28,13 @@ schemathesis:
 sandbox:
 	cargo run --release -- sandbox
 
+## chaos: SyncRoot as separate processes under load while processes are SIGKILLed, RabbitMQ
+## and Postgres restart and the CRM sandboxes fail; then checks nothing was lost or duplicated.
+## Restarts the shared services: run it alone. Knobs: CHAOS_SEED, CHAOS_LOAD_SECS, CHAOS_RATE…
+## (tests/chaos/main.rs). Leaves the services running.
+chaos: services
+	cargo test --test chaos; status=$$?; bash scripts/services.sh; exit $$status
+
 ## bench: end-to-end benchmark against the sandboxes (prints a table, writes bench-results/latest.json)
 bench: services
 	cargo build --release
@@ -43,6 +50,7 @@ fmt:
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy --test chaos -- -D warnings
 
 ## ci: what CI runs
 ci:

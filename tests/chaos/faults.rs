@@ -1,0 +1,155 @@
+//! The fault schedule: what goes wrong, and when, while the load runs.
+//!
+//! Times are fractions of the load's duration with seeded jitter, so a seed replays the same
+//! schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::cluster::{Cluster, FORWARDERS};
+use crate::services;
+
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// SIGKILL a process, start it again after the pause.
+    Kill(&'static str, Duration),
+    RestartRabbitmq(Duration),
+    RestartPostgres,
+    /// A fault setting for the HubSpot sandbox.
+    Hubspot(Value),
+    /// A fault setting for the Salesforce sandbox.
+    Salesforce(Value),
+}
+
+/// Knobs of the schedule.
+pub struct FaultPlan {
+    pub seed: u64,
+    pub load: Duration,
+    pub forwarder_kills: usize,
+    pub salesforce_outage: Duration,
+    pub hubspot_error_rate: f64,
+}
+
+/// The events of a run, in time order.
+pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
+    let mut rng = StdRng::seed_from_u64(plan.seed ^ 0xfa17);
+    let at = |rng: &mut StdRng, fraction: f64| {
+        let jitter = rng.random_range(-0.03..0.03);
+        plan.load.mul_f64((fraction + jitter).clamp(0.01, 0.99))
+    };
+    let pause = |rng: &mut StdRng| Duration::from_millis(rng.random_range(300..3000));
+    let mut events = vec![
+        (
+            at(&mut rng, 0.05),
+            Fault::Hubspot(json!({"error_rate": plan.hubspot_error_rate, "error_status": 503})),
+        ),
+        (
+            at(&mut rng, 0.12),
+            Fault::Salesforce(json!({"outage": true})),
+        ),
+        (
+            at(&mut rng, 0.25),
+            Fault::Hubspot(json!({"force_429": 40})),
+        ),
+        (at(&mut rng, 0.35), Fault::Kill("delivery", pause(&mut rng))),
+        (
+            at(&mut rng, 0.45),
+            Fault::RestartRabbitmq(Duration::from_secs(3)),
+        ),
+        (
+            at(&mut rng, 0.55),
+            Fault::Kill("dlq-worker", pause(&mut rng)),
+        ),
+        (
+            at(&mut rng, 0.60),
+            Fault::Hubspot(json!({"force_429": 40, "error_status": 500})),
+        ),
+        (at(&mut rng, 0.72), Fault::RestartPostgres),
+        (at(&mut rng, 0.80), Fault::Kill("api", pause(&mut rng))),
+    ];
+    let outage_end = events[1].0 + plan.salesforce_outage;
+    events.push((outage_end, Fault::Salesforce(json!({"outage": false}))));
+    for i in 0..plan.forwarder_kills {
+        let fraction = (i as f64 + 0.5) / plan.forwarder_kills as f64;
+        let who = FORWARDERS.choose(&mut rng).unwrap();
+        events.push((at(&mut rng, fraction), Fault::Kill(who, pause(&mut rng))));
+    }
+    events.sort_by_key(|(t, _)| *t);
+    events
+}
+
+/// Sets sandbox faults through their control API.
+pub async fn set_faults(http: &reqwest::Client, base: &str, body: &Value) -> anyhow::Result<()> {
+    let r = http
+        .put(format!("{base}/__sandbox/faults"))
+        .json(body)
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "faults {body}: {}", r.status());
+    Ok(())
+}
+
+/// What the schedule did, for the report.
+#[derive(Default, Debug)]
+pub struct Applied {
+    pub kills: usize,
+    pub rabbitmq_restarts: usize,
+    pub postgres_restarts: usize,
+    pub failures: Vec<String>,
+}
+
+/// Plays the schedule from `start`, checking every half second that no process died on its own.
+pub async fn play(
+    events: Vec<(Duration, Fault)>,
+    cluster: Arc<Mutex<Cluster>>,
+    http: reqwest::Client,
+    start: Instant,
+) -> Applied {
+    let mut applied = Applied::default();
+    for (at, fault) in events {
+        while start.elapsed() < at {
+            cluster.lock().await.check(start.elapsed());
+            tokio::time::sleep(Duration::from_millis(500).min(at - start.elapsed().min(at))).await;
+        }
+        println!("chaos: {:>6.1}s {fault:?}", start.elapsed().as_secs_f64());
+        let result = match &fault {
+            Fault::Kill(name, pause) => {
+                cluster.lock().await.kill(name).await;
+                tokio::time::sleep(*pause).await;
+                cluster.lock().await.start(name);
+                applied.kills += 1;
+                Ok(())
+            }
+            Fault::RestartRabbitmq(down) => {
+                applied.rabbitmq_restarts += 1;
+                services::restart_rabbitmq(*down).await
+            }
+            Fault::RestartPostgres => {
+                applied.postgres_restarts += 1;
+                services::restart_postgres().await
+            }
+            Fault::Hubspot(body) => {
+                let base = cluster.lock().await.hubspot.clone();
+                set_faults(&http, &base, body).await
+            }
+            Fault::Salesforce(body) => {
+                let base = cluster.lock().await.salesforce.clone();
+                set_faults(&http, &base, body).await
+            }
+        };
+        if let Err(e) = result {
+            println!("chaos: fault {fault:?} failed: {e:#}");
+            applied.failures.push(format!("{fault:?}: {e:#}"));
+            services::ensure_up().await;
+        }
+        cluster.lock().await.check(start.elapsed());
+    }
+    applied
+}

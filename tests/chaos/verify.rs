@@ -1,0 +1,325 @@
+//! The checks: Postgres, each CRM sandbox and the dead-letter store against what the API
+//! accepted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::model::{FIELDS, Fields, Model};
+
+/// Salesforce's stand-in for a missing last name (SyncRoot's default placeholder).
+const SF_NO_LAST_NAME: &str = "[not provided]";
+/// The error Salesforce answers for a record a validation rule refuses.
+pub const VALIDATION_ERROR: &str = "FIELD_CUSTOM_VALIDATION_EXCEPTION";
+
+/// Where the checks read from.
+pub struct Sources<'a> {
+    pub db: &'a PgPool,
+    pub http: &'a reqwest::Client,
+    pub api: &'a str,
+    pub admin_key: &'a str,
+    pub hubspot: &'a str,
+    pub salesforce: &'a str,
+}
+
+/// What the checks found; empty `problems` means all sides agree.
+#[derive(Default, Debug)]
+pub struct Findings {
+    /// Contact × CRM pairs where the CRM holds exactly the accepted state (or, for a deleted
+    /// contact, nothing).
+    pub delivered: usize,
+    /// Accepted contacts or changes absent from Postgres or a CRM, or a CRM holding an older
+    /// state (a lost update), or still holding a deleted contact.
+    pub lost: usize,
+    /// A second record of one contact in a CRM, or a contact in Postgres nobody created.
+    pub duplicates: usize,
+    /// CRM records that belong to no contact SyncRoot knows.
+    pub orphans: usize,
+    /// Dead letters parked in Postgres.
+    pub parked: usize,
+    /// Dead letters still being retried by the dead-letter worker.
+    pub retrying: usize,
+    pub problems: Vec<String>,
+}
+
+impl Findings {
+    fn problem(&mut self, p: String) {
+        self.problems.push(p);
+    }
+}
+
+/// HubSpot property or Salesforce field of each optional field (`None`: not sent).
+fn crm_field(crm: Crm, field: &str) -> Option<&'static str> {
+    match (crm, field) {
+        (Crm::Hubspot, "first_name") => Some("firstname"),
+        (Crm::Hubspot, "last_name") => Some("lastname"),
+        (Crm::Hubspot, "phone") => Some("phone"),
+        (Crm::Hubspot, "company") => Some("company"),
+        (Crm::Hubspot, "job_title") => Some("jobtitle"),
+        (Crm::Salesforce, "first_name") => Some("FirstName"),
+        (Crm::Salesforce, "last_name") => Some("LastName"),
+        (Crm::Salesforce, "phone") => Some("Phone"),
+        (Crm::Salesforce, "job_title") => Some("Title"),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Crm {
+    Hubspot,
+    Salesforce,
+}
+
+/// A CRM record reduced to SyncRoot's fields, with empty values as `None`.
+fn read_record(crm: Crm, rec: &Value) -> Fields {
+    let props = match crm {
+        Crm::Hubspot => &rec["properties"],
+        Crm::Salesforce => rec,
+    };
+    let text = |name: &str| {
+        props[name]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut values = BTreeMap::new();
+    for f in FIELDS {
+        let Some(name) = crm_field(crm, f) else {
+            continue;
+        };
+        let mut v = text(name);
+        if crm == Crm::Salesforce && f == "last_name" && v.as_deref() == Some(SF_NO_LAST_NAME) {
+            v = None;
+        }
+        values.insert(f, v);
+    }
+    let email = match crm {
+        Crm::Hubspot => text("email"),
+        Crm::Salesforce => text("Email"),
+    };
+    Fields {
+        email: email.unwrap_or_default().to_lowercase(),
+        values,
+    }
+}
+
+/// The differences between the accepted fields and what a CRM (or Postgres) holds.
+fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
+    let mut out = Vec::new();
+    if want.email != got.email {
+        out.push(format!("email {:?} != {:?}", got.email, want.email));
+    }
+    for f in FIELDS {
+        if crm.is_some_and(|c| crm_field(c, f).is_none()) {
+            continue;
+        }
+        if want.get(f) != got.get(f) {
+            out.push(format!("{f} {:?} != {:?}", got.get(f), want.get(f)));
+        }
+    }
+    out
+}
+
+async fn sandbox_contacts(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Value>> {
+    let state: Value = http
+        .get(format!("{base}/__sandbox/state"))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(state["contacts"].as_array().cloned().unwrap_or_default())
+}
+
+/// Every dead-letter entry, through the admin API.
+pub async fn dead_letters(src: &Sources<'_>) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = src
+            .http
+            .get(format!("{}/dlq", src.api))
+            .bearer_auth(src.admin_key)
+            .query(&[("limit", "500")]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c)]);
+        }
+        let page: Value = req.send().await?.error_for_status()?.json().await?;
+        out.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Compares everything. With `invalid_parked`, the contacts made invalid for Salesforce must
+/// each have one parked entry and are not compared in Salesforce; without it, nothing may be
+/// in the dead-letter store.
+pub async fn check(src: &Sources<'_>, model: &Model, invalid_parked: bool) -> anyhow::Result<Findings> {
+    let mut f = Findings::default();
+    check_postgres(src.db, model, &mut f).await?;
+    let hubspot = sandbox_contacts(src.http, src.hubspot).await?;
+    let live_hubspot: Vec<&Value> = hubspot.iter().filter(|c| c["archived"] != true).collect();
+    let mut by_email: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for rec in live_hubspot {
+        let email = rec["properties"]["email"].as_str().unwrap_or("").to_lowercase();
+        by_email.entry(email).or_default().push(rec);
+    }
+    let key_of = |id: &Uuid| model.contacts[id].email.clone();
+    check_crm(Crm::Hubspot, model, by_email, key_of, &BTreeSet::new(), &mut f);
+
+    let salesforce = sandbox_contacts(src.http, src.salesforce).await?;
+    let mut by_ext: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for rec in salesforce.iter().filter(|c| c["IsDeleted"] != true) {
+        let ext = rec["SyncRoot_Id__c"].as_str().unwrap_or("").to_owned();
+        by_ext.entry(ext).or_default().push(rec);
+    }
+    let skip: BTreeSet<Uuid> = if invalid_parked {
+        model.invalid_ids().into_iter().collect()
+    } else {
+        BTreeSet::new()
+    };
+    check_crm(Crm::Salesforce, model, by_ext, |id| id.to_string(), &skip, &mut f);
+
+    check_dead_letters(&dead_letters(src).await?, model, invalid_parked, &mut f);
+    Ok(f)
+}
+
+async fn check_postgres(db: &PgPool, model: &Model, f: &mut Findings) -> anyhow::Result<()> {
+    type Row = (
+        Uuid,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, email, first_name, last_name, phone, company, job_title, deleted_at IS NOT NULL
+           FROM contacts",
+    )
+    .fetch_all(db)
+    .await?;
+    let mut stored = BTreeMap::new();
+    for (id, email, first, last, phone, company, title, deleted) in rows {
+        let values = BTreeMap::from([
+            ("first_name", first),
+            ("last_name", last),
+            ("phone", phone),
+            ("company", company),
+            ("job_title", title),
+        ]);
+        stored.insert(id, (Fields { email, values }, deleted));
+    }
+    for (id, want) in &model.contacts {
+        match (stored.get(id), &want.live) {
+            (None, _) => {
+                f.lost += 1;
+                f.problem(format!("postgres: accepted contact {id} is missing"));
+            }
+            (Some((_, false)), None) => {
+                f.lost += 1;
+                f.problem(format!("postgres: {id} was deleted but is live"));
+            }
+            (Some((_, true)), Some(_)) => {
+                f.lost += 1;
+                f.problem(format!("postgres: {id} is live but stored as deleted"));
+            }
+            (Some((got, false)), Some(want)) => {
+                let d = differences(None, want, got);
+                if !d.is_empty() {
+                    f.lost += 1;
+                    f.problem(format!("postgres: {id} differs: {}", d.join(", ")));
+                }
+            }
+            (Some((_, true)), None) => {}
+        }
+    }
+    for id in stored.keys().filter(|id| !model.contacts.contains_key(id)) {
+        f.duplicates += 1;
+        f.problem(format!("postgres: contact {id} was never accepted"));
+    }
+    Ok(())
+}
+
+/// Compares one CRM's live records, grouped by the key `key_of` gives a contact.
+fn check_crm(
+    crm: Crm,
+    model: &Model,
+    mut records: BTreeMap<String, Vec<&Value>>,
+    key_of: impl Fn(&Uuid) -> String,
+    skip: &BTreeSet<Uuid>,
+    f: &mut Findings,
+) {
+    for (id, want) in &model.contacts {
+        let recs = records.remove(&key_of(id)).unwrap_or_default();
+        if recs.len() > 1 {
+            f.duplicates += recs.len() - 1;
+            f.problem(format!("{crm:?}: {} records of {id}", recs.len()));
+        }
+        if skip.contains(id) {
+            continue;
+        }
+        match (&want.live, recs.first()) {
+            (None, None) => f.delivered += 1,
+            (None, Some(_)) => {
+                f.lost += 1;
+                f.problem(format!("{crm:?}: deleted contact {id} is still there"));
+            }
+            (Some(_), None) => {
+                f.lost += 1;
+                f.problem(format!("{crm:?}: contact {id} is missing"));
+            }
+            (Some(want), Some(rec)) => {
+                let d = differences(Some(crm), want, &read_record(crm, rec));
+                if d.is_empty() {
+                    f.delivered += 1;
+                } else {
+                    f.lost += 1;
+                    f.problem(format!("{crm:?}: {id} differs: {}", d.join(", ")));
+                }
+            }
+        }
+    }
+    for (key, recs) in records {
+        f.orphans += recs.len();
+        f.problem(format!("{crm:?}: {} record(s) of no contact ({key:?})", recs.len()));
+    }
+}
+
+fn check_dead_letters(entries: &[Value], model: &Model, invalid_parked: bool, f: &mut Findings) {
+    let expected: BTreeSet<Uuid> = if invalid_parked {
+        model.invalid_ids().into_iter().collect()
+    } else {
+        BTreeSet::new()
+    };
+    let mut parked_for = BTreeSet::new();
+    for e in entries {
+        let status = e["status"].as_str().unwrap_or("");
+        match status {
+            "parked" => f.parked += 1,
+            _ => f.retrying += 1,
+        }
+        let contact = e["contact_id"].as_str().and_then(|s| s.parse::<Uuid>().ok());
+        let wanted = status == "parked"
+            && e["crm"] == "salesforce"
+            && e["error_code"] == VALIDATION_ERROR
+            && e["reason"].as_str().is_some_and(|r| !r.is_empty())
+            && contact.is_some_and(|c| expected.contains(&c));
+        if wanted && parked_for.insert(contact.unwrap()) {
+            continue;
+        }
+        f.problem(format!(
+            "dead letter {} ({status}, {}, {}, {}): {}",
+            e["id"], e["crm"], e["contact_id"], e["error_code"], e["reason"]
+        ));
+    }
+    for id in expected.difference(&parked_for) {
+        f.problem(format!("no parked entry for invalid contact {id}"));
+    }
+}
