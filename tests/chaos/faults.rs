@@ -54,10 +54,7 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
             at(&mut rng, 0.12),
             Fault::Salesforce(json!({"outage": true})),
         ),
-        (
-            at(&mut rng, 0.25),
-            Fault::Hubspot(json!({"force_429": 40})),
-        ),
+        (at(&mut rng, 0.25), Fault::Hubspot(json!({"force_429": 40}))),
         (at(&mut rng, 0.35), Fault::Kill("delivery", pause(&mut rng))),
         (
             at(&mut rng, 0.45),

@@ -105,7 +105,10 @@ fn environment(db: &str, prefix: &str, alert_url: &str) -> Vec<(String, String)>
         ("SYNCROOT_SANDBOX_HUBSPOT_LISTEN", hubspot.clone()),
         ("SYNCROOT_SANDBOX_SALESFORCE_LISTEN", salesforce.clone()),
         ("SYNCROOT_HUBSPOT_BASE_URL", format!("http://{hubspot}")),
-        ("SYNCROOT_SALESFORCE_LOGIN_URL", format!("http://{salesforce}")),
+        (
+            "SYNCROOT_SALESFORCE_LOGIN_URL",
+            format!("http://{salesforce}"),
+        ),
         ("SYNCROOT_LOG", "warn".into()),
     ]
     .into_iter()
@@ -301,8 +304,15 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
             "chaos: {:>6.1}s replayed {replayed} parked entries after removing the validation rule",
             start.elapsed().as_secs_f64()
         );
-        after_replay =
-            converge(&src, &model, false, Duration::from_secs(120), &cluster, start).await?;
+        after_replay = converge(
+            &src,
+            &model,
+            false,
+            Duration::from_secs(120),
+            &cluster,
+            start,
+        )
+        .await?;
         print_problems("after the replay", &after_replay);
     }
 
@@ -319,7 +329,10 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     println!("chaos: results (seed {})", k.seed);
     row("changes accepted by the API", model.accepted.to_string());
     row("contacts", model.contacts.len().to_string());
-    row("requests resent after 503/no answer", model.resent.to_string());
+    row(
+        "requests resent after 503/no answer",
+        model.resent.to_string(),
+    );
     row(
         "contact×CRM pairs in agreement",
         format!("{} of {}", after_replay.delivered, 2 * model.contacts.len()),
@@ -343,7 +356,10 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         "duplicates",
         (settled.duplicates + after_replay.duplicates).to_string(),
     );
-    row("orphans", (settled.orphans + after_replay.orphans).to_string());
+    row(
+        "orphans",
+        (settled.orphans + after_replay.orphans).to_string(),
+    );
     row("lost", (settled.lost + after_replay.lost).to_string());
     row(
         "faults",
@@ -362,7 +378,13 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     } else if !after_replay.problems.is_empty() {
         failures.push("did not converge after the replay".to_owned());
     }
-    failures.extend(model.unexpected.iter().take(20).map(|u| format!("API: {u}")));
+    failures.extend(
+        model
+            .unexpected
+            .iter()
+            .take(20)
+            .map(|u| format!("API: {u}")),
+    );
     failures.extend(cluster.unexpected_exits.iter().cloned());
     failures.extend(applied.failures.iter().map(|f| format!("fault: {f}")));
     if alerts_received == 0 && settled.parked > 0 {
@@ -419,7 +441,9 @@ async fn cleanup(env: &[(String, String)], db_name: &str) {
             topology.deliveries_exchange(),
             topology.dead_letter_exchange(),
         ] {
-            let _ = ch.exchange_delete(e.as_str().into(), Default::default()).await;
+            let _ = ch
+                .exchange_delete(e.as_str().into(), Default::default())
+                .await;
         }
     }
     let _ = conn.close(200, "bye".into()).await;

@@ -158,18 +158,32 @@ pub async fn dead_letters(src: &Sources<'_>) -> anyhow::Result<Vec<Value>> {
 /// Compares everything. With `invalid_parked`, the contacts made invalid for Salesforce must
 /// each have one parked entry and are not compared in Salesforce; without it, nothing may be
 /// in the dead-letter store.
-pub async fn check(src: &Sources<'_>, model: &Model, invalid_parked: bool) -> anyhow::Result<Findings> {
+pub async fn check(
+    src: &Sources<'_>,
+    model: &Model,
+    invalid_parked: bool,
+) -> anyhow::Result<Findings> {
     let mut f = Findings::default();
     check_postgres(src.db, model, &mut f).await?;
     let hubspot = sandbox_contacts(src.http, src.hubspot).await?;
     let live_hubspot: Vec<&Value> = hubspot.iter().filter(|c| c["archived"] != true).collect();
     let mut by_email: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for rec in live_hubspot {
-        let email = rec["properties"]["email"].as_str().unwrap_or("").to_lowercase();
+        let email = rec["properties"]["email"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase();
         by_email.entry(email).or_default().push(rec);
     }
     let key_of = |id: &Uuid| model.contacts[id].email.clone();
-    check_crm(Crm::Hubspot, model, by_email, key_of, &BTreeSet::new(), &mut f);
+    check_crm(
+        Crm::Hubspot,
+        model,
+        by_email,
+        key_of,
+        &BTreeSet::new(),
+        &mut f,
+    );
 
     let salesforce = sandbox_contacts(src.http, src.salesforce).await?;
     let mut by_ext: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
@@ -182,7 +196,14 @@ pub async fn check(src: &Sources<'_>, model: &Model, invalid_parked: bool) -> an
     } else {
         BTreeSet::new()
     };
-    check_crm(Crm::Salesforce, model, by_ext, |id| id.to_string(), &skip, &mut f);
+    check_crm(
+        Crm::Salesforce,
+        model,
+        by_ext,
+        |id| id.to_string(),
+        &skip,
+        &mut f,
+    );
 
     check_dead_letters(&dead_letters(src).await?, model, invalid_parked, &mut f);
     Ok(f)
@@ -288,7 +309,10 @@ fn check_crm(
     }
     for (key, recs) in records {
         f.orphans += recs.len();
-        f.problem(format!("{crm:?}: {} record(s) of no contact ({key:?})", recs.len()));
+        f.problem(format!(
+            "{crm:?}: {} record(s) of no contact ({key:?})",
+            recs.len()
+        ));
     }
 }
 
@@ -305,7 +329,9 @@ fn check_dead_letters(entries: &[Value], model: &Model, invalid_parked: bool, f:
             "parked" => f.parked += 1,
             _ => f.retrying += 1,
         }
-        let contact = e["contact_id"].as_str().and_then(|s| s.parse::<Uuid>().ok());
+        let contact = e["contact_id"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok());
         let wanted = status == "parked"
             && e["crm"] == "salesforce"
             && e["error_code"] == VALIDATION_ERROR
