@@ -1,11 +1,18 @@
 //! RabbitMQ going away: the API refuses writes with 503, accepts nothing half-way, and recovers
-//! by itself when the broker is back.
+//! by itself when the broker is back. And RabbitMQ refusing a message for a moment (a nack):
+//! the publisher tries again while its confirm timeout lasts.
 
 mod common;
 
+use std::time::Duration;
+
 use common::proxy::Proxy;
 use common::{Options, TestApp, eventually};
+use lapin::BasicProperties;
+use lapin::options::BasicGetOptions;
 use serde_json::json;
+use syncroot::queue::publisher::{PublishError, Publisher};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
@@ -130,4 +137,113 @@ async fn a_worker_reports_not_ready_while_the_broker_is_away_and_recovers_by_its
     stop.cancel();
     let _ = forwarder.await;
     let _ = probe.await;
+}
+
+/// A queue that holds one message and nacks any other publish (`reject-publish`), as a quorum
+/// queue without a running leader does for a moment. Expires a minute after its last use.
+async fn full_queue(app: &TestApp) -> (lapin::Connection, lapin::Channel, String) {
+    use lapin::types::{AMQPValue, FieldTable};
+    let name = format!("{}.test-full", app.cfg.queue.prefix);
+    let conn = lapin::Connection::connect(common::AMQP, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-max-length".into(), AMQPValue::LongInt(1));
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+    ch.queue_declare(name.as_str().into(), Default::default(), args)
+        .await
+        .unwrap();
+    (conn, ch, name)
+}
+
+async fn test_publisher(app: &TestApp, confirm_timeout: Duration) -> Publisher {
+    let (p, _) = Publisher::start(
+        app.cfg.queue.clone(),
+        app.topology(),
+        confirm_timeout,
+        "test",
+        CancellationToken::new(),
+    );
+    eventually("the publisher to connect", || async {
+        p.is_connected().await.then_some(())
+    })
+    .await;
+    p
+}
+
+#[tokio::test]
+async fn a_nacked_publish_is_tried_again_until_the_queue_takes_it() {
+    let app = TestApp::spawn_with(Options {
+        forwarders: 0,
+        ..Options::default()
+    })
+    .await;
+    let (conn, ch, queue) = full_queue(&app).await;
+    let publisher = test_publisher(&app, Duration::from_secs(30)).await;
+    let props = || BasicProperties::default().with_delivery_mode(2);
+    publisher
+        .publish("", &queue, b"first", props())
+        .await
+        .unwrap();
+
+    // The queue is full: every try of the second publish is nacked, so it keeps waiting
+    // instead of failing at the first nack.
+    let second = {
+        let (publisher, queue) = (publisher.clone(), queue.clone());
+        tokio::spawn(async move { publisher.publish("", &queue, b"second", props()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a nack must not end the publish while the confirm timeout lasts: {:?}",
+        second.await
+    );
+
+    // Room again: the next try is confirmed.
+    let got = ch
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the first message");
+    assert_eq!(got.delivery.data, b"first");
+    second.await.unwrap().expect("confirmed once there is room");
+    let got = ch
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("the second message");
+    assert_eq!(got.delivery.data, b"second");
+    let _ = ch
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+#[tokio::test]
+async fn a_publish_nacked_for_the_whole_confirm_timeout_is_refused() {
+    let app = TestApp::spawn_with(Options {
+        forwarders: 0,
+        ..Options::default()
+    })
+    .await;
+    let (conn, ch, queue) = full_queue(&app).await;
+    let publisher = test_publisher(&app, Duration::from_secs(1)).await;
+    let props = || BasicProperties::default().with_delivery_mode(2);
+    publisher
+        .publish("", &queue, b"first", props())
+        .await
+        .unwrap();
+    let refused = publisher.publish("", &queue, b"second", props()).await;
+    assert!(matches!(refused, Err(PublishError::Nacked)), "{refused:?}");
+    // The refusal is the queue's, not the connection's: the publisher stays usable.
+    assert!(publisher.is_connected().await);
+    let _ = ch
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
 }

@@ -4,7 +4,8 @@
 //! A background task owns the connection: it connects (with capped backoff), declares the
 //! topology, and reconnects when the connection fails. While there is no connection,
 //! [`Publisher::publish`] fails at once with [`PublishError::Unavailable`], which the API turns
-//! into a 503; nothing waits on a broker that is away.
+//! into a 503; nothing waits on a broker that is away. A nack is tried again while the confirm
+//! timeout lasts, since a quorum queue without a running leader nacks for a moment.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,11 @@ pub enum PublishError {
 /// handling is not the bottleneck. Order is unaffected: the API publishes a contact's next
 /// change only after the previous one was confirmed.
 const CHANNELS: usize = 4;
+
+/// The first pause after a nack before the publish is tried again; it doubles up to
+/// [`NACK_PAUSE_MAX`]. All tries together stay within the confirm timeout.
+const NACK_PAUSE_MIN: Duration = Duration::from_millis(20);
+const NACK_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 struct Link {
     conn: Connection,
@@ -148,6 +154,11 @@ impl Publisher {
     }
 
     /// Publishes a message, persistent and mandatory, and waits for the broker's confirm.
+    ///
+    /// A nack is tried again within the confirm timeout: a quorum queue nacks while its leader
+    /// is not running (just declared by another client, or during an election), which passes in
+    /// milliseconds. The message carries its id, so a copy the broker did take after all is a
+    /// duplicate the consumers already ignore.
     pub async fn publish(
         &self,
         exchange: &str,
@@ -155,7 +166,33 @@ impl Publisher {
         body: &[u8],
         props: lapin::BasicProperties,
     ) -> Result<(), PublishError> {
-        let timeout = self.inner.confirm_timeout;
+        let deadline = tokio::time::Instant::now() + self.inner.confirm_timeout;
+        let mut pause = NACK_PAUSE_MIN;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .publish_once(exchange, routing_key, body, props.clone(), left)
+                .await
+            {
+                Err(PublishError::Nacked) if pause < left => {
+                    tracing::debug!(target: "syncroot::queue", %exchange, %routing_key, ?pause, "publish nacked; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(NACK_PAUSE_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One publish and its confirm, bounded by `timeout`.
+    async fn publish_once(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: lapin::BasicProperties,
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
         let guard = self.inner.link.read().await;
         let link = guard.as_ref().ok_or(PublishError::Unavailable)?;
         // `mandatory` turns a missing binding into a returned message instead of a silent drop.
@@ -175,7 +212,7 @@ impl Publisher {
         .await;
         drop(guard);
         let result = match outcome {
-            Err(_) => Err(PublishError::Timeout(timeout)),
+            Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
             Ok(Err(e)) => Err(PublishError::Amqp(e)),
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
             Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),

@@ -23,10 +23,12 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod death;
 
 use super::disposition::DeadReason;
 use crate::alerts::{Alerts, Event};
@@ -36,6 +38,7 @@ use crate::queue::publisher::Publisher;
 use crate::queue::{self, envelope, topology::Topology};
 use crate::store::dead_letters::{self, DeadLetter, RawMessage, Status};
 use crate::store::links;
+use death::{Death, diagnose, text};
 
 /// How often due rounds are looked for.
 const SCHEDULER_TICK: Duration = Duration::from_millis(500);
@@ -341,132 +344,5 @@ impl DeadLetterWorker {
                 Err(e) => tracing::warn!(error = %e, "dead-letter round failed; trying again"),
             }
         }
-    }
-}
-
-/// Why a worker could not process a message: an error code, a message, and the contact when
-/// the message names one.
-fn diagnose(body: &[u8], kind: Option<&str>, death: &Death) -> (String, String, Option<Uuid>) {
-    let why = format!(
-        "dead-lettered by RabbitMQ from {} ({}) after {} deliver{}",
-        death.queue.as_deref().unwrap_or("an unknown queue"),
-        death.reason.as_deref().unwrap_or("unknown reason"),
-        death.count,
-        if death.count == 1 { "y" } else { "ies" }
-    );
-    let decoded = match kind {
-        Some(envelope::DELIVERY_TYPE) => envelope::decode_delivery(body).map(|t| t.contact_id.0),
-        _ => envelope::decode(body).map(|c| c.contact_id.0),
-    };
-    match decoded {
-        Ok(contact) => (
-            "WORKER_FAILED".into(),
-            format!("{why}: a worker kept failing on it (see its logs)"),
-            Some(contact),
-        ),
-        Err(envelope::DecodeError::UnknownVersion(v)) => (
-            "UNKNOWN_VERSION".into(),
-            format!("{why}: format version {v} is unknown to this build"),
-            None,
-        ),
-        Err(e) => ("UNDECODABLE".into(), format!("{why}: {e}"), None),
-    }
-}
-
-/// What RabbitMQ says about a dead-lettered message (`x-death`, newest first; the first death
-/// is where it came from).
-#[derive(Debug, Default)]
-struct Death {
-    queue: Option<String>,
-    reason: Option<String>,
-    exchange: Option<String>,
-    routing_key: Option<String>,
-    count: i64,
-}
-
-impl Death {
-    fn read(headers: &FieldTable) -> Self {
-        let mut d = Death {
-            queue: text(headers, "x-first-death-queue"),
-            reason: text(headers, "x-first-death-reason"),
-            exchange: text(headers, "x-first-death-exchange"),
-            ..Death::default()
-        };
-        let deaths = match headers.inner().get("x-death") {
-            Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
-            _ => Vec::new(),
-        };
-        // The entry of the first death's queue carries its routing keys and count.
-        for death in deaths {
-            let AMQPValue::FieldTable(t) = death else {
-                continue;
-            };
-            if d.queue.is_some() && text(&t, "queue") != d.queue {
-                continue;
-            }
-            d.count = match t.inner().get("count") {
-                Some(AMQPValue::LongLongInt(n)) => *n,
-                Some(AMQPValue::LongInt(n)) => i64::from(*n),
-                _ => 0,
-            };
-            if let Some(AMQPValue::FieldArray(keys)) = t.inner().get("routing-keys") {
-                d.routing_key = keys.as_slice().first().and_then(as_text);
-            }
-            break;
-        }
-        d
-    }
-}
-
-fn text(t: &FieldTable, key: &str) -> Option<String> {
-    t.inner().get(key).and_then(as_text)
-}
-
-fn as_text(v: &AMQPValue) -> Option<String> {
-    match v {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use lapin::types::{FieldArray, LongString};
-
-    fn long(s: &str) -> AMQPValue {
-        AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
-    }
-
-    #[test]
-    fn x_death_names_the_origin_and_the_count() {
-        let mut first = FieldTable::default();
-        first.insert("queue".into(), long("p.contacts.3"));
-        first.insert("reason".into(), long("delivery_limit"));
-        first.insert("count".into(), AMQPValue::LongLongInt(21));
-        first.insert(
-            "routing-keys".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![long("3")])),
-        );
-        let mut h = FieldTable::default();
-        h.insert(
-            "x-death".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(first)])),
-        );
-        h.insert("x-first-death-queue".into(), long("p.contacts.3"));
-        h.insert("x-first-death-reason".into(), long("delivery_limit"));
-        h.insert("x-first-death-exchange".into(), long("p.contacts"));
-        let d = Death::read(&h);
-        assert_eq!(d.queue.as_deref(), Some("p.contacts.3"));
-        assert_eq!(d.exchange.as_deref(), Some("p.contacts"));
-        assert_eq!(d.routing_key.as_deref(), Some("3"));
-        assert_eq!(d.count, 21);
-        let (code, message, contact) = diagnose(b"{not json", None, &d);
-        assert_eq!(code, "UNDECODABLE");
-        assert!(message.contains("after 21 deliveries"), "{message}");
-        assert!(contact.is_none());
-        let (code, ..) = diagnose(br#"{"v":9}"#, None, &d);
-        assert_eq!(code, "UNKNOWN_VERSION");
     }
 }
