@@ -133,12 +133,21 @@ pub fn record_gone(errors: &[ItemError]) -> bool {
             .all(|e| GONE_CODES.contains(&e.status_code.as_str()))
 }
 
+/// The error names its code once: an error of the record's own code is its message alone,
+/// any other error keeps its code in front.
 fn rejected(code_from: &ItemError, all: &[ItemError], retryable: bool) -> ProviderError {
     let message = all
         .iter()
-        .map(|e| match e.fields.as_slice() {
-            [] => format!("{}: {}", e.status_code, e.message),
-            fields => format!("{}: {} [{}]", e.status_code, e.message, fields.join(", ")),
+        .map(|e| {
+            let text = match e.fields.as_slice() {
+                [] => e.message.clone(),
+                fields => format!("{} [{}]", e.message, fields.join(", ")),
+            };
+            if e.status_code == code_from.status_code {
+                text
+            } else {
+                format!("{}: {text}", e.status_code)
+            }
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -278,6 +287,7 @@ mod tests {
         assert!(e.to_string().contains("Title may not contain INVALID"));
         let item = ItemError {
             fields: vec!["Title".into()],
+            message: "Title may not contain INVALID".into(),
             ..item("FIELD_CUSTOM_VALIDATION_EXCEPTION")
         };
         let e = classify_item(&[item]);
@@ -285,7 +295,11 @@ mod tests {
             code_and_retry(&e),
             ("FIELD_CUSTOM_VALIDATION_EXCEPTION", false)
         );
-        assert!(e.to_string().contains("[Title]"));
+        assert_eq!(
+            e.to_string(),
+            "CRM rejected the record: FIELD_CUSTOM_VALIDATION_EXCEPTION: \
+             Title may not contain INVALID [Title]"
+        );
     }
 
     #[test]
