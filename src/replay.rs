@@ -14,7 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::Crm;
-use crate::domain::change::DeliveryTask;
+use crate::domain::change::{AttemptError, DeliveryTask};
 use crate::queue::publisher::{PublishError, Publisher};
 use crate::store::dead_letters::{self, DeadLetter, Filter};
 
@@ -44,70 +44,118 @@ pub async fn replay_one(db: &PgPool, publisher: &Publisher, id: Uuid) -> Result<
     Ok(true)
 }
 
-/// Replays every matching entry that is retrying or parked; returns how many were sent.
+/// What a bulk replay or a dead-letter round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Entries sent through the normal path again.
+    pub sent: u64,
+    /// Entries that cannot be sent anywhere (a message kept without its origin, or no queue
+    /// bound for it any more, e.g. a CRM that is no longer enabled). A bulk replay leaves them
+    /// as they were; a round parks them.
+    pub skipped: u64,
+}
+
+/// Replays every matching entry that is retrying or parked, walking forward in id order so
+/// each is tried once.
 pub async fn replay_matching(
     db: &PgPool,
     publisher: &Publisher,
     filter: &Filter,
-) -> Result<u64, ReplayError> {
-    let mut sent = 0;
+) -> Result<Replayed, ReplayError> {
+    let mut done = Replayed::default();
+    let mut after = None;
     loop {
         let mut tx = db.begin().await?;
-        let entries = dead_letters::claim_matching(&mut tx, filter, CHUNK).await?;
+        let entries = dead_letters::claim_matching(&mut tx, filter, after, CHUNK).await?;
         if entries.is_empty() {
-            return Ok(sent);
+            return Ok(done);
         }
-        sent += send_all(&mut tx, publisher, &entries).await?;
+        let pass = send_all(&mut tx, publisher, &entries).await?;
         tx.commit().await?;
+        done.sent += pass.sent.len() as u64;
+        done.skipped += pass.skipped.len() as u64;
+        after = pass.last;
     }
 }
 
-/// Sends the entries whose dead-letter round is due; returns how many.
-pub async fn replay_due(db: &PgPool, publisher: &Publisher) -> Result<u64, ReplayError> {
+/// Sends the entries whose dead-letter round is due; one that cannot be sent anywhere is
+/// parked with the reason.
+pub async fn replay_due(db: &PgPool, publisher: &Publisher) -> Result<Replayed, ReplayError> {
     let mut tx = db.begin().await?;
     let entries = dead_letters::claim_due(&mut tx, CHUNK).await?;
     if entries.is_empty() {
-        return Ok(0);
+        return Ok(Replayed::default());
     }
-    let sent = send_all(&mut tx, publisher, &entries).await?;
+    let pass = send_all(&mut tx, publisher, &entries).await?;
+    for (id, why) in &pass.skipped {
+        let error = AttemptError {
+            at: chrono::Utc::now(),
+            code: NOT_REPLAYABLE.into(),
+            message: format!("its round could not be sent: {why}"),
+            retryable: false,
+        };
+        dead_letters::park_unsendable(&mut tx, *id, &error).await?;
+    }
     tx.commit().await?;
-    Ok(sent)
+    Ok(Replayed {
+        sent: pass.sent.len() as u64,
+        skipped: pass.skipped.len() as u64,
+    })
 }
 
-/// Sends entries one after the other and marks each sent one, even when a later one fails.
+/// The error code of an entry parked because it cannot be sent anywhere.
+pub const NOT_REPLAYABLE: &str = "NOT_REPLAYABLE";
+
+/// What one pass over claimed entries did.
+struct Pass {
+    sent: Vec<Uuid>,
+    /// Entries that cannot be sent anywhere, with why.
+    skipped: Vec<(Uuid, String)>,
+    /// The last entry sent or skipped: where a walk goes on from.
+    last: Option<Uuid>,
+}
+
+/// Sends entries one after the other and marks each sent one, even when a later one fails;
+/// fails only when the first entry it could not skip failed.
 async fn send_all(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     publisher: &Publisher,
     entries: &[DeadLetter],
-) -> Result<u64, ReplayError> {
-    let mut sent = Vec::with_capacity(entries.len());
+) -> Result<Pass, ReplayError> {
+    let mut pass = Pass {
+        sent: Vec::with_capacity(entries.len()),
+        skipped: Vec::new(),
+        last: None,
+    };
     let mut failure = None;
     for entry in entries {
         match send(publisher, entry).await {
-            Ok(()) => sent.push(entry.id),
-            // Nowhere to send it (no origin kept, or no queue bound any more, e.g. a CRM that was
-            // disabled): left as it is, and the rest go on.
+            Ok(()) => pass.sent.push(entry.id),
             Err(ReplayError::Unroutable(why)) => {
-                tracing::warn!(id = %entry.id, %why, "dead letter left as it is: cannot replay it");
+                tracing::warn!(id = %entry.id, %why, "dead letter cannot be replayed");
+                pass.skipped.push((entry.id, why));
             }
             Err(ReplayError::Publish(PublishError::Unroutable)) => {
-                tracing::warn!(id = %entry.id, "dead letter left as it is: no queue is bound for it");
+                tracing::warn!(id = %entry.id, "dead letter cannot be replayed: no queue is bound for it");
+                pass.skipped
+                    .push((entry.id, "no queue is bound for it".into()));
             }
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         }
+        pass.last = Some(entry.id);
     }
-    dead_letters::mark_replayed(tx, &sent).await?;
+    dead_letters::mark_replayed(tx, &pass.sent).await?;
     match failure {
         // What was sent stays marked: the caller's commit must still happen.
-        Some(e) if sent.is_empty() => Err(e),
+        Some(e) if pass.last.is_none() => Err(e),
         Some(e) => {
-            tracing::warn!(error = %e, sent = sent.len(), "replay stopped part-way");
-            Ok(sent.len() as u64)
+            tracing::warn!(error = %e, sent = pass.sent.len(), "replay stopped part-way");
+            Ok(pass)
         }
-        None => Ok(sent.len() as u64),
+        None => Ok(pass),
     }
 }
 

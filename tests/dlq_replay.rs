@@ -85,7 +85,7 @@ async fn a_filtered_replay_sends_only_matching_entries_through_the_delivery_path
     let salesforce = other.save(&app.db).await;
 
     let (status, out) = send(app.admin(Method::POST, "/dlq/replay?crm=hubspot")).await;
-    assert_eq!((status, out), (202, json!({"replayed": 1})));
+    assert_eq!((status, out), (202, json!({"replayed": 1, "skipped": 0})));
     // The CRM already holds version 1, so the delivery resolves the entry without a call.
     eventually("the HubSpot entry to be resolved", || async {
         let (status, _) = send(app.admin(Method::GET, &format!("/dlq/{hubspot}"))).await;
@@ -165,6 +165,81 @@ async fn with_the_broker_down_a_replay_is_a_503_and_the_entry_stays_as_it_was() 
     proxy.bring_up();
     app.wait_ready().await;
     let (status, out) = send(app.admin(Method::POST, "/dlq/replay")).await;
-    assert_eq!((status, out), (202, json!({"replayed": 1})));
+    assert_eq!((status, out), (202, json!({"replayed": 1, "skipped": 0})));
     assert_eq!(app.queue_depth(&queue).await, 1);
+}
+
+#[tokio::test]
+async fn a_bulk_replay_sends_what_it_can_and_counts_what_it_left_as_it_was() {
+    // Without delivery no CRM is enabled: a delivery entry has no queue to go to, and a message
+    // kept without its origin has nowhere to go either. A message kept from the dead-letter
+    // queue goes back there (no dead-letter worker runs to take it).
+    let app = TestApp::spawn_with(admin_options(false)).await;
+    let no_origin = seed_message(&app.db, RawMessage::default()).await;
+    let no_queue = DeliverySeed::new("hubspot", Uuid::now_v7())
+        .save(&app.db)
+        .await;
+    let queue = app.topology().dead_letter_queue();
+    let sendable = seed_message(
+        &app.db,
+        RawMessage {
+            queue: Some(queue.clone()),
+            body: b"kept".to_vec(),
+            ..RawMessage::default()
+        },
+    )
+    .await;
+
+    // A bound for a broken run (a replay that keeps claiming an entry it cannot send), not a
+    // speed check.
+    let bulk = || {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            send(app.admin(Method::POST, "/dlq/replay")),
+        )
+    };
+    let (status, out) = bulk().await.expect("the bulk replay to answer");
+    assert_eq!((status, out), (202, json!({"replayed": 1, "skipped": 2})));
+    assert_eq!(app.queue_depth(&queue).await, 1);
+    let (status, _) = send(app.admin(Method::GET, &format!("/dlq/{sendable}"))).await;
+    assert_eq!(status, 404, "the sent message left the list");
+    for id in [no_origin, no_queue] {
+        let (_, e) = send(app.admin(Method::GET, &format!("/dlq/{id}"))).await;
+        assert_eq!(e["status"], "parked", "left as it was: {e}");
+    }
+
+    // Asking again finds only what cannot be sent.
+    let (status, out) = bulk().await.expect("the bulk replay to answer");
+    assert_eq!((status, out), (202, json!({"replayed": 0, "skipped": 2})));
+}
+
+#[tokio::test]
+async fn a_round_that_cannot_be_sent_anywhere_parks_its_entry_with_the_reason() {
+    // Salesforce is not enabled (any more): its deliveries have no queue to go to.
+    let mut opts = admin_options(true);
+    opts.extra_env
+        .push(("SYNCROOT_CRMS".into(), "hubspot".into()));
+    let app = TestApp::spawn_with(opts).await;
+    let mut seed = DeliverySeed::new("salesforce", Uuid::now_v7());
+    seed.status = syncroot::store::dead_letters::Status::Retrying;
+    seed.code = "UNAVAILABLE";
+    seed.next_attempt_at = Some(chrono::Utc::now());
+    let id = seed.save(&app.db).await;
+
+    let e = eventually("the due round to park the entry", || async {
+        let (_, e) = send(app.admin(Method::GET, &format!("/dlq/{id}"))).await;
+        (e["status"] == "parked").then_some(e)
+    })
+    .await;
+    assert_eq!(e["error_code"], "NOT_REPLAYABLE", "{e}");
+    assert!(
+        e["error_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no queue is bound")),
+        "{e}"
+    );
+    assert_eq!(e["next_attempt_at"], serde_json::Value::Null);
+    let history = e["errors"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "the reason is added to the history: {e}");
+    assert_eq!(history[2]["code"], "NOT_REPLAYABLE");
 }

@@ -179,6 +179,7 @@ async fn a_permanent_refusal_is_parked_at_once_with_its_reason_and_holds_up_nobo
             syncroot::replay::replay_matching(&app.db, &publisher(app).await, &filter)
                 .await
                 .unwrap()
+                .sent
         }
     };
     assert_eq!(replay(for_crm("salesforce")).await, 1);
@@ -262,7 +263,13 @@ async fn retries_exhausted_reach_the_dead_letter_worker_which_parks_them_after_i
     )
     .await
     .unwrap();
-    assert_eq!(sent, 1);
+    assert_eq!(
+        sent,
+        syncroot::replay::Replayed {
+            sent: 1,
+            skipped: 0
+        }
+    );
     wait_state(&app, &id, "salesforce", "synced").await;
     eventually("the entry to be resolved", || async {
         entries(&app, Filter::default())

@@ -137,6 +137,12 @@ pub async fn run(cfg: &Config, args: DlqArgs) -> anyhow::Result<()> {
             };
             let out = client.call(Method::POST, &path, &query).await?;
             println!("replayed {}", count(&out["replayed"]));
+            if out["skipped"].as_u64().is_some_and(|n| n > 0) {
+                println!(
+                    "left {} as they were: they cannot be sent anywhere (discard them, or fix the cause and replay again)",
+                    count(&out["skipped"])
+                );
+            }
             Ok(())
         }
         DlqCommand::Discard(sel) => match target(&sel)? {

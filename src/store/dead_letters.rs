@@ -282,18 +282,23 @@ pub async fn claim_due(
     .await
 }
 
-/// Locks up to `limit` matching entries that are retrying or parked (not already replayed).
+/// Locks up to `limit` matching entries that are retrying or parked (not already replayed),
+/// in id order after `after`: a bulk replay walks forward, so an entry it left as it was is
+/// not claimed again by the same replay.
 pub async fn claim_matching(
     tx: &mut Transaction<'_, Postgres>,
     filter: &Filter,
+    after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM dead_letters WHERE {MATCHES} AND status <> 'replayed'
+             AND ($8::uuid IS NULL OR id > $8)
          ORDER BY id LIMIT $7 FOR UPDATE SKIP LOCKED"
     );
     bind_filter(sqlx::query(AssertSqlSafe(sql)), filter)
         .bind(limit)
+        .bind(after)
         .try_map(|r: PgRow| row(&r))
         .fetch_all(&mut **tx)
         .await
@@ -327,6 +332,29 @@ pub async fn mark_replayed(
         "UPDATE dead_letters SET status = 'replayed', next_attempt_at = NULL WHERE id = ANY($1)",
     )
     .bind(ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Parks an entry whose round could not be sent anywhere (its CRM is no longer enabled, say),
+/// with that error added to its history, so it waits for a person instead of coming due again
+/// at every tick.
+pub async fn park_unsendable(
+    tx: &mut Transaction<'_, Postgres>,
+    id: Uuid,
+    error: &AttemptError,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE dead_letters SET status = 'parked', next_attempt_at = NULL, error_code = $2,
+             error_message = $3, errors = errors || $4, last_failed_at = $5
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&error.code)
+    .bind(&error.message)
+    .bind(Json([error]))
+    .bind(error.at)
     .execute(&mut **tx)
     .await?;
     Ok(())

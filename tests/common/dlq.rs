@@ -23,6 +23,8 @@ pub struct DeliverySeed {
     pub status: Status,
     pub code: &'static str,
     pub last_failed_at: DateTime<Utc>,
+    /// When the dead-letter worker's next round is due (for a `retrying` entry).
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl DeliverySeed {
@@ -34,6 +36,7 @@ impl DeliverySeed {
             status: Status::Parked,
             code: "INVALID_EMAIL",
             last_failed_at: Utc::now(),
+            next_attempt_at: None,
         }
     }
 
@@ -69,7 +72,7 @@ impl DeliverySeed {
             errors,
             attempts: 3,
             rounds: 0,
-            next_attempt_at: None,
+            next_attempt_at: self.next_attempt_at,
             source: None,
             first_failed_at: first,
             last_failed_at: self.last_failed_at,

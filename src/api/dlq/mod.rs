@@ -20,8 +20,8 @@ use crate::replay::{self, ReplayError};
 use crate::store::dead_letters;
 use params::{DiscardQuery, EntryPath, LIMIT_DEFAULT, ListQuery, ReplayQuery};
 use schema::{
-    DeadLetterOut, DeadLetterPage, Detail, DiscardParams, DiscardedOut, FilterParams, PageParams,
-    ReplayedOut,
+    BulkReplayedOut, DeadLetterOut, DeadLetterPage, Detail, DiscardParams, DiscardedOut,
+    FilterParams, PageParams, ReplayedOut,
 };
 
 pub const TAG: &str = "dead-letters";
@@ -128,10 +128,9 @@ pub async fn replay_one(
     post, path = "/dlq/replay", tag = TAG, operation_id = "replayDeadLetters",
     params(FilterParams),
     responses(
-        (status = 202, description = "Sent through again; `replayed` says how many", body = ReplayedOut),
+        (status = 202, description = "Sent through again: `replayed` says how many, `skipped` how many matching entries cannot be sent anywhere and were left as they were", body = BulkReplayedOut),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The broker has no queue for an entry (the entries before it were sent)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Message broker or database unavailable; nothing was replayed", body = Problem, content_type = "application/problem+json"),
     ),
     security(("admin_key" = []))
@@ -140,10 +139,14 @@ pub async fn replay_matching(
     State(state): State<AppState>,
     ReplayQuery(q): ReplayQuery,
 ) -> Result<Response, ApiError> {
-    let sent = replay::replay_matching(&state.db, &state.publisher, &q.filter)
+    let done = replay::replay_matching(&state.db, &state.publisher, &q.filter)
         .await
         .map_err(replay_error)?;
-    Ok(accepted(sent))
+    let body = BulkReplayedOut {
+        replayed: done.sent,
+        skipped: done.skipped,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
 /// Discard a dead letter.

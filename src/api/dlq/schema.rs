@@ -131,6 +131,17 @@ pub struct ReplayedOut {
     pub replayed: u64,
 }
 
+/// The answer to a bulk replay.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkReplayedOut {
+    /// Entries sent through the normal path again.
+    pub replayed: u64,
+    /// Matching entries that cannot be sent anywhere (a message kept without its origin, or no
+    /// queue for it, e.g. a CRM that is no longer enabled), left as they were: discard them,
+    /// or fix the cause and replay again.
+    pub skipped: u64,
+}
+
 /// The answer to a bulk discard.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DiscardedOut {

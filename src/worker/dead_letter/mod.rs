@@ -337,9 +337,27 @@ impl DeadLetterWorker {
                 _ = tick.tick() => {}
             }
             match crate::replay::replay_due(&self.db, &self.publisher).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(sent = n, "dead-letter round: deliveries sent through again")
+                Ok(done) => {
+                    if done.sent > 0 {
+                        tracing::info!(
+                            sent = done.sent,
+                            "dead-letter round: deliveries sent through again"
+                        );
+                    }
+                    if done.skipped > 0 {
+                        tracing::warn!(
+                            parked = done.skipped,
+                            "dead-letter round: entries that cannot be sent anywhere parked"
+                        );
+                        self.alerts.raise(Event {
+                            parked: true,
+                            summary: format!(
+                                "{} dead letter(s) parked: their round could not be sent anywhere ({})",
+                                done.skipped,
+                                crate::replay::NOT_REPLAYABLE
+                            ),
+                        });
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "dead-letter round failed; trying again"),
             }
