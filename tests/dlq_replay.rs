@@ -10,6 +10,22 @@ use serde_json::json;
 use syncroot::store::dead_letters::RawMessage;
 use uuid::Uuid;
 
+/// A message kept from the dead-letter queue, which a replay sends straight back there (no
+/// dead-letter worker runs without delivery to take it again); returns its id and the queue.
+async fn seed_kept_from_dead_letter_queue(app: &TestApp) -> (Uuid, String) {
+    let queue = app.topology().dead_letter_queue();
+    let id = seed_message(
+        &app.db,
+        RawMessage {
+            queue: Some(queue.clone()),
+            body: b"kept".to_vec(),
+            ..RawMessage::default()
+        },
+    )
+    .await;
+    (id, queue)
+}
+
 #[tokio::test]
 async fn a_message_kept_without_its_origin_cannot_be_replayed() {
     let app = TestApp::spawn_with(admin_options(false)).await;
@@ -132,16 +148,7 @@ async fn with_the_broker_down_a_replay_is_a_503_and_the_entry_stays_as_it_was() 
     let app = TestApp::spawn_with(opts).await;
     app.wait_ready().await;
     // A kept message, sent straight back to its queue: no CRM is enabled without delivery.
-    let queue = app.topology().dead_letter_queue();
-    let id = seed_message(
-        &app.db,
-        RawMessage {
-            queue: Some(queue.clone()),
-            body: b"kept".to_vec(),
-            ..RawMessage::default()
-        },
-    )
-    .await;
+    let (id, queue) = seed_kept_from_dead_letter_queue(&app).await;
 
     proxy.take_down();
     let refused = eventually("replays to be refused", || async {
@@ -179,16 +186,7 @@ async fn a_bulk_replay_sends_what_it_can_and_counts_what_it_left_as_it_was() {
     let no_queue = DeliverySeed::new("hubspot", Uuid::now_v7())
         .save(&app.db)
         .await;
-    let queue = app.topology().dead_letter_queue();
-    let sendable = seed_message(
-        &app.db,
-        RawMessage {
-            queue: Some(queue.clone()),
-            body: b"kept".to_vec(),
-            ..RawMessage::default()
-        },
-    )
-    .await;
+    let (sendable, queue) = seed_kept_from_dead_letter_queue(&app).await;
 
     // A bound for a broken run (a replay that keeps claiming an entry it cannot send), not a
     // speed check.
