@@ -32,6 +32,18 @@ pub enum ReplayError {
     Unroutable(String),
 }
 
+impl ReplayError {
+    /// Why the entry cannot be sent anywhere, when that is the failure: trying again later will
+    /// not help, so a bulk replay skips it and goes on.
+    fn unsendable(&self) -> Option<String> {
+        match self {
+            Self::Unroutable(why) => Some(why.clone()),
+            Self::Publish(PublishError::Unroutable) => Some("no queue is bound for it".into()),
+            _ => None,
+        }
+    }
+}
+
 /// Replays one entry, whatever its status. `Ok(false)` when there is no such entry.
 pub async fn replay_one(db: &PgPool, publisher: &Publisher, id: Uuid) -> Result<bool, ReplayError> {
     let mut tx = db.begin().await?;
@@ -72,8 +84,9 @@ pub async fn replay_matching(
         }
         let pass = send_all(&mut tx, publisher, &entries).await?;
         tx.commit().await?;
-        done.sent += pass.sent.len() as u64;
-        done.skipped += pass.skipped.len() as u64;
+        let counts = pass.counts();
+        done.sent += counts.sent;
+        done.skipped += counts.skipped;
         after = pass.last;
     }
 }
@@ -97,10 +110,7 @@ pub async fn replay_due(db: &PgPool, publisher: &Publisher) -> Result<Replayed, 
         dead_letters::park_unsendable(&mut tx, *id, &error).await?;
     }
     tx.commit().await?;
-    Ok(Replayed {
-        sent: pass.sent.len() as u64,
-        skipped: pass.skipped.len() as u64,
-    })
+    Ok(pass.counts())
 }
 
 /// The error code of an entry parked because it cannot be sent anywhere.
@@ -113,6 +123,15 @@ struct Pass {
     skipped: Vec<(Uuid, String)>,
     /// The last entry sent or skipped: where a walk goes on from.
     last: Option<Uuid>,
+}
+
+impl Pass {
+    fn counts(&self) -> Replayed {
+        Replayed {
+            sent: self.sent.len() as u64,
+            skipped: self.skipped.len() as u64,
+        }
+    }
 }
 
 /// Sends entries one after the other and marks each sent one, even when a later one fails;
@@ -131,19 +150,16 @@ async fn send_all(
     for entry in entries {
         match send(publisher, entry).await {
             Ok(()) => pass.sent.push(entry.id),
-            Err(ReplayError::Unroutable(why)) => {
-                tracing::warn!(id = %entry.id, %why, "dead letter cannot be replayed");
-                pass.skipped.push((entry.id, why));
-            }
-            Err(ReplayError::Publish(PublishError::Unroutable)) => {
-                tracing::warn!(id = %entry.id, "dead letter cannot be replayed: no queue is bound for it");
-                pass.skipped
-                    .push((entry.id, "no queue is bound for it".into()));
-            }
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+            Err(e) => match e.unsendable() {
+                Some(why) => {
+                    tracing::warn!(id = %entry.id, %why, "dead letter cannot be replayed");
+                    pass.skipped.push((entry.id, why));
+                }
+                None => {
+                    failure = Some(e);
+                    break;
+                }
+            },
         }
         pass.last = Some(entry.id);
     }

@@ -12,7 +12,6 @@ use lapin::BasicProperties;
 use lapin::options::BasicGetOptions;
 use serde_json::json;
 use syncroot::queue::publisher::{PublishError, Publisher};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
@@ -139,64 +138,89 @@ async fn a_worker_reports_not_ready_while_the_broker_is_away_and_recovers_by_its
     let _ = probe.await;
 }
 
-/// A queue that holds one message and nacks any other publish (`reject-publish`), as a quorum
-/// queue without a running leader does for a moment. Expires a minute after its last use.
-async fn full_queue(app: &TestApp) -> (lapin::Connection, lapin::Channel, String) {
-    use lapin::types::{AMQPValue, FieldTable};
-    let name = format!("{}.test-full", app.cfg.queue.prefix);
-    let conn = lapin::Connection::connect(common::AMQP, Default::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let mut args = FieldTable::default();
-    args.insert("x-max-length".into(), AMQPValue::LongInt(1));
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString("reject-publish".into()),
-    );
-    args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
-    ch.queue_declare(name.as_str().into(), Default::default(), args)
-        .await
-        .unwrap();
-    (conn, ch, name)
+/// A running app, a publisher of its own, and a queue that holds one message (already
+/// published: `first`) and nacks any other publish (`reject-publish`), as a quorum queue without
+/// a running leader does for a moment. The queue expires a minute after its last use.
+struct FullQueue {
+    _app: TestApp,
+    conn: lapin::Connection,
+    channel: lapin::Channel,
+    name: String,
+    publisher: Publisher,
 }
 
-async fn test_publisher(app: &TestApp, confirm_timeout: Duration) -> Publisher {
-    let (p, _) = Publisher::start(
-        app.cfg.queue.clone(),
-        app.topology(),
-        confirm_timeout,
-        "test",
-        CancellationToken::new(),
-    );
-    eventually("the publisher to connect", || async {
-        p.is_connected().await.then_some(())
-    })
-    .await;
-    p
+impl FullQueue {
+    async fn start(confirm_timeout: Duration) -> Self {
+        use lapin::types::{AMQPValue, FieldTable};
+        let app = TestApp::spawn_with(Options {
+            forwarders: 0,
+            ..Options::default()
+        })
+        .await;
+        let name = format!("{}.test-full", app.cfg.queue.prefix);
+        let conn = lapin::Connection::connect(common::AMQP, Default::default())
+            .await
+            .unwrap();
+        let channel = conn.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert("x-max-length".into(), AMQPValue::LongInt(1));
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+        args.insert("x-expires".into(), AMQPValue::LongInt(60_000));
+        channel
+            .queue_declare(name.as_str().into(), Default::default(), args)
+            .await
+            .unwrap();
+        let publisher = app.publisher(confirm_timeout).await;
+        let full = Self {
+            _app: app,
+            conn,
+            channel,
+            name,
+            publisher,
+        };
+        full.publish(b"first").await.unwrap();
+        full
+    }
+
+    fn publish(
+        &self,
+        body: &'static [u8],
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send + 'static {
+        let (publisher, queue) = (self.publisher.clone(), self.name.clone());
+        let props = BasicProperties::default().with_delivery_mode(2);
+        async move { publisher.publish("", &queue, body, props).await }
+    }
+
+    /// Takes the message at the head of the queue.
+    async fn take(&self) -> Vec<u8> {
+        self.channel
+            .basic_get(self.name.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message in the queue")
+            .delivery
+            .data
+    }
+
+    async fn delete(self) {
+        let _ = self
+            .channel
+            .queue_delete(self.name.as_str().into(), Default::default())
+            .await;
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
 }
 
 #[tokio::test]
 async fn a_nacked_publish_is_tried_again_until_the_queue_takes_it() {
-    let app = TestApp::spawn_with(Options {
-        forwarders: 0,
-        ..Options::default()
-    })
-    .await;
-    let (conn, ch, queue) = full_queue(&app).await;
-    let publisher = test_publisher(&app, Duration::from_secs(30)).await;
-    let props = || BasicProperties::default().with_delivery_mode(2);
-    publisher
-        .publish("", &queue, b"first", props())
-        .await
-        .unwrap();
+    let full = FullQueue::start(Duration::from_secs(30)).await;
 
     // The queue is full: every try of the second publish is nacked, so it keeps waiting
     // instead of failing at the first nack.
-    let second = {
-        let (publisher, queue) = (publisher.clone(), queue.clone());
-        tokio::spawn(async move { publisher.publish("", &queue, b"second", props()).await })
-    };
+    let second = tokio::spawn(full.publish(b"second"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !second.is_finished(),
@@ -205,45 +229,18 @@ async fn a_nacked_publish_is_tried_again_until_the_queue_takes_it() {
     );
 
     // Room again: the next try is confirmed.
-    let got = ch
-        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("the first message");
-    assert_eq!(got.delivery.data, b"first");
+    assert_eq!(full.take().await, b"first");
     second.await.unwrap().expect("confirmed once there is room");
-    let got = ch
-        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
-        .await
-        .unwrap()
-        .expect("the second message");
-    assert_eq!(got.delivery.data, b"second");
-    let _ = ch
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
-    let _ = conn.close(200, "bye".into()).await;
+    assert_eq!(full.take().await, b"second");
+    full.delete().await;
 }
 
 #[tokio::test]
 async fn a_publish_nacked_for_the_whole_confirm_timeout_is_refused() {
-    let app = TestApp::spawn_with(Options {
-        forwarders: 0,
-        ..Options::default()
-    })
-    .await;
-    let (conn, ch, queue) = full_queue(&app).await;
-    let publisher = test_publisher(&app, Duration::from_secs(1)).await;
-    let props = || BasicProperties::default().with_delivery_mode(2);
-    publisher
-        .publish("", &queue, b"first", props())
-        .await
-        .unwrap();
-    let refused = publisher.publish("", &queue, b"second", props()).await;
+    let full = FullQueue::start(Duration::from_secs(1)).await;
+    let refused = full.publish(b"second").await;
     assert!(matches!(refused, Err(PublishError::Nacked)), "{refused:?}");
     // The refusal is the queue's, not the connection's: the publisher stays usable.
-    assert!(publisher.is_connected().await);
-    let _ = ch
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
-    let _ = conn.close(200, "bye".into()).await;
+    assert!(full.publisher.is_connected().await);
+    full.delete().await;
 }

@@ -13,9 +13,7 @@ use common::proxy::Proxy;
 use common::{Options, TestApp, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot::queue::publisher::Publisher;
 use syncroot::store::dead_letters::{self, DeadLetter, Filter, Status};
-use tokio_util::sync::CancellationToken;
 
 async fn app_with(env: &[(&str, &str)]) -> TestApp {
     TestApp::spawn_with(Options {
@@ -81,22 +79,6 @@ async fn records(app: &TestApp, base: &str, email: &str) -> usize {
             live && e.is_some_and(|e| e.eq_ignore_ascii_case(email))
         })
         .count()
-}
-
-/// A connected publisher, as the admin API holds.
-async fn publisher(app: &TestApp) -> Publisher {
-    let (p, _) = Publisher::start(
-        app.cfg.queue.clone(),
-        app.topology(),
-        Duration::from_secs(5),
-        "test",
-        CancellationToken::new(),
-    );
-    eventually("the publisher to connect", || async {
-        p.is_connected().await.then_some(())
-    })
-    .await;
-    p
 }
 
 #[tokio::test]
@@ -176,10 +158,14 @@ async fn a_permanent_refusal_is_parked_at_once_with_its_reason_and_holds_up_nobo
     let replay = |filter: Filter| {
         let app = &app;
         async move {
-            syncroot::replay::replay_matching(&app.db, &publisher(app).await, &filter)
-                .await
-                .unwrap()
-                .sent
+            syncroot::replay::replay_matching(
+                &app.db,
+                &app.publisher(Duration::from_secs(5)).await,
+                &filter,
+            )
+            .await
+            .unwrap()
+            .sent
         }
     };
     assert_eq!(replay(for_crm("salesforce")).await, 1);
@@ -255,7 +241,7 @@ async fn retries_exhausted_reach_the_dead_letter_worker_which_parks_them_after_i
     fault(&app, app.salesforce(), json!({"outage": false})).await;
     let sent = syncroot::replay::replay_matching(
         &app.db,
-        &publisher(&app).await,
+        &app.publisher(Duration::from_secs(5)).await,
         &Filter {
             status: Some(Status::Parked),
             ..Filter::default()

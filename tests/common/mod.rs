@@ -16,6 +16,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::{Connection as _, PgConnection, PgPool};
 use syncroot::config::{Config, Layers};
+use syncroot::queue::publisher::Publisher;
 use syncroot::queue::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
@@ -312,6 +313,23 @@ impl TestApp {
         .await
         .unwrap();
         let _ = conn.close(200, "bye".into()).await;
+    }
+
+    /// A publisher of its own on the app's broker and topology, connected, as the API and the
+    /// workers hold one.
+    pub async fn publisher(&self, confirm_timeout: Duration) -> Publisher {
+        let (p, _) = Publisher::start(
+            self.cfg.queue.clone(),
+            self.topology(),
+            confirm_timeout,
+            "test",
+            CancellationToken::new(),
+        );
+        eventually("the publisher to connect", || async {
+            p.is_connected().await.then_some(())
+        })
+        .await;
+        p
     }
 
     /// Messages ready in a queue.
