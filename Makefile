@@ -3,9 +3,11 @@
 
 .PHONY: bench chaos run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
-## run: start SyncRoot all-in-one (API, workers) on 127.0.0.1:8080
+## run: start the CRM sandboxes (127.0.0.1:8091, :8092) and SyncRoot all-in-one (API, workers)
+## on 127.0.0.1:8080; Ctrl-C stops both
 run: services
-	cargo run --release -- all
+	cargo build --release --workspace --bins
+	bash scripts/run.sh target/release
 
 ## test: the whole test suite (unit, black-box, OpenAPI drift, sandbox conformance with the
 ## vendors' own clients, schemathesis fuzzing)
@@ -16,7 +18,7 @@ services:
 	@bash scripts/services.sh
 
 unit:
-	cargo test
+	cargo test --workspace
 
 conformance:
 	bash scripts/conformance.sh
@@ -26,18 +28,19 @@ schemathesis:
 
 ## sandbox: run only the local HubSpot (127.0.0.1:8091) and Salesforce (127.0.0.1:8092) sandboxes
 sandbox:
-	cargo run --release -- sandbox
+	cargo run --release -p syncroot-sandbox
 
 ## chaos: SyncRoot as separate processes under load while processes are SIGKILLed, RabbitMQ
 ## and Postgres restart and the CRM sandboxes fail; then checks nothing was lost or duplicated.
 ## Restarts the shared services: run it alone. Knobs: CHAOS_SEED, CHAOS_LOAD_SECS, CHAOS_RATE…
 ## (tests/chaos/main.rs). Leaves the services running.
 chaos: services
+	cargo build -p syncroot-sandbox
 	cargo test --test chaos; status=$$?; bash scripts/services.sh; exit $$status
 
 ## bench: end-to-end benchmark against the sandboxes (prints a table, writes bench-results/latest.json)
 bench: services
-	cargo build --release
+	cargo build --release --workspace --bins
 	cargo bench --bench e2e
 
 ## openapi: regenerate the committed spec from the code
@@ -45,11 +48,11 @@ openapi:
 	cargo run --quiet -- openapi > openapi/openapi.json
 
 fmt:
-	cargo fmt
+	cargo fmt --all
 
 lint:
-	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --test chaos -- -D warnings
 
 ## ci: what CI runs

@@ -1,7 +1,7 @@
 //! `make bench`: SyncRoot end to end on this machine, against the CRM sandboxes.
 //!
-//! Starts its own processes — `syncroot sandbox` and SyncRoot itself (`syncroot all
-//! --no-sandboxes`, or the roles separately) — each with a fresh database and queue prefix,
+//! Starts its own processes — `syncroot-sandbox` and SyncRoot itself (`syncroot all`, or the
+//! roles separately) — each with a fresh database and queue prefix,
 //! and measures:
 //! 1. the API's accept rate at 64 concurrent clients (median of runs), beside RabbitMQ's own
 //!    confirmed-publish rate on this machine, measured in the same run;
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/syncroot");
     anyhow::ensure!(
         bin.exists(),
-        "build first: cargo build --release (make bench does)"
+        "build first: cargo build --release --workspace --bins (make bench does)"
     );
     let mut report = Report::new(&opts);
     let sandboxes = Sandboxes::start(&bin).await?;

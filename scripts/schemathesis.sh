@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the live API with schemathesis against the committed spec (openapi/openapi.json):
 # no 5xx, no response that contradicts the spec, every invalid input refused.
-# Starts its own `syncroot all` on a free port with its own database and queue prefix.
+# Starts its own sandboxes and `syncroot all` on free ports, with its own database and queue
+# prefix, delivering to those sandboxes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-60}"
 bin=target/debug/syncroot
 cargo build --quiet
 . scripts/python.sh
+. scripts/sandbox.sh
+start_sandboxes
 
 tag="st$(date +%s)$$"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -18,12 +21,12 @@ log=$(mktemp)
 export SYNCROOT_API_LISTEN="127.0.0.1:$port" SYNCROOT_API_KEYS="$key" SYNCROOT_ADMIN_KEYS="$admin_key" \
   SYNCROOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/syncroot_$tag" \
   SYNCROOT_QUEUE_PREFIX="$tag" SYNCROOT_QUEUE_SHARDS=2 SYNCROOT_LOG=warn \
-  SYNCROOT_SANDBOX_HUBSPOT_LISTEN=127.0.0.1:0 SYNCROOT_SANDBOX_SALESFORCE_LISTEN=127.0.0.1:0
+  SYNCROOT_HUBSPOT_BASE_URL="$hubspot" SYNCROOT_SALESFORCE_LOGIN_URL="$salesforce"
 "$bin" all >"$log" 2>&1 &
 pid=$!
 cleanup() {
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  kill -TERM "$pid" "$sandbox_pid" 2>/dev/null || true
+  wait "$pid" "$sandbox_pid" 2>/dev/null || true
   psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS syncroot_$tag WITH (FORCE)" >/dev/null 2>&1 || true
   for q in $(rabbitmqctl -q list_queues name 2>/dev/null | grep "^$tag\." || true); do
     rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true

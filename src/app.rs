@@ -244,29 +244,15 @@ pub async fn run_worker(
     Ok(())
 }
 
-/// Everything in one process: migrations, the API and every worker — and, unless
-/// `with_sandboxes` is false, the CRM sandboxes, with delivery pointed at them.
-pub async fn run_all(
-    cfg: &Config,
-    with_sandboxes: bool,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+/// Everything in one process: migrations, the API and every worker.
+pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     store::migrate(&cfg.database).await?;
-    let mut cfg = cfg.clone();
-    let mut tasks = Vec::new();
-    if with_sandboxes {
-        let sandboxes = crate::sandbox::start(&cfg.sandbox, shutdown.clone()).await?;
-        tracing::info!(hubspot = %sandboxes.hubspot_url(), salesforce = %sandboxes.salesforce_url(), "CRM sandboxes listening");
-        crate::sandbox::point_delivery_at(&mut cfg, &sandboxes);
-        tasks.push(sandboxes.task);
-    }
-    let api = start_api(&cfg, shutdown.clone()).await?;
-    tasks.push(api.task);
+    let mut tasks = vec![start_api(cfg, shutdown.clone()).await?.task];
     // The all-in-one process's API reports readiness; the workers' flags are not served.
     let readiness = Readiness::default();
-    tasks.push(start_forwarder(&cfg, &readiness, shutdown.clone())?);
-    tasks.extend(start_delivery(&cfg, &readiness, shutdown.clone())?);
-    tasks.push(start_dead_letter_worker(&cfg, &readiness, shutdown)?);
+    tasks.push(start_forwarder(cfg, &readiness, shutdown.clone())?);
+    tasks.extend(start_delivery(cfg, &readiness, shutdown.clone())?);
+    tasks.push(start_dead_letter_worker(cfg, &readiness, shutdown)?);
     futures_util::future::join_all(tasks).await;
     Ok(())
 }

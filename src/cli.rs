@@ -34,17 +34,12 @@ pub enum Command {
     /// Run the dead-letter worker: keeps what reached the dead-letter queue, retries deliveries
     /// on a slower schedule, parks the rest, sends alerts.
     DlqWorker,
-    /// Run everything in one process: migrations, the API, every worker and the CRM sandboxes.
+    /// Run everything in one process: migrations, the API and every worker.
     ///
-    /// Delivery goes to the sandboxes unless --no-sandboxes is given. Generates and prints a
-    /// development API key and admin key when none is configured.
-    All {
-        /// Don't start the sandboxes; deliver to the CRMs the configuration names.
-        #[arg(long)]
-        no_sandboxes: bool,
-    },
-    /// Run the local HubSpot and Salesforce sandboxes (no CRM credentials needed).
-    Sandbox,
+    /// Delivers to the CRMs the configuration names (by default the local sandboxes that
+    /// `make run` starts beside it). Generates and prints a development API key and admin key
+    /// when none is configured.
+    All,
     /// Create the database if needed and apply migrations.
     Migrate,
     /// Print the OpenAPI document.

@@ -22,8 +22,8 @@ pub mod providers;
 pub mod queue;
 /// Sending dead letters through the normal path again (admin API, dead-letter worker).
 pub mod replay;
-/// Local HubSpot and Salesforce sandboxes that speak the vendors' wire protocols.
-pub mod sandbox;
+/// Secret values that never print.
+pub mod secret;
 /// SIGTERM/SIGINT → one cancellation token.
 pub mod shutdown;
 /// Postgres: pool, migrations, queries.

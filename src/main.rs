@@ -3,7 +3,8 @@
 use anyhow::Context as _;
 use clap::Parser as _;
 use syncroot::cli::{Cli, Command};
-use syncroot::config::{self, Secret};
+use syncroot::config;
+use syncroot::secret::Secret;
 use syncroot::{app, shutdown, telemetry};
 
 #[tokio::main]
@@ -61,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
-        Command::All { no_sandboxes } => {
+        Command::All => {
             if cfg.api.keys.is_empty() {
                 let key = development_key("dev");
                 eprintln!(
@@ -76,18 +77,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 cfg.api.admin_keys = vec![Secret::new(key)];
             }
-            app::run_all(&cfg, !no_sandboxes, shutdown::on_signal()).await
+            app::run_all(&cfg, shutdown::on_signal()).await
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
-        Command::Sandbox => {
-            let running = syncroot::sandbox::start(&cfg.sandbox, shutdown::on_signal()).await?;
-            eprintln!(
-                "HubSpot sandbox:    {}\nSalesforce sandbox: {}",
-                running.hubspot_url(),
-                running.salesforce_url()
-            );
-            running.task.await.context("sandbox task")
-        }
         Command::Openapi | Command::Config => Ok(()),
     }
 }

@@ -2,7 +2,7 @@
 //! by itself when the broker is back. And RabbitMQ refusing a message for a moment (a nack):
 //! the publisher tries again while its confirm timeout lasts.
 
-mod common;
+use syncroot_testkit as common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The contact API, black-box: CRUD, validation problems, authentication, idempotency.
 
-mod common;
+use syncroot_testkit as common;
 
 use common::{KEY, TestApp, eventually};
 use reqwest::Method;

@@ -1,7 +1,7 @@
 //! Delivery to HubSpot and Salesforce, black-box: the real app with real Postgres and RabbitMQ,
 //! delivering to both sandboxes (in-process, port 0) through their real wire protocols.
 
-mod common;
+use syncroot_testkit as common;
 
 use common::{Options, TestApp, eventually};
 use reqwest::Method;

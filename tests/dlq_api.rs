@@ -1,7 +1,7 @@
 //! The dead-letter admin API, black-box: authentication, listing with filters and paging,
 //! showing an entry, discarding. Replays are in `dlq_replay.rs`.
 
-mod common;
+use syncroot_testkit as common;
 
 use chrono::{Duration, Utc};
 use common::dlq::{DeliverySeed, seed_message, send};

@@ -1,6 +1,6 @@
 //! `syncroot dlq`, black-box: the real binary against a running app's admin API.
 
-mod common;
+use syncroot_testkit as common;
 
 use common::dlq::{DeliverySeed, seed_message};
 use common::{ADMIN_KEY, TestApp, admin_options};

@@ -1,7 +1,7 @@
 //! Replays through the dead-letter admin API, black-box: the real app delivering to the
 //! sandboxes, so a replay is seen to go through the normal delivery path.
 
-mod common;
+use syncroot_testkit as common;
 
 use common::dlq::{DeliverySeed, seed_message, send};
 use common::{TestApp, admin_options, eventually};

@@ -5,7 +5,7 @@
 //! Test configuration (tests/common): tiers 50 ms … 500 ms (five), dead-letter rounds 200 ms
 //! … 1 s (twenty).
 
-mod common;
+use syncroot_testkit as common;
 
 use std::time::Duration;
 

@@ -5,12 +5,12 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot::config::Secret;
 use syncroot::domain::{ContactFields, ContactId, Email};
 use syncroot::providers::hubspot::{HubspotClient, HubspotSettings, default_fields};
 use syncroot::providers::mapping::FieldMap;
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
-use syncroot::sandbox::hubspot::{HubspotSandboxConfig, spawn};
+use syncroot::secret::Secret;
+use syncroot_sandbox::hubspot::{HubspotSandboxConfig, spawn};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "pat-na1-client-test-token";

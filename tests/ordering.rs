@@ -1,6 +1,6 @@
 //! Per-contact order, idempotent redelivery and poison messages, through the real broker.
 
-mod common;
+use syncroot_testkit as common;
 
 use common::{Options, TestApp, eventually};
 use reqwest::Method;

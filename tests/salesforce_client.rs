@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use syncroot::config::Secret;
 use syncroot::domain::{ContactFields, ContactId, Email};
 use syncroot::providers::mapping::FieldMap;
 use syncroot::providers::salesforce::{SalesforceClient, SalesforceSettings, default_fields};
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
-use syncroot::sandbox::salesforce::{SalesforceSandboxConfig, spawn};
+use syncroot::secret::Secret;
+use syncroot_sandbox::salesforce::{SalesforceSandboxConfig, spawn};
 use tokio_util::sync::CancellationToken;
 
 const PLACEHOLDER: &str = "[not provided]";

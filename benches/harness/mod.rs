@@ -51,7 +51,7 @@ impl Opts {
     }
 }
 
-/// `syncroot sandbox` in its own process, so its memory is not SyncRoot's.
+/// `syncroot-sandbox` in its own process, so its memory is not SyncRoot's.
 pub struct Sandboxes {
     child: Child,
     pub hubspot: String,
@@ -61,11 +61,10 @@ pub struct Sandboxes {
 
 impl Sandboxes {
     pub async fn start(bin: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
-            .arg("sandbox")
-            .env("SYNCROOT_SANDBOX_HUBSPOT_LISTEN", "127.0.0.1:0")
-            .env("SYNCROOT_SANDBOX_SALESFORCE_LISTEN", "127.0.0.1:0")
-            .env("SYNCROOT_LOG", "warn")
+        let mut child = Command::new(bin.with_file_name("syncroot-sandbox"))
+            .env("SANDBOX_HUBSPOT_LISTEN", "127.0.0.1:0")
+            .env("SANDBOX_SALESFORCE_LISTEN", "127.0.0.1:0")
+            .env("SANDBOX_LOG", "warn")
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
@@ -147,7 +146,7 @@ impl Sandboxes {
 /// How SyncRoot runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// One process: `syncroot all --no-sandboxes`.
+    /// One process: `syncroot all`.
     AllInOne,
     /// `syncroot api` and `syncroot forwarder`; delivery started later with
     /// [`SyncRoot::start_delivery`].
@@ -210,7 +209,7 @@ impl SyncRoot {
             prefix,
         };
         match mode {
-            Mode::AllInOne => sr.spawn(&["all", "--no-sandboxes"])?,
+            Mode::AllInOne => sr.spawn(&["all"])?,
             Mode::Roles | Mode::ApiOnly => {
                 let status = Command::new(&sr.bin)
                     .arg("migrate")

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::ApiError;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// The configured keys of one kind, as digests.
 pub struct ApiKeys {

@@ -125,27 +125,6 @@ impl Layers {
             },
             delivery: p.delivery(),
             dead_letter: p.dead_letter(),
-            sandbox: SandboxSettings {
-                hubspot_listen: p.socket_addr("sandbox_hubspot_listen"),
-                hubspot_token: Secret::new(p.raw("sandbox_hubspot_token")),
-                hubspot_client_secret: Secret::new(p.raw("sandbox_hubspot_client_secret")),
-                hubspot_app_id: p.ranged("sandbox_hubspot_app_id", 1, u64::MAX),
-                hubspot_burst_limit: p.ranged("sandbox_hubspot_burst_limit", 1, 1_000_000),
-                hubspot_daily_limit: p.ranged("sandbox_hubspot_daily_limit", 1, u32::MAX),
-                hubspot_webhook_url: p.optional_url("sandbox_hubspot_webhook_url"),
-                salesforce_listen: p.socket_addr("sandbox_salesforce_listen"),
-                salesforce_client_id: p.raw("sandbox_salesforce_client_id").to_owned(),
-                salesforce_client_secret: Secret::new(p.raw("sandbox_salesforce_client_secret")),
-                salesforce_session_idle: Duration::from_secs(p.ranged(
-                    "sandbox_salesforce_session_idle_secs",
-                    1,
-                    86_400 * 7,
-                )),
-                salesforce_daily_limit: p.ranged("sandbox_salesforce_daily_limit", 1, u32::MAX),
-                salesforce_notify_url: p.optional_url("sandbox_salesforce_notify_url"),
-                salesforce_notify_secret: Secret::new(p.raw("sandbox_salesforce_notify_secret")),
-                seed_fixtures: p.boolean("sandbox_seed_fixtures"),
-            },
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);

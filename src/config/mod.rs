@@ -8,28 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use crate::secret::Secret;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-
-/// A value that must never be printed: `Debug` and `Display` show `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 mod keys;
 mod layers;
@@ -48,7 +31,6 @@ pub struct Config {
     /// Where worker processes serve their health probes, if anywhere.
     pub health_listen: Option<SocketAddr>,
     pub log: LogConfig,
-    pub sandbox: SandboxSettings,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
 }
@@ -79,26 +61,6 @@ pub struct DeliveryConfig {
     pub retry_tiers: Vec<Duration>,
     pub hubspot: crate::providers::hubspot::HubspotSettings,
     pub salesforce: crate::providers::salesforce::SalesforceSettings,
-}
-
-/// Settings of the local CRM sandboxes (`syncroot sandbox`, `syncroot all`).
-#[derive(Clone, Debug)]
-pub struct SandboxSettings {
-    pub hubspot_listen: SocketAddr,
-    pub hubspot_token: Secret,
-    pub hubspot_client_secret: Secret,
-    pub hubspot_app_id: u64,
-    pub hubspot_burst_limit: u32,
-    pub hubspot_daily_limit: u32,
-    pub hubspot_webhook_url: Option<String>,
-    pub salesforce_listen: SocketAddr,
-    pub salesforce_client_id: String,
-    pub salesforce_client_secret: Secret,
-    pub salesforce_session_idle: Duration,
-    pub salesforce_daily_limit: u32,
-    pub salesforce_notify_url: Option<String>,
-    pub salesforce_notify_secret: Secret,
-    pub seed_fixtures: bool,
 }
 
 #[derive(Clone, Debug)]

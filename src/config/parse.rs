@@ -71,7 +71,7 @@ impl Parser<'_> {
             ),
             Err(e) => self.fail(name, format!("not a valid URL ({e})")),
         }
-        Secret(raw)
+        Secret::new(raw)
     }
 
     pub(super) fn delivery(&mut self) -> DeliveryConfig {
@@ -185,20 +185,6 @@ impl Parser<'_> {
         Some(self.socket_addr(name))
     }
 
-    pub(super) fn optional_url(&mut self, name: &str) -> Option<String> {
-        let raw = self.raw(name).trim().to_owned();
-        if raw.is_empty() {
-            return None;
-        }
-        match url::Url::parse(&raw) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(raw),
-            _ => {
-                self.fail(name, format!("'{raw}' is not an http(s) URL"));
-                None
-            }
-        }
-    }
-
     pub(super) fn boolean(&mut self, name: &str) -> bool {
         match self.raw(name).trim() {
             "true" | "1" | "yes" => true,
@@ -221,7 +207,7 @@ impl Parser<'_> {
             .collect();
         if keys
             .iter()
-            .any(|k| k.0.len() < 16 || k.0.chars().any(|c| !c.is_ascii_graphic()))
+            .any(|k| k.expose().len() < 16 || k.expose().chars().any(|c| !c.is_ascii_graphic()))
         {
             self.fail(
                 name,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// The worker processes, by name; the subcommand is the name up to the first `-<digit>`.
+/// The processes, by name; `sandbox` is the `syncroot-sandbox` binary, the others are
+/// `syncroot` subcommands: the name up to the first `-<digit>`.
 pub const PROCESSES: [&str; 6] = [
     "sandbox",
     "api",
@@ -59,8 +60,8 @@ impl Cluster {
         Self {
             bin: PathBuf::from(env!("CARGO_BIN_EXE_syncroot")),
             api: format!("http://{}", get("SYNCROOT_API_LISTEN")),
-            hubspot: format!("http://{}", get("SYNCROOT_SANDBOX_HUBSPOT_LISTEN")),
-            salesforce: format!("http://{}", get("SYNCROOT_SANDBOX_SALESFORCE_LISTEN")),
+            hubspot: format!("http://{}", get("SANDBOX_HUBSPOT_LISTEN")),
+            salesforce: format!("http://{}", get("SANDBOX_SALESFORCE_LISTEN")),
             env,
             logs,
             children: BTreeMap::new(),
@@ -69,8 +70,14 @@ impl Cluster {
     }
 
     fn command(&self, args: &[&str], log_name: &str) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(args);
+        let mut cmd = if args == ["sandbox"] {
+            // Built beside `syncroot` by `make chaos` (cargo build -p syncroot-sandbox).
+            Command::new(self.bin.with_file_name("syncroot-sandbox"))
+        } else {
+            let mut c = Command::new(&self.bin);
+            c.args(args);
+            c
+        };
         // Only this run's settings: an unknown SYNCROOT_* variable is a configuration error.
         for (k, _) in std::env::vars() {
             if k.starts_with("SYNCROOT_") {

@@ -102,8 +102,8 @@ fn environment(db: &str, prefix: &str, alert_url: &str) -> Vec<(String, String)>
         ("SYNCROOT_ALERT_URL", alert_url.into()),
         ("SYNCROOT_ALERT_INTERVAL_SECS", "10".into()),
         ("SYNCROOT_CRM_TIMEOUT_MS", "5000".into()),
-        ("SYNCROOT_SANDBOX_HUBSPOT_LISTEN", hubspot.clone()),
-        ("SYNCROOT_SANDBOX_SALESFORCE_LISTEN", salesforce.clone()),
+        ("SANDBOX_HUBSPOT_LISTEN", hubspot.clone()),
+        ("SANDBOX_SALESFORCE_LISTEN", salesforce.clone()),
         ("SYNCROOT_HUBSPOT_BASE_URL", format!("http://{hubspot}")),
         (
             "SYNCROOT_SALESFORCE_LOGIN_URL",

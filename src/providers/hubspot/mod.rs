@@ -24,9 +24,9 @@ mod wire;
 
 use std::time::Duration;
 
-use crate::config::Secret;
 use crate::domain::fields::Field;
 use crate::domain::{ContactFields, Crm};
+use crate::secret::Secret;
 
 use super::mapping::FieldMap;
 use super::{CrmClient, ItemOutcome, ProviderError, SyncItem};

@@ -17,9 +17,9 @@ use tokio::time::Instant;
 
 use super::HubspotSettings;
 use super::errors::{self, Failure, Pause};
-use crate::config::Secret;
 use crate::providers::pacing::Pacer;
 use crate::providers::{ProviderError, http_client};
+use crate::secret::Secret;
 
 /// HubSpot's burst allowance is counted over a rolling 10 s.
 const BURST_WINDOW: Duration = Duration::from_secs(10);

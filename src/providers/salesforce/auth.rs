@@ -18,8 +18,8 @@ use tokio::sync::Mutex;
 
 use super::errors;
 use super::wire::TokenResponse;
-use crate::config::Secret;
 use crate::providers::ProviderError;
+use crate::secret::Secret;
 
 /// A logged-in session.
 #[derive(Debug)]

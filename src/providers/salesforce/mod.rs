@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::Secret;
 use crate::domain::Crm;
 use crate::domain::fields::Field;
+use crate::secret::Secret;
 
 use super::mapping::FieldMap;
 use super::pacing::Pacer;

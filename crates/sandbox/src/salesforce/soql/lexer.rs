@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use super::unexpected;
-use crate::sandbox::salesforce::errors::SfError;
+use crate::salesforce::errors::SfError;
 
 /// One token of a query.
 

@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use super::{Sandbox, json_of};
-use crate::sandbox::hubspot::HubspotSandboxConfig;
+use crate::hubspot::HubspotSandboxConfig;
 
 #[tokio::test]
 async fn contact_lifecycle_follows_hubspot_semantics() {

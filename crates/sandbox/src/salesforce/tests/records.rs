@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, contact, error_code, status_json};
-use crate::sandbox::salesforce::SalesforceSandboxConfig;
+use crate::salesforce::SalesforceSandboxConfig;
 
 #[tokio::test]
 async fn token_create_upsert_composite_and_query_round_trip() {

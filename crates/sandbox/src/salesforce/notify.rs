@@ -207,7 +207,7 @@ fn random_uuid() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::salesforce::store::{Actor, Store, Undo};
+    use crate::salesforce::store::{Actor, Store, Undo};
 
     #[test]
     fn signature_matches_known_vector() {

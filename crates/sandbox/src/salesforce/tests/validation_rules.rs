@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, contact, error_code, status_json};
-use crate::sandbox::salesforce::SalesforceSandboxConfig;
+use crate::salesforce::SalesforceSandboxConfig;
 
 const CODE: &str = "FIELD_CUSTOM_VALIDATION_EXCEPTION";
 const MESSAGE: &str = "Title may not contain INVALID";

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sandbox::hubspot::config::CustomProperty;
+use crate::hubspot::config::CustomProperty;
 
 fn store() -> Store {
     let custom = [CustomProperty {

@@ -16,7 +16,7 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::{Harness, contact};
-use crate::sandbox::salesforce::SalesforceSandboxConfig;
+use crate::salesforce::SalesforceSandboxConfig;
 
 const SECRET: &str = "test-notify-secret";
 /// Receivers reject deliveries whose timestamp is older than this (docs/salesforce-webhooks.md).

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::{Sandbox, json_of};
-use crate::sandbox::hubspot::HubspotSandboxConfig;
-use crate::sandbox::hubspot::signature::{decode_uri_for_v3, sign_v1, sign_v3};
+use crate::hubspot::HubspotSandboxConfig;
+use crate::hubspot::signature::{decode_uri_for_v3, sign_v1, sign_v3};
 
 const SECRET: &str = "test-client-secret";
 

@@ -6,9 +6,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, error_code, status_json};
-use crate::sandbox::salesforce::SalesforceSandboxConfig;
-use crate::sandbox::salesforce::auth::token_signature;
-use crate::sandbox::salesforce::jwt::GRANT_TYPE;
+use crate::salesforce::SalesforceSandboxConfig;
+use crate::salesforce::auth::token_signature;
+use crate::salesforce::jwt::GRANT_TYPE;
 
 #[tokio::test]
 async fn token_response_has_salesforce_shape_and_a_verifiable_signature() {
@@ -180,7 +180,7 @@ async fn router_serves_the_same_api_in_process() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let app = crate::sandbox::salesforce::router(
+    let app = crate::salesforce::router(
         &SalesforceSandboxConfig::default(),
         base.clone(),
         shutdown.clone(),

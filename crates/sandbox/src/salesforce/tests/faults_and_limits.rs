@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, error_code, status_json};
-use crate::sandbox::salesforce::SalesforceSandboxConfig;
+use crate::salesforce::SalesforceSandboxConfig;
 
 #[tokio::test]
 async fn spent_allowance_gives_403_request_limit_exceeded() {

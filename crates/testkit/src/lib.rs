@@ -2,8 +2,8 @@
 //! RabbitMQ, with a fresh database and queue prefix per test so tests run in parallel.
 //!
 //! Services must be running (`make services`); a missing service fails the test loudly.
-
-#![allow(dead_code)]
+//!
+//! A test double like the sandboxes: a dev-dependency of the product, never part of it.
 
 pub mod dlq;
 pub mod proxy;
@@ -18,6 +18,7 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 use syncroot::config::{Config, Layers};
 use syncroot::queue::publisher::Publisher;
 use syncroot::queue::topology::Topology;
+use syncroot::secret::Secret;
 use tokio_util::sync::CancellationToken;
 
 pub const KEY: &str = "test-key-0123456789abcdef";
@@ -92,14 +93,6 @@ impl TestApp {
                 "SYNCROOT_API_PUBLISH_TIMEOUT_MS".to_owned(),
                 "2000".to_owned(),
             ),
-            (
-                "SYNCROOT_SANDBOX_HUBSPOT_LISTEN".to_owned(),
-                "127.0.0.1:0".to_owned(),
-            ),
-            (
-                "SYNCROOT_SANDBOX_SALESFORCE_LISTEN".to_owned(),
-                "127.0.0.1:0".to_owned(),
-            ),
         ];
         // Short retry tiers and dead-letter rounds, so tests that inject CRM faults finish
         // quickly.
@@ -133,10 +126,10 @@ impl TestApp {
         let mut tasks = Vec::new();
         let mut sandboxes = None;
         if opts.delivery {
-            let running = syncroot::sandbox::start(&cfg.sandbox, shutdown.clone())
+            let running = syncroot_sandbox::start(&sandbox_settings(), shutdown.clone())
                 .await
                 .expect("sandboxes start");
-            syncroot::sandbox::point_delivery_at(&mut cfg, &running);
+            point_delivery_at(&mut cfg, &running);
             sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
             tasks.push(running.task);
             let ready = syncroot::probe::Readiness::default();
@@ -406,6 +399,25 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The sandboxes' default settings on port 0, so tests run side by side.
+pub fn sandbox_settings() -> syncroot_sandbox::settings::Settings {
+    let mut s = syncroot_sandbox::settings::Settings::default();
+    s.hubspot_listen = "127.0.0.1:0".parse().expect("a socket address");
+    s.salesforce_listen = s.hubspot_listen;
+    s
+}
+
+/// Points delivery at running sandboxes: their URLs and the credentials they accept.
+pub fn point_delivery_at(cfg: &mut Config, running: &syncroot_sandbox::RunningSandboxes) {
+    let s = sandbox_settings();
+    let d = &mut cfg.delivery;
+    d.hubspot.base_url = running.hubspot_url();
+    d.hubspot.token = Secret::new(s.hubspot.access_token);
+    d.salesforce.login_url = running.salesforce_url();
+    d.salesforce.client_id = s.salesforce.client_id;
+    d.salesforce.client_secret = Secret::new(s.salesforce.client_secret);
 }
 
 /// Polls `check` every 25 ms until it yields a value, failing the test after 60 s (a bound for a broken run, not a speed check).

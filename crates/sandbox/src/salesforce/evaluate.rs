@@ -227,7 +227,7 @@ fn compare_for_order(a: &Typed, b: &Typed, descending: bool, nulls_last: bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::salesforce::store::{Actor, Store, Undo};
+    use crate::salesforce::store::{Actor, Store, Undo};
     use serde_json::json;
 
     fn store_with(emails: &[&str]) -> Store {

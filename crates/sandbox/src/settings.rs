@@ -1,0 +1,330 @@
+//! The sandboxes' own settings: where each listens and what it accepts, from `SANDBOX_*`
+//! environment variables over built-in defaults.
+//!
+//! Every key is declared once in [`KEYS`] (name, default, help), which is also what
+//! `syncroot-sandbox --help` prints. Loading reports every problem at once, unknown `SANDBOX_*`
+//! names included, so a typo fails loudly. SyncRoot's own configuration knows nothing of these.
+
+use std::net::SocketAddr;
+
+use crate::hubspot::HubspotSandboxConfig;
+use crate::salesforce::SalesforceSandboxConfig;
+
+/// Prefix of the sandboxes' environment variables.
+pub const ENV_PREFIX: &str = "SANDBOX_";
+
+/// One setting: lower-case name (the variable is `SANDBOX_` + upper case), default, meaning.
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+const fn key(name: &'static str, default: &'static str, help: &'static str) -> Key {
+    Key {
+        name,
+        default,
+        help,
+    }
+}
+
+/// Every setting the sandboxes read.
+pub const KEYS: &[Key] = &[
+    key(
+        "hubspot_listen",
+        "127.0.0.1:8091",
+        "where the HubSpot sandbox listens",
+    ),
+    key(
+        "hubspot_token",
+        "pat-na1-sandbox-token",
+        "private-app token the HubSpot sandbox accepts",
+    ),
+    key(
+        "hubspot_client_secret",
+        "sandbox-hubspot-client-secret",
+        "client secret the HubSpot sandbox signs webhooks with",
+    ),
+    key(
+        "hubspot_app_id",
+        "1160452",
+        "app id the HubSpot sandbox reports as sourceId of changes made with its token",
+    ),
+    key(
+        "hubspot_burst_limit",
+        "100",
+        "HubSpot sandbox requests per rolling 10 s (Starter tier: 100)",
+    ),
+    key(
+        "hubspot_daily_limit",
+        "250000",
+        "HubSpot sandbox requests per day",
+    ),
+    key(
+        "hubspot_webhook_url",
+        "",
+        "where the HubSpot sandbox delivers webhooks (empty: none)",
+    ),
+    key(
+        "salesforce_listen",
+        "127.0.0.1:8092",
+        "where the Salesforce sandbox listens",
+    ),
+    key(
+        "salesforce_client_id",
+        "sandbox-sf-client-id",
+        "connected-app client id the Salesforce sandbox accepts",
+    ),
+    key(
+        "salesforce_client_secret",
+        "sandbox-sf-client-secret",
+        "connected-app client secret the Salesforce sandbox accepts",
+    ),
+    key(
+        "salesforce_session_idle_secs",
+        "7200",
+        "idle time after which a Salesforce sandbox token is refused (INVALID_SESSION_ID)",
+    ),
+    key(
+        "salesforce_daily_limit",
+        "100000",
+        "Salesforce sandbox API requests per 24 h",
+    ),
+    key(
+        "salesforce_notify_url",
+        "",
+        "where the Salesforce sandbox posts change notifications (empty: none)",
+    ),
+    key(
+        "salesforce_notify_secret",
+        "sandbox-sf-notify-secret",
+        "HMAC key of the Salesforce sandbox's change notifications",
+    ),
+    key(
+        "seed_fixtures",
+        "false",
+        "load a few fixture contacts into the sandboxes at start",
+    ),
+    key(
+        "log",
+        "info",
+        "log filter of the sandbox binary (tracing EnvFilter syntax)",
+    ),
+];
+
+/// Both sandboxes' settings.
+#[derive(Clone)]
+pub struct Settings {
+    pub hubspot_listen: SocketAddr,
+    pub salesforce_listen: SocketAddr,
+    pub hubspot: HubspotSandboxConfig,
+    pub salesforce: SalesforceSandboxConfig,
+    /// Log filter of the `syncroot-sandbox` binary.
+    pub log: String,
+}
+
+impl Default for Settings {
+    /// The built-in defaults (what [`Settings::from_env`] gives with no variables set).
+    fn default() -> Self {
+        Self::from_vars(std::iter::empty()).unwrap_or_else(|_| unreachable!("defaults parse"))
+    }
+}
+
+impl Settings {
+    /// Defaults, overridden by this process's `SANDBOX_*` variables.
+    pub fn from_env() -> Result<Self, Vec<String>> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Defaults, overridden by the given variables (others than `SANDBOX_*` are ignored);
+    /// every problem is listed.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Vec<String>> {
+        let mut p = Values::default();
+        for k in KEYS {
+            p.set(k.name, k.default.to_owned());
+        }
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let lower = rest.to_ascii_lowercase();
+            match KEYS.iter().find(|k| k.name == lower) {
+                Some(k) => p.set(k.name, value),
+                None => p.errors.push(format!("{name}: unknown setting")),
+            }
+        }
+        let settings = p.settings();
+        if p.errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(p.errors)
+        }
+    }
+}
+
+/// Raw values by key name, and the problems found parsing them.
+#[derive(Default)]
+struct Values {
+    raw: std::collections::BTreeMap<&'static str, String>,
+    errors: Vec<String>,
+}
+
+impl Values {
+    fn set(&mut self, name: &'static str, value: String) {
+        self.raw.insert(name, value);
+    }
+
+    fn text(&self, name: &str) -> String {
+        self.raw.get(name).cloned().unwrap_or_default()
+    }
+
+    /// An optional http(s) URL: empty is `None`.
+    fn optional_url(&mut self, name: &str) -> Option<String> {
+        let raw = self.text(name).trim().to_owned();
+        if raw.is_empty() {
+            return None;
+        }
+        match url::Url::parse(&raw) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Some(raw),
+            _ => {
+                let var = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
+                self.errors
+                    .push(format!("{var}: '{raw}' is not an http(s) URL"));
+                None
+            }
+        }
+    }
+
+    /// Parses a value, recording a problem (and using the default) when it does not parse.
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, what: &str) -> Option<T> {
+        let raw = self.text(name);
+        match raw.trim().parse() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                let var = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
+                self.errors.push(format!("{var}: '{raw}' is not {what}"));
+                None
+            }
+        }
+    }
+
+    fn settings(&mut self) -> Settings {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let hubspot_listen = self.parsed("hubspot_listen", "host:port").unwrap_or(any);
+        let salesforce_listen = self.parsed("salesforce_listen", "host:port").unwrap_or(any);
+        let seed_fixtures = self
+            .parsed("seed_fixtures", "true or false")
+            .unwrap_or(false);
+        let hubspot = HubspotSandboxConfig {
+            access_token: self.text("hubspot_token"),
+            client_secret: self.text("hubspot_client_secret"),
+            app_id: self.parsed("hubspot_app_id", "a number").unwrap_or(1),
+            burst_limit: self.parsed("hubspot_burst_limit", "a number").unwrap_or(1),
+            daily_limit: self.parsed("hubspot_daily_limit", "a number").unwrap_or(1),
+            webhook_url: self.optional_url("hubspot_webhook_url"),
+            seed_fixtures,
+            ..Default::default()
+        };
+        let salesforce = SalesforceSandboxConfig {
+            client_id: self.text("salesforce_client_id"),
+            client_secret: self.text("salesforce_client_secret"),
+            session_idle_timeout_secs: self
+                .parsed("salesforce_session_idle_secs", "a number of seconds")
+                .unwrap_or(1),
+            daily_limit: self
+                .parsed("salesforce_daily_limit", "a number")
+                .unwrap_or(1),
+            notify_url: self.optional_url("salesforce_notify_url"),
+            notify_secret: self.text("salesforce_notify_secret"),
+            seed_fixtures,
+            ..Default::default()
+        };
+        Settings {
+            hubspot_listen,
+            salesforce_listen,
+            hubspot,
+            salesforce,
+            log: self.text("log"),
+        }
+    }
+}
+
+/// The settings table, for `--help`.
+pub fn describe() -> String {
+    let mut out = String::from("Settings (environment variables):\n");
+    for k in KEYS {
+        let var = format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase());
+        out.push_str(&format!(
+            "  {var:<36} {}  [default: {}]\n",
+            k.help, k.default
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_crm_clients_defaults() {
+        let s = Settings::default();
+        assert_eq!(s.hubspot_listen.to_string(), "127.0.0.1:8091");
+        assert_eq!(s.salesforce_listen.to_string(), "127.0.0.1:8092");
+        assert_eq!(s.hubspot.access_token, "pat-na1-sandbox-token");
+        assert_eq!(s.salesforce.client_id, "sandbox-sf-client-id");
+        assert_eq!(s.hubspot.webhook_url, None);
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let errors = Settings::from_vars(vars(&[
+            ("SANDBOX_HUBSPOT_LISTEN", "nowhere"),
+            ("SANDBOX_SALESFORCE_DAILY_LIMIT", "lots"),
+            ("SANDBOX_HUBSPOT_TOKN", "x"),
+            ("SYNCROOT_API_KEYS", "ignored"),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("SANDBOX_HUBSPOT_LISTEN")));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("SANDBOX_SALESFORCE_DAILY_LIMIT"))
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("SANDBOX_HUBSPOT_TOKN: unknown"))
+        );
+    }
+
+    #[test]
+    fn variables_override_defaults() {
+        let s = Settings::from_vars(vars(&[
+            ("SANDBOX_SALESFORCE_LISTEN", "127.0.0.1:0"),
+            (
+                "SANDBOX_HUBSPOT_WEBHOOK_URL",
+                "http://127.0.0.1:9/webhooks/hubspot",
+            ),
+            ("SANDBOX_SEED_FIXTURES", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.salesforce_listen.port(), 0);
+        assert_eq!(
+            s.hubspot.webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/webhooks/hubspot")
+        );
+        assert!(s.hubspot.seed_fixtures && s.salesforce.seed_fixtures);
+    }
+}
