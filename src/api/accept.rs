@@ -23,7 +23,7 @@ use super::schema::{AcceptedOut, Operation};
 use crate::domain::change::CHANGE_FORMAT_VERSION;
 use crate::domain::fields::{Field, FieldValue};
 use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId};
-use crate::store::heads::{self, Head, HeadError};
+use crate::store::heads::{self, Head};
 use crate::store::idempotency::{self, Remembered};
 
 /// A write's outcome, as the client sees it.
@@ -55,7 +55,7 @@ pub async fn create(
         operation: Operation::Create,
         accepted_at: now,
     };
-    let mut tx = state.db.begin().await.map_err(db_unavailable)?;
+    let mut tx = state.db.begin().await?;
     if let Some((principal, key)) = idem {
         let outcome = Remembered {
             request_hash: request_hash(&doc),
@@ -64,17 +64,13 @@ pub async fn create(
             body: serde_json::to_value(&accepted).map_err(ApiError::internal)?,
         };
         if let Some(earlier) =
-            idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl)
-                .await
-                .map_err(db_unavailable)?
+            idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl).await?
         {
             return replay(earlier, &outcome.request_hash);
         }
     }
     let message_id = Uuid::new_v4();
-    heads::insert(&mut tx, id, &doc, now, message_id)
-        .await
-        .map_err(head_error)?;
+    heads::insert(&mut tx, id, &doc, now, message_id).await?;
     let change = change(message_id, id, 1, ChangeOp::Upsert, now, now, doc);
     publish_and_commit(state, tx, &change).await?;
     Ok(Reply {
@@ -85,8 +81,8 @@ pub async fn create(
 
 /// Accepts a replace, patch or delete of an existing contact.
 pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<Reply, ApiError> {
-    let mut tx = state.db.begin().await.map_err(db_unavailable)?;
-    let head = match heads::lock(&mut tx, id).await.map_err(db_unavailable)? {
+    let mut tx = state.db.begin().await?;
+    let head = match heads::lock(&mut tx, id).await? {
         None => return Err(ApiError::NotFound(format!("no contact has id {id}"))),
         // Deleting again is a success that changes nothing, so clients can retry deletes.
         Some(h) if h.deleted_at.is_some() && matches!(m, Modification::Delete) => {
@@ -137,9 +133,7 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
         deleted_at: (op == ChangeOp::Delete).then_some(now),
     };
     let message_id = Uuid::new_v4();
-    heads::advance(&mut tx, id, &next, now, message_id)
-        .await
-        .map_err(head_error)?;
+    heads::advance(&mut tx, id, &next, now, message_id).await?;
     let change = change(message_id, id, next.seq, op, now, head.created_at, doc);
     publish_and_commit(state, tx, &change).await?;
     Ok(Reply {
@@ -217,22 +211,4 @@ fn request_hash(doc: &ContactFields) -> String {
 
 pub fn location(id: ContactId) -> String {
     format!("/contacts/{id}")
-}
-
-fn head_error(e: HeadError) -> ApiError {
-    match e {
-        HeadError::EmailTaken(existing) => ApiError::EmailTaken(existing),
-        HeadError::Db(e) => db_unavailable(e),
-    }
-}
-
-/// Postgres being unreachable or restarting is a 503 (retry later); any other database error
-/// is a 500, logged with its cause.
-pub fn db_unavailable(e: sqlx::Error) -> ApiError {
-    if crate::store::is_transient(&e) {
-        tracing::warn!(error = %e, "database unavailable");
-        ApiError::Unavailable("the database is unavailable; retry shortly".into())
-    } else {
-        ApiError::internal(e)
-    }
 }

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::accept::{self, Modification, Reply, db_unavailable};
+use super::accept::{self, Modification, Reply};
 use super::auth::Principal;
 use super::extract::{ContactPath, JsonBody, LIST_LIMIT_DEFAULT, ListQuery, idempotency_key};
 use super::problem::{ApiError, Problem};
@@ -75,11 +75,9 @@ pub async fn get(
     State(state): State<AppState>,
     ContactPath(id): ContactPath,
 ) -> Result<axum::Json<ContactOut>, ApiError> {
-    match heads::find(&state.db, id).await.map_err(db_unavailable)? {
+    match heads::find(&state.db, id).await? {
         Some(row) if row.deleted_at.is_none() => {
-            let links = links::for_contacts(&state.db, &[id.0])
-                .await
-                .map_err(db_unavailable)?;
+            let links = links::for_contacts(&state.db, &[id.0]).await?;
             let mut out = ContactOut::from(row);
             out.sync = sync_status(&state.crms, out.version, links.into_iter().map(|(_, l)| l));
             Ok(axum::Json(out))
@@ -116,9 +114,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(LIST_LIMIT_DEFAULT);
     let email = q.email.map(|e| e.to_ascii_lowercase());
     // One extra row tells whether another page exists.
-    let mut rows = heads::list(&state.db, email.as_deref(), after, limit + 1)
-        .await
-        .map_err(db_unavailable)?;
+    let mut rows = heads::list(&state.db, email.as_deref(), after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -127,9 +123,7 @@ pub async fn list(
         None
     };
     let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id.0).collect();
-    let mut links = links::for_contacts(&state.db, &ids)
-        .await
-        .map_err(db_unavailable)?;
+    let mut links = links::for_contacts(&state.db, &ids).await?;
     let items = rows
         .into_iter()
         .map(|row| {

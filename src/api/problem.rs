@@ -9,6 +9,9 @@ use utoipa::ToSchema;
 
 use crate::domain::ContactId;
 use crate::domain::fields::FieldError;
+use crate::queue::publisher::PublishError;
+use crate::replay::ReplayError;
+use crate::store::heads::HeadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -183,6 +186,55 @@ impl IntoResponse for ApiError {
                 .insert(name, HeaderValue::from_static(value));
         }
         resp
+    }
+}
+
+/// Postgres being unreachable or restarting is a 503 (retry later); any other database error
+/// is a 500, logged with its cause.
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::store::is_transient(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            Self::Unavailable("the database is unavailable; retry shortly".into())
+        } else {
+            Self::internal(e)
+        }
+    }
+}
+
+impl From<HeadError> for ApiError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::EmailTaken(existing) => Self::EmailTaken(existing),
+            HeadError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// The broker being away is a 503 with `Retry-After`, as for contact writes: an entry whose
+/// replay was not confirmed stays as it was. An entry with nowhere to go is a 409: retrying
+/// cannot help, discarding can.
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Db(e) => e.into(),
+            ReplayError::Publish(PublishError::Unroutable) => Self::NotReplayable(
+                "the broker has no queue for this entry (its CRM is not enabled, or a kept \
+                 message's route is gone); discard it, or fix that and replay again"
+                    .into(),
+            ),
+            ReplayError::Publish(e) => {
+                tracing::warn!(error = %e, "replay not confirmed by the broker");
+                Self::Unavailable(
+                    "the message broker did not confirm the replay; entries not sent are \
+                     unchanged, retry shortly"
+                        .into(),
+                )
+            }
+            ReplayError::Unroutable(why) => Self::NotReplayable(format!(
+                "this entry cannot be sent anywhere ({why}); discard it instead"
+            )),
+        }
     }
 }
 

@@ -13,10 +13,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::accept::db_unavailable;
 use super::problem::{ApiError, Problem};
-use crate::queue::publisher::PublishError;
-use crate::replay::{self, ReplayError};
+use crate::replay;
 use crate::store::dead_letters;
 use params::{DiscardQuery, EntryPath, LIMIT_DEFAULT, ListQuery, ReplayQuery};
 use schema::{
@@ -47,9 +45,7 @@ pub async fn list(
 ) -> Result<axum::Json<DeadLetterPage>, ApiError> {
     let limit = q.limit.unwrap_or(LIMIT_DEFAULT);
     // One extra row tells whether another page exists.
-    let mut rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1)
-        .await
-        .map_err(db_unavailable)?;
+    let mut rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -82,10 +78,7 @@ pub async fn get(
     State(state): State<AppState>,
     EntryPath(id): EntryPath,
 ) -> Result<axum::Json<DeadLetterOut>, ApiError> {
-    match dead_letters::find(&state.db, id)
-        .await
-        .map_err(db_unavailable)?
-    {
+    match dead_letters::find(&state.db, id).await? {
         Some(e) => Ok(axum::Json(DeadLetterOut::new(e, Detail::Full))),
         None => Err(no_entry(id)),
     }
@@ -116,7 +109,7 @@ pub async fn replay_one(
     match replay::replay_one(&state.db, &state.publisher, id).await {
         Ok(true) => Ok(accepted(1)),
         Ok(false) => Err(no_entry(id)),
-        Err(e) => Err(replay_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -139,9 +132,7 @@ pub async fn replay_matching(
     State(state): State<AppState>,
     ReplayQuery(q): ReplayQuery,
 ) -> Result<Response, ApiError> {
-    let done = replay::replay_matching(&state.db, &state.publisher, &q.filter)
-        .await
-        .map_err(replay_error)?;
+    let done = replay::replay_matching(&state.db, &state.publisher, &q.filter).await?;
     let body = BulkReplayedOut {
         replayed: done.sent,
         skipped: done.skipped,
@@ -168,10 +159,7 @@ pub async fn discard_one(
     State(state): State<AppState>,
     EntryPath(id): EntryPath,
 ) -> Result<StatusCode, ApiError> {
-    if dead_letters::discard(&state.db, id)
-        .await
-        .map_err(db_unavailable)?
-    {
+    if dead_letters::discard(&state.db, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_entry(id))
@@ -203,9 +191,7 @@ pub async fn discard_matching(
             "give at least one filter, or all=true to discard every entry".into(),
         )]));
     }
-    let discarded = dead_letters::discard_matching(&state.db, &q.filter)
-        .await
-        .map_err(db_unavailable)?;
+    let discarded = dead_letters::discard_matching(&state.db, &q.filter).await?;
     Ok(axum::Json(DiscardedOut { discarded }))
 }
 
@@ -215,26 +201,4 @@ fn accepted(replayed: u64) -> Response {
 
 fn no_entry(id: uuid::Uuid) -> ApiError {
     ApiError::NotFound(format!("no dead-letter entry has id {id}"))
-}
-
-/// The broker being away is a 503 with `Retry-After`, as for contact writes: an entry whose
-/// replay was not confirmed stays as it was. An entry with nowhere to go is a 409: retrying
-/// cannot help, discarding can.
-fn replay_error(e: ReplayError) -> ApiError {
-    match e {
-        ReplayError::Db(e) => db_unavailable(e),
-        ReplayError::Publish(PublishError::Unroutable) => ApiError::NotReplayable(
-            "the broker has no queue for this entry (its CRM is not enabled, or a kept message's route is gone); discard it, or fix that and replay again".into(),
-        ),
-        ReplayError::Publish(e) => {
-            tracing::warn!(error = %e, "replay not confirmed by the broker");
-            ApiError::Unavailable(
-                "the message broker did not confirm the replay; entries not sent are unchanged, retry shortly"
-                    .into(),
-            )
-        }
-        ReplayError::Unroutable(why) => {
-            ApiError::NotReplayable(format!("this entry cannot be sent anywhere ({why}); discard it instead"))
-        }
-    }
 }
