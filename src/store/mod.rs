@@ -57,6 +57,19 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
+/// The readiness probes' Postgres check (the API's and the workers'): `"ok"`, or why not.
+/// The probes are open to anyone, so the cause goes to the log, not into the answer.
+pub async fn readiness(pool: &PgPool) -> String {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ping(pool)).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: Postgres check failed");
+            "error: unreachable".to_owned()
+        }
+        Err(_) => "error: no answer within 2 s".to_owned(),
+    }
+}
+
 /// Errors that go away by themselves: connection trouble, a restart or failover, too many
 /// connections, lock or statement timeouts, serialization failures, even a schema not migrated
 /// yet. Only errors about the data itself (SQLSTATE classes 22 data exception and 23 integrity
