@@ -2,7 +2,7 @@
 //! worker's rounds, parking, replay, poison messages, alerts and a broker outage while
 //! failures are being handed on. Real Postgres and RabbitMQ; the CRM sandboxes fail on cue.
 //!
-//! Test configuration (tests/common): tiers 50 ms … 500 ms (five), dead-letter rounds 200 ms
+//! Test configuration (the testkit): tiers 50 ms … 500 ms (five), dead-letter rounds 200 ms
 //! … 1 s (twenty).
 
 use syncroot_testkit as common;

@@ -1,0 +1,15 @@
+//! The integration tests: one binary, a module per area. Each starts what it needs (the real
+//! application on port 0, the CRM sandboxes) through `syncroot_testkit`, against the real
+//! Postgres and RabbitMQ (`make services`). The chaos run is apart (`tests/chaos/`).
+
+mod broker;
+mod contacts_api;
+mod delivery;
+mod dlq_api;
+mod dlq_cli;
+mod dlq_replay;
+mod failures;
+mod hubspot_client;
+mod openapi;
+mod ordering;
+mod salesforce_client;
