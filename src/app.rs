@@ -1,6 +1,7 @@
 //! Wiring: builds the API server and the workers from a `Config`. `main` and the black-box
 //! tests use exactly these functions (tests bind port 0).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use crate::providers::salesforce::SalesforceClient;
 use crate::queue::publisher::Publisher;
 use crate::queue::topology::Topology;
 use crate::store;
+use crate::worker::consumer::{Broker, supervise};
 use crate::worker::dead_letter::DeadLetterWorker;
 use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
@@ -81,85 +83,112 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
     Ok(RunningApi { addr, task })
 }
 
+/// What every worker role shares: a pool, the topology, and a confirmed publisher that
+/// outlives the role's consumers, so work in flight at shutdown can still hand messages on.
+struct RoleParts {
+    db: sqlx::PgPool,
+    broker: Broker,
+    publisher: Publisher,
+    publisher_stop: CancellationToken,
+    publisher_task: JoinHandle<()>,
+}
+
+impl RoleParts {
+    /// `role` names the publisher's connection in the broker's management UI.
+    fn new(cfg: &Config, readiness: &Readiness, role: &'static str) -> anyhow::Result<Self> {
+        let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+        let topology = Topology::new(cfg);
+        let publisher_stop = CancellationToken::new();
+        let (publisher, publisher_task) = Publisher::start(
+            cfg.queue.clone(),
+            topology.clone(),
+            cfg.api.publish_timeout,
+            role,
+            publisher_stop.clone(),
+        );
+        let broker = Broker {
+            queue: cfg.queue.clone(),
+            topology,
+            readiness: readiness.clone(),
+        };
+        Ok(Self {
+            db,
+            broker,
+            publisher,
+            publisher_stop,
+            publisher_task,
+        })
+    }
+
+    /// Runs `work` (the role's consumers), then stops the publisher: the role's one task.
+    fn spawn(self, work: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+        let (stop, task) = (self.publisher_stop, self.publisher_task);
+        tokio::spawn(async move {
+            work.await;
+            stop.cancel();
+            let _ = task.await;
+        })
+    }
+}
+
 /// Starts a forwarder; the handle ends after shutdown once in-flight changes are settled.
 pub fn start_forwarder(
     cfg: &Config,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let topology = Topology::new(cfg);
-    // The delivery publisher outlives consumption, so in-flight changes can finish handing on.
-    let publisher_stop = CancellationToken::new();
-    let (publisher, publisher_task) = Publisher::start(
-        cfg.queue.clone(),
-        topology.clone(),
-        cfg.api.publish_timeout,
-        "forwarder",
-        publisher_stop.clone(),
-    );
+    let parts = RoleParts::new(cfg, readiness, "forwarder")?;
     let fwd = Forwarder {
-        db,
-        queue: cfg.queue.clone(),
+        db: parts.db.clone(),
         cfg: cfg.forwarder.clone(),
         grace: cfg.shutdown_grace,
-        topology,
-        publisher,
-        readiness: readiness.clone(),
+        topology: parts.broker.topology.clone(),
+        publisher: parts.publisher.clone(),
     };
-    Ok(tokio::spawn(async move {
-        fwd.run(shutdown).await;
-        publisher_stop.cancel();
-        let _ = publisher_task.await;
-    }))
+    let broker = parts.broker.clone();
+    Ok(parts.spawn(async move { supervise(&broker, &fwd, &shutdown).await }))
 }
 
-/// Starts one delivery worker per enabled CRM; each handle ends after shutdown.
+/// Starts one delivery worker per enabled CRM (one task for all); it ends after shutdown.
 pub fn start_delivery(
     cfg: &Config,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let topology = Topology::new(cfg);
     let d = &cfg.delivery;
-    // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers;
-    // it outlives them so a batch in flight at shutdown can still settle.
-    let publisher_stop = CancellationToken::new();
-    let (publisher, publisher_task) = Publisher::start(
-        cfg.queue.clone(),
-        topology.clone(),
-        cfg.api.publish_timeout,
-        "delivery",
-        publisher_stop.clone(),
-    );
-    let ctx = WorkerCtx {
-        cfg,
-        db,
-        topology,
-        publisher,
-        readiness: readiness.clone(),
-    };
-    let mut tasks = Vec::new();
+    // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers.
+    let parts = RoleParts::new(cfg, readiness, "delivery")?;
+    let mut workers: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
     for crm in &d.crms {
-        let task = match crm {
+        let broker = parts.broker.clone();
+        let stop = shutdown.clone();
+        match crm {
             Crm::Hubspot => {
-                let client = HubspotClient::new(d.hubspot.clone());
-                tokio::spawn(ctx.worker(client).run(shutdown.clone()))
+                let w = delivery_worker(cfg, &parts, HubspotClient::new(d.hubspot.clone()));
+                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
             }
             Crm::Salesforce => {
-                let client = SalesforceClient::new(d.salesforce.clone());
-                tokio::spawn(ctx.worker(client).run(shutdown.clone()))
+                let w = delivery_worker(cfg, &parts, SalesforceClient::new(d.salesforce.clone()));
+                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
             }
-        };
-        tasks.push(task);
+        }
     }
-    let workers = futures_util::future::join_all(tasks);
-    Ok(vec![tokio::spawn(async move {
-        workers.await;
-        publisher_stop.cancel();
-        let _ = publisher_task.await;
+    Ok(vec![parts.spawn(async move {
+        futures_util::future::join_all(workers).await;
     })])
+}
+
+fn delivery_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> DeliveryWorker<C> {
+    DeliveryWorker {
+        db: parts.db.clone(),
+        topology: parts.broker.topology.clone(),
+        client: std::sync::Arc::new(client),
+        linger: cfg.delivery.linger,
+        prefetch: cfg.delivery.prefetch,
+        publisher: parts.publisher.clone(),
+        tiers: cfg.delivery.retry_tiers.clone(),
+        grace: cfg.shutdown_grace,
+    }
 }
 
 /// Starts the dead-letter worker (and the alert sender); the handle ends after shutdown.
@@ -168,62 +197,24 @@ pub fn start_dead_letter_worker(
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-    let topology = Topology::new(cfg);
-    let publisher_stop = CancellationToken::new();
-    let (publisher, publisher_task) = Publisher::start(
-        cfg.queue.clone(),
-        topology.clone(),
-        cfg.api.publish_timeout,
-        "dead-letter",
-        publisher_stop.clone(),
-    );
+    let parts = RoleParts::new(cfg, readiness, "dead-letter")?;
     let alerts_stop = CancellationToken::new();
     let (alerts, alerts_task) = Alerts::start(&cfg.dead_letter, alerts_stop.clone());
     let worker = DeadLetterWorker {
-        db,
-        queue: cfg.queue.clone(),
-        topology,
+        db: parts.db.clone(),
+        topology: parts.broker.topology.clone(),
         cfg: cfg.dead_letter.clone(),
-        publisher,
+        publisher: parts.publisher.clone(),
         alerts,
-        readiness: readiness.clone(),
     };
-    Ok(tokio::spawn(async move {
-        worker.run(shutdown).await;
-        publisher_stop.cancel();
+    let broker = parts.broker.clone();
+    Ok(parts.spawn(async move {
+        worker.run(broker, shutdown).await;
         alerts_stop.cancel();
-        let _ = publisher_task.await;
         if let Some(t) = alerts_task {
             let _ = t.await;
         }
     }))
-}
-
-/// What every delivery worker shares.
-struct WorkerCtx<'a> {
-    cfg: &'a Config,
-    db: sqlx::PgPool,
-    topology: Topology,
-    publisher: Publisher,
-    readiness: Readiness,
-}
-
-impl WorkerCtx<'_> {
-    fn worker<C: CrmClient>(&self, client: C) -> DeliveryWorker<C> {
-        DeliveryWorker {
-            db: self.db.clone(),
-            queue: self.cfg.queue.clone(),
-            topology: self.topology.clone(),
-            client: std::sync::Arc::new(client),
-            linger: self.cfg.delivery.linger,
-            prefetch: self.cfg.delivery.prefetch,
-            publisher: self.publisher.clone(),
-            tiers: self.cfg.delivery.retry_tiers.clone(),
-            grace: self.cfg.shutdown_grace,
-            readiness: self.readiness.clone(),
-        }
-    }
 }
 
 /// Runs a worker role: its health probes (when `health_listen` is set) and the workers `start`

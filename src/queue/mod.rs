@@ -21,10 +21,18 @@ pub async fn connect(cfg: &QueueConfig, role: &str) -> Result<Connection, lapin:
     Connection::connect(cfg.amqp_url.expose(), props).await
 }
 
-/// Capped exponential backoff for reconnect loops: 100 ms doubling to `cap`.
-pub fn reconnect_delay(attempt: u32, cap: Duration) -> Duration {
-    let ms = 100u64.saturating_mul(1u64 << attempt.min(16));
-    Duration::from_millis(ms).min(cap)
+/// The waits between attempts at something that is away (a broker to reconnect to, a
+/// database to retry): 100 ms doubling up to `cap`, with jitter so that replicas that lost the
+/// same broker do not come back in lockstep; endless. Start a new one after a success.
+pub fn backoff(cap: Duration) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_factor(2.0)
+        .with_max_delay(cap)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 #[cfg(test)]
@@ -32,10 +40,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reconnect_delay_doubles_and_caps() {
+    fn backoff_doubles_from_100_ms_up_to_the_cap_with_bounded_jitter() {
         let cap = Duration::from_secs(5);
-        assert_eq!(reconnect_delay(0, cap), Duration::from_millis(100));
-        assert_eq!(reconnect_delay(3, cap), Duration::from_millis(800));
-        assert_eq!(reconnect_delay(40, cap), cap);
+        let waits: Vec<Duration> = backoff(cap).take(12).collect();
+        assert_eq!(waits.len(), 12, "endless");
+        for (i, w) in waits.iter().enumerate() {
+            let base = Duration::from_millis(100 * (1u64 << i.min(20))).min(cap);
+            // Jitter adds up to the base delay again.
+            assert!(
+                *w >= base && *w <= base * 2,
+                "wait {i}: {w:?} for base {base:?}"
+            );
+        }
+        assert!(waits[11] <= cap * 2);
     }
 }

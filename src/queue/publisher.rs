@@ -228,12 +228,17 @@ impl Publisher {
     }
 }
 
+/// Keeps the publisher connected: the same capped, jittered backoff as the consumers'
+/// supervisor between attempts.
 async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
+    const CAP: Duration = Duration::from_secs(5);
+    let mut backoff = super::backoff(CAP);
     let mut attempt = 0u32;
     loop {
         match open(&inner).await {
             Ok((link, mut events)) => {
                 attempt = 0;
+                backoff = super::backoff(CAP);
                 tracing::info!(target: "syncroot::queue", "publisher connected to RabbitMQ");
                 *inner.link.write().await = Some(link);
                 let reason = tokio::select! {
@@ -256,7 +261,7 @@ async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
                 tracing::warn!(target: "syncroot::queue", error = %e, attempt, "publisher cannot reach RabbitMQ");
             }
         }
-        let delay = super::reconnect_delay(attempt, Duration::from_secs(5));
+        let delay = backoff.next().unwrap_or(CAP);
         attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = shutdown.cancelled() => return,

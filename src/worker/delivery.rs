@@ -25,39 +25,23 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use futures_util::StreamExt;
-use lapin::Consumer;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batch, Entry};
+use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
-use super::settle::{self, SettleError};
-use crate::config::QueueConfig;
+use super::settle;
 use crate::domain::ContactId;
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
-use crate::queue::publisher::{PublishError, Publisher};
-use crate::queue::{self, envelope, topology::Topology};
+use crate::queue::publisher::Publisher;
+use crate::queue::{envelope, topology::Topology};
 use crate::store::dead_letters;
 use crate::store::links::{self, Attempt, Deliverable};
-
-/// Why a consuming session ended other than by shutdown.
-#[derive(Debug, thiserror::Error)]
-enum SessionEnd {
-    #[error(transparent)]
-    Amqp(#[from] lapin::Error),
-    #[error("cannot hand a failed delivery on: {0}")]
-    Publish(#[from] PublishError),
-    #[error(transparent)]
-    Settle(#[from] SettleError),
-}
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
     pub db: PgPool,
-    pub queue: QueueConfig,
     pub topology: Topology,
     pub client: Arc<C>,
     /// How long the first task of a batch waits for companions.
@@ -68,80 +52,42 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub publisher: Publisher,
     /// Waits of the retry tiers, shortest first.
     pub tiers: Vec<Duration>,
-    /// Where this worker reports whether it is attached to RabbitMQ.
-    pub readiness: crate::probe::Readiness,
     /// On shutdown, how long a CRM call in progress may go on.
     pub grace: Duration,
 }
 
-impl<C: CrmClient> DeliveryWorker<C> {
-    /// Runs until `shutdown`, reconnecting to RabbitMQ with capped backoff.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let crm = self.client.crm();
-        let mut attempt = 0u32;
-        while !shutdown.is_cancelled() {
-            match self.session(&shutdown).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(%crm, error = %e, attempt, "delivery worker lost RabbitMQ; reconnecting")
-                }
-            }
-            let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
+impl<C: CrmClient> Consume for DeliveryWorker<C> {
+    fn name(&self) -> String {
+        format!("deliver-{}", self.client.crm())
+    }
+
+    fn queues(&self) -> Vec<String> {
+        vec![self.topology.delivery_queue(self.client.crm())]
+    }
+
+    fn prefetch(&self) -> u16 {
+        self.prefetch.max(self.client.batch_cap() as u16)
+    }
+
+    /// Collects a batch, delivers it and settles every task, until shutdown.
+    async fn consume(
+        &self,
+        session: &mut Session,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
+        while let Some(batch) = self.collect(session, shutdown).await? {
+            self.deliver(batch, shutdown).await?;
         }
-        tracing::info!(%crm, "delivery worker stopped");
+        Ok(())
     }
+}
 
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
-        let crm = self.client.crm();
-        let conn = queue::connect(&self.queue, &format!("deliver-{crm}")).await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel).await?;
-        let prefetch = self.prefetch.max(self.client.batch_cap() as u16);
-        channel
-            .basic_qos(prefetch, BasicQosOptions { global: false })
-            .await?;
-        let queue = self.topology.delivery_queue(crm);
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!(%crm, "delivery worker consuming");
-        let name = format!("deliver-{crm}");
-        self.readiness.set(&name, true);
-        let tag = consumer.tag();
-        let result = loop {
-            let batch = match self.collect(&mut consumer, shutdown).await {
-                Ok(Some(b)) => b,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            if let Err(e) = self.deliver(batch, shutdown).await {
-                break Err(e);
-            }
-        };
-        self.readiness.set(&name, false);
-        let _ = channel
-            .basic_cancel(tag, BasicCancelOptions::default())
-            .await;
-        let _ = channel.close(200, "bye".into()).await;
-        let _ = conn.close(200, "bye".into()).await;
-        result
-    }
-
+impl<C: CrmClient> DeliveryWorker<C> {
     /// Waits for a first task, then gathers more until the batch is full or the linger ends.
     /// `None` on shutdown before any task arrived.
     async fn collect(
         &self,
-        consumer: &mut Consumer,
+        session: &mut Session,
         shutdown: &CancellationToken,
     ) -> Result<Option<Batch>, SessionEnd> {
         let cap = self.client.batch_cap();
@@ -154,22 +100,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     None => std::future::pending().await,
                 }
             };
-            let next = tokio::select! {
+            let delivery = tokio::select! {
                 _ = shutdown.cancelled(), if batch.is_empty() => return Ok(None),
                 _ = linger => break,
-                next = consumer.next() => next,
-            };
-            let delivery = match next {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => return Err(e.into()),
-                None => {
-                    let closed: lapin::Error = lapin::ErrorKind::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                        "consumer ended",
-                    )
-                    .into();
-                    return Err(closed.into());
-                }
+                next = session.recv() => next?,
             };
             match envelope::decode_delivery(&delivery.data) {
                 Ok(task) => batch.add(task, delivery.acker),
@@ -192,30 +126,20 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// come back.
     async fn deliver(&self, batch: Batch, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
-        let mut trouble = 0u32;
-        let outcomes = loop {
-            let attempt = self.attempt(&batch);
+        let attempt = || async {
             let ending = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(self.grace).await;
             };
-            let result = tokio::select! {
-                r = attempt => r,
-                // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
-                _ = ending => return Ok(()),
-            };
-            match result {
-                Ok(outcomes) => break outcomes,
-                Err(e) => {
-                    tracing::warn!(%crm, error = %e, "cannot read or record delivery state; retrying");
-                }
-            }
-            let delay = queue::reconnect_delay(trouble, Duration::from_secs(10));
-            trouble = trouble.saturating_add(1);
             tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(delay) => {}
+                r = self.attempt(&batch) => r.map(Some),
+                // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
+                _ = ending => Ok(None),
             }
+        };
+        let what = format!("read or record {crm} delivery state");
+        let Ok(Some(Some(outcomes))) = wait_out(shutdown, &what, attempt, |_| true).await else {
+            return Ok(());
         };
         let now = chrono::Utc::now();
         let settled = batch.entries.into_iter().map(|entry| {

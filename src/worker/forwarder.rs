@@ -16,53 +16,36 @@
 //!   it works or the process shuts down (then the broker requeues it), so an outage never burns
 //!   the delivery limit.
 //!
-//! Shutdown: cancel the consumers, let in-flight changes finish within the grace period, close.
+//! Runs under the consumer supervisor (`consumer`). Shutdown: cancel the consumers, let
+//! in-flight changes finish within the grace period, close.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::SelectAll;
-use lapin::Consumer;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ForwarderConfig, QueueConfig};
+use super::consumer::{Consume, Session, SessionEnd, wait_out};
+use crate::config::ForwarderConfig;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactChange, Crm};
 use crate::queue::publisher::Publisher;
-use crate::queue::{self, envelope, topology::Topology};
+use crate::queue::{envelope, topology::Topology};
 use crate::store::contacts::{self, Applied};
-
-/// Why a consuming session ended other than by shutdown.
-#[derive(Debug, thiserror::Error)]
-enum SessionEnd {
-    #[error(transparent)]
-    Amqp(#[from] lapin::Error),
-    #[error("the broker closed the consumers")]
-    ConsumerClosed,
-}
 
 /// What a forwarder needs.
 #[derive(Clone)]
 pub struct Forwarder {
     pub db: PgPool,
-    pub queue: QueueConfig,
     pub cfg: ForwarderConfig,
     pub grace: Duration,
     pub topology: Topology,
     /// Publishes delivery tasks; its own connection, confirm mode.
     pub publisher: Publisher,
-    /// Where this worker reports whether it is attached to RabbitMQ.
-    pub readiness: crate::probe::Readiness,
 }
 
 /// What one change's handler needs.
@@ -72,75 +55,28 @@ struct Ctx {
     crms: Vec<Crm>,
 }
 
-impl Forwarder {
-    /// Runs until `shutdown` is cancelled, reconnecting to RabbitMQ with capped backoff.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut attempt = 0u32;
-        while !shutdown.is_cancelled() {
-            match self.session(&shutdown).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "forwarder lost RabbitMQ; reconnecting")
-                }
-            }
-            let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-        tracing::info!("forwarder stopped");
+impl Consume for Forwarder {
+    fn name(&self) -> String {
+        "forwarder".to_owned()
     }
 
-    /// One connection's life: consume until shutdown (`Ok`) or a broker error (`Err`).
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
-        let conn = queue::connect(&self.queue, "forwarder").await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel).await?;
-        channel
-            .basic_qos(self.cfg.prefetch, BasicQosOptions { global: false })
-            .await?;
-        let mut consumers = SelectAll::new();
-        let mut tags = Vec::new();
-        for shard in 0..self.topology.shards {
-            let queue = self.topology.shard_queue(shard);
-            let opts = BasicConsumeOptions::default();
-            let c = channel
-                .basic_consume(
-                    queue.as_str().into(),
-                    "".into(),
-                    opts,
-                    FieldTable::default(),
-                )
-                .await?;
-            tags.push(c.tag());
-            consumers.push(c);
-        }
-        tracing::info!(shards = self.topology.shards, "forwarder consuming");
-        self.readiness.set("forwarder", true);
-        let (outcome, tasks) = self.consume(&mut consumers, shutdown).await;
-        self.readiness.set("forwarder", false);
-        if outcome.is_ok() {
-            // Stop deliveries first, so the broker stops handing over messages that would only
-            // be requeued (each requeue counts toward the delivery limit).
-            for tag in tags {
-                let _ = channel
-                    .basic_cancel(tag, BasicCancelOptions::default())
-                    .await;
-            }
-        }
-        drain(tasks, self.grace).await;
-        let _ = channel.close(200, "bye".into()).await;
-        let _ = conn.close(200, "bye".into()).await;
-        outcome
+    fn queues(&self) -> Vec<String> {
+        (0..self.topology.shards)
+            .map(|shard| self.topology.shard_queue(shard))
+            .collect()
     }
 
+    fn prefetch(&self) -> u16 {
+        self.cfg.prefetch
+    }
+
+    /// Handles up to `concurrency` changes at once; on shutdown stops the consumers first,
+    /// then lets the changes in flight finish within the grace period.
     async fn consume(
         &self,
-        consumers: &mut SelectAll<Consumer>,
+        session: &mut Session,
         shutdown: &CancellationToken,
-    ) -> (Result<(), SessionEnd>, JoinSet<()>) {
+    ) -> Result<(), SessionEnd> {
         let ctx = Arc::new(Ctx {
             db: self.db.clone(),
             publisher: self.publisher.clone(),
@@ -154,24 +90,24 @@ impl Forwarder {
                 p = permits.clone().acquire_owned() => p,
             };
             let Ok(permit) = permit else { break Ok(()) };
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                next = consumers.next() => next,
+            let delivery = match session.next(shutdown).await {
+                Ok(Some(d)) => d,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             };
-            match next {
-                Some(Ok(delivery)) => {
-                    let (ctx, stop) = (ctx.clone(), shutdown.clone());
-                    tasks.spawn(async move {
-                        handle(ctx, delivery, stop).await;
-                        drop(permit);
-                    });
-                }
-                Some(Err(e)) => break Err(SessionEnd::Amqp(e)),
-                None => break Err(SessionEnd::ConsumerClosed),
-            }
+            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                handle(ctx, delivery, stop).await;
+                drop(permit);
+            });
             while tasks.try_join_next().is_some() {}
         };
-        (result, tasks)
+        if result.is_ok() {
+            // Each requeue counts toward the delivery limit, so stop deliveries first.
+            session.cancel().await;
+        }
+        drain(tasks, self.grace).await;
+        result
     }
 }
 
@@ -245,7 +181,7 @@ async fn process(
     shutdown: CancellationToken,
 ) -> Result<Option<Applied>, sqlx::Error> {
     let apply = || contacts::apply(&ctx.db, &change);
-    let Some(applied) = persistently(
+    let Some(applied) = wait_out(
         &shutdown,
         "persist a change",
         apply,
@@ -264,42 +200,10 @@ async fn process(
     for &crm in &ctx.crms {
         let task = DeliveryTask::new(change.contact_id, change.seq, crm);
         let publish = || ctx.publisher.publish_delivery(&task);
-        let published =
-            persistently(&shutdown, "hand a change to delivery", publish, |_| true).await;
+        let published = wait_out(&shutdown, "hand a change to delivery", publish, |_| true).await;
         if matches!(published, Ok(None)) {
             return Ok(None);
         }
     }
     Ok(Some(applied))
-}
-
-/// Runs `op` until it succeeds or fails permanently, waiting with capped backoff between
-/// transient failures. `Ok(None)` if `shutdown` comes first.
-async fn persistently<T, E, F, Fut>(
-    shutdown: &CancellationToken,
-    what: &str,
-    mut op: F,
-    transient: impl Fn(&E) -> bool,
-) -> Result<Option<T>, E>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut attempt = 0u32;
-    loop {
-        match op().await {
-            Ok(v) => return Ok(Some(v)),
-            Err(e) if transient(&e) => {
-                tracing::warn!(error = %e, attempt, "cannot {what} yet; retrying")
-            }
-            Err(e) => return Err(e),
-        }
-        let delay = queue::reconnect_delay(attempt, Duration::from_secs(10));
-        attempt = attempt.saturating_add(1);
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(delay) => {}
-        }
-    }
 }

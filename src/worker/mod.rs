@@ -1,10 +1,12 @@
-//! Queue consumers: `forwarder` applies contact changes to Postgres; `delivery` brings each CRM
+//! Queue consumers, each a role under the one supervisor in `consumer` (session, reconnect,
+//! readiness, waiting out a dependency): `forwarder` applies contact changes to Postgres; `delivery` brings each CRM
 //! up to date, handing failures to the retry tiers or the dead-letter queue as `disposition`
 //! decides; `dead_letter` keeps what reached the dead-letter queue and gives it slower rounds.
 //!
 //! Not here: publishing (that is `queue::publisher`) or HTTP.
 
 pub mod batch;
+pub mod consumer;
 pub mod dead_letter;
 pub mod delivery;
 pub mod disposition;

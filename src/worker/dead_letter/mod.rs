@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use chrono::Utc;
-use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -30,12 +28,13 @@ use uuid::Uuid;
 
 mod death;
 
+use super::consumer::{Broker, Consume, Session, SessionEnd, supervise, wait_out};
 use super::disposition::DeadReason;
 use crate::alerts::{Alerts, Event};
-use crate::config::{DeadLetterConfig, QueueConfig};
+use crate::config::DeadLetterConfig;
 use crate::domain::change::{AttemptError, DeliveryTask, MAX_ERROR_HISTORY};
 use crate::queue::publisher::Publisher;
-use crate::queue::{self, envelope, topology::Topology};
+use crate::queue::{envelope, topology::Topology};
 use crate::store::dead_letters::{self, DeadLetter, RawMessage, Status};
 use crate::store::links;
 use death::{Death, diagnose, text};
@@ -46,115 +45,57 @@ const SCHEDULER_TICK: Duration = Duration::from_millis(500);
 /// What the dead-letter worker needs.
 pub struct DeadLetterWorker {
     pub db: PgPool,
-    pub queue: QueueConfig,
     pub topology: Topology,
     pub cfg: DeadLetterConfig,
     /// Sends due rounds through again.
     pub publisher: Publisher,
     pub alerts: Alerts,
-    /// Where this worker reports whether it is attached to RabbitMQ.
-    pub readiness: crate::probe::Readiness,
+}
+
+impl Consume for DeadLetterWorker {
+    fn name(&self) -> String {
+        "dead-letter".to_owned()
+    }
+
+    fn queues(&self) -> Vec<String> {
+        vec![self.topology.dead_letter_queue()]
+    }
+
+    fn prefetch(&self) -> u16 {
+        50
+    }
+
+    /// One message at a time: kept (committed) first, then acknowledged.
+    async fn consume(
+        &self,
+        session: &mut Session,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
+        while let Some(delivery) = session.next(shutdown).await? {
+            let record = || self.record(&delivery);
+            let Ok(Some(event)) =
+                wait_out(shutdown, "record a dead letter", record, |_| true).await
+            else {
+                return Ok(());
+            };
+            if let Some(event) = event {
+                self.alerts.raise(event);
+            }
+            // Not acknowledged: redelivered, and keeping it again is harmless.
+            super::settle::ack(&delivery.acker).await?;
+        }
+        Ok(())
+    }
 }
 
 impl DeadLetterWorker {
     /// Runs the consumer and the round scheduler until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        tokio::join!(self.consume(&shutdown), self.schedule(&shutdown));
+    pub async fn run(self, broker: Broker, shutdown: CancellationToken) {
+        tokio::join!(
+            supervise(&broker, &self, &shutdown),
+            self.schedule(&shutdown)
+        );
         tracing::info!("dead-letter worker stopped");
-    }
-
-    /// Consumes the dead-letter queue, reconnecting with capped backoff.
-    async fn consume(&self, shutdown: &CancellationToken) {
-        let mut attempt = 0u32;
-        while !shutdown.is_cancelled() {
-            match self.session(shutdown).await {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt, "dead-letter worker lost RabbitMQ; reconnecting")
-                }
-            }
-            let delay = queue::reconnect_delay(attempt, Duration::from_secs(5));
-            attempt = attempt.saturating_add(1);
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-
-    async fn session(&self, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
-        let conn = queue::connect(&self.queue, "dead-letter").await?;
-        let channel = conn.create_channel().await?;
-        self.topology.declare(&channel).await?;
-        channel
-            .basic_qos(50, BasicQosOptions { global: false })
-            .await?;
-        let queue = self.topology.dead_letter_queue();
-        let mut consumer = channel
-            .basic_consume(
-                queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-        tracing::info!("dead-letter worker consuming");
-        self.readiness.set("dead-letter", true);
-        let tag = consumer.tag();
-        let result = loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => break Ok(()),
-                next = consumer.next() => next,
-            };
-            let delivery = match next {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => break Err(e),
-                None => {
-                    break Err(lapin::ErrorKind::InvalidChannelState(
-                        lapin::ChannelState::Closed,
-                        "consumer ended",
-                    )
-                    .into());
-                }
-            };
-            if !self.keep(&delivery, shutdown).await {
-                break Ok(());
-            }
-            if let Err(e) = super::settle::ack(&delivery.acker).await {
-                // Redelivered; keeping it again is harmless.
-                tracing::warn!(error = %e, "could not acknowledge a dead letter; reconnecting");
-                break Ok(());
-            }
-        };
-        self.readiness.set("dead-letter", false);
-        let _ = channel
-            .basic_cancel(tag, BasicCancelOptions::default())
-            .await;
-        let _ = channel.close(200, "bye".into()).await;
-        let _ = conn.close(200, "bye".into()).await;
-        result
-    }
-
-    /// Records the message, retrying through Postgres trouble; false on shutdown first.
-    async fn keep(&self, delivery: &Delivery, shutdown: &CancellationToken) -> bool {
-        let mut trouble = 0u32;
-        loop {
-            match self.record(delivery).await {
-                Ok(event) => {
-                    if let Some(event) = event {
-                        self.alerts.raise(event);
-                    }
-                    return true;
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot record a dead letter; retrying"),
-            }
-            let delay = queue::reconnect_delay(trouble, Duration::from_secs(10));
-            trouble = trouble.saturating_add(1);
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(delay) => {}
-            }
-        }
     }
 
     /// Turns a dead-lettered message into an entry; returns the alert to raise, if any.

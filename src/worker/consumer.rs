@@ -1,0 +1,278 @@
+//! The one consumer supervisor every consuming role runs under (forwarder, delivery workers,
+//! dead-letter worker).
+//!
+//! ```text
+//! supervise ──▶ Session::open (connection, channel, topology, qos, basic_consume, ready)
+//!    ▲              │
+//!    │              ▼ role.consume(&mut session, shutdown)
+//!    │          Ok  → shutdown: cancel the consumers, close, stop
+//!    └─ backoff ◀── Err → not ready, close, reconnect after backoff (cancellable)
+//! ```
+//!
+//! A role is its message handling ([`Consume::consume`]) and three facts: its name, its queues
+//! and its prefetch. The session owns the connection and the readiness flag: readiness is set
+//! once consumers are attached and cleared when the session drops, whichever way it ends.
+//! [`wait_out`] is the one way a role holds a message while a dependency (Postgres, the
+//! broker's confirm) is away, so an outage never burns retry tiers or the delivery limit.
+//!
+//! Not here: what to do with a message (the roles), publishing (`queue::publisher`), settling
+//! (`settle`).
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::SelectAll;
+use lapin::message::Delivery;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, Consumer};
+use tokio_util::sync::CancellationToken;
+
+use super::settle::SettleError;
+use crate::config::QueueConfig;
+use crate::probe::Readiness;
+use crate::queue::publisher::PublishError;
+use crate::queue::{self, topology::Topology};
+
+/// Longest wait between reconnect attempts.
+const RECONNECT_CAP: Duration = Duration::from_secs(5);
+/// Longest wait between attempts while a dependency is away.
+const WAIT_OUT_CAP: Duration = Duration::from_secs(10);
+
+/// Why a consuming session ended other than by shutdown; the supervisor reconnects.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error(transparent)]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker closed the consumers")]
+    ConsumerClosed,
+    #[error("cannot hand a message on: {0}")]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Settle(#[from] SettleError),
+}
+
+/// A consuming role: what it consumes, and what it does with what it receives.
+pub trait Consume: Sync {
+    /// Names the connection (`syncroot-<name>` in the management UI), the readiness flag and
+    /// the logs.
+    fn name(&self) -> String;
+    /// The queues consumed; their deliveries arrive as one stream.
+    fn queues(&self) -> Vec<String>;
+    /// Unacknowledged deliveries the broker may hand over at once (per consumer).
+    fn prefetch(&self) -> u16;
+    /// Consumes until `shutdown` (`Ok`) or a broker failure (`Err`). It may call
+    /// [`Session::cancel`] before draining work in flight, so the broker stops handing over
+    /// messages that would only be requeued.
+    fn consume(
+        &self,
+        session: &mut Session,
+        shutdown: &CancellationToken,
+    ) -> impl Future<Output = Result<(), SessionEnd>> + Send;
+}
+
+/// Where consumers connect, and where they report readiness.
+#[derive(Clone)]
+pub struct Broker {
+    pub queue: QueueConfig,
+    pub topology: Topology,
+    pub readiness: Readiness,
+}
+
+/// Runs `role` until `shutdown`, reconnecting with capped, jittered backoff.
+pub async fn supervise<R: Consume>(broker: &Broker, role: &R, shutdown: &CancellationToken) {
+    let name = role.name();
+    let mut backoff = queue::backoff(RECONNECT_CAP);
+    while !shutdown.is_cancelled() {
+        let ended = match Session::open(broker, role).await {
+            Ok(mut session) => {
+                backoff = queue::backoff(RECONNECT_CAP);
+                let ended = role.consume(&mut session, shutdown).await;
+                session.close().await;
+                ended
+            }
+            Err(e) => Err(e.into()),
+        };
+        match ended {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(role = %name, error = %e, "consumer lost RabbitMQ; reconnecting")
+            }
+        }
+        let delay = backoff.next().unwrap_or(RECONNECT_CAP);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+    tracing::info!(role = %name, "consumer stopped");
+}
+
+/// One connection's consumers. Readiness is cleared when it drops.
+pub struct Session {
+    conn: Connection,
+    channel: Channel,
+    deliveries: SelectAll<Consumer>,
+    tags: Vec<lapin::types::ShortString>,
+    cancelled: bool,
+    name: String,
+    readiness: Readiness,
+}
+
+impl Session {
+    async fn open<R: Consume>(broker: &Broker, role: &R) -> Result<Self, lapin::Error> {
+        let name = role.name();
+        let conn = queue::connect(&broker.queue, &name).await?;
+        let channel = conn.create_channel().await?;
+        broker.topology.declare(&channel).await?;
+        channel
+            .basic_qos(role.prefetch(), BasicQosOptions { global: false })
+            .await?;
+        let mut deliveries = SelectAll::new();
+        let mut tags = Vec::new();
+        for queue in role.queues() {
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            tags.push(consumer.tag());
+            deliveries.push(consumer);
+        }
+        tracing::info!(role = %name, queues = tags.len(), "consuming");
+        broker.readiness.set(&name, true);
+        Ok(Self {
+            conn,
+            channel,
+            deliveries,
+            tags,
+            cancelled: false,
+            name,
+            readiness: broker.readiness.clone(),
+        })
+    }
+
+    /// The next delivery; the end of the consumer stream is [`SessionEnd::ConsumerClosed`].
+    /// Either failure reports the role not ready at once, while it drains what it holds.
+    pub async fn recv(&mut self) -> Result<Delivery, SessionEnd> {
+        let ended = match self.deliveries.next().await {
+            Some(Ok(d)) => return Ok(d),
+            Some(Err(e)) => e.into(),
+            None => SessionEnd::ConsumerClosed,
+        };
+        self.readiness.set(&self.name, false);
+        Err(ended)
+    }
+
+    /// The next delivery, or `None` once `shutdown` is cancelled.
+    pub async fn next(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Delivery>, SessionEnd> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Ok(None),
+            d = self.recv() => d.map(Some),
+        }
+    }
+
+    /// Stops the broker handing over more deliveries; those held can still be settled.
+    pub async fn cancel(&mut self) {
+        if std::mem::replace(&mut self.cancelled, true) {
+            return;
+        }
+        for tag in &self.tags {
+            let _ = self
+                .channel
+                .basic_cancel(tag.clone(), BasicCancelOptions::default())
+                .await;
+        }
+    }
+
+    async fn close(mut self) {
+        self.readiness.set(&self.name, false);
+        self.cancel().await;
+        let _ = self.channel.close(200, "bye".into()).await;
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.readiness.set(&self.name, false);
+    }
+}
+
+/// Runs `op` until it succeeds or fails for good, waiting with capped backoff between
+/// transient failures (a dependency that is away). `Ok(None)` if `shutdown` comes first.
+pub async fn wait_out<T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &str,
+    mut op: F,
+    transient: impl Fn(&E) -> bool,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = queue::backoff(WAIT_OUT_CAP);
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, attempt, "cannot {what} yet; retrying")
+            }
+            Err(e) => return Err(e),
+        }
+        attempt = attempt.saturating_add(1);
+        let delay = backoff.next().unwrap_or(WAIT_OUT_CAP);
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_out_retries_transient_failures_and_stops_on_a_permanent_one() {
+        let stop = CancellationToken::new();
+        let mut calls = 0;
+        let r: Result<Option<u32>, String> = wait_out(
+            &stop,
+            "count",
+            || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    match n {
+                        1 | 2 => Err("away".to_owned()),
+                        3 => Err("refused".to_owned()),
+                        _ => Ok(n),
+                    }
+                }
+            },
+            |e| e == "away",
+        )
+        .await;
+        assert_eq!(r, Err("refused".to_owned()));
+        assert_eq!(calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_out_gives_up_quietly_on_shutdown() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let r: Result<Option<()>, String> =
+            wait_out(&stop, "wait", || async { Err("away".to_owned()) }, |_| true).await;
+        assert_eq!(r, Ok(None));
+    }
+}
