@@ -200,7 +200,7 @@ def webhook_receiver():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}/hooks/hubspot?tenant=conformance"
-    control("PUT", "/webhook", {"url": url, "client_secret": WEBHOOK_SECRET})
+    control("PUT", "/webhook", {"url": url, "secret": WEBHOOK_SECRET})
     try:
         yield _Capture
     finally:

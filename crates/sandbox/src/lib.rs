@@ -7,6 +7,7 @@
 //! process. Nothing of this crate ships in the product.
 
 pub mod hubspot;
+pub mod kit;
 pub mod salesforce;
 pub mod settings;
 

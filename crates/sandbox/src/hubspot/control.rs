@@ -20,6 +20,7 @@ use super::faults::FaultsPatch;
 use super::state::{AppState, lock};
 use super::webhooks::ChangeSource;
 use super::wire::{PropertiesIn, Selection, contact_out, stringify};
+use crate::kit::control;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,14 +38,6 @@ pub fn routes() -> Router<AppState> {
         .route("/__sandbox/counters/reset", post(reset_counters))
 }
 
-fn bad_request(problems: Vec<String>) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({ "error": problems.join("; ") })),
-    )
-        .into_response()
-}
-
 /// Every contact, archived ones included, with all its properties.
 async fn dump_state(State(state): State<AppState>) -> Response {
     let store = lock(&state.store);
@@ -55,9 +48,9 @@ async fn dump_state(State(state): State<AppState>) -> Response {
     Json(json!({ "contacts": contacts })).into_response()
 }
 
-async fn reset(State(state): State<AppState>) -> StatusCode {
+async fn reset(State(state): State<AppState>) -> Response {
     state.reset();
-    StatusCode::NO_CONTENT
+    control::done()
 }
 
 async fn ui_create(
@@ -104,7 +97,7 @@ async fn get_faults(State(state): State<AppState>) -> Response {
 async fn put_faults(State(state): State<AppState>, Json(patch): Json<FaultsPatch>) -> Response {
     let mut faults = lock(&state.faults);
     if let Err(problems) = faults.apply(patch) {
-        return bad_request(problems);
+        return control::problems(problems);
     }
     let snapshot = faults.clone();
     drop(faults);
@@ -140,7 +133,7 @@ async fn put_limits(State(state): State<AppState>, Json(patch): Json<LimitsPatch
 struct WebhookPatch {
     #[serde(default, deserialize_with = "present")]
     url: Option<Option<String>>,
-    client_secret: Option<String>,
+    secret: Option<String>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
@@ -149,8 +142,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 
 async fn get_webhook(State(state): State<AppState>) -> Response {
     let target = lock(&state.webhooks.target).clone();
-    Json(json!({ "url": target.url, "client_secret_set": !target.client_secret.is_empty() }))
-        .into_response()
+    control::webhook(target.url.as_deref(), &target.client_secret)
 }
 
 async fn put_webhook(State(state): State<AppState>, Json(patch): Json<WebhookPatch>) -> Response {
@@ -158,14 +150,14 @@ async fn put_webhook(State(state): State<AppState>, Json(patch): Json<WebhookPat
     if let Some(Some(raw)) = &url
         && let Err(err) = url::Url::parse(raw)
     {
-        return bad_request(vec![format!("url is not a valid URL: {err}")]);
+        return control::problems(vec![format!("url is not a valid URL: {err}")]);
     }
     {
         let mut target = lock(&state.webhooks.target);
         if let Some(url) = url {
             target.url = url;
         }
-        if let Some(secret) = patch.client_secret {
+        if let Some(secret) = patch.secret {
             target.client_secret = secret;
         }
     }

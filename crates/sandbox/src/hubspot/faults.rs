@@ -64,21 +64,9 @@ pub struct FaultsPatch {
 impl Faults {
     /// Applies a patch, or lists every out-of-range value without changing anything.
     pub fn apply(&mut self, patch: FaultsPatch) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        if let Some(rate) = patch.error_rate.filter(|r| !(0.0..=1.0).contains(r)) {
-            problems.push(format!("error_rate must be within 0..=1, got {rate}"));
-        }
+        let mut problems = crate::kit::faults::check_common(patch.error_rate, patch.error_status);
         let duplicates = patch.webhook_duplicate_rate;
-        if let Some(rate) = duplicates.filter(|r| !(0.0..=1.0).contains(r)) {
-            problems.push(format!(
-                "webhook_duplicate_rate must be within 0..=1, got {rate}"
-            ));
-        }
-        if let Some(status) = patch.error_status.filter(|s| !(400..=599).contains(s)) {
-            problems.push(format!(
-                "error_status must be within 400..=599, got {status}"
-            ));
-        }
+        crate::kit::faults::check_fraction(&mut problems, "webhook_duplicate_rate", duplicates);
         if !problems.is_empty() {
             return Err(problems);
         }

@@ -26,6 +26,7 @@ use super::state::{Sandbox, lock};
 use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, record, wire};
+use crate::kit::control;
 
 type Shared = State<Arc<Sandbox>>;
 
@@ -56,13 +57,6 @@ fn ok(body: Value) -> Response {
     wire::json(StatusCode::OK, &body)
 }
 
-fn bad_request(message: impl std::fmt::Display) -> Response {
-    wire::json(
-        StatusCode::BAD_REQUEST,
-        &json!({"error": message.to_string()}),
-    )
-}
-
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| e.to_string())
 }
@@ -85,7 +79,7 @@ async fn state(State(sb): Shared) -> Response {
 
 async fn reset(State(sb): Shared) -> Response {
     sb.reset();
-    ok(json!({"reset": true}))
+    control::done()
 }
 
 /// `POST /__sandbox/ui/contacts`: a person creates a Contact in Lightning.
@@ -137,7 +131,7 @@ async fn faults(State(sb): Shared) -> Response {
 async fn put_faults(State(sb): Shared, body: Bytes) -> Response {
     let patch: FaultsPatch = match parse(&body) {
         Ok(p) => p,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let updated = {
         let mut f = lock(&sb.faults);
@@ -148,7 +142,7 @@ async fn put_faults(State(sb): Shared, body: Bytes) -> Response {
             sb.outbox.set_paused(f.webhooks_paused);
             ok(serde_json::to_value(f).unwrap_or_default())
         }
-        Err(message) => bad_request(message),
+        Err(message) => control::problems(message),
     }
 }
 
@@ -161,7 +155,7 @@ async fn validation_rules(State(sb): Shared) -> Response {
 async fn put_validation_rules(State(sb): Shared, body: Bytes) -> Response {
     let rules = match ValidationRules::parse(&body, &sb.schema) {
         Ok(r) => r,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let stored = serde_json::to_value(rules.rules()).unwrap_or_default();
     lock(&sb.store).set_rules(rules);
@@ -183,7 +177,7 @@ async fn limits(State(sb): Shared) -> Response {
 async fn put_limits(State(sb): Shared, body: Bytes) -> Response {
     let patch: LimitsPatch = match parse(&body) {
         Ok(p) => p,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let m = {
         let mut m = lock(&sb.meter);
@@ -201,7 +195,8 @@ async fn expire_sessions(State(sb): Shared) -> Response {
 
 /// `GET /__sandbox/webhook`: the target URL; the secret is never shown.
 async fn webhook(State(sb): Shared) -> Response {
-    ok(json!({"url": sb.outbox.target().url}))
+    let target = sb.outbox.target();
+    control::webhook(target.url.as_deref(), &target.secret)
 }
 
 /// `PUT /__sandbox/webhook` with `{"url": …, "secret": …}`; either may be omitted, and a null
@@ -209,23 +204,24 @@ async fn webhook(State(sb): Shared) -> Response {
 async fn put_webhook(State(sb): Shared, body: Bytes) -> Response {
     let v: Value = match parse(&body) {
         Ok(v) => v,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let url = match v.get("url") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(u)) if url::Url::parse(u).is_ok() => Some(Some(u.clone())),
         Some(other) => {
-            return bad_request(format!("url must be an absolute URL or null, got {other}"));
+            return control::problem(format!("url must be an absolute URL or null, got {other}"));
         }
     };
     let secret = match v.get("secret") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return bad_request(format!("secret must be a string, got {other}")),
+        Some(other) => return control::problem(format!("secret must be a string, got {other}")),
     };
     sb.outbox.set_target(url, secret);
-    ok(json!({"url": sb.outbox.target().url}))
+    let target = sb.outbox.target();
+    control::webhook(target.url.as_deref(), &target.secret)
 }
 
 /// `PUT /__sandbox/jwt` with `{"certificate_pem": "-----BEGIN CERTIFICATE-----…"}` (or null):
@@ -237,7 +233,7 @@ async fn put_jwt(State(sb): Shared, body: Bytes) -> Response {
     }
     let input: JwtIn = match parse(&body) {
         Ok(v) => v,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let cert = match input
         .certificate_pem
@@ -246,7 +242,7 @@ async fn put_jwt(State(sb): Shared, body: Bytes) -> Response {
         .transpose()
     {
         Ok(c) => c,
-        Err(e) => return bad_request(e),
+        Err(e) => return control::problem(e),
     };
     let enabled = cert.is_some();
     *lock(&sb.jwt_certificate) = cert;
@@ -259,5 +255,5 @@ async fn counters(State(sb): Shared) -> Response {
 
 async fn reset_counters(State(sb): Shared) -> Response {
     *lock(&sb.counters) = Counters::default();
-    ok(json!({"reset": true}))
+    control::done()
 }

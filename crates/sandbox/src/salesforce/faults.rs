@@ -64,17 +64,11 @@ pub enum Injected {
 }
 
 impl Faults {
-    /// Applies a patch after checking it; on error nothing changes.
-    pub fn apply(&mut self, p: FaultsPatch) -> Result<(), String> {
-        if let Some(rate) = p.error_rate.filter(|r| !(0.0..=1.0).contains(r)) {
-            return Err(format!(
-                "error_rate must be between 0.0 and 1.0, got {rate}"
-            ));
-        }
-        if let Some(status) = p.error_status.filter(|s| !(400..=599).contains(s)) {
-            return Err(format!(
-                "error_status must be a 4xx or 5xx status, got {status}"
-            ));
+    /// Applies a patch, or lists every problem without changing anything.
+    pub fn apply(&mut self, p: FaultsPatch) -> Result<(), Vec<String>> {
+        let problems = crate::kit::faults::check_common(p.error_rate, p.error_status);
+        if !problems.is_empty() {
+            return Err(problems);
         }
         self.error_rate = p.error_rate.unwrap_or(self.error_rate);
         self.error_status = p.error_status.unwrap_or(self.error_status);
