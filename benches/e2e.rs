@@ -23,11 +23,9 @@ use harness::*;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let opts = Opts::from_env();
-    let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/syncroot");
-    anyhow::ensure!(
-        bin.exists(),
-        "build first: cargo build --release --workspace --bins (make bench does)"
-    );
+    let bin = Binaries::locate(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/syncroot"),
+    )?;
     let mut report = Report::new(&opts);
     let sandboxes = Sandboxes::start(&bin).await?;
 

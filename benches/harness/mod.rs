@@ -6,17 +6,15 @@ mod scenarios;
 pub use report::*;
 pub use scenarios::*;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-pub const KEY: &str = "bench-key-0123456789abcdef";
-pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub use syncroot_testkit::process::Binaries;
+use syncroot_testkit::process::{self, Processes};
+pub use syncroot_testkit::{AMQP, KEY};
+use syncroot_testkit::{Control, Installation, free_port};
+use tokio::process::Child;
 
 /// Knobs, from the environment (`BENCH_RUNS=5 make bench`).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -56,92 +54,56 @@ pub struct Sandboxes {
     child: Child,
     pub hubspot: String,
     pub salesforce: String,
-    pub http: reqwest::Client,
+    pub control: Control,
 }
 
 impl Sandboxes {
-    pub async fn start(bin: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin.with_file_name("syncroot-sandbox"))
-            .env("SANDBOX_HUBSPOT_LISTEN", "127.0.0.1:0")
-            .env("SANDBOX_SALESFORCE_LISTEN", "127.0.0.1:0")
-            .env("SANDBOX_LOG", "warn")
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()?;
-        let mut lines = BufReader::new(child.stderr.take().context("sandbox stderr")?).lines();
-        let (mut hubspot, mut salesforce) = (None, None);
-        while hubspot.is_none() || salesforce.is_none() {
-            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-                .await??
-                .context("sandbox exited")?;
-            if let Some(u) = line.strip_prefix("HubSpot sandbox:") {
-                hubspot = Some(u.trim().to_owned());
-            } else if let Some(u) = line.strip_prefix("Salesforce sandbox:") {
-                salesforce = Some(u.trim().to_owned());
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    pub async fn start(bins: &Binaries) -> anyhow::Result<Self> {
+        let env = [
+            ("SANDBOX_HUBSPOT_LISTEN", "127.0.0.1:0"),
+            ("SANDBOX_SALESFORCE_LISTEN", "127.0.0.1:0"),
+            ("SANDBOX_LOG", "warn"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let (child, addresses) = bins.start_sandbox(&env).await?;
         let s = Self {
             child,
-            hubspot: hubspot.unwrap_or_default(),
-            salesforce: salesforce.unwrap_or_default(),
-            http: reqwest::Client::new(),
+            hubspot: addresses.hubspot,
+            salesforce: addresses.salesforce,
+            control: Control::default(),
         };
         s.set_limits(1_000_000).await?;
         Ok(s)
     }
 
-    pub async fn control(
-        &self,
-        base: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{base}/__sandbox/{path}"));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await?;
-        if !r.status().is_success() {
-            bail!("sandbox control {path}: {}", r.status());
-        }
-        Ok(r.json().await.unwrap_or(Value::Null))
-    }
-
     /// HubSpot's rolling 10-second allowance; daily allowances out of the way.
     pub async fn set_limits(&self, hubspot_burst: u32) -> anyhow::Result<()> {
         let hs = json!({"burst_limit": hubspot_burst, "daily_limit": 2_000_000_000u64});
-        self.control(&self.hubspot, reqwest::Method::PUT, "limits", Some(hs))
-            .await?;
+        self.control.put(&self.hubspot, "limits", &hs).await?;
         let sf = json!({"daily_limit": 2_000_000_000u64, "used": 0});
-        self.control(&self.salesforce, reqwest::Method::PUT, "limits", Some(sf))
-            .await?;
+        self.control.put(&self.salesforce, "limits", &sf).await?;
         Ok(())
     }
 
     /// Empties both sandboxes and their counters; generous limits.
     pub async fn reset(&self) -> anyhow::Result<()> {
         for base in [&self.hubspot, &self.salesforce] {
-            self.control(base, reqwest::Method::POST, "reset", None)
-                .await?;
-            self.control(base, reqwest::Method::POST, "counters/reset", None)
-                .await?;
+            self.control.reset(base).await?;
         }
         self.set_limits(1_000_000).await
     }
 
     pub async fn counters(&self, base: &str) -> anyhow::Result<Value> {
-        self.control(base, reqwest::Method::GET, "counters", None)
-            .await
+        self.control.counters(base).await
     }
 
     pub async fn stop(mut self) {
-        terminate(&mut self.child).await;
+        process::stop(&mut self.child, STOP_GRACE).await;
     }
 }
+
+/// How long a process may take to shut down after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(40);
 
 /// How SyncRoot runs.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -157,69 +119,43 @@ pub enum Mode {
 
 /// A SyncRoot installation under test: its processes, database and queue prefix.
 pub struct SyncRoot {
-    children: Vec<Child>,
-    env: Vec<(String, String)>,
-    bin: std::path::PathBuf,
+    processes: Processes,
+    install: Installation,
     pub base: String,
     pub http: reqwest::Client,
-    db_name: String,
-    prefix: String,
 }
 
 impl SyncRoot {
     pub async fn start(
-        bin: &Path,
+        bins: &Binaries,
         sb: &Sandboxes,
         mode: Mode,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let tag = format!("{}{}", std::process::id(), rand_suffix());
         let port = free_port()?;
-        let db_name = format!("syncroot_bench_{tag}");
-        let prefix = format!("bench{tag}");
-        let mut env: Vec<(String, String)> = [
+        let mut install = Installation::new("bench");
+        install.set_all([
             ("SYNCROOT_API_LISTEN", format!("127.0.0.1:{port}")),
-            ("SYNCROOT_API_KEYS", KEY.to_owned()),
-            (
-                "SYNCROOT_DATABASE_URL",
-                format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            ),
-            ("SYNCROOT_QUEUE_PREFIX", prefix.clone()),
             ("SYNCROOT_HUBSPOT_BASE_URL", sb.hubspot.clone()),
             ("SYNCROOT_SALESFORCE_LOGIN_URL", sb.salesforce.clone()),
             ("SYNCROOT_HUBSPOT_RATE_LIMIT", "100000".to_owned()),
-            ("SYNCROOT_LOG", "warn".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (k, v) in extra {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.to_string(), v.to_string()));
-        }
+        ]);
+        install.set_all(extra.iter().copied());
         let mut sr = Self {
-            children: Vec::new(),
-            env,
-            bin: bin.to_path_buf(),
+            processes: Processes::new(bins.clone(), install.env().to_vec(), None),
+            install,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(128)
                 .build()?,
-            db_name,
-            prefix,
         };
         match mode {
-            Mode::AllInOne => sr.spawn(&["all"])?,
+            Mode::AllInOne => sr.processes.start("all", &["all"])?,
             Mode::Roles | Mode::ApiOnly => {
-                let status = Command::new(&sr.bin)
-                    .arg("migrate")
-                    .envs(sr.env.clone())
-                    .status()
-                    .await?;
-                anyhow::ensure!(status.success(), "syncroot migrate failed");
-                sr.spawn(&["api"])?;
+                sr.processes.run("migrate", &["migrate"]).await?;
+                sr.processes.start("api", &["api"])?;
                 if mode == Mode::Roles {
-                    sr.spawn(&["forwarder"])?;
+                    sr.processes.start("forwarder", &["forwarder"])?;
                 }
             }
         }
@@ -227,19 +163,9 @@ impl SyncRoot {
         Ok(sr)
     }
 
-    fn spawn(&mut self, args: &[&str]) -> anyhow::Result<()> {
-        let child = Command::new(&self.bin)
-            .args(args)
-            .envs(self.env.clone())
-            .kill_on_drop(true)
-            .spawn()?;
-        self.children.push(child);
-        Ok(())
-    }
-
     /// Starts `syncroot delivery` (in [`Mode::Roles`]).
     pub fn start_delivery(&mut self) -> anyhow::Result<()> {
-        self.spawn(&["delivery"])
+        self.processes.start("delivery", &["delivery"])
     }
 
     async fn wait_ready(&self) -> anyhow::Result<()> {
@@ -277,12 +203,16 @@ impl SyncRoot {
     }
 
     pub fn queue(&self, name: &str) -> String {
-        format!("{}.{name}", self.prefix)
+        format!("{}.{name}", self.install.prefix)
     }
 
-    /// Peak resident memory of the first SyncRoot process (VmHWM), in MB.
+    /// Peak resident memory of the first SyncRoot process (`all` or `api`; VmHWM), in MB.
     pub fn peak_rss_mb(&self) -> f64 {
-        let Some(pid) = self.children.first().and_then(Child::id) else {
+        let Some(pid) = self
+            .processes
+            .pid("all")
+            .or_else(|| self.processes.pid("api"))
+        else {
             return f64::NAN;
         };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -295,67 +225,7 @@ impl SyncRoot {
 
     /// Stops every process (SIGTERM, as an operator would), then drops the database and queues.
     pub async fn stop(mut self) {
-        for child in self.children.iter_mut().rev() {
-            terminate(child).await;
-        }
-        let _ = Command::new("psql")
-            .args([
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if let Ok(conn) = lapin::Connection::connect(AMQP, Default::default()).await
-            && let Ok(ch) = conn.create_channel().await
-        {
-            let mut names: Vec<String> = (0..8)
-                .map(|s| self.queue(&format!("contacts.{s}")))
-                .collect();
-            names.extend(
-                ["deliver.hubspot", "deliver.salesforce", "dead-letter"].map(|q| self.queue(q)),
-            );
-            for q in names {
-                let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-            }
-            let _ = conn.close(200, "bye".into()).await;
-        }
+        self.processes.stop(STOP_GRACE).await;
+        self.install.cleanup().await;
     }
-}
-
-async fn terminate(child: &mut Child) {
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    if tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn rand_suffix() -> String {
-    use rand::Rng as _;
-    format!("{:06x}", rand::rng().random::<u32>() & 0xff_ffff)
 }

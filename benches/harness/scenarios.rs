@@ -16,7 +16,7 @@ use lapin::{BasicProperties, Connection};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{AMQP, Mode, Sandboxes, Stats, SyncRoot};
+use super::{AMQP, Binaries, Mode, Sandboxes, Stats, SyncRoot};
 
 /// Concurrent API clients for the accept-rate and burst runs.
 const CLIENTS: usize = 64;
@@ -88,7 +88,7 @@ pub async fn broker_ceiling(seconds: u64) -> anyhow::Result<f64> {
 
 /// The accept rate of a fresh SyncRoot in `mode`, over `opts.runs` runs.
 pub async fn accept_rates(
-    bin: &std::path::Path,
+    bin: &Binaries,
     sb: &Sandboxes,
     mode: Mode,
     opts: &super::Opts,
@@ -278,7 +278,7 @@ pub struct Quota {
 }
 
 /// A backlog of creates delivered to HubSpot at the Starter tier's 100 requests per 10 s.
-pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> anyhow::Result<Quota> {
+pub async fn quota(bin: &Binaries, sb: &Sandboxes, backlog: usize) -> anyhow::Result<Quota> {
     let limit = 100u64;
     let mut sr = SyncRoot::start(
         bin,
@@ -294,8 +294,7 @@ pub async fn quota(bin: &std::path::Path, sb: &Sandboxes, backlog: usize) -> any
     create_many(&sr, backlog, "quota").await?;
     wait_queued(&sr, "deliver.hubspot", backlog).await?;
     sb.set_limits(limit as u32).await?;
-    sb.control(&sb.hubspot, reqwest::Method::POST, "counters/reset", None)
-        .await?;
+    sb.control.post(&sb.hubspot, "counters/reset").await?;
     sr.start_delivery()?;
     let mut first: Option<(Instant, u64)> = None;
     let mut rolled: Option<(Instant, u64)> = None;

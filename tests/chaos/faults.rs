@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
+use syncroot_testkit::Control;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -84,12 +85,10 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
 
 /// Sets sandbox faults through their control API.
 pub async fn set_faults(http: &reqwest::Client, base: &str, body: &Value) -> anyhow::Result<()> {
-    let r = http
-        .put(format!("{base}/__sandbox/faults"))
-        .json(body)
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "faults {body}: {}", r.status());
+    Control::new(http.clone())
+        .put(base, "faults", body)
+        .await
+        .map_err(|e| e.context(format!("faults {body}")))?;
     Ok(())
 }
 

@@ -28,7 +28,8 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;
 
-use cluster::{Cluster, free_port};
+use cluster::Cluster;
+use syncroot_testkit::{Control, Installation, free_port};
 use verify::{Findings, Sources};
 
 const API_KEY: &str = "chaos-api-key-0123456789";
@@ -73,28 +74,18 @@ impl Knobs {
     }
 }
 
-/// The configuration every process of the run gets.
-fn environment(db: &str, prefix: &str, alert_url: &str) -> Vec<(String, String)> {
-    let port = || format!("127.0.0.1:{}", free_port());
-    let hubspot = port();
-    let salesforce = port();
-    [
-        ("SYNCROOT_API_LISTEN", port()),
+/// The installation every process of the run shares: the testkit's environment with the
+/// chaos run's keys, shards, retry tiers, alerts and sandbox ports.
+fn installation(alert_url: &str) -> anyhow::Result<Installation> {
+    let port = || free_port().map(|p| format!("127.0.0.1:{p}"));
+    let hubspot = port()?;
+    let salesforce = port()?;
+    let mut install = Installation::for_tests("chaos");
+    install.set_all([
+        ("SYNCROOT_API_LISTEN", port()?),
         ("SYNCROOT_API_KEYS", API_KEY.into()),
         ("SYNCROOT_ADMIN_KEYS", ADMIN_KEY.into()),
-        (
-            "SYNCROOT_DATABASE_URL",
-            format!("postgres://postgres@127.0.0.1:5432/{db}"),
-        ),
-        ("SYNCROOT_DATABASE_MAX_CONNECTIONS", "8".into()),
-        (
-            "SYNCROOT_AMQP_URL",
-            "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-        ),
-        ("SYNCROOT_QUEUE_PREFIX", prefix.into()),
         ("SYNCROOT_QUEUE_SHARDS", "4".into()),
-        ("SYNCROOT_API_PUBLISH_TIMEOUT_MS", "2000".into()),
-        ("SYNCROOT_SHUTDOWN_GRACE_SECS", "5".into()),
         ("SYNCROOT_DELIVERY_RETRY_TIERS", "500ms,1s,2s,4s,8s".into()),
         ("SYNCROOT_DLQ_RETRY_MIN_MS", "1000".into()),
         ("SYNCROOT_DLQ_RETRY_MAX_MS", "8000".into()),
@@ -109,11 +100,8 @@ fn environment(db: &str, prefix: &str, alert_url: &str) -> Vec<(String, String)>
             "SYNCROOT_SALESFORCE_LOGIN_URL",
             format!("http://{salesforce}"),
         ),
-        ("SYNCROOT_LOG", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    ]);
+    Ok(install)
 }
 
 fn main() -> ExitCode {
@@ -180,21 +168,13 @@ fn print_problems(phase: &str, f: &Findings) {
     }
 }
 
-async fn sandbox_get(http: &reqwest::Client, base: &str, path: &str) -> Value {
-    match http.get(format!("{base}/__sandbox/{path}")).send().await {
-        Ok(r) => r.json().await.unwrap_or(Value::Null),
-        Err(_) => Value::Null,
-    }
-}
-
 async fn run(k: Knobs) -> anyhow::Result<bool> {
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let db_name = format!("syncroot_chaos_{tag}");
-    let prefix = format!("chaos{tag}");
+    let alerts = alerts::Receiver::start().await?;
+    let install = installation(&alerts.url)?;
+    let (db_name, prefix) = (install.db_name.clone(), install.prefix.clone());
+    let tag = prefix.trim_start_matches("chaos");
     let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/chaos/{tag}"));
     std::fs::create_dir_all(&logs)?;
-    let alerts = alerts::Receiver::start().await?;
-    let env = environment(&db_name, &prefix, &alerts.url);
     println!(
         "chaos: seed {} (CHAOS_SEED={} replays it), load {:?} at {}/s, database {db_name}, \
          queue prefix {prefix}, logs {}",
@@ -205,7 +185,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         logs.display()
     );
 
-    let mut cluster = Cluster::new(env.clone(), logs.clone());
+    let mut cluster = Cluster::new(install.env().to_vec(), logs.clone())?;
     cluster.migrate().await?;
     cluster.start_all();
     let http = reqwest::Client::builder()
@@ -224,11 +204,8 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     let rule = json!([{"name": "NoInvalidLastName", "field": "LastName",
                        "contains": load::INVALID_MARK,
                        "message": "Last name must not say it is invalid"}]);
-    http.put(format!("{salesforce}/__sandbox/validation-rules"))
-        .json(&rule)
-        .send()
-        .await?
-        .error_for_status()?;
+    let control = Control::new(http.clone());
+    control.put(&salesforce, "validation-rules", &rule).await?;
 
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
     let start = Instant::now();
@@ -266,7 +243,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
 
     let db = PgPoolOptions::new()
         .max_connections(2)
-        .connect(&format!("postgres://postgres@127.0.0.1:5432/{db_name}"))
+        .connect(&install.db_url())
         .await?;
     let src = Sources {
         db: &db,
@@ -278,18 +255,16 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     };
     let settled = converge(&src, &model, true, k.settle, &cluster, start).await?;
     print_problems("after the load", &settled);
-    let hs_counters = sandbox_get(&http, &hubspot, "counters").await;
-    let sf_counters = sandbox_get(&http, &salesforce, "counters").await;
+    let hs_counters = control.counters(&hubspot).await.unwrap_or(Value::Null);
+    let sf_counters = control.counters(&salesforce).await.unwrap_or(Value::Null);
 
     // Fix what Salesforce refused (its rule goes), then replay the parked entries.
     let mut replayed = 0;
     let mut after_replay = Findings::default();
     if settled.problems.is_empty() {
-        http.put(format!("{salesforce}/__sandbox/validation-rules"))
-            .json(&json!([]))
-            .send()
-            .await?
-            .error_for_status()?;
+        control
+            .put(&salesforce, "validation-rules", &json!([]))
+            .await?;
         let r: Value = http
             .post(format!("{api}/dlq/replay"))
             .bearer_auth(ADMIN_KEY)
@@ -392,7 +367,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     }
     if failures.is_empty() {
         println!("chaos: PASS in {:.0}s", start.elapsed().as_secs_f64());
-        cleanup(&env, &db_name).await;
+        install.cleanup().await;
         let _ = std::fs::remove_dir_all(&logs);
         Ok(true)
     } else {
@@ -406,45 +381,4 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         );
         Ok(false)
     }
-}
-
-/// Drops the run's database, queues and exchanges.
-async fn cleanup(env: &[(String, String)], db_name: &str) {
-    use sqlx::Connection as _;
-    if let Ok(mut c) =
-        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/postgres").await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-        )))
-        .execute(&mut c)
-        .await;
-    }
-    let Ok(cfg) = syncroot::config::Layers::gather(None, env.to_vec()).parse() else {
-        return;
-    };
-    let topology = syncroot::queue::topology::Topology::new(&cfg);
-    let Ok(conn) = lapin::Connection::connect(
-        "amqp://guest:guest@127.0.0.1:5672/%2f",
-        lapin::ConnectionProperties::default(),
-    )
-    .await
-    else {
-        return;
-    };
-    if let Ok(ch) = conn.create_channel().await {
-        for q in topology.queues() {
-            let _ = ch.queue_delete(q.as_str().into(), Default::default()).await;
-        }
-        for e in [
-            topology.contacts_exchange(),
-            topology.deliveries_exchange(),
-            topology.dead_letter_exchange(),
-        ] {
-            let _ = ch
-                .exchange_delete(e.as_str().into(), Default::default())
-                .await;
-        }
-    }
-    let _ = conn.close(200, "bye".into()).await;
 }

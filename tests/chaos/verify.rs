@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use sqlx::PgPool;
+use syncroot_testkit::Control;
 use uuid::Uuid;
 
 use crate::model::{FIELDS, Fields, Model};
@@ -123,14 +124,7 @@ fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
 }
 
 async fn sandbox_contacts(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Value>> {
-    let state: Value = http
-        .get(format!("{base}/__sandbox/state"))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    Ok(state["contacts"].as_array().cloned().unwrap_or_default())
+    Control::new(http.clone()).sandbox_contacts(base).await
 }
 
 /// Every dead-letter entry, through the admin API.

@@ -5,17 +5,23 @@
 //!
 //! A test double like the sandboxes: a dev-dependency of the product, never part of it.
 
+pub mod control;
 pub mod dlq;
+pub mod install;
+pub mod process;
 pub mod proxy;
+
+pub use control::{Control, free_port};
+pub use install::Installation;
 
 use std::future::Future;
 use std::time::Duration;
 
-use lapin::options::{BasicPublishOptions, QueueDeleteOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
-use sqlx::{Connection as _, PgConnection, PgPool};
-use syncroot::config::{Config, Layers};
+use sqlx::PgPool;
+use syncroot::config::Config;
 use syncroot::queue::publisher::Publisher;
 use syncroot::queue::topology::Topology;
 use syncroot::secret::Secret;
@@ -56,6 +62,8 @@ pub struct TestApp {
     pub db: PgPool,
     pub http: reqwest::Client,
     pub db_name: String,
+    /// The database, queue prefix and environment this app runs with.
+    pub install: Installation,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -66,37 +74,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(opts: Options) -> Self {
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        let db_name = format!("syncroot_t_{}", &tag[..16]);
-        let mut env = vec![
-            ("SYNCROOT_API_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            ("SYNCROOT_API_KEYS".to_owned(), KEY.to_owned()),
+        let mut install = Installation::for_tests("t");
+        install.set_all([
+            ("SYNCROOT_QUEUE_SHARDS", opts.shards.to_string()),
             (
-                "SYNCROOT_DATABASE_URL".to_owned(),
-                format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
-            ),
-            (
-                "SYNCROOT_DATABASE_MAX_CONNECTIONS".to_owned(),
-                "8".to_owned(),
-            ),
-            (
-                "SYNCROOT_AMQP_URL".to_owned(),
+                "SYNCROOT_AMQP_URL",
                 opts.amqp_url.clone().unwrap_or_else(|| AMQP.to_owned()),
             ),
-            (
-                "SYNCROOT_QUEUE_PREFIX".to_owned(),
-                format!("t{}", &tag[..12]),
-            ),
-            ("SYNCROOT_QUEUE_SHARDS".to_owned(), opts.shards.to_string()),
-            ("SYNCROOT_SHUTDOWN_GRACE_SECS".to_owned(), "5".to_owned()),
-            (
-                "SYNCROOT_API_PUBLISH_TIMEOUT_MS".to_owned(),
-                "2000".to_owned(),
-            ),
-        ];
+        ]);
         // Short retry tiers and dead-letter rounds, so tests that inject CRM faults finish
         // quickly.
-        for (k, v) in [
+        install.set_all([
             (
                 "SYNCROOT_DELIVERY_RETRY_TIERS",
                 "50ms,100ms,200ms,400ms,500ms",
@@ -104,16 +92,12 @@ impl TestApp {
             ("SYNCROOT_DLQ_RETRY_MIN_MS", "200"),
             ("SYNCROOT_DLQ_RETRY_MAX_MS", "1000"),
             ("SYNCROOT_DLQ_RETRY_TIMES", "20"),
-        ] {
-            env.push((k.to_owned(), v.to_owned()));
-        }
+        ]);
         if !opts.delivery {
-            env.push(("SYNCROOT_CRMS".to_owned(), String::new()));
+            install.set("SYNCROOT_CRMS", "");
         }
-        env.extend(opts.extra_env);
-        let mut cfg = Layers::gather(None, env)
-            .parse()
-            .expect("test configuration is valid");
+        install.set_all(opts.extra_env);
+        let mut cfg = install.config().expect("test configuration is valid");
         syncroot::telemetry::init(&syncroot::config::LogConfig {
             filter: "warn".into(),
             json: false,
@@ -152,7 +136,8 @@ impl TestApp {
             cfg,
             db,
             http: reqwest::Client::new(),
-            db_name,
+            db_name: install.db_name.clone(),
+            install,
             shutdown,
             tasks,
         };
@@ -259,7 +244,7 @@ impl TestApp {
         &self.sandboxes.as_ref().expect("started with delivery").1
     }
 
-    /// Calls a sandbox's control API (`/__sandbox/...`).
+    /// Calls a sandbox's control API (`/__sandbox/...`); fails the test unless it answers 2xx.
     pub async fn control(
         &self,
         base: &str,
@@ -267,23 +252,18 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{base}/__sandbox/{path}"));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        assert!(r.status().is_success(), "control {path}: {}", r.status());
-        r.json().await.unwrap_or(Value::Null)
+        Control::new(self.http.clone())
+            .call(base, method, path, body.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// The live contacts a sandbox holds.
     pub async fn sandbox_contacts(&self, base: &str) -> Vec<Value> {
-        let state = self
-            .control(base, reqwest::Method::GET, "state", None)
-            .await;
-        state["contacts"].as_array().cloned().unwrap_or_default()
+        Control::new(self.http.clone())
+            .sandbox_contacts(base)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Publishes raw bytes to a shard queue through the default exchange, as a foreign or
@@ -358,46 +338,9 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let db_name = self.db_name.clone();
-        let queues = self.topology().queues();
-        let exchanges = [
-            self.topology().contacts_exchange(),
-            self.topology().deliveries_exchange(),
-            self.topology().dead_letter_exchange(),
-        ];
-        // Clean up on a separate runtime: Drop cannot await.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Ok(mut c) = PgConnection::connect(PG_ADMIN).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-                if let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await {
-                    if let Ok(ch) = conn.create_channel().await {
-                        for q in queues {
-                            let _ = ch
-                                .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-                                .await;
-                        }
-                        for e in exchanges {
-                            let _ = ch
-                                .exchange_delete(e.as_str().into(), Default::default())
-                                .await;
-                        }
-                    }
-                    let _ = conn.close(200, "bye".into()).await;
-                }
-            });
-        })
-        .join();
+        // Give the cancelled tasks a moment to let go of their connections.
+        std::thread::sleep(Duration::from_millis(200));
+        self.install.cleanup_blocking();
     }
 }
 

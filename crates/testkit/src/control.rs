@@ -1,0 +1,76 @@
+//! The sandboxes' control API (`/__sandbox/...`) as a client, and a free port: what every
+//! harness needs to arrange a CRM's state and read it back.
+
+use anyhow::bail;
+use serde_json::Value;
+
+/// A port free right now on 127.0.0.1 (another process may take it before it is bound).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A client of one or both sandboxes' control routes.
+#[derive(Clone, Debug, Default)]
+pub struct Control {
+    pub http: reqwest::Client,
+}
+
+impl Control {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    /// Calls `/__sandbox/{path}` on the sandbox at `base`; errors unless it answers 2xx.
+    pub async fn call(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{base}/__sandbox/{path}"));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await?;
+        if !r.status().is_success() {
+            bail!("sandbox control {path}: {}", r.status());
+        }
+        Ok(r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<Value> {
+        self.call(base, reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, base: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(base, reqwest::Method::PUT, path, Some(body))
+            .await
+    }
+
+    pub async fn post(&self, base: &str, path: &str) -> anyhow::Result<Value> {
+        self.call(base, reqwest::Method::POST, path, None).await
+    }
+
+    /// The live contacts the sandbox holds.
+    pub async fn sandbox_contacts(&self, base: &str) -> anyhow::Result<Vec<Value>> {
+        let state = self.get(base, "state").await?;
+        Ok(state["contacts"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The sandbox's counters (records written, rate limited, errors injected, …).
+    pub async fn counters(&self, base: &str) -> anyhow::Result<Value> {
+        self.get(base, "counters").await
+    }
+
+    /// Empties the sandbox and zeroes its counters.
+    pub async fn reset(&self, base: &str) -> anyhow::Result<()> {
+        self.post(base, "reset").await?;
+        self.post(base, "counters/reset").await?;
+        Ok(())
+    }
+}
