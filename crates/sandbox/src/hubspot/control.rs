@@ -101,7 +101,7 @@ async fn put_faults(State(state): State<AppState>, Json(patch): Json<FaultsPatch
     }
     let snapshot = faults.clone();
     drop(faults);
-    state.webhooks.set_paused(snapshot.webhooks_paused);
+    state.webhooks.set_paused(snapshot.common.webhooks_paused);
     Json(snapshot).into_response()
 }
 

@@ -6,21 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The fault settings, as read and written at `/__sandbox/faults`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+use crate::kit::faults as kit;
+
+/// The fault settings, as read and written at `/__sandbox/faults`: the ones both sandboxes
+/// share, and HubSpot's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Faults {
-    /// Fraction (0–1) of API calls answered with `error_status`.
-    pub error_rate: f64,
-    /// HTTP status of injected errors (400–599).
-    pub error_status: u16,
-    /// Added before every API call is handled, in ms.
-    pub latency_ms: u64,
-    /// The next N API calls are answered with 429.
-    pub force_429: u32,
-    /// Every API call fails with 503.
-    pub outage: bool,
-    /// Webhook events queue up instead of being delivered.
-    pub webhooks_paused: bool,
+    #[serde(flatten)]
+    pub common: kit::Faults,
     /// New records stay invisible to search for this long after creation, in ms
     /// (HubSpot's index lags writes by "a few moments").
     pub search_lag_ms: u64,
@@ -31,24 +24,9 @@ pub struct Faults {
     pub webhook_duplicate_rate: f64,
 }
 
-impl Default for Faults {
-    fn default() -> Self {
-        Self {
-            error_rate: 0.0,
-            error_status: 503,
-            latency_ms: 0,
-            force_429: 0,
-            outage: false,
-            webhooks_paused: false,
-            search_lag_ms: 0,
-            webhook_shuffle: false,
-            webhook_duplicate_rate: 0.0,
-        }
-    }
-}
-
-/// A partial update of [`Faults`]; absent fields keep their value.
+/// A partial update of [`Faults`]; absent fields keep their value, unknown ones are refused.
 #[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FaultsPatch {
     pub error_rate: Option<f64>,
     pub error_status: Option<u16>,
@@ -62,27 +40,26 @@ pub struct FaultsPatch {
 }
 
 impl Faults {
-    /// Applies a patch, or lists every out-of-range value without changing anything.
+    /// Applies a patch, or lists every problem without changing anything.
     pub fn apply(&mut self, patch: FaultsPatch) -> Result<(), Vec<String>> {
-        let mut problems = crate::kit::faults::check_common(patch.error_rate, patch.error_status);
+        let common = kit::FaultsPatch {
+            error_rate: patch.error_rate,
+            error_status: patch.error_status,
+            latency_ms: patch.latency_ms,
+            force_429: patch.force_429,
+            outage: patch.outage,
+            webhooks_paused: patch.webhooks_paused,
+        };
+        let mut problems = common.problems();
         let duplicates = patch.webhook_duplicate_rate;
-        crate::kit::faults::check_fraction(&mut problems, "webhook_duplicate_rate", duplicates);
+        kit::check_fraction(&mut problems, "webhook_duplicate_rate", duplicates);
         if !problems.is_empty() {
             return Err(problems);
         }
-        let next = Self {
-            error_rate: patch.error_rate.unwrap_or(self.error_rate),
-            error_status: patch.error_status.unwrap_or(self.error_status),
-            latency_ms: patch.latency_ms.unwrap_or(self.latency_ms),
-            force_429: patch.force_429.unwrap_or(self.force_429),
-            outage: patch.outage.unwrap_or(self.outage),
-            webhooks_paused: patch.webhooks_paused.unwrap_or(self.webhooks_paused),
-            search_lag_ms: patch.search_lag_ms.unwrap_or(self.search_lag_ms),
-            webhook_shuffle: patch.webhook_shuffle.unwrap_or(self.webhook_shuffle),
-            webhook_duplicate_rate: (patch.webhook_duplicate_rate)
-                .unwrap_or(self.webhook_duplicate_rate),
-        };
-        *self = next;
+        self.common.apply(common)?;
+        self.search_lag_ms = patch.search_lag_ms.unwrap_or(self.search_lag_ms);
+        self.webhook_shuffle = patch.webhook_shuffle.unwrap_or(self.webhook_shuffle);
+        self.webhook_duplicate_rate = duplicates.unwrap_or(self.webhook_duplicate_rate);
         Ok(())
     }
 }
@@ -99,14 +76,14 @@ mod tests {
             ..FaultsPatch::default()
         };
         assert!(f.apply(patch).is_ok());
-        assert!(f.outage);
-        assert_eq!(f.error_status, 503);
+        assert!(f.common.outage);
+        assert_eq!(f.common.error_status, 503);
         let bad = FaultsPatch {
             error_rate: Some(1.5),
             error_status: Some(200),
             ..FaultsPatch::default()
         };
         assert_eq!(f.apply(bad).map_err(|p| p.len()), Err(2));
-        assert!((f.error_rate - 0.0).abs() < f64::EPSILON);
+        assert!((f.common.error_rate - 0.0).abs() < f64::EPSILON);
     }
 }

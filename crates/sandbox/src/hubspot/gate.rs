@@ -24,7 +24,7 @@ pub async fn gate(
 ) -> Response {
     let route = route_key(req.method(), matched.as_ref().map(MatchedPath::as_str));
     lock(&state.counters).count_call(&route);
-    let latency_ms = lock(&state.faults).latency_ms;
+    let latency_ms = lock(&state.faults).common.latency_ms;
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
@@ -55,16 +55,16 @@ type Refusal = (ApiError, Option<Quota>);
 /// random errors — so an outage hides everything, as a real one would.
 fn admit(state: &AppState, headers: &HeaderMap, is_search: bool) -> Result<Option<Quota>, Refusal> {
     let mut faults = lock(&state.faults);
-    if faults.outage {
+    if faults.common.outage {
         lock(&state.counters).errors_injected += 1;
         return Err((ApiError::injected(StatusCode::SERVICE_UNAVAILABLE), None));
     }
-    if faults.force_429 > 0 {
-        faults.force_429 -= 1;
+    if faults.common.force_429 > 0 {
+        faults.common.force_429 -= 1;
         lock(&state.counters).rate_limited += 1;
         return Err((ApiError::rate_limited("TEN_SECONDLY_ROLLING"), None));
     }
-    let (error_rate, error_status) = (faults.error_rate, faults.error_status);
+    let (error_rate, error_status) = (faults.common.error_rate, faults.common.error_status);
     drop(faults);
     if !is_authorized(headers, &state.access_token) {
         lock(&state.counters).unauthorized += 1;

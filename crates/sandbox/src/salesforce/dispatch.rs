@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
 use super::errors::{ErrorCode, SfError, SfErrors};
-use super::faults::{Injected, RETRY_AFTER_SECS};
+use super::faults::{Inject as _, Injected, RETRY_AFTER_SECS};
 use super::limits::LIMIT_INFO_HEADER;
 use super::routes::{ApiVersion, Route, parse, resources, versions};
 use super::state::{Sandbox, lock};

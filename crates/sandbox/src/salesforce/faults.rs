@@ -4,55 +4,13 @@
 //! with a chosen status, added latency, and the pause switch for change notifications. What it
 //! is not: a network fault simulator; connections are never dropped or stalled mid-response.
 
-use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-
 use super::errors::{ErrorCode, SfError};
+use axum::http::StatusCode;
 
 /// Seconds suggested in `Retry-After` on a forced 429.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
-/// The fault settings; the JSON shape is shared with the HubSpot sandbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Faults {
-    /// Fraction (0.0–1.0) of calls answered with `error_status` and a Salesforce error body.
-    pub error_rate: f64,
-    /// HTTP status of injected errors.
-    pub error_status: u16,
-    /// Delay added before every call is handled, in milliseconds.
-    pub latency_ms: u64,
-    /// The next this-many calls are answered 429.
-    pub force_429: u32,
-    /// Every call fails with 503 while true.
-    pub outage: bool,
-    /// Change notifications queue up, undelivered, while true.
-    pub webhooks_paused: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Self {
-            error_rate: 0.0,
-            error_status: 503,
-            latency_ms: 0,
-            force_429: 0,
-            outage: false,
-            webhooks_paused: false,
-        }
-    }
-}
-
-/// A partial update from `PUT /__sandbox/faults`; absent keys keep their value.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultsPatch {
-    pub error_rate: Option<f64>,
-    pub error_status: Option<u16>,
-    pub latency_ms: Option<u64>,
-    pub force_429: Option<u32>,
-    pub outage: Option<bool>,
-    pub webhooks_paused: Option<bool>,
-}
+pub use crate::kit::faults::{Faults, FaultsPatch};
 
 /// What a fault did to a call.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,24 +21,16 @@ pub enum Injected {
     Error(SfError),
 }
 
-impl Faults {
-    /// Applies a patch, or lists every problem without changing anything.
-    pub fn apply(&mut self, p: FaultsPatch) -> Result<(), Vec<String>> {
-        let problems = crate::kit::faults::check_common(p.error_rate, p.error_status);
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        self.error_rate = p.error_rate.unwrap_or(self.error_rate);
-        self.error_status = p.error_status.unwrap_or(self.error_status);
-        self.latency_ms = p.latency_ms.unwrap_or(self.latency_ms);
-        self.force_429 = p.force_429.unwrap_or(self.force_429);
-        self.outage = p.outage.unwrap_or(self.outage);
-        self.webhooks_paused = p.webhooks_paused.unwrap_or(self.webhooks_paused);
-        Ok(())
-    }
-
+/// Salesforce's rendering of the shared faults.
+pub trait Inject {
     /// Faults decided before authentication: outage, then forced 429s (consuming one).
-    pub fn before_call(&mut self) -> Option<Injected> {
+    fn before_call(&mut self) -> Option<Injected>;
+    /// The random error for a call, given a uniform `roll` in `[0, 1)`.
+    fn random_error(&self, roll: f64) -> Option<Injected>;
+}
+
+impl Inject for Faults {
+    fn before_call(&mut self) -> Option<Injected> {
         if self.outage {
             return Some(Injected::Error(error_for_status(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -100,8 +50,7 @@ impl Faults {
         None
     }
 
-    /// The random error for a call, given a uniform `roll` in `[0, 1)`.
-    pub fn random_error(&self, roll: f64) -> Option<Injected> {
+    fn random_error(&self, roll: f64) -> Option<Injected> {
         if roll >= self.error_rate {
             return None;
         }
