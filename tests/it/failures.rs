@@ -411,8 +411,10 @@ async fn a_broker_outage_while_failures_are_handed_on_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.bring_up();
     fault(&app, app.salesforce(), json!({"outage": false})).await;
+    // Both CRMs' deliveries were cut mid-flight, so wait for both before counting records.
     for id in &ids {
         wait_state(&app, id, "salesforce", "synced").await;
+        wait_state(&app, id, "hubspot", "synced").await;
     }
     for i in 0..10 {
         let email = format!("cut{i}@example.com");
