@@ -8,8 +8,10 @@ pub mod contact;
 pub mod crm;
 pub mod email;
 pub mod fields;
+pub mod values;
 
 pub use change::{ChangeOp, ContactChange};
 pub use contact::{ContactFields, ContactId};
 pub use crm::Crm;
 pub use email::Email;
+pub use values::{FieldValues, Origin};

@@ -6,6 +6,7 @@
 //! home for to a custom field.
 
 use crate::domain::fields::{FIELDS, Field};
+use crate::domain::{ContactFields, FieldValues};
 
 /// Where each unified field goes in one CRM; `None` leaves it out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +85,16 @@ impl FieldMap {
                     .is_some_and(|t| t.eq_ignore_ascii_case(crm_field))
             })
             .map(|(f, _)| *f)
+    }
+
+    /// The unified fields this CRM holds.
+    pub fn fields(&self) -> impl Iterator<Item = Field> + '_ {
+        self.pairs().map(|(f, _)| f)
+    }
+
+    /// What the CRM holds of `contact` after a successful write: its mapped fields' values.
+    pub fn project(&self, contact: &ContactFields) -> FieldValues {
+        FieldValues::of(contact, self.fields())
     }
 
     /// Every mapped pair.
