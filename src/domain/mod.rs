@@ -8,6 +8,7 @@ pub mod contact;
 pub mod crm;
 pub mod email;
 pub mod fields;
+pub mod merge;
 pub mod values;
 
 pub use change::{ChangeOp, ContactChange};
