@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 /// Pure domain types: contact, e-mail, fields and their rules, queued changes.
 pub mod domain;
+/// Accepting a change: the transaction the API and the webhook worker share.
+pub mod intake;
 /// Health probes of the worker processes.
 pub mod probe;
 /// CRM clients: the contract, HubSpot, Salesforce, field mapping, pacing.

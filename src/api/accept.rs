@@ -1,16 +1,6 @@
-//! Accepting a write: the transaction that turns a validated request into a queued change.
-//!
-//! ```text
-//! BEGIN
-//!   lock (or insert) the contact's head row      -- serialises writers of one contact
-//!   compute the new state and sequence number
-//!   publish the change, wait for the broker's confirm
-//! COMMIT                                         -- only now is the write accepted (202)
-//! ```
-//!
-//! If the broker is away or does not confirm, the transaction rolls back and nothing is left
-//! half-accepted. Holding the row lock until the confirm is what makes a contact's changes
-//! enter the queue in sequence order, whichever API replica accepted them.
+//! Accepting a write from the API: validated request → new state → `intake`'s transaction
+//! (lock the head, publish with confirm, commit), plus what only the API has: idempotency keys
+//! and the reply.
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -20,10 +10,11 @@ use super::AppState;
 use super::auth::Principal;
 use super::problem::ApiError;
 use super::schema::{AcceptedOut, Operation};
-use crate::domain::change::CHANGE_FORMAT_VERSION;
 use crate::domain::fields::{Field, FieldValue};
-use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId};
-use crate::store::heads::{self, Head};
+use crate::domain::merge::{Stamp, Stamps, changes};
+use crate::domain::{ChangeOp, ContactFields, ContactId, Origin};
+use crate::intake::{self, Draft, IntakeError};
+use crate::store::heads::{self, Head, VersionNote};
 use crate::store::idempotency::{self, Remembered};
 
 /// A write's outcome, as the client sees it.
@@ -70,9 +61,25 @@ pub async fn create(
         }
     }
     let message_id = Uuid::new_v4();
-    heads::insert(&mut tx, id, &doc, now, message_id).await?;
-    let change = change(message_id, id, 1, ChangeOp::Upsert, now, now, doc);
-    publish_and_commit(state, tx, &change).await?;
+    let mut stamps = Stamps::default();
+    stamps.touch(None, &doc, api_stamp(now));
+    let changed = changes(None, &doc);
+    let note = VersionNote {
+        origin: Origin::Api,
+        changes: &changed,
+        conflicts: &[],
+    };
+    heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
+    let draft = Draft {
+        id,
+        seq: 1,
+        op: ChangeOp::Upsert,
+        origin: Origin::Api,
+        accepted_at: now,
+        created_at: now,
+        contact: doc,
+    };
+    publish_and_commit(state, tx, draft, message_id).await?;
     Ok(Reply {
         accepted,
         replayed: false,
@@ -126,16 +133,37 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
             replayed: false,
         });
     }
+    let mut stamps = head.stamps.clone();
+    stamps.touch(Some(&head.doc), &doc, api_stamp(now));
+    let changed = match op {
+        ChangeOp::Upsert => changes(Some(&head.doc), &doc),
+        ChangeOp::Delete => Vec::new(),
+    };
     let next = Head {
         seq: head.seq + 1,
         doc: doc.clone(),
         created_at: head.created_at,
         deleted_at: (op == ChangeOp::Delete).then_some(now),
+        stamps,
+        accepted_at: now,
     };
     let message_id = Uuid::new_v4();
-    heads::advance(&mut tx, id, &next, now, message_id).await?;
-    let change = change(message_id, id, next.seq, op, now, head.created_at, doc);
-    publish_and_commit(state, tx, &change).await?;
+    let note = VersionNote {
+        origin: Origin::Api,
+        changes: &changed,
+        conflicts: &[],
+    };
+    heads::advance(&mut tx, id, &next, message_id, &note).await?;
+    let draft = Draft {
+        id,
+        seq: next.seq,
+        op,
+        origin: Origin::Api,
+        accepted_at: now,
+        created_at: head.created_at,
+        contact: doc,
+    };
+    publish_and_commit(state, tx, draft, message_id).await?;
     Ok(Reply {
         accepted: AcceptedOut {
             id: id.0,
@@ -147,45 +175,34 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
     })
 }
 
-fn change(
-    message_id: Uuid,
-    id: ContactId,
-    seq: i64,
-    op: ChangeOp,
-    accepted_at: chrono::DateTime<Utc>,
-    created_at: chrono::DateTime<Utc>,
-    contact: ContactFields,
-) -> ContactChange {
-    ContactChange {
-        v: CHANGE_FORMAT_VERSION,
-        message_id,
-        contact_id: id,
-        seq,
-        op,
-        accepted_at,
-        created_at,
-        contact,
+fn api_stamp(at: chrono::DateTime<Utc>) -> Stamp {
+    Stamp {
+        at,
+        by: Origin::Api,
     }
 }
 
 async fn publish_and_commit(
     state: &AppState,
     tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    change: &ContactChange,
+    draft: Draft,
+    message_id: Uuid,
 ) -> Result<(), ApiError> {
-    if let Err(e) = state.publisher.publish_change(change).await {
-        // Dropping `tx` rolls the head back, and the forwarder skips a change whose head did
-        // not commit, even if the broker took it: the write was not accepted.
-        tracing::warn!(error = %e, contact = %change.contact_id, "publish not confirmed; write refused");
-        return Err(ApiError::Unavailable(
-            "the message broker did not confirm the change; nothing was accepted, retry shortly"
-                .into(),
-        ));
-    }
-    tx.commit().await.map_err(|e| {
-        tracing::error!(error = %e, contact = %change.contact_id, seq = change.seq, "commit failed after the broker confirmed");
-        ApiError::Unavailable("the database failed while recording the change; nothing was accepted, retry shortly".into())
-    })
+    let change = draft.into_change(message_id);
+    intake::publish_and_commit(&state.publisher, tx, &change)
+        .await
+        .map_err(|e| match e {
+            // Dropping the transaction rolled the head back, and the forwarder skips a change
+            // whose head did not commit, even if the broker took it: the write was not accepted.
+            IntakeError::NotConfirmed => ApiError::Unavailable(
+                "the message broker did not confirm the change; nothing was accepted, retry shortly"
+                    .into(),
+            ),
+            IntakeError::CommitFailed => ApiError::Unavailable(
+                "the database failed while recording the change; nothing was accepted, retry shortly"
+                    .into(),
+            ),
+        })
 }
 
 fn replay(earlier: Remembered, hash: &str) -> Result<Reply, ApiError> {

@@ -11,6 +11,7 @@ pub mod contacts;
 pub mod dlq;
 pub mod extract;
 pub mod health;
+pub mod history;
 pub mod problem;
 pub mod schema;
 
@@ -84,6 +85,7 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
             contacts::patch,
             contacts::delete
         ))
+        .routes(routes!(history::history))
         .route_layer(axum::middleware::from_fn_with_state(
             keys,
             auth::require_key,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::contact::{ContactFields, ContactId};
 use super::crm::Crm;
+use super::values::Origin;
 
 /// The wire format's version; a consumer refuses versions it does not know.
 pub const CHANGE_FORMAT_VERSION: u32 = 1;
@@ -37,6 +38,10 @@ pub struct ContactChange {
     /// +1 for each later change. Together with `accepted_at` it orders a contact's changes.
     pub seq: i64,
     pub op: ChangeOp,
+    /// Where the change came from. Messages from builds before two-way sync carry none: they
+    /// came from the API.
+    #[serde(default)]
+    pub origin: Origin,
     /// When the API accepted the change (the contact's `updated_at` once applied).
     pub accepted_at: DateTime<Utc>,
     /// When the contact was first accepted (its `created_at`).

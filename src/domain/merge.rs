@@ -111,6 +111,23 @@ pub struct FieldChange {
     pub new: Option<String>,
 }
 
+/// The fields that differ between `before` (a create: every field that has a value) and
+/// `after`, for the history.
+pub fn changes(before: Option<&ContactFields>, after: &ContactFields) -> Vec<FieldChange> {
+    FIELDS
+        .iter()
+        .filter_map(|spec| {
+            let old = before.and_then(|b| b.get(spec.field));
+            let new = after.get(spec.field);
+            (old != new).then(|| FieldChange {
+                field: spec.name.to_owned(),
+                old: old.map(str::to_owned),
+                new: new.map(str::to_owned),
+            })
+        })
+        .collect()
+}
+
 /// Why a value lost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -91,6 +91,7 @@ mod tests {
             contact_id: ContactId::new(),
             seq: 3,
             op: ChangeOp::Upsert,
+            origin: crate::domain::Origin::Api,
             accepted_at: chrono::Utc::now(),
             created_at: chrono::Utc::now(),
             contact: ContactFields {

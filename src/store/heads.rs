@@ -10,7 +10,8 @@ use sqlx::{PgConnection, PgPool, Row};
 
 use super::contacts::ContactRow;
 
-use crate::domain::{ContactFields, ContactId};
+use crate::domain::merge::{Conflict, FieldChange, Stamps};
+use crate::domain::{ContactFields, ContactId, Origin};
 
 /// The accepted state of a contact.
 #[derive(Debug, Clone)]
@@ -19,6 +20,32 @@ pub struct Head {
     pub doc: ContactFields,
     pub created_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// When each field last changed and where the change came from.
+    pub stamps: Stamps,
+    /// When the current version was accepted.
+    pub accepted_at: DateTime<Utc>,
+}
+
+/// What the history keeps of a version, written with the head in one statement.
+#[derive(Debug, Clone)]
+pub struct VersionNote<'a> {
+    pub origin: Origin,
+    pub changes: &'a [FieldChange],
+    pub conflicts: &'a [Conflict],
+}
+
+impl VersionNote<'_> {
+    fn json(
+        &self,
+    ) -> (
+        sqlx::types::Json<&[FieldChange]>,
+        sqlx::types::Json<&[Conflict]>,
+    ) {
+        (
+            sqlx::types::Json(self.changes),
+            sqlx::types::Json(self.conflicts),
+        )
+    }
 }
 
 /// Why a head could not be written.
@@ -37,7 +64,7 @@ const LIVE_EMAIL_INDEX: &str = "contact_heads_live_email";
 pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, sqlx::Error> {
     guard(tx, id).await?;
     let row = sqlx::query(
-        "SELECT seq, doc, created_at, deleted_at FROM contact_heads WHERE id = $1 FOR UPDATE",
+        "SELECT seq, doc, created_at, deleted_at, stamps, accepted_at FROM contact_heads WHERE id = $1 FOR UPDATE",
     )
     .bind(id.0)
     .fetch_optional(tx)
@@ -49,6 +76,9 @@ pub async fn lock(tx: &mut PgConnection, id: ContactId) -> Result<Option<Head>, 
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             created_at: r.try_get("created_at")?,
             deleted_at: r.try_get("deleted_at")?,
+            stamps: serde_json::from_value(r.try_get("stamps")?)
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            accepted_at: r.try_get("accepted_at")?,
         })
     })
     .transpose()
@@ -71,20 +101,28 @@ async fn guard(tx: &mut PgConnection, id: ContactId) -> Result<(), sqlx::Error> 
         .map(|_| ())
 }
 
-/// Inserts the head of a new contact (sequence 1), accepted as `message_id`.
+/// Inserts the head of a new contact (sequence 1), accepted as `message_id`, with its first
+/// history entry.
 pub async fn insert(
     tx: &mut PgConnection,
     id: ContactId,
     doc: &ContactFields,
+    stamps: &Stamps,
     now: DateTime<Utc>,
     message_id: uuid::Uuid,
+    note: &VersionNote<'_>,
 ) -> Result<(), HeadError> {
-    // The acceptance lock is taken in the same statement (its FROM runs first), which saves a
-    // round trip on the API's hottest path.
+    // The acceptance lock is taken in the same statement (its FROM runs first), and the history
+    // row rides along, which saves round trips on the API's hottest path.
+    let (changes, conflicts) = note.json();
     let inserted = sqlx::query(
-        "INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id)
-         SELECT $1, 1, $2, $3, $4, $4, $5 FROM (SELECT pg_advisory_xact_lock($6)) AS acceptance_lock
-         ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING",
+        "WITH head AS (
+             INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id, stamps)
+             SELECT $1, 1, $2, $3, $4, $4, $5, $7 FROM (SELECT pg_advisory_xact_lock($6)) AS acceptance_lock
+             ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
+             RETURNING id)
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
+         SELECT id, 1, $8, 'create', $9, $10, $4 FROM head",
     )
     .bind(id.0)
     .bind(doc.email.as_str())
@@ -92,6 +130,10 @@ pub async fn insert(
     .bind(now)
     .bind(message_id)
     .bind(lock_key(id))
+    .bind(sqlx::types::Json(stamps))
+    .bind(note.origin.as_str())
+    .bind(changes)
+    .bind(conflicts)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -103,13 +145,14 @@ pub async fn insert(
 }
 
 /// Moves a head to its next sequence number with a new state (or marks it deleted), accepted
-/// as `message_id`. The caller holds the row through [`lock`].
+/// as `message_id`, and records the version in the history. The caller holds the row through
+/// [`lock`].
 pub async fn advance(
     tx: &mut PgConnection,
     id: ContactId,
     head: &Head,
-    now: DateTime<Utc>,
     message_id: uuid::Uuid,
+    note: &VersionNote<'_>,
 ) -> Result<(), HeadError> {
     if head.deleted_at.is_none()
         && let Some(other) = find_live_by_email(tx, head.doc.email.as_str()).await?
@@ -117,17 +160,31 @@ pub async fn advance(
     {
         return Err(HeadError::EmailTaken(Some(other)));
     }
+    let operation = if head.deleted_at.is_some() {
+        "delete"
+    } else {
+        "update"
+    };
+    let (changes, conflicts) = note.json();
     sqlx::query(
-        "UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6, message_id = $7
-         WHERE id = $1",
+        "WITH head AS (
+             UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6, message_id = $7, stamps = $8
+             WHERE id = $1 RETURNING id)
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
+         SELECT id, $2, $9, $10, $11, $12, $5 FROM head",
     )
         .bind(id.0)
         .bind(head.seq)
         .bind(head.doc.email.as_str())
         .bind(sqlx::types::Json(&head.doc))
-        .bind(now)
+        .bind(head.accepted_at)
         .bind(head.deleted_at)
         .bind(message_id)
+        .bind(sqlx::types::Json(&head.stamps))
+        .bind(note.origin.as_str())
+        .bind(operation)
+        .bind(changes)
+        .bind(conflicts)
         .execute(tx)
         .await
         .map_err(|e| {
@@ -135,6 +192,12 @@ pub async fn advance(
             if super::is_unique_violation(&e, LIVE_EMAIL_INDEX) { HeadError::EmailTaken(None) } else { HeadError::Db(e) }
         })?;
     Ok(())
+}
+
+/// The live contact with this e-mail address, if any.
+pub async fn find_live(pool: &PgPool, email: &str) -> Result<Option<ContactId>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    find_live_by_email(&mut conn, email).await
 }
 
 async fn find_live_by_email(

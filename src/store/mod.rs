@@ -6,6 +6,7 @@
 pub mod contacts;
 pub mod dead_letters;
 pub mod heads;
+pub mod history;
 pub mod idempotency;
 pub mod links;
 

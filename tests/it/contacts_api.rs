@@ -440,3 +440,83 @@ async fn an_unchanged_replace_is_accepted_without_a_new_version() {
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.unwrap()["version"], 1);
 }
+
+#[tokio::test]
+async fn the_history_lists_every_version_with_its_origin_and_changed_fields() {
+    let app = TestApp::spawn().await;
+    let id = app
+        .create(json!({"email": "hist@example.com", "first_name": "Ada"}))
+        .await;
+    let patch = app
+        .authed(Method::PATCH, &format!("/contacts/{id}"))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"job_title": "CTO", "first_name": null}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 202);
+    let del = app
+        .authed(Method::DELETE, &format!("/contacts/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 202);
+
+    let (status, _, page) = send(app.authed(Method::GET, &format!("/contacts/{id}/history"))).await;
+    assert_eq!(status, 200, "{page}");
+    let versions = page["versions"].as_array().unwrap();
+    let summary: Vec<(i64, &str, &str)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["origin"].as_str().unwrap(),
+                v["operation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "api", "create"),
+            (2, "api", "update"),
+            (3, "api", "delete")
+        ]
+    );
+    assert_eq!(
+        versions[0]["changes"],
+        json!([
+            {"field": "email", "old": null, "new": "hist@example.com"},
+            {"field": "first_name", "old": null, "new": "Ada"}
+        ])
+    );
+    assert_eq!(
+        versions[1]["changes"],
+        json!([
+            {"field": "first_name", "old": "Ada", "new": null},
+            {"field": "job_title", "old": null, "new": "CTO"}
+        ])
+    );
+    assert_eq!(page["next_after"], Value::Null);
+
+    let (status, _, first) = send(app.authed(
+        Method::GET,
+        &format!("/contacts/{id}/history?limit=1&after=1"),
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(first["versions"][0]["version"], 2);
+    assert_eq!(first["next_after"], 2);
+
+    let (status, _, problem) = send(app.authed(
+        Method::GET,
+        &format!("/contacts/{id}/history?limit=0&after=x"),
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["errors"].as_array().unwrap().len(), 2, "{problem}");
+    let unknown = uuid::Uuid::now_v7();
+    let (status, _, _) =
+        send(app.authed(Method::GET, &format!("/contacts/{unknown}/history"))).await;
+    assert_eq!(status, 404);
+}

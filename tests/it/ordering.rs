@@ -76,6 +76,7 @@ fn change(id: ContactId, seq: i64, title: &str) -> ContactChange {
         contact_id: id,
         seq,
         op: ChangeOp::Upsert,
+        origin: syncroot::domain::Origin::Api,
         accepted_at: now + chrono::Duration::milliseconds(seq),
         created_at: now,
         contact: ContactFields {
