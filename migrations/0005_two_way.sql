@@ -8,20 +8,22 @@
 ALTER TABLE contact_heads ADD COLUMN stamps JSONB NOT NULL DEFAULT '{}';
 
 -- One row per accepted version, written in the transaction that accepts it (so a rolled-back
--- acceptance leaves no history either).
+-- acceptance leaves no history either), and one per CRM change that lost every field to the
+-- conflict policy ('kept': the version stays, the CRM is corrected).
 CREATE TABLE contact_versions (
+    entry       BIGSERIAL   PRIMARY KEY,
     contact_id  UUID        NOT NULL,
     version     BIGINT      NOT NULL,
     -- api, hubspot or salesforce.
     origin      TEXT        NOT NULL,
-    operation   TEXT        NOT NULL CHECK (operation IN ('create', 'update', 'delete')),
+    operation   TEXT        NOT NULL CHECK (operation IN ('create', 'update', 'delete', 'kept')),
     -- [{field, old, new}] for the fields this version changed.
     changes     JSONB       NOT NULL,
     -- [{field, kept, kept_value, lost, lost_value, reason}]: values that lost a conflict.
     conflicts   JSONB       NOT NULL DEFAULT '[]',
-    accepted_at TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (contact_id, version)
+    accepted_at TIMESTAMPTZ NOT NULL
 );
+CREATE INDEX contact_versions_contact ON contact_versions (contact_id, version, entry);
 
 -- The mapped values the CRM's record is known to hold (written by SyncRoot or read from the
 -- CRM), and those of a write in flight. An incoming record equal to either is an echo.

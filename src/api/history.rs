@@ -38,13 +38,14 @@ pub struct ConflictOut {
     pub reason: String,
 }
 
-/// One accepted version.
+/// One entry of the history: an accepted version, or a CRM change that was not taken.
 #[derive(Serialize, ToSchema)]
 pub struct VersionOut {
     pub version: i64,
     /// Where the change came from: `api`, `hubspot` or `salesforce`.
     pub origin: String,
-    /// `create`, `update` or `delete`.
+    /// `create`, `update`, `delete`, or `kept`: a change made in a CRM that lost every field
+    /// to the conflict policy (the version stays; the CRM is corrected).
     pub operation: String,
     pub accepted_at: chrono::DateTime<chrono::Utc>,
     pub changes: Vec<FieldChangeOut>,
@@ -55,7 +56,7 @@ pub struct VersionOut {
 #[derive(Serialize, ToSchema)]
 pub struct HistoryPage {
     pub versions: Vec<VersionOut>,
-    /// Pass as `after` to read the next page; absent on the last page.
+    /// Pass as `after` to read the next page (opaque); absent on the last page.
     pub next_after: Option<i64>,
 }
 
@@ -110,7 +111,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HistoryQuery {
     get, path = "/contacts/{id}/history", tag = TAG, operation_id = "getContactHistory",
     params(
         ("id" = uuid::Uuid, Path, description = "Contact id"),
-        ("after" = Option<i64>, Query, minimum = 0, description = "Only versions after this one (`next_after` of the previous page)"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "`next_after` of the previous page"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
     ),
     responses(
@@ -133,7 +134,7 @@ pub async fn history(
     let mut rows = history::list(&state.db, id, q.after, q.limit + 1).await?;
     let more = rows.len() as i64 > q.limit;
     rows.truncate(q.limit as usize);
-    let next_after = more.then(|| rows.last().map(|r| r.version)).flatten();
+    let next_after = more.then(|| rows.last().map(|r| r.entry)).flatten();
     let versions = rows
         .into_iter()
         .map(|r| VersionOut {

@@ -155,6 +155,51 @@ pub const KEYS: &[Key] = &[
         "300",
         "at most one alert per this many seconds; what happens meanwhile is summed up in the next one",
     ),
+    key(
+        "webhook_public_url",
+        "",
+        "URL prefix the CRMs call SyncRoot's webhooks at, as they see it (https://sync.example.com behind an ingress); HubSpot signs the full URL. Empty: http://<api_listen>",
+    ),
+    secret(
+        "hubspot_webhook_secrets",
+        "",
+        "comma-separated HubSpot app client secrets webhooks are signed with (two during a rotation); empty refuses every HubSpot webhook",
+    ),
+    key(
+        "hubspot_webhook_signatures",
+        "v3",
+        "HubSpot signature versions accepted: v3 (timestamped); add v1 or v2 only for apps that send no v3 (no replay protection)",
+    ),
+    key(
+        "hubspot_app_id",
+        "",
+        "SyncRoot's HubSpot app id: webhook events with changeSource INTEGRATION and this sourceId are SyncRoot's own writes",
+    ),
+    secret(
+        "salesforce_webhook_secrets",
+        "",
+        "comma-separated secrets of Salesforce's signed change notifications (docs/salesforce-webhooks.md); empty refuses every one",
+    ),
+    key(
+        "salesforce_integration_user_id",
+        "",
+        "Salesforce user id SyncRoot writes as: change events committed by it are SyncRoot's own writes",
+    ),
+    key(
+        "webhook_window_secs",
+        "300",
+        "largest difference between a webhook's signed timestamp and the clock, in seconds (older or newer: 401)",
+    ),
+    key(
+        "conflict_owners",
+        "",
+        "fields one side always wins, as field=owner pairs (owners: api, hubspot, salesforce), e.g. email=api,job_title=hubspot; other fields: last writer wins",
+    ),
+    key(
+        "conflict_tie_break",
+        "api,salesforce,hubspot",
+        "who wins when two changes to a field carry the same time, first wins",
+    ),
     key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
     key(
         "hubspot_base_url",

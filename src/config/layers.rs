@@ -88,9 +88,11 @@ impl Layers {
             layers: &self,
             errors: Vec::new(),
         };
+        let listen = p.socket_addr("api_listen");
         let cfg = Config {
+            inbound: p.inbound(listen),
             api: ApiConfig {
-                listen: p.socket_addr("api_listen"),
+                listen,
                 keys: p.api_keys("api_keys"),
                 admin_keys: p.api_keys("admin_keys"),
                 max_body_bytes: p.ranged("api_max_body_bytes", 1024, 64 * 1024 * 1024),

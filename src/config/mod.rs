@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+mod inbound;
 mod keys;
 mod layers;
 mod parse;
@@ -33,6 +34,32 @@ pub struct Config {
     pub log: LogConfig,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
+    pub inbound: InboundConfig,
+}
+
+/// Two-way sync: the webhook receivers and the conflict policy.
+#[derive(Clone, Debug)]
+pub struct InboundConfig {
+    /// Scheme, host and path prefix the CRMs call SyncRoot at (behind a proxy or ingress, the
+    /// public one): HubSpot signs the full URL it called.
+    pub public_url: String,
+    /// HubSpot app client secrets webhooks may be signed with (several during a rotation);
+    /// empty: every HubSpot webhook is refused.
+    pub hubspot_secrets: Vec<Secret>,
+    /// Accept HubSpot's older signatures, which carry no timestamp (no replay protection).
+    pub hubspot_allow_v1: bool,
+    pub hubspot_allow_v2: bool,
+    /// SyncRoot's HubSpot app id: events with `changeSource` INTEGRATION and this `sourceId`
+    /// are SyncRoot's own writes. Empty: not used.
+    pub hubspot_app_id: String,
+    /// Secrets of Salesforce's signed notifications; empty: every one is refused.
+    pub salesforce_secrets: Vec<Secret>,
+    /// Salesforce user id SyncRoot writes as: events it committed are SyncRoot's own. Empty:
+    /// not used.
+    pub salesforce_integration_user: String,
+    /// Largest difference between a webhook's timestamp and the clock.
+    pub window: std::time::Duration,
+    pub policy: crate::domain::merge::Policy,
 }
 
 /// The dead-letter worker and alerts.

@@ -8,6 +8,7 @@ pub mod contact;
 pub mod crm;
 pub mod email;
 pub mod fields;
+pub mod inbound;
 pub mod merge;
 pub mod values;
 

@@ -12,7 +12,7 @@ pub mod salesforce;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{ContactFields, ContactId, Crm};
+use crate::domain::{ContactFields, ContactId, Crm, FieldValues};
 
 /// One contact to bring up to date in a CRM.
 #[derive(Clone, Debug)]
@@ -114,6 +114,10 @@ pub trait CrmClient: Send + Sync + 'static {
         &self,
         items: &[SyncItem],
     ) -> impl Future<Output = Result<Vec<ItemOutcome>, ProviderError>> + Send;
+
+    /// The values this CRM holds of `contact` after a successful write (its field map's
+    /// projection).
+    fn project(&self, contact: &ContactFields) -> FieldValues;
 
     /// Why delivery is paused (e.g. the daily allowance is spent, until when), if it is.
     fn paused(&self) -> Option<String>;

@@ -5,6 +5,7 @@ use lapin::BasicProperties;
 
 use crate::domain::ContactChange;
 use crate::domain::change::{CHANGE_FORMAT_VERSION, DeliveryTask};
+use crate::domain::inbound::InboundBatch;
 
 /// AMQP `type` of contact changes.
 pub const CHANGE_TYPE: &str = "syncroot.contact.change";
@@ -55,6 +56,23 @@ pub fn encode_dead_delivery(task: &DeliveryTask, reason: &str) -> (Vec<u8>, Basi
         lapin::types::AMQPValue::LongString(reason.as_bytes().to_vec().into()),
     );
     (body, props.with_headers(headers))
+}
+
+/// AMQP `type` of webhook batches.
+pub const INBOUND_TYPE: &str = "syncroot.inbound";
+
+pub fn encode_inbound(batch: &InboundBatch) -> (Vec<u8>, BasicProperties) {
+    let body = serde_json::to_vec(batch).unwrap_or_default();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_type(INBOUND_TYPE.into())
+        .with_message_id(uuid::Uuid::new_v4().to_string().into());
+    (body, props)
+}
+
+pub fn decode_inbound(body: &[u8]) -> Result<InboundBatch, DecodeError> {
+    decode_versioned(body)
 }
 
 pub fn decode(body: &[u8]) -> Result<ContactChange, DecodeError> {

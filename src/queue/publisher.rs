@@ -121,6 +121,16 @@ impl Publisher {
             .await
     }
 
+    /// Publishes a webhook batch to the webhook worker's queue and waits for the confirm.
+    pub async fn publish_inbound(
+        &self,
+        batch: &crate::domain::inbound::InboundBatch,
+    ) -> Result<(), PublishError> {
+        let (body, props) = envelope::encode_inbound(batch);
+        let queue = self.inner.topology.inbound_queue();
+        self.publish("", &queue, &body, props).await
+    }
+
     /// Publishes a delivery task to its CRM's queue and waits for the broker's confirm.
     pub async fn publish_delivery(&self, task: &DeliveryTask) -> Result<(), PublishError> {
         let (body, props) = envelope::encode_delivery(task);

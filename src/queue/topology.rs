@@ -91,6 +91,12 @@ impl Topology {
         format!("{}.contacts.{shard}", self.prefix)
     }
 
+    /// Webhook batches from every CRM, for the webhook worker (published through the default
+    /// exchange).
+    pub fn inbound_queue(&self) -> String {
+        format!("{}.inbound", self.prefix)
+    }
+
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dead-letter", self.prefix)
     }
@@ -111,6 +117,7 @@ impl Topology {
             q.push(self.delivery_queue(*crm));
             q.extend((0..self.retry_tiers.len()).map(|t| self.retry_queue(*crm, t)));
         }
+        q.push(self.inbound_queue());
         q.push(self.dead_letter_queue());
         q.dedup();
         q
@@ -138,6 +145,13 @@ impl Topology {
             )
             .await?;
         }
+
+        ch.queue_declare(
+            self.inbound_queue().as_str().into(),
+            durable_queue(),
+            self.work_args(),
+        )
+        .await?;
 
         let deliveries = self.deliveries_exchange();
         declare_exchange(ch, &deliveries, ExchangeKind::Direct).await?;

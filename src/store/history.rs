@@ -11,17 +11,40 @@ use crate::domain::merge::{Conflict, FieldChange};
 /// One version as the history shows it.
 #[derive(Debug, Clone)]
 pub struct VersionRow {
+    /// Position in the history (increasing); the page cursor.
+    pub entry: i64,
     pub version: i64,
     /// `api`, `hubspot` or `salesforce`.
     pub origin: String,
-    /// `create`, `update` or `delete`.
+    /// `create`, `update`, `delete`, or `kept` (a CRM's change lost every field).
     pub operation: String,
     pub changes: Vec<FieldChange>,
     pub conflicts: Vec<Conflict>,
     pub accepted_at: DateTime<Utc>,
 }
 
-/// A contact's versions, oldest first, after `after` (a version number), at most `limit`.
+/// Records a CRM change that changed nothing because every field lost to the policy.
+pub async fn record_kept(
+    tx: &mut sqlx::PgConnection,
+    id: ContactId,
+    version: i64,
+    origin: crate::domain::Origin,
+    conflicts: &[Conflict],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
+         VALUES ($1, $2, $3, 'kept', '[]', $4, now())",
+    )
+    .bind(id.0)
+    .bind(version)
+    .bind(origin.as_str())
+    .bind(sqlx::types::Json(conflicts))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A contact's history entries, oldest first, after entry `after`, at most `limit`.
 pub async fn list(
     pool: &PgPool,
     id: ContactId,
@@ -29,8 +52,8 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT version, origin, operation, changes, conflicts, accepted_at FROM contact_versions
-         WHERE contact_id = $1 AND version > $2 ORDER BY version LIMIT $3",
+        "SELECT entry, version, origin, operation, changes, conflicts, accepted_at FROM contact_versions
+         WHERE contact_id = $1 AND entry > $2 ORDER BY entry LIMIT $3",
     )
     .bind(id.0)
     .bind(after)
@@ -38,6 +61,7 @@ pub async fn list(
     .try_map(|r: PgRow| {
         let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
         Ok(VersionRow {
+            entry: r.try_get("entry")?,
             version: r.try_get("version")?,
             origin: r.try_get("origin")?,
             operation: r.try_get("operation")?,

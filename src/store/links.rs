@@ -1,10 +1,10 @@
 //! `crm_links`: each contact's record id and delivery state in each CRM.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Row, postgres::PgRow};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
-use crate::domain::{ContactFields, ContactId, Crm, Email};
+use crate::domain::{ContactFields, ContactId, Crm, Email, FieldValues};
 
 /// A contact as the delivery worker needs it: its persisted state and its link to one CRM.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub struct Deliverable {
     pub last_email: Option<Email>,
     pub remote_id: Option<String>,
     pub synced_version: Option<i64>,
+    /// The values the CRM's record is known to hold.
+    pub remote_values: Option<FieldValues>,
 }
 
 /// Loads the contacts with these ids and their links to `crm`.
@@ -27,7 +29,7 @@ pub async fn load_deliverables(
 ) -> Result<Vec<Deliverable>, sqlx::Error> {
     sqlx::query(
         "SELECT c.id, c.version, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
-                l.remote_id, l.synced_version
+                l.remote_id, l.synced_version, l.remote_values
          FROM contacts c LEFT JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id
          WHERE c.id = ANY($2)",
     )
@@ -58,6 +60,11 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
         last_email: Some(email),
         remote_id: r.try_get("remote_id")?,
         synced_version: r.try_get("synced_version")?,
+        remote_values: r
+            .try_get::<Option<serde_json::Value>, _>("remote_values")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
     })
 }
 
@@ -68,6 +75,8 @@ pub struct Attempt {
     pub version: i64,
     /// `Ok(remote id)` when the CRM now holds `version`; `Err((retryable, message))` otherwise.
     pub result: Result<Option<String>, (bool, String)>,
+    /// What the record holds after a successful write (`None` after a delete).
+    pub values: Option<FieldValues>,
 }
 
 /// Records a batch of attempts in one statement.
@@ -93,11 +102,16 @@ pub async fn record(pool: &PgPool, crm: Crm, attempts: &[Attempt]) -> Result<(),
         .iter()
         .map(|a| a.result.as_ref().err().map(|(_, m)| m.as_str()))
         .collect();
+    let values: Vec<Option<serde_json::Value>> = attempts
+        .iter()
+        .map(|a| a.values.as_ref().and_then(|v| serde_json::to_value(v).ok()))
+        .collect();
     sqlx::query(
-        "INSERT INTO crm_links AS l (crm, contact_id, remote_id, synced_version, synced_at, attempt_version, state, attempts, last_attempt_at, last_error)
+        "INSERT INTO crm_links AS l (crm, contact_id, remote_id, synced_version, synced_at, attempt_version, state, attempts, last_attempt_at, last_error, remote_values)
          SELECT $1, u.id, u.remote, CASE WHEN u.state = 'synced' THEN u.version END, CASE WHEN u.state = 'synced' THEN now() END,
-                u.version, u.state, CASE WHEN u.state = 'synced' THEN 0 ELSE 1 END, now(), u.error
-         FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[]) AS u(id, version, remote, state, error)
+                u.version, u.state, CASE WHEN u.state = 'synced' THEN 0 ELSE 1 END, now(), u.error,
+                CASE WHEN u.state = 'synced' THEN u.written END
+         FROM UNNEST($2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::jsonb[]) AS u(id, version, remote, state, error, written)
          ON CONFLICT (crm, contact_id) DO UPDATE SET
              remote_id = COALESCE(EXCLUDED.remote_id, l.remote_id),
              synced_version = CASE WHEN EXCLUDED.state = 'synced'
@@ -108,7 +122,11 @@ pub async fn record(pool: &PgPool, crm: Crm, attempts: &[Attempt]) -> Result<(),
              state = EXCLUDED.state,
              attempts = CASE WHEN EXCLUDED.state = 'synced' THEN 0 ELSE l.attempts + 1 END,
              last_attempt_at = now(),
-             last_error = EXCLUDED.last_error",
+             last_error = EXCLUDED.last_error,
+             -- After a failure the write may still have happened: keep what was being written,
+             -- so its echo is still recognised.
+             remote_values = CASE WHEN EXCLUDED.state = 'synced' THEN EXCLUDED.remote_values ELSE l.remote_values END,
+             written_values = CASE WHEN EXCLUDED.state = 'synced' THEN NULL ELSE l.written_values END",
     )
     .bind(crm.as_str())
     .bind(&ids)
@@ -116,6 +134,7 @@ pub async fn record(pool: &PgPool, crm: Crm, attempts: &[Attempt]) -> Result<(),
     .bind(&remote)
     .bind(&states)
     .bind(&errors)
+    .bind(&values)
     .execute(pool)
     .await?;
     Ok(())
@@ -159,4 +178,137 @@ pub async fn for_contacts(
     })
     .fetch_all(pool)
     .await
+}
+
+/// What SyncRoot knows of a contact's record in one CRM.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub remote_id: Option<String>,
+    /// The values the record is known to hold (written by SyncRoot or read from the CRM).
+    pub remote_values: Option<FieldValues>,
+    /// The values of a write in flight.
+    pub written_values: Option<FieldValues>,
+}
+
+impl Known {
+    /// True when `values` is what SyncRoot knows the record holds or is writing: an event
+    /// reporting it is SyncRoot's own write coming back.
+    pub fn is_echo(&self, values: &FieldValues) -> bool {
+        self.remote_values.as_ref() == Some(values) || self.written_values.as_ref() == Some(values)
+    }
+}
+
+/// The contact linked to a CRM record, if any.
+pub async fn find_by_remote(
+    conn: &mut PgConnection,
+    crm: Crm,
+    remote_id: &str,
+) -> Result<Option<ContactId>, sqlx::Error> {
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT contact_id FROM crm_links WHERE crm = $1 AND remote_id = $2 ORDER BY last_attempt_at DESC LIMIT 1",
+    )
+    .bind(crm.as_str())
+    .bind(remote_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(id.map(ContactId))
+}
+
+/// What is known of the contact's record in `crm` (all `None` without a link).
+pub async fn known(
+    conn: &mut PgConnection,
+    crm: Crm,
+    contact: ContactId,
+) -> Result<Known, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT remote_id, remote_values, written_values FROM crm_links WHERE crm = $1 AND contact_id = $2",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .fetch_optional(conn)
+    .await?;
+    let Some(r) = row else {
+        return Ok(Known::default());
+    };
+    let values = |name: &str| -> Result<Option<FieldValues>, sqlx::Error> {
+        let v: Option<serde_json::Value> = r.try_get(name)?;
+        v.map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    Ok(Known {
+        remote_id: r.try_get("remote_id")?,
+        remote_values: values("remote_values")?,
+        written_values: values("written_values")?,
+    })
+}
+
+/// Records what a CRM's record holds now, as read from the CRM. `stale` makes delivery write
+/// the contact's current version again (the record lost a conflict and must be corrected).
+/// A contact seen for the first time gets its link here.
+pub async fn observe(
+    conn: &mut PgConnection,
+    crm: Crm,
+    contact: ContactId,
+    seen: &Observed<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO crm_links AS l (crm, contact_id, remote_id, attempt_version, state, last_attempt_at, remote_values, remote_modified_at)
+         VALUES ($1, $2, $3, $4, 'synced', now(), $5, $6)
+         ON CONFLICT (crm, contact_id) DO UPDATE SET
+             remote_id = EXCLUDED.remote_id,
+             remote_values = EXCLUDED.remote_values,
+             remote_modified_at = EXCLUDED.remote_modified_at,
+             synced_version = CASE WHEN $7 THEN NULL ELSE l.synced_version END",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .bind(seen.remote_id)
+    .bind(seen.version)
+    .bind(sqlx::types::Json(seen.values))
+    .bind(seen.modified_at)
+    .bind(seen.stale)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A CRM record as read, for [`observe`].
+pub struct Observed<'a> {
+    pub remote_id: &'a str,
+    pub values: &'a FieldValues,
+    pub modified_at: DateTime<Utc>,
+    /// The contact's current version (the attempt version of a new link).
+    pub version: i64,
+    /// The record holds values the contact does not: delivery must write it again.
+    pub stale: bool,
+}
+
+/// Notes the values about to be written to each contact's record, before the call, so an
+/// event reporting them is recognised as SyncRoot's own even if it arrives before the outcome
+/// is recorded.
+pub async fn note_writes(
+    pool: &PgPool,
+    crm: Crm,
+    writes: &[(ContactId, FieldValues)],
+) -> Result<(), sqlx::Error> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = writes.iter().map(|(id, _)| id.0).collect();
+    let values: Vec<serde_json::Value> = writes
+        .iter()
+        .map(|(_, v)| serde_json::to_value(v).unwrap_or_default())
+        .collect();
+    sqlx::query(
+        "UPDATE crm_links AS l SET written_values = u.values
+         FROM UNNEST($2::uuid[], $3::jsonb[]) AS u(id, values)
+         WHERE l.crm = $1 AND l.contact_id = u.id",
+    )
+    .bind(crm.as_str())
+    .bind(&ids)
+    .bind(&values)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -8,6 +8,7 @@ pub mod dead_letters;
 pub mod heads;
 pub mod history;
 pub mod idempotency;
+pub mod inbound;
 pub mod links;
 
 use std::time::Duration;

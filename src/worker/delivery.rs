@@ -32,7 +32,7 @@ use super::batch::{Batch, Entry};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
-use crate::domain::ContactId;
+use crate::domain::{ContactId, FieldValues};
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
@@ -186,6 +186,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
         let rows = links::load_deliverables(&self.db, crm, &ids).await?;
+        // A record that already holds the contact's values (the change came from this CRM, or
+        // lost nothing there) is brought up to the version without a call: no echo write.
+        let (held, rows): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .partition(|r| needs_sync(r) && self.holds(r));
+        let held: Vec<Attempt> = held.iter().map(|r| self.held(r)).collect();
+        links::record(&self.db, crm, &held).await?;
         let items: Vec<SyncItem> = rows
             .iter()
             .filter(|r| needs_sync(r))
@@ -196,8 +203,14 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .iter()
             .filter(|r| !needs_sync(r))
             .filter_map(|r| Some((r.id.0, r.synced_version?)))
+            .chain(held.iter().map(|a| (a.contact_id.0, a.version)))
             .collect();
         if !items.is_empty() {
+            let writes: Vec<_> = items
+                .iter()
+                .filter_map(|i| Some((i.contact_id, self.client.project(i.contact.as_ref()?))))
+                .collect();
+            links::note_writes(&self.db, crm, &writes).await?;
             // A spent daily allowance comes back as `QuotaExhausted` without a call.
             let results: Vec<_> = match self.client.sync(&items).await {
                 Ok(outcomes) => pair(&items, outcomes),
@@ -209,7 +222,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
             let attempts: Vec<Attempt> = items
                 .iter()
                 .zip(&results)
-                .map(|(item, r)| attempt_row(item, r, self.client.paused()))
+                .map(|(item, r)| {
+                    let values = item.contact.as_ref().map(|c| self.client.project(c));
+                    attempt_row(item, r, self.client.paused(), values)
+                })
                 .collect();
             links::record(&self.db, crm, &attempts).await?;
             for (item, result) in items.iter().zip(results) {
@@ -228,6 +244,26 @@ impl<C: CrmClient> DeliveryWorker<C> {
             tracing::info!(%crm, resolved, "dead-letter entries resolved by a successful delivery");
         }
         Ok(outcomes)
+    }
+}
+
+impl<C: CrmClient> DeliveryWorker<C> {
+    /// True when the linked record is known to hold the live contact's values already.
+    fn holds(&self, r: &Deliverable) -> bool {
+        match (&r.contact, &r.remote_id, &r.remote_values) {
+            (Some(c), Some(_), Some(known)) => *known == self.client.project(c),
+            _ => false,
+        }
+    }
+
+    /// The attempt row of a record that already holds the contact's version.
+    fn held(&self, r: &Deliverable) -> Attempt {
+        Attempt {
+            contact_id: r.id,
+            version: r.version,
+            result: Ok(r.remote_id.clone()),
+            values: r.remote_values.clone(),
+        }
     }
 }
 
@@ -270,6 +306,7 @@ fn attempt_row(
     item: &SyncItem,
     result: &Result<Option<String>, ProviderError>,
     paused: Option<String>,
+    values: Option<FieldValues>,
 ) -> Attempt {
     let result = match result {
         Ok(remote_id) => Ok(remote_id.clone()),
@@ -282,5 +319,6 @@ fn attempt_row(
         contact_id: item.contact_id,
         version: item.version,
         result,
+        values,
     }
 }

@@ -25,7 +25,7 @@ mod wire;
 use std::time::Duration;
 
 use crate::domain::fields::Field;
-use crate::domain::{ContactFields, Crm};
+use crate::domain::{ContactFields, Crm, FieldValues};
 use crate::secret::Secret;
 
 use super::mapping::FieldMap;
@@ -118,6 +118,10 @@ impl CrmClient for HubspotClient {
         let taken = self.upsert(&mut run, items, upserts).await;
         self.link(&mut run, items, taken).await;
         run.finish()
+    }
+
+    fn project(&self, contact: &ContactFields) -> FieldValues {
+        self.settings.fields.project(contact)
     }
 
     fn paused(&self) -> Option<String> {

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::domain::Crm;
 use crate::domain::fields::Field;
+use crate::domain::{ContactFields, Crm, FieldValues};
 use crate::secret::Secret;
 
 use super::mapping::FieldMap;
@@ -158,6 +158,10 @@ impl CrmClient for SalesforceClient {
             }
         }
         Ok(outcomes)
+    }
+
+    fn project(&self, contact: &ContactFields) -> FieldValues {
+        self.settings.fields.project(contact)
     }
 
     fn paused(&self) -> Option<String> {

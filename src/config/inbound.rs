@@ -1,0 +1,113 @@
+//! Parsing the two-way sync settings: webhook receivers (secrets, public URL, signature
+//! schemes, replay window), echo hints and the conflict policy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::parse::Parser;
+use super::{InboundConfig, Secret};
+use crate::domain::Origin;
+use crate::domain::fields::{FIELDS, Field};
+use crate::domain::merge::Policy;
+
+impl Parser<'_> {
+    pub(super) fn inbound(&mut self, api_listen: std::net::SocketAddr) -> InboundConfig {
+        let public = self
+            .raw("webhook_public_url")
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        let public_url = if public.is_empty() {
+            format!("http://{api_listen}")
+        } else {
+            self.base_url("webhook_public_url")
+        };
+        let schemes = self.raw("hubspot_webhook_signatures").to_owned();
+        let (mut allow_v1, mut allow_v2) = (false, false);
+        for s in schemes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match s {
+                "v3" => {}
+                "v2" => allow_v2 = true,
+                "v1" => allow_v1 = true,
+                other => self.fail(
+                    "hubspot_webhook_signatures",
+                    format!("'{other}' is not a HubSpot signature version (v1, v2, v3)"),
+                ),
+            }
+        }
+        InboundConfig {
+            public_url,
+            hubspot_secrets: self.secret_list("hubspot_webhook_secrets"),
+            hubspot_allow_v1: allow_v1,
+            hubspot_allow_v2: allow_v2,
+            hubspot_app_id: self.raw("hubspot_app_id").trim().to_owned(),
+            salesforce_secrets: self.secret_list("salesforce_webhook_secrets"),
+            salesforce_integration_user: self
+                .raw("salesforce_integration_user_id")
+                .trim()
+                .to_owned(),
+            window: Duration::from_secs(self.ranged("webhook_window_secs", 10, 3600)),
+            policy: Policy {
+                owners: self.owners(),
+                tie_break: self.tie_break(),
+            },
+        }
+    }
+
+    /// Comma-separated secrets; blanks are skipped (an empty list refuses every request).
+    fn secret_list(&mut self, name: &str) -> Vec<Secret> {
+        self.raw(name)
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect()
+    }
+
+    /// `field=origin` pairs: the origin always wins that field.
+    fn owners(&mut self) -> BTreeMap<Field, Origin> {
+        let raw = self.raw("conflict_owners").to_owned();
+        let mut owners = BTreeMap::new();
+        for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((name, origin)) = pair.split_once('=') else {
+                self.fail("conflict_owners", format!("'{pair}' is not field=owner"));
+                continue;
+            };
+            let field = FIELDS
+                .iter()
+                .find(|s| s.name == name.trim())
+                .map(|s| s.field);
+            match (field, origin.trim().parse::<Origin>()) {
+                (Some(f), Ok(o)) => {
+                    owners.insert(f, o);
+                }
+                (None, _) => self.fail(
+                    "conflict_owners",
+                    format!("'{}' is not a contact field", name.trim()),
+                ),
+                (_, Err(e)) => self.fail("conflict_owners", e),
+            }
+        }
+        owners
+    }
+
+    /// Every origin once, first wins a tie.
+    fn tie_break(&mut self) -> Vec<Origin> {
+        let raw = self.raw("conflict_tie_break").to_owned();
+        let mut order = Vec::new();
+        for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name.parse::<Origin>() {
+                Ok(o) if !order.contains(&o) => order.push(o),
+                Ok(o) => self.fail("conflict_tie_break", format!("'{o}' is listed twice")),
+                Err(e) => self.fail("conflict_tie_break", e),
+            }
+        }
+        if order.len() != 3 {
+            self.fail(
+                "conflict_tie_break",
+                "must list api, hubspot and salesforce, each once".into(),
+            );
+        }
+        order
+    }
+}
