@@ -32,5 +32,7 @@ pub mod shutdown;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
+/// Webhook receivers: signature verification of what the CRMs push.
+pub mod webhooks;
 /// Queue consumers: the forwarder, the delivery workers, the dead-letter worker.
 pub mod worker;
