@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # `make run`: the CRM sandboxes in the background, then SyncRoot all-in-one delivering to them
-# (its defaults name the sandboxes' addresses and credentials). Ctrl-C stops both.
+# (its defaults name the sandboxes' addresses and credentials). The sandboxes' webhooks point at
+# SyncRoot's receivers, signed with secrets SyncRoot is given here, so a change made through a
+# sandbox's UI routes (/__sandbox/ui/contacts) comes back. Ctrl-C stops both.
 # Usage: scripts/run.sh <directory holding syncroot and syncroot-sandbox>
 set -euo pipefail
 bin="${1:-target/release}"
 
-"$bin/syncroot-sandbox" &
+api="${SYNCROOT_API_LISTEN:-127.0.0.1:8080}"
+hubspot_secret="${SANDBOX_HUBSPOT_CLIENT_SECRET:-sandbox-hubspot-client-secret}"
+salesforce_secret="${SANDBOX_SALESFORCE_NOTIFY_SECRET:-sandbox-sf-notify-secret}"
+
+SANDBOX_HUBSPOT_WEBHOOK_URL="${SANDBOX_HUBSPOT_WEBHOOK_URL:-http://$api/webhooks/hubspot}" \
+SANDBOX_SALESFORCE_NOTIFY_URL="${SANDBOX_SALESFORCE_NOTIFY_URL:-http://$api/webhooks/salesforce}" \
+  "$bin/syncroot-sandbox" &
 sandbox=$!
 trap 'kill -TERM $sandbox 2>/dev/null || true; wait $sandbox 2>/dev/null || true' EXIT
 
@@ -17,4 +25,7 @@ for port in 8091 8092; do
     sleep 0.1
   done
 done
-"$bin/syncroot" all
+SYNCROOT_HUBSPOT_WEBHOOK_SECRETS="${SYNCROOT_HUBSPOT_WEBHOOK_SECRETS:-$hubspot_secret}" \
+SYNCROOT_SALESFORCE_WEBHOOK_SECRETS="${SYNCROOT_SALESFORCE_WEBHOOK_SECRETS:-$salesforce_secret}" \
+SYNCROOT_HUBSPOT_APP_ID="${SYNCROOT_HUBSPOT_APP_ID:-1160452}" \
+  "$bin/syncroot" all

@@ -23,6 +23,7 @@ use crate::worker::consumer::{Broker, supervise};
 use crate::worker::dead_letter::DeadLetterWorker;
 use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
+use crate::worker::inbound::InboundWorker;
 
 /// A running API server.
 pub struct RunningApi {
@@ -51,7 +52,12 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
-    let app = crate::api::router(db.clone(), publisher, &cfg.api, &cfg.delivery.crms);
+    let mut wired = cfg.clone();
+    wired
+        .inbound
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
+    let app = crate::api::router(db.clone(), publisher, &wired);
     let pruner = tokio::spawn(prune_idempotency_keys(
         db,
         cfg.api.idempotency_ttl,
@@ -191,6 +197,62 @@ fn delivery_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> 
     }
 }
 
+/// Starts one webhook worker per enabled CRM (one task for all); it ends after shutdown.
+/// Handled webhook events are pruned once a day.
+pub fn start_inbound(
+    cfg: &Config,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let d = &cfg.delivery;
+    let parts = RoleParts::new(cfg, readiness, "webhooks")?;
+    let mut workers: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
+    for crm in &d.crms {
+        let broker = parts.broker.clone();
+        let stop = shutdown.clone();
+        match crm {
+            Crm::Hubspot => {
+                let w = inbound_worker(cfg, &parts, HubspotClient::new(d.hubspot.clone()));
+                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
+            }
+            Crm::Salesforce => {
+                let w = inbound_worker(cfg, &parts, SalesforceClient::new(d.salesforce.clone()));
+                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
+            }
+        }
+    }
+    workers.push(Box::pin(prune_inbound_events(parts.db.clone(), shutdown)));
+    Ok(vec![parts.spawn(async move {
+        futures_util::future::join_all(workers).await;
+    })])
+}
+
+fn inbound_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> InboundWorker<C> {
+    InboundWorker {
+        db: parts.db.clone(),
+        topology: parts.broker.topology.clone(),
+        client: std::sync::Arc::new(client),
+        publisher: parts.publisher.clone(),
+        policy: cfg.inbound.policy.clone(),
+    }
+}
+
+async fn prune_inbound_events(db: sqlx::PgPool, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let age = crate::worker::inbound::REMEMBER_EVENTS;
+        match store::inbound::prune(&db, age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned handled webhook events"),
+            Err(e) => tracing::warn!(error = %e, "could not prune handled webhook events"),
+        }
+    }
+}
+
 /// Starts the dead-letter worker (and the alert sender); the handle ends after shutdown.
 pub fn start_dead_letter_worker(
     cfg: &Config,
@@ -243,6 +305,7 @@ pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Resul
     let readiness = Readiness::default();
     tasks.push(start_forwarder(cfg, &readiness, shutdown.clone())?);
     tasks.extend(start_delivery(cfg, &readiness, shutdown.clone())?);
+    tasks.extend(start_inbound(cfg, &readiness, shutdown.clone())?);
     tasks.push(start_dead_letter_worker(cfg, &readiness, shutdown)?);
     futures_util::future::join_all(tasks).await;
     Ok(())

@@ -31,6 +31,9 @@ pub enum Command {
     Forwarder,
     /// Run the delivery workers: bring each enabled CRM up to date (one active per CRM).
     Delivery,
+    /// Run the webhook workers: apply the changes the CRMs' webhooks report (one active per
+    /// CRM).
+    Webhooks,
     /// Run the dead-letter worker: keeps what reached the dead-letter queue, retries deliveries
     /// on a slower schedule, parks the rest, sends alerts.
     DlqWorker,

@@ -32,7 +32,7 @@ pub mod shutdown;
 pub mod store;
 /// Logging setup.
 pub mod telemetry;
-/// Webhook receivers: signature verification of what the CRMs push.
+/// What the CRMs push: webhook signatures and payloads (pure).
 pub mod webhooks;
-/// Queue consumers: the forwarder, the delivery workers, the dead-letter worker.
+/// Queue consumers: the forwarder, the delivery workers, the webhook workers, the dead-letter worker.
 pub mod worker;

@@ -56,6 +56,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delivery => {
             app::run_worker(&cfg, shutdown::on_signal(), app::start_delivery).await
         }
+        Command::Webhooks => app::run_worker(&cfg, shutdown::on_signal(), app::start_inbound).await,
         Command::DlqWorker => {
             app::run_worker(&cfg, shutdown::on_signal(), |c, r, s| {
                 Ok(vec![app::start_dead_letter_worker(c, r, s)?])

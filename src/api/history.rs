@@ -33,8 +33,8 @@ pub struct ConflictOut {
     pub lost: String,
     pub lost_value: Option<String>,
     /// `older` (the other change is newer), `tie_break` (same time; the configured order
-    /// decided), `owner` (the field's owner always wins) or `invalid` (the CRM's value breaks
-    /// the field's rules).
+    /// decided), `owner` (the field's owner always wins), `invalid` (the CRM's value breaks
+    /// the field's rules) or `taken` (the CRM's e-mail address belongs to another contact).
     pub reason: String,
 }
 

@@ -14,6 +14,7 @@ pub mod health;
 pub mod history;
 pub mod problem;
 pub mod schema;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub crms: Vec<crate::domain::Crm>,
     /// The rendered OpenAPI document, served at `/openapi.json`.
     pub spec: Arc<String>,
+    /// Webhook receivers' settings.
+    pub inbound: Arc<crate::config::InboundConfig>,
+    /// The `client=` name SyncRoot writes to Salesforce with (its change events' origin).
+    pub salesforce_client_name: String,
 }
 
 #[derive(OpenApi)]
@@ -56,6 +61,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
+        (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
 )]
@@ -100,6 +106,9 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
             admin_keys,
             auth::require_key,
         ));
+    let receivers = OpenApiRouter::new()
+        .routes(routes!(webhooks::hubspot))
+        .routes(routes!(webhooks::salesforce));
     let operations = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
@@ -108,6 +117,7 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(contacts)
         .merge(dead_letters)
+        .merge(receivers)
         .merge(operations)
         .split_for_parts()
 }
@@ -125,12 +135,9 @@ pub fn openapi_pretty() -> String {
 }
 
 /// The complete application router.
-pub fn router(
-    db: PgPool,
-    publisher: Publisher,
-    cfg: &crate::config::ApiConfig,
-    crms: &[crate::domain::Crm],
-) -> Router {
+pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) -> Router {
+    let cfg = &config.api;
+    let crms = &config.delivery.crms;
     if cfg.admin_keys.is_empty() {
         tracing::info!(
             "no admin keys configured (SYNCROOT_ADMIN_KEYS): /dlq refuses every request"
@@ -147,6 +154,8 @@ pub fn router(
         idempotency_ttl: cfg.idempotency_ttl,
         crms: crms.to_vec(),
         spec: Arc::new(spec.to_pretty_json().unwrap_or_default()),
+        inbound: Arc::new(config.inbound.clone()),
+        salesforce_client_name: config.delivery.salesforce.client_name.clone(),
     };
     routes
         .fallback(problem::not_found)

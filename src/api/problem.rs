@@ -62,6 +62,9 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// A webhook whose signature or timestamp does not verify.
+    #[error("webhook refused: {0}")]
+    SignatureRefused(String),
     #[error("not found: {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -91,7 +94,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) | Self::BadParameters(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::SignatureRefused(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken(_) | Self::IdempotencyMismatch | Self::NotReplayable(_) => {
@@ -111,6 +114,7 @@ impl ApiError {
             Self::BadParameters(_) => ("invalid-parameters", "Invalid request parameters", "one or more request parameters are invalid".into()),
             Self::Invalid(errs) => ("validation", "Validation failed", format!("{} field(s) failed validation", errs.len())),
             Self::Unauthorized(d) => ("unauthorized", "Unauthorized", (*d).to_owned()),
+            Self::SignatureRefused(d) => ("signature", "Webhook signature refused", d.clone()),
             Self::NotFound(d) => ("not-found", "Not found", d.clone()),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed", "this path does not support this method".into()),
             Self::EmailTaken(_) => ("email-taken", "E-mail address in use", "another live contact already has this e-mail address".into()),
@@ -167,6 +171,7 @@ impl IntoResponse for ApiError {
             Self::Unavailable(d) => {
                 tracing::warn!(detail = %d, "request refused: dependency unavailable")
             }
+            Self::SignatureRefused(d) => tracing::warn!(detail = %d, "webhook refused"),
             _ => {}
         }
         let extra = match &self {

@@ -11,16 +11,11 @@ use crate::domain::fields::{FIELDS, Field};
 use crate::domain::merge::Policy;
 
 impl Parser<'_> {
-    pub(super) fn inbound(&mut self, api_listen: std::net::SocketAddr) -> InboundConfig {
-        let public = self
-            .raw("webhook_public_url")
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        let public_url = if public.is_empty() {
-            format!("http://{api_listen}")
+    pub(super) fn inbound(&mut self) -> InboundConfig {
+        let public_url = if self.raw("webhook_public_url").trim().is_empty() {
+            None
         } else {
-            self.base_url("webhook_public_url")
+            Some(self.base_url("webhook_public_url"))
         };
         let schemes = self.raw("hubspot_webhook_signatures").to_owned();
         let (mut allow_v1, mut allow_v2) = (false, false);

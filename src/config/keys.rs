@@ -158,7 +158,7 @@ pub const KEYS: &[Key] = &[
     key(
         "webhook_public_url",
         "",
-        "URL prefix the CRMs call SyncRoot's webhooks at, as they see it (https://sync.example.com behind an ingress); HubSpot signs the full URL. Empty: http://<api_listen>",
+        "URL prefix the CRMs call SyncRoot's webhooks at, as they see it (https://sync.example.com behind an ingress); HubSpot signs the full URL. Empty: http:// and the address the API is bound to",
     ),
     secret(
         "hubspot_webhook_secrets",
@@ -279,7 +279,7 @@ pub const KEYS: &[Key] = &[
     key(
         "health_listen",
         "",
-        "where a worker process (forwarder, delivery, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
+        "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
     ),
     key(
         "log",

@@ -90,7 +90,7 @@ impl Layers {
         };
         let listen = p.socket_addr("api_listen");
         let cfg = Config {
-            inbound: p.inbound(listen),
+            inbound: p.inbound(),
             api: ApiConfig {
                 listen,
                 keys: p.api_keys("api_keys"),

@@ -41,8 +41,9 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct InboundConfig {
     /// Scheme, host and path prefix the CRMs call SyncRoot at (behind a proxy or ingress, the
-    /// public one): HubSpot signs the full URL it called.
-    pub public_url: String,
+    /// public one): HubSpot signs the full URL it called. `None`: `http://` and the address
+    /// the API is bound to.
+    pub public_url: Option<String>,
     /// HubSpot app client secrets webhooks may be signed with (several during a rotation);
     /// empty: every HubSpot webhook is refused.
     pub hubspot_secrets: Vec<Secret>,

@@ -111,6 +111,33 @@ pub struct FieldChange {
     pub new: Option<String>,
 }
 
+impl Merged {
+    /// Undoes the taking of the CRM's e-mail address (another contact has it).
+    pub fn refuse_email(&mut self, before: &ContactFields, stamps: &Stamps, source: Origin) {
+        let Some(pos) = self.changes.iter().position(|c| c.field == "email") else {
+            return;
+        };
+        let lost = self.changes.remove(pos);
+        let kept = stamps.get(Field::Email);
+        self.doc.set_email(before.email.clone());
+        match kept {
+            Some(stamp) => self.stamps.set(Field::Email, stamp),
+            None => {
+                self.stamps.0.remove("email");
+            }
+        }
+        self.conflicts.retain(|c| c.field != "email");
+        self.conflicts.push(Conflict {
+            field: lost.field,
+            kept: kept.map_or(Origin::Api, |s| s.by),
+            kept_value: lost.old,
+            lost: source,
+            lost_value: lost.new,
+            reason: ConflictReason::Taken,
+        });
+    }
+}
+
 /// The fields that differ between `before` (a create: every field that has a value) and
 /// `after`, for the history.
 pub fn changes(before: Option<&ContactFields>, after: &ContactFields) -> Vec<FieldChange> {
@@ -140,6 +167,8 @@ pub enum ConflictReason {
     Owner,
     /// The CRM's value is not valid for the field (SyncRoot's rules), so it cannot be taken.
     Invalid,
+    /// The CRM's e-mail address belongs to another live contact.
+    Taken,
 }
 
 /// A field on which two sides disagreed, and how it was resolved.

@@ -121,13 +121,13 @@ impl Publisher {
             .await
     }
 
-    /// Publishes a webhook batch to the webhook worker's queue and waits for the confirm.
+    /// Publishes a webhook batch to its CRM's webhook queue and waits for the confirm.
     pub async fn publish_inbound(
         &self,
         batch: &crate::domain::inbound::InboundBatch,
     ) -> Result<(), PublishError> {
         let (body, props) = envelope::encode_inbound(batch);
-        let queue = self.inner.topology.inbound_queue();
+        let queue = self.inner.topology.inbound_queue(batch.crm);
         self.publish("", &queue, &body, props).await
     }
 

@@ -91,10 +91,10 @@ impl Topology {
         format!("{}.contacts.{shard}", self.prefix)
     }
 
-    /// Webhook batches from every CRM, for the webhook worker (published through the default
+    /// Webhook batches from one CRM, for its webhook worker (published through the default
     /// exchange).
-    pub fn inbound_queue(&self) -> String {
-        format!("{}.inbound", self.prefix)
+    pub fn inbound_queue(&self, crm: Crm) -> String {
+        format!("{}.inbound.{crm}", self.prefix)
     }
 
     pub fn dead_letter_exchange(&self) -> String {
@@ -117,7 +117,7 @@ impl Topology {
             q.push(self.delivery_queue(*crm));
             q.extend((0..self.retry_tiers.len()).map(|t| self.retry_queue(*crm, t)));
         }
-        q.push(self.inbound_queue());
+        q.extend(self.crms.iter().map(|c| self.inbound_queue(*c)));
         q.push(self.dead_letter_queue());
         q.dedup();
         q
@@ -146,12 +146,11 @@ impl Topology {
             .await?;
         }
 
-        ch.queue_declare(
-            self.inbound_queue().as_str().into(),
-            durable_queue(),
-            self.work_args(),
-        )
-        .await?;
+        for crm in &self.crms {
+            let queue = self.inbound_queue(*crm);
+            ch.queue_declare(queue.as_str().into(), durable_queue(), self.work_args())
+                .await?;
+        }
 
         let deliveries = self.deliveries_exchange();
         declare_exchange(ch, &deliveries, ExchangeKind::Direct).await?;

@@ -200,7 +200,7 @@ pub async fn find_live(pool: &PgPool, email: &str) -> Result<Option<ContactId>, 
     find_live_by_email(&mut conn, email).await
 }
 
-async fn find_live_by_email(
+pub async fn find_live_by_email(
     tx: &mut PgConnection,
     email: &str,
 ) -> Result<Option<ContactId>, sqlx::Error> {

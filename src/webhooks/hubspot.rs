@@ -69,8 +69,8 @@ pub fn parse(body: &[u8], app_id: &str) -> Result<Parsed, ParseError> {
 
 fn event(e: &HubspotEvent, app_id: &str) -> Option<InboundEvent> {
     let (object, action) = e.subscription_type.split_once('.')?;
-    let is_contact = object == "contact"
-        || (object == "object" && e.object_type_id.as_deref() == Some("0-1"));
+    let is_contact =
+        object == "contact" || (object == "object" && e.object_type_id.as_deref() == Some("0-1"));
     if !is_contact {
         return None;
     }
@@ -154,7 +154,11 @@ mod tests {
           {"eventId": 7, "occurredAt": 1, "subscriptionType": "deal.creation", "objectId": 5}
         ]"#;
         let p = parse(body, "").unwrap();
-        let kinds: Vec<_> = p.events.iter().map(|e| (&e.kind, e.remote_id.as_str())).collect();
+        let kinds: Vec<_> = p
+            .events
+            .iter()
+            .map(|e| (&e.kind, e.remote_id.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             vec![

@@ -1,7 +1,7 @@
-//! Webhook receivers: requests that CRMs push to SyncRoot.
-//!
-//! For now this holds only [`verify`], the pure signature check a receiver runs on the raw
-//! request before parsing anything. Not for: parsing payloads or answering HTTP, which the
-//! receivers do around it.
+//! What the CRMs push to SyncRoot, before it is queued: signature verification and each CRM's
+//! payload, turned into [`crate::domain::inbound::InboundEvent`]s. Pure: no HTTP, no I/O (the
+//! receivers are in `api::webhooks`, the worker in `worker::inbound`).
 
+pub mod hubspot;
+pub mod salesforce;
 pub mod verify;

@@ -83,7 +83,8 @@ pub fn parse(body: &[u8], me: &Identity<'_>) -> Result<Parsed, ParseError> {
                 .split(';')
                 .any(|part| part.trim() == format!("client={}", me.client_name)))
             || (!me.integration_user.is_empty() && h.commit_user == me.integration_user);
-        let occurred_at = DateTime::<Utc>::from_timestamp_millis(h.commit_timestamp).unwrap_or_default();
+        let occurred_at =
+            DateTime::<Utc>::from_timestamp_millis(h.commit_timestamp).unwrap_or_default();
         for id in &h.record_ids {
             let (kind, remote_id) = match (&kind, &e.master_record_id) {
                 (EventKind::Deleted, Some(master)) if !master.is_empty() => (
@@ -127,31 +128,59 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_an_update_by_someone_else() {
-        let body = format!(r#"{{"events": [{}]}}"#, event("UPDATE", "", "0058d0000000099AAA", ""));
+        let body = format!(
+            r#"{{"events": [{}]}}"#,
+            event("UPDATE", "", "0058d0000000099AAA", "")
+        );
         let p = parse(body.as_bytes(), &ME).unwrap();
         assert_eq!(p.events.len(), 1);
         let e = &p.events[0];
         assert_eq!(
             (e.kind.clone(), e.remote_id.as_str(), e.key.as_str(), e.ours),
-            (EventKind::Changed, "0038d000000001aAAA", "tk-1:1:0038d000000001aAAA", false)
+            (
+                EventKind::Changed,
+                "0038d000000001aAAA",
+                "tk-1:1:0038d000000001aAAA",
+                false
+            )
         );
         assert_eq!(e.occurred_at.timestamp_millis(), 1709629200000);
     }
 
     #[test]
     fn our_client_name_or_integration_user_marks_an_event_ours() {
-        let by_client = event("UPDATE", "com/salesforce/api/rest/62.0;client=syncroot", "", "");
+        let by_client = event(
+            "UPDATE",
+            "com/salesforce/api/rest/62.0;client=syncroot",
+            "",
+            "",
+        );
         let by_user = event("CREATE", "", "0058d000000001AAAA", "");
-        let other_client = event("UPDATE", "com/salesforce/api/rest/62.0;client=syncrootx", "", "");
+        let other_client = event(
+            "UPDATE",
+            "com/salesforce/api/rest/62.0;client=syncrootx",
+            "",
+            "",
+        );
         let body = format!(r#"{{"events": [{by_client}, {by_user}, {other_client}]}}"#);
-        let ours: Vec<bool> = parse(body.as_bytes(), &ME).unwrap().events.iter().map(|e| e.ours).collect();
+        let ours: Vec<bool> = parse(body.as_bytes(), &ME)
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.ours)
+            .collect();
         assert_eq!(ours, vec![true, true, false]);
     }
 
     #[test]
     fn deletes_merges_and_other_objects() {
         let deleted = event("DELETE", "", "", "");
-        let merged = event("DELETE", "", "", r#", "MasterRecordId": "0038d000000002bBBB""#);
+        let merged = event(
+            "DELETE",
+            "",
+            "",
+            r#", "MasterRecordId": "0038d000000002bBBB""#,
+        );
         let account = event("UPDATE", "", "", "").replace("\"Contact\"", "\"Account\"");
         let body = format!(r#"{{"events": [{deleted}, {merged}, {account}]}}"#);
         let p = parse(body.as_bytes(), &ME).unwrap();

@@ -11,4 +11,5 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod disposition;
 pub mod forwarder;
+pub mod inbound;
 pub mod settle;

@@ -13,3 +13,4 @@ mod hubspot_client;
 mod openapi;
 mod ordering;
 mod salesforce_client;
+mod two_way;

@@ -40,6 +40,9 @@ pub struct Options {
     pub extra_env: Vec<(String, String)>,
     /// Start both CRM sandboxes in-process and a delivery worker per CRM, delivering to them.
     pub delivery: bool,
+    /// With `delivery`: also start the webhook workers and point both sandboxes' webhooks at
+    /// the app, signed with secrets the app is configured to accept.
+    pub two_way: bool,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             amqp_url: None,
             extra_env: Vec::new(),
             delivery: false,
+            two_way: false,
         }
     }
 }
@@ -121,6 +125,10 @@ impl TestApp {
             tasks.push(
                 syncroot::app::start_dead_letter_worker(&cfg, &ready, shutdown.clone()).unwrap(),
             );
+            if opts.two_way {
+                accept_sandbox_webhooks(&mut cfg);
+                tasks.extend(syncroot::app::start_inbound(&cfg, &ready, shutdown.clone()).unwrap());
+            }
         }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await
@@ -144,7 +152,25 @@ impl TestApp {
         if opts.amqp_url.is_none() {
             app.wait_ready().await;
         }
+        if opts.two_way {
+            app.point_sandbox_webhooks_here().await;
+        }
         app
+    }
+
+    /// Points both sandboxes' webhooks at this app's receivers.
+    pub async fn point_sandbox_webhooks_here(&self) {
+        let s = sandbox_settings();
+        let hooks = [
+            (self.hubspot(), "hubspot", s.hubspot.client_secret),
+            (self.salesforce(), "salesforce", s.salesforce.notify_secret),
+        ];
+        for (base, crm, secret) in hooks {
+            let url = format!("{}/webhooks/{crm}", self.base);
+            let body = serde_json::json!({"url": url, "secret": secret});
+            self.control(base, reqwest::Method::PUT, "webhook", Some(body))
+                .await;
+        }
     }
 
     /// Waits until `/readyz` says ready (RabbitMQ connected, Postgres answering).
@@ -361,6 +387,16 @@ pub fn point_delivery_at(cfg: &mut Config, running: &syncroot_sandbox::RunningSa
     d.salesforce.login_url = running.salesforce_url();
     d.salesforce.client_id = s.salesforce.client_id;
     d.salesforce.client_secret = Secret::new(s.salesforce.client_secret);
+}
+
+/// Makes the app accept the sandboxes' webhooks: their signing secrets, and SyncRoot's own
+/// identity in them (HubSpot app id) so its echoes are recognised.
+pub fn accept_sandbox_webhooks(cfg: &mut Config) {
+    let s = sandbox_settings();
+    let i = &mut cfg.inbound;
+    i.hubspot_secrets = vec![Secret::new(s.hubspot.client_secret)];
+    i.salesforce_secrets = vec![Secret::new(s.salesforce.notify_secret)];
+    i.hubspot_app_id = s.hubspot.app_id.to_string();
 }
 
 /// Polls `check` every 25 ms until it yields a value, failing the test after 60 s (a bound for a broken run, not a speed check).

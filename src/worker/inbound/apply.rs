@@ -1,0 +1,309 @@
+//! One CRM record's current state, applied to SyncRoot: the webhook worker's transaction.
+//!
+//! ```text
+//! find the contact: link (crm, record id) → external id the record carries → live e-mail
+//! none   → create it from the record (origin: the CRM), linked to the record
+//! found  → lock its head; the record equals what SyncRoot wrote or knew there → echo, done
+//!          merge by the conflict policy; remember what the record holds
+//!          fields changed → a new version (origin: the CRM) through `intake`
+//!          nothing taken but the record differs → history says so; the CRM is corrected
+//! ```
+//!
+//! A new version reaches every CRM through the forwarder; the delivery worker skips a record
+//! that already holds its values, so the source CRM is written only where it lost a conflict.
+
+use chrono::Utc;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::change::DeliveryTask;
+use crate::domain::fields::{FIELDS, Field, validate_members};
+use crate::domain::merge::{self, Incoming, Policy, Stamp, Stamps};
+use crate::domain::{ChangeOp, ContactFields, ContactId, Crm, FieldValues, Origin};
+use crate::intake::{self, Draft, IntakeError};
+use crate::providers::RemoteRecord;
+use crate::queue::publisher::{PublishError, Publisher};
+use crate::store::heads::{self, Head, HeadError, VersionNote};
+use crate::store::history;
+use crate::store::links::{self, Observed};
+
+/// What applying a record did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The record holds what SyncRoot wrote or last saw there.
+    Echo,
+    /// The record agrees with the contact (nothing to take, nothing to correct).
+    Unchanged,
+    /// Every differing field lost to the policy; the CRM will be corrected.
+    Kept,
+    /// The contact has a new version with the CRM's values.
+    Updated(i64),
+    /// A contact was created from the record.
+    Created(ContactId),
+    /// Not applied, and why (logged; never guessed).
+    Skipped(&'static str),
+}
+
+/// Why a record could not be applied; [`ApplyError::is_transient`] says whether trying the
+/// batch again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error("cannot hand a correction to delivery: {0}")]
+    Publish(#[from] PublishError),
+    /// A contact took the record's e-mail address while this one was being created.
+    #[error("the e-mail address was taken concurrently")]
+    Raced,
+}
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Db(e) => crate::store::is_transient(e),
+            Self::Intake(_) | Self::Publish(_) | Self::Raced => true,
+        }
+    }
+}
+
+impl From<HeadError> for ApplyError {
+    fn from(e: HeadError) -> Self {
+        match e {
+            HeadError::EmailTaken(_) => Self::Raced,
+            HeadError::Db(e) => Self::Db(e),
+        }
+    }
+}
+
+/// What applying needs.
+pub struct Ctx<'a> {
+    pub db: &'a PgPool,
+    pub publisher: &'a Publisher,
+    pub crm: Crm,
+    pub policy: &'a Policy,
+    /// The CRM's projection of a contact (its mapped fields).
+    pub project: &'a (dyn Fn(&ContactFields) -> FieldValues + Sync),
+}
+
+impl Ctx<'_> {
+    fn origin(&self) -> Origin {
+        Origin::from(self.crm)
+    }
+}
+
+/// Applies one record's current state.
+pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    match locate(&mut tx, ctx.crm, record).await? {
+        Some(id) => update(ctx, tx, id, record).await,
+        None => create(ctx, tx, record).await,
+    }
+}
+
+/// The contact a record belongs to: its link, the SyncRoot id it carries, or its e-mail.
+async fn locate(
+    tx: &mut sqlx::PgConnection,
+    crm: Crm,
+    record: &RemoteRecord,
+) -> Result<Option<ContactId>, sqlx::Error> {
+    if let Some(id) = links::find_by_remote(tx, crm, &record.remote_id).await? {
+        return Ok(Some(id));
+    }
+    if let Some(id) = record.external_id.as_deref().and_then(ContactId::parse) {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT seq FROM contact_heads WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Ok(Some(id));
+        }
+    }
+    match record.values.get(Field::Email) {
+        Some(Some(email)) => heads::find_live_by_email(tx, email).await,
+        _ => Ok(None),
+    }
+}
+
+async fn update(
+    ctx: &Ctx<'_>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: ContactId,
+    record: &RemoteRecord,
+) -> Result<Applied, ApplyError> {
+    let Some(head) = heads::lock(&mut tx, id).await? else {
+        return Ok(Applied::Skipped("the linked contact does not exist"));
+    };
+    if head.deleted_at.is_some() {
+        return Ok(Applied::Skipped("the contact was deleted in SyncRoot"));
+    }
+    let known = links::known(&mut tx, ctx.crm, id).await?;
+    if known
+        .remote_id
+        .as_deref()
+        .is_some_and(|r| r != record.remote_id)
+    {
+        // Two records in one CRM for one person: reported, never guessed.
+        return Ok(Applied::Skipped(
+            "the contact is linked to another record of this CRM (a duplicate there)",
+        ));
+    }
+    if known.remote_id.is_some() && known.is_echo(&record.values) {
+        return Ok(Applied::Echo);
+    }
+    let fallback = Stamp {
+        at: head.accepted_at,
+        by: Origin::Api,
+    };
+    let incoming = Incoming {
+        source: ctx.origin(),
+        values: &record.values,
+        base: known.remote_values.as_ref(),
+        modified_at: record.modified_at,
+    };
+    let mut merged = merge::merge(&head.doc, &head.stamps, fallback, &incoming, ctx.policy);
+    if merged.doc.email != head.doc.email
+        && heads::find_live_by_email(&mut tx, merged.doc.email.as_str())
+            .await?
+            .is_some_and(|other| other != id)
+    {
+        merged.refuse_email(&head.doc, &head.stamps, ctx.origin());
+    }
+    let stale = (ctx.project)(&merged.doc) != record.values;
+    let seen = Observed {
+        remote_id: &record.remote_id,
+        values: &record.values,
+        modified_at: record.modified_at,
+        version: head.seq,
+        stale,
+    };
+    links::observe(&mut tx, ctx.crm, id, &seen).await?;
+    if merged.changes.is_empty() {
+        if !merged.conflicts.is_empty() {
+            history::record_kept(&mut tx, id, head.seq, ctx.origin(), &merged.conflicts).await?;
+        }
+        if stale {
+            // Confirmed before the commit: once the link says "stale", a task is on its way.
+            let task = DeliveryTask::new(id, head.seq, ctx.crm);
+            ctx.publisher.publish_delivery(&task).await?;
+        }
+        tx.commit().await?;
+        return Ok(if stale {
+            Applied::Kept
+        } else {
+            Applied::Unchanged
+        });
+    }
+    let next = Head {
+        seq: head.seq + 1,
+        doc: merged.doc.clone(),
+        created_at: head.created_at,
+        deleted_at: None,
+        stamps: merged.stamps,
+        accepted_at: Utc::now(),
+    };
+    let note = VersionNote {
+        origin: ctx.origin(),
+        changes: &merged.changes,
+        conflicts: &merged.conflicts,
+    };
+    let message_id = Uuid::new_v4();
+    heads::advance(&mut tx, id, &next, message_id, &note).await?;
+    let draft = Draft {
+        id,
+        seq: next.seq,
+        op: ChangeOp::Upsert,
+        origin: ctx.origin(),
+        accepted_at: next.accepted_at,
+        created_at: head.created_at,
+        contact: merged.doc,
+    };
+    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    Ok(Applied::Updated(next.seq))
+}
+
+async fn create(
+    ctx: &Ctx<'_>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    record: &RemoteRecord,
+) -> Result<Applied, ApplyError> {
+    let Some(doc) = document(&record.values) else {
+        return Ok(Applied::Skipped(
+            "the record has no valid e-mail address, so it cannot become a contact",
+        ));
+    };
+    let id = ContactId::new();
+    let now = Utc::now();
+    let mut stamps = Stamps::default();
+    stamps.touch(
+        None,
+        &doc,
+        Stamp {
+            at: record.modified_at,
+            by: ctx.origin(),
+        },
+    );
+    let changes = merge::changes(None, &doc);
+    let note = VersionNote {
+        origin: ctx.origin(),
+        changes: &changes,
+        conflicts: &[],
+    };
+    let message_id = Uuid::new_v4();
+    heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
+    let seen = Observed {
+        remote_id: &record.remote_id,
+        values: &record.values,
+        modified_at: record.modified_at,
+        version: 1,
+        stale: (ctx.project)(&doc) != record.values,
+    };
+    links::observe(&mut tx, ctx.crm, id, &seen).await?;
+    let draft = Draft {
+        id,
+        seq: 1,
+        op: ChangeOp::Upsert,
+        origin: ctx.origin(),
+        accepted_at: now,
+        created_at: now,
+        contact: doc,
+    };
+    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    Ok(Applied::Created(id))
+}
+
+/// A contact from a record's values, by the API's rules: a field whose value breaks them is
+/// left empty; `None` without a valid e-mail address.
+fn document(values: &FieldValues) -> Option<ContactFields> {
+    let mut valid = Vec::new();
+    for spec in &FIELDS {
+        let Some(value) = values.get(spec.field) else {
+            continue;
+        };
+        let one = serde_json::json!({ spec.name: value });
+        if let Ok(mut v) = validate_members(&one) {
+            valid.append(&mut v);
+        }
+    }
+    ContactFields::from_values(valid).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_becomes_a_contact_without_its_invalid_fields() {
+        let mut v = FieldValues::default();
+        v.set_reported(Field::Email, Some("Grace@Example.com"));
+        v.set_reported(Field::Phone, Some("call me"));
+        v.set_reported(Field::FirstName, Some("Grace"));
+        let doc = document(&v).unwrap();
+        assert_eq!(doc.email.as_str(), "grace@example.com");
+        assert_eq!(doc.first_name.as_deref(), Some("Grace"));
+        assert_eq!(doc.phone, None);
+        v.set_reported(Field::Email, Some("not an address"));
+        assert_eq!(document(&v), None);
+    }
+}

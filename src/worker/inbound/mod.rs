@@ -1,0 +1,207 @@
+//! The webhook worker: consumes one CRM's webhook batches and applies what changed there.
+//!
+//! ```text
+//! batch ──▶ drop events SyncRoot made (the CRM says so) and events handled before
+//!       ──▶ read the changed records' current state from the CRM (batched)
+//!       ──▶ apply each record (`apply`: echo check, conflict policy, new version)
+//!       ──▶ remember the events ──▶ ack
+//! ```
+//!
+//! Reading current state rather than the values an event carries makes late, duplicated and
+//! reordered events harmless: every event about a record leads to the same read. A batch is
+//! applied whole or not at all as far as the broker is concerned: Postgres, broker or CRM
+//! trouble holds the batch and tries again (every step is idempotent); a batch this build
+//! cannot read, or that Postgres refuses, is dead-lettered.
+//!
+//! Deletions, privacy deletions and merges made in a CRM are recognised and logged, not yet
+//! applied: the contact and its records in the other CRMs stay (the next change SyncRoot
+//! delivers recreates a deleted record).
+
+mod apply;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::{Consume, Session, SessionEnd, wait_out};
+use super::settle;
+use crate::domain::ContactFields;
+use crate::domain::inbound::{EventKind, InboundBatch};
+use crate::domain::merge::Policy;
+use crate::providers::{CrmClient, ProviderError};
+use crate::queue::publisher::Publisher;
+use crate::queue::{envelope, topology::Topology};
+use crate::store::inbound;
+pub use apply::{Applied, ApplyError};
+
+/// One CRM's webhook worker.
+pub struct InboundWorker<C: CrmClient> {
+    pub db: PgPool,
+    pub topology: Topology,
+    pub client: Arc<C>,
+    /// Publishes new versions and corrections (its own connection, confirm mode).
+    pub publisher: Publisher,
+    pub policy: Policy,
+}
+
+/// Batches a worker holds unacknowledged.
+const PREFETCH: u16 = 8;
+
+impl<C: CrmClient> Consume for InboundWorker<C> {
+    fn name(&self) -> String {
+        format!("webhooks-{}", self.client.crm())
+    }
+
+    fn queues(&self) -> Vec<String> {
+        vec![self.topology.inbound_queue(self.client.crm())]
+    }
+
+    fn prefetch(&self) -> u16 {
+        PREFETCH
+    }
+
+    async fn consume(
+        &self,
+        session: &mut Session,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
+        while let Some(delivery) = session.next(shutdown).await? {
+            self.handle(delivery, shutdown).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch could not be applied.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("reading the records from the CRM: {0}")]
+    Crm(#[from] ProviderError),
+}
+
+impl BatchError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Apply(e) => e.is_transient(),
+            Self::Crm(e) => e.is_retryable(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Apply(ApplyError::Db(e))
+    }
+}
+
+/// What a batch came to, for the log.
+#[derive(Debug, Default)]
+struct Tally {
+    ours: usize,
+    repeated: usize,
+    read: usize,
+    missing: usize,
+    unhandled: usize,
+    outcomes: Vec<Applied>,
+}
+
+impl<C: CrmClient> InboundWorker<C> {
+    async fn handle(
+        &self,
+        delivery: Delivery,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SessionEnd> {
+        let batch = match envelope::decode_inbound(&delivery.data) {
+            Ok(b) if b.crm == self.client.crm() => b,
+            Ok(b) => {
+                tracing::error!(crm = %b.crm, "dead-lettering a webhook batch of another CRM");
+                return Ok(settle::dead_letter(&delivery.acker).await?);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dead-lettering an unreadable webhook batch");
+                return Ok(settle::dead_letter(&delivery.acker).await?);
+            }
+        };
+        let crm = self.client.crm();
+        let run = || self.process(&batch);
+        match wait_out(
+            shutdown,
+            "apply a webhook batch",
+            run,
+            BatchError::is_transient,
+        )
+        .await
+        {
+            Ok(Some(tally)) => {
+                tracing::info!(%crm, events = batch.events.len(), ours = tally.ours, repeated = tally.repeated,
+                    read = tally.read, missing = tally.missing, unhandled = tally.unhandled,
+                    outcomes = ?tally.outcomes, "webhook batch applied");
+                Ok(settle::ack(&delivery.acker).await?)
+            }
+            // Shutting down: the broker redelivers it.
+            Ok(None) => Ok(()),
+            Err(e) => {
+                tracing::error!(%crm, error = %e, "dead-lettering a webhook batch that cannot be applied");
+                Ok(settle::dead_letter(&delivery.acker).await?)
+            }
+        }
+    }
+
+    /// Applies a batch; safe to run again after any failure.
+    async fn process(&self, batch: &InboundBatch) -> Result<Tally, BatchError> {
+        let crm = self.client.crm();
+        let keys: Vec<String> = batch.events.iter().map(|e| e.key.clone()).collect();
+        let seen = inbound::seen(&self.db, crm, &keys).await?;
+        let mut tally = Tally::default();
+        let mut changed = BTreeSet::new();
+        for e in &batch.events {
+            if e.ours {
+                tally.ours += 1;
+            } else if seen.contains(&e.key) {
+                tally.repeated += 1;
+            } else {
+                match &e.kind {
+                    EventKind::Changed => {
+                        changed.insert(e.remote_id.clone());
+                    }
+                    kind => {
+                        tracing::warn!(%crm, record = %e.remote_id, ?kind, "a deletion or merge made in the CRM is not applied");
+                        tally.unhandled += 1;
+                    }
+                }
+            }
+        }
+        let ids: Vec<String> = changed.into_iter().collect();
+        if !ids.is_empty() {
+            let records = self.client.fetch(&ids).await?;
+            tally.read = records.len();
+            tally.missing = ids.len().saturating_sub(records.len());
+            let project = |c: &ContactFields| self.client.project(c);
+            let ctx = apply::Ctx {
+                db: &self.db,
+                publisher: &self.publisher,
+                crm,
+                policy: &self.policy,
+                project: &project,
+            };
+            for record in &records {
+                let outcome = apply::apply(&ctx, record).await?;
+                if let Applied::Skipped(why) = &outcome {
+                    tracing::warn!(%crm, record = %record.remote_id, why, "webhook record not applied");
+                }
+                tally.outcomes.push(outcome);
+            }
+        }
+        inbound::remember(&self.db, crm, &keys).await?;
+        Ok(tally)
+    }
+}
+
+/// How long handled webhook events are remembered: past HubSpot's 24-hour redelivery window.
+pub const REMEMBER_EVENTS: Duration = Duration::from_secs(3 * 24 * 3600);
