@@ -92,9 +92,15 @@ impl FieldMap {
         self.pairs().map(|(f, _)| f)
     }
 
-    /// What the CRM holds of `contact` after a successful write: its mapped fields' values.
+    /// What the CRM holds of `contact` after a successful write: its mapped fields' values,
+    /// normalised as a CRM's reported values are (so " Ada " written reads back as "Ada" and
+    /// compares equal).
     pub fn project(&self, contact: &ContactFields) -> FieldValues {
-        FieldValues::of(contact, self.fields())
+        let mut values = FieldValues::default();
+        for field in self.fields() {
+            values.set_reported(field, contact.get(field));
+        }
+        values
     }
 
     /// Every mapped pair.

@@ -1,6 +1,7 @@
-//! CRM clients: the contract every CRM implements ([`CrmClient`]), its error vocabulary
-//! ([`ProviderError`], classified once per CRM in that CRM's `errors.rs`), and what they share
-//! (field mapping, request pacing, the HTTP client).
+//! CRM clients: the contract every CRM implements ([`CrmClient`]: writing contacts, reading
+//! records back as [`RemoteRecord`]s), its error vocabulary ([`ProviderError`], classified once
+//! per CRM in that CRM's `errors.rs`), and what they share (field mapping, request pacing, the
+//! HTTP client).
 //!
 //! Each CRM lives in its own folder; its wire types never leave it.
 
@@ -33,6 +34,23 @@ pub enum ItemOutcome {
     Synced { remote_id: Option<String> },
     /// This item failed; [`ProviderError::is_retryable`] says whether trying again can help.
     Failed(ProviderError),
+}
+
+/// A CRM record as it is now, in SyncRoot's vocabulary.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RemoteRecord {
+    /// The CRM's record id (HubSpot: digits; Salesforce: 18-character id).
+    pub remote_id: String,
+    /// The unified fields this CRM's field map holds, as the CRM reports them
+    /// ([`FieldValues::set_reported`]: blank = empty, e-mail lower-cased); unmapped fields are
+    /// absent.
+    pub values: FieldValues,
+    /// When the CRM last modified the record: HubSpot `lastmodifieddate` (falling back to
+    /// `updatedAt`), Salesforce `SystemModstamp`.
+    pub modified_at: chrono::DateTime<chrono::Utc>,
+    /// The SyncRoot contact id the record carries, where the CRM stores one (Salesforce's
+    /// external id field, `SyncRoot_Id__c` by default); `None` for HubSpot.
+    pub external_id: Option<String>,
 }
 
 /// Every way a CRM call can fail, in SyncRoot's vocabulary.
@@ -114,6 +132,21 @@ pub trait CrmClient: Send + Sync + 'static {
         &self,
         items: &[SyncItem],
     ) -> impl Future<Output = Result<Vec<ItemOutcome>, ProviderError>> + Send;
+
+    /// Reads the current state of these records, batched (HubSpot
+    /// `POST /crm/v3/objects/contacts/batch/read`, at most 100 ids a call, asking for the mapped
+    /// properties plus `lastmodifieddate`; Salesforce one SOQL
+    /// `SELECT Id, <mapped fields>, <external id field>, SystemModstamp FROM Contact WHERE Id IN (...)`,
+    /// split to keep each URL short). Records that do not exist, are archived or deleted are
+    /// absent from the result (not an error). Requests go through the same pacing and transport
+    /// as writes; `Err` when a call failed as a whole. Ids that are not syntactically valid for
+    /// the CRM (HubSpot: digits only; Salesforce: 15 or 18 alphanumerics, an 18-character id's
+    /// case-safety suffix agreeing) are skipped, never interpolated into a query. Salesforce
+    /// answers with the 18-character id whichever form was asked for.
+    fn fetch(
+        &self,
+        remote_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<RemoteRecord>, ProviderError>> + Send;
 
     /// The values this CRM holds of `contact` after a successful write (its field map's
     /// projection).

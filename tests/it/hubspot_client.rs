@@ -3,12 +3,14 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::{DurationRound, TimeDelta, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot::domain::{ContactFields, ContactId, Email};
+use syncroot::domain::fields::Field;
+use syncroot::domain::{ContactFields, ContactId, Email, FieldValues};
 use syncroot::providers::hubspot::{HubspotClient, HubspotSettings, default_fields};
 use syncroot::providers::mapping::FieldMap;
-use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::hubspot::{HubspotSandboxConfig, spawn};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +19,7 @@ const TOKEN: &str = "pat-na1-client-test-token";
 const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
 const UPDATE: &str = "POST /crm/v3/objects/contacts/batch/update";
 const ARCHIVE: &str = "POST /crm/v3/objects/contacts/batch/archive";
+const READ: &str = "POST /crm/v3/objects/contacts/batch/read";
 
 struct Sandbox {
     base: String,
@@ -530,4 +533,150 @@ async fn without_batching_each_call_takes_one_contact() {
         ..sb.settings()
     });
     assert_eq!(client.batch_cap(), 1);
+}
+
+/// The record `id` among `records`.
+fn fetched<'r>(records: &'r [RemoteRecord], id: &str) -> &'r RemoteRecord {
+    records
+        .iter()
+        .find(|r| r.remote_id == id)
+        .unwrap_or_else(|| panic!("{id} not among {records:?}"))
+}
+
+#[tokio::test]
+async fn fetch_returns_a_record_edited_in_hubspot_as_it_now_is() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let (ada, grace) = (
+        items[0].remote_id.clone().unwrap(),
+        items[1].remote_id.clone().unwrap(),
+    );
+    // HubSpot keeps milliseconds.
+    let before = Utc::now()
+        .duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap();
+    let edit = json!({"properties": {"email": "Ada@Lovelace.Example", "firstname": "Augusta Ada",
+                                     "phone": "", "jobtitle": "Countess"}});
+    sb.control(Method::PATCH, &format!("/ui/contacts/{ada}"), Some(edit))
+        .await;
+
+    let records = client.fetch(&[ada.clone(), grace.clone()]).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let edited = fetched(&records, &ada);
+    let mut want = FieldValues::default();
+    for (field, value) in [
+        (Field::Email, Some("ada@lovelace.example")),
+        (Field::FirstName, Some("Augusta Ada")),
+        (Field::LastName, None),
+        (Field::Phone, None),
+        (Field::Company, None),
+        (Field::JobTitle, Some("Countess")),
+    ] {
+        want.set_reported(field, value);
+    }
+    assert_eq!(edited.values, want);
+    assert!(edited.modified_at >= before, "{edited:?} before {before}");
+    assert_eq!(edited.external_id, None);
+    let untouched = fetched(&records, &grace);
+    assert_eq!(
+        untouched.values,
+        client.project(items[1].contact.as_ref().unwrap()),
+        "an unedited record holds what was written"
+    );
+    assert_eq!(sb.calls(READ).await, 1);
+}
+
+#[tokio::test]
+async fn fetch_leaves_out_archived_unknown_and_malformed_ids_without_failing() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let (kept, archived) = (
+        items[0].remote_id.clone().unwrap(),
+        items[1].remote_id.clone().unwrap(),
+    );
+    sb.control(Method::DELETE, &format!("/ui/contacts/{archived}"), None)
+        .await;
+    let ids = [&kept, &archived, "999999999", "12abc", "51 OR 1=1", ""].map(|s| s.to_string());
+    let records = client.fetch(&ids).await.unwrap();
+    let found: Vec<&str> = records.iter().map(|r| r.remote_id.as_str()).collect();
+    assert_eq!(found, [kept.as_str()]);
+    assert_eq!(sb.calls(READ).await, 1);
+
+    let none = client.fetch(&["not-an-id".to_owned()]).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(sb.calls(READ).await, 1, "no call without a valid id");
+}
+
+#[tokio::test]
+async fn fetch_of_more_than_one_hundred_ids_takes_several_calls_of_at_most_one_hundred() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items: Vec<_> = (0..150)
+        .map(|n| live(contact(&format!("c{n}@example.com"), "C")))
+        .collect();
+    for batch in items.chunks_mut(client.batch_cap()) {
+        sync_linking(&client, batch).await;
+    }
+    let mut ids: Vec<String> = items.iter().filter_map(|i| i.remote_id.clone()).collect();
+    assert_eq!(ids.len(), 150);
+    // A repeated id is read once.
+    ids.push(ids[0].clone());
+    let records = client.fetch(&ids).await.unwrap();
+    assert_eq!(records.len(), 150);
+    let counters = sb.control(Method::GET, "/counters", None).await;
+    assert_eq!(counters["calls"][READ], 2);
+    let tally = &counters["records_per_call"][READ];
+    assert_eq!(
+        (tally["sum"].as_u64(), tally["max"].as_u64()),
+        (Some(150), Some(100))
+    );
+}
+
+#[tokio::test]
+async fn fetch_reads_only_the_fields_the_field_map_holds() {
+    let sb = Sandbox::start().await;
+    let client = sb.client_with("email", "company=-, job_title=-");
+    let mut items = [live(contact("ada@example.com", "Ada"))];
+    sync_linking(&client, &mut items).await;
+    let id = items[0].remote_id.clone().unwrap();
+    let records = client.fetch(&[id]).await.unwrap();
+    let fields: Vec<Field> = records[0].values.fields().collect();
+    assert_eq!(
+        fields,
+        [
+            Field::Email,
+            Field::FirstName,
+            Field::LastName,
+            Field::Phone
+        ]
+    );
+    assert_eq!(
+        records[0].values,
+        client.project(items[0].contact.as_ref().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn fetch_during_an_outage_fails_as_a_whole() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [live(contact("ada@example.com", "Ada"))];
+    sync_linking(&client, &mut items).await;
+    sb.control(Method::PUT, "/faults", Some(json!({"outage": true})))
+        .await;
+    let err = client
+        .fetch(&[items[0].remote_id.clone().unwrap()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
 }

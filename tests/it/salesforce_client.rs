@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use chrono::{DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
-use syncroot::domain::{ContactFields, ContactId, Email};
+use syncroot::domain::fields::Field;
+use syncroot::domain::{ContactFields, ContactId, Email, FieldValues};
 use syncroot::providers::mapping::FieldMap;
 use syncroot::providers::salesforce::{SalesforceClient, SalesforceSettings, default_fields};
-use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::salesforce::{SalesforceSandboxConfig, spawn};
 use tokio_util::sync::CancellationToken;
@@ -498,4 +500,158 @@ async fn refused_credentials_are_unauthorized() {
         !format!("{err:?}").contains("wrong"),
         "the secret is never echoed"
     );
+}
+
+impl Org {
+    async fn calls(&self, route: &str) -> u64 {
+        self.get("counters").await["calls"][route]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+/// The record `id` among `records`.
+fn fetched<'r>(records: &'r [RemoteRecord], id: &str) -> &'r RemoteRecord {
+    records
+        .iter()
+        .find(|r| r.remote_id == id)
+        .unwrap_or_else(|| panic!("{id} not among {records:?}"))
+}
+
+/// Syncs `items` in one call and returns their record ids.
+async fn synced_ids(client: &SalesforceClient, items: &[SyncItem]) -> Vec<String> {
+    let outcomes = client.sync(items).await.unwrap();
+    outcomes.iter().map(remote_id).collect()
+}
+
+#[tokio::test]
+async fn fetch_returns_a_record_edited_in_salesforce_as_it_now_is() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("ada@example.com", Some("Ada"), None)),
+        item(contact("grace@example.com", Some("Grace"), Some("Hopper"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    // Salesforce keeps date-times to the second.
+    let before = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap();
+    org.control(
+        reqwest::Method::PATCH,
+        &format!("ui/contacts/{}", ids[0]),
+        Some(
+            json!({"Email": "Ada@Lovelace.Example", "FirstName": "Augusta Ada",
+                    "LastName": "Lovelace", "Title": "Countess"}),
+        ),
+    )
+    .await;
+
+    let records = client.fetch(&ids).await.unwrap();
+    assert_eq!(records.len(), 2);
+    let edited = fetched(&records, &ids[0]);
+    let mut want = FieldValues::default();
+    for (field, value) in [
+        (Field::Email, Some("ada@lovelace.example")),
+        (Field::FirstName, Some("Augusta Ada")),
+        (Field::LastName, Some("Lovelace")),
+        (Field::Phone, None),
+        (Field::JobTitle, Some("Countess")),
+    ] {
+        want.set_reported(field, value);
+    }
+    assert_eq!(edited.values, want, "company has no home on Contact");
+    assert!(edited.modified_at >= before, "{edited:?} before {before}");
+    assert_eq!(
+        edited.external_id.as_deref(),
+        Some(items[0].contact_id.to_string().as_str())
+    );
+    let untouched = fetched(&records, &ids[1]);
+    assert_eq!(
+        untouched.values,
+        client.project(items[1].contact.as_ref().unwrap()),
+        "an unedited record holds what was written"
+    );
+    assert_eq!(
+        untouched.external_id.as_deref(),
+        Some(items[1].contact_id.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn fetch_reads_a_last_name_placeholder_as_no_last_name() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [item(contact("anon@example.com", Some("Anon"), None))];
+    let ids = synced_ids(&client, &items).await;
+    assert_eq!(org.record(&ids[0]).await["LastName"], PLACEHOLDER);
+    let records = client.fetch(&ids).await.unwrap();
+    assert_eq!(records[0].values.get(Field::LastName), Some(&None));
+    assert_eq!(
+        records[0].values,
+        client.project(items[0].contact.as_ref().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn fetch_leaves_out_deleted_and_unknown_ids_without_failing() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("a@example.com", None, Some("A"))),
+        item(contact("b@example.com", None, Some("B"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    // A person deletes it (to the recycle bin); the answer is a 204 without a body.
+    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[1]);
+    let deleted = org.http.delete(url).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let asked = [ids[0].clone(), ids[1].clone(), "003000000000999".into()];
+    let records = client.fetch(&asked).await.unwrap();
+    let found: Vec<&str> = records.iter().map(|r| r.remote_id.as_str()).collect();
+    assert_eq!(found, [ids[0].as_str()]);
+    assert_eq!(
+        org.calls(QUERY_ROUTE).await,
+        2,
+        "the e-mail look-up and the read"
+    );
+}
+
+#[tokio::test]
+async fn a_malicious_id_is_skipped_without_a_query() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("a@example.com", None, Some("A"))),
+        item(contact("b@example.com", None, Some("B"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    let queries = org.calls(QUERY_ROUTE).await;
+    let malicious = "003' OR Name != '".to_owned();
+
+    let alone = client
+        .fetch(std::slice::from_ref(&malicious))
+        .await
+        .unwrap();
+    assert!(alone.is_empty());
+    assert_eq!(org.calls(QUERY_ROUTE).await, queries, "no query was sent");
+
+    // Beside a real id it is still left out: had it reached the query, every Contact matched.
+    let mixed = client.fetch(&[ids[0].clone(), malicious]).await.unwrap();
+    let found: Vec<&str> = mixed.iter().map(|r| r.remote_id.as_str()).collect();
+    assert_eq!(found, [ids[0].as_str()]);
+    assert_eq!(org.calls(QUERY_ROUTE).await, queries + 1);
+}
+
+#[tokio::test]
+async fn fetch_splits_ids_that_would_make_the_query_url_too_long() {
+    let org = Org::start().await;
+    let client = org.client();
+    let ids = synced_ids(&client, &[item(contact("a@example.com", None, Some("A")))]).await;
+    let queries = org.calls(QUERY_ROUTE).await;
+    // 600 well-formed ids of records that do not exist, beside the one that does.
+    let mut asked: Vec<String> = (0..600).map(|n| format!("003{n:012}")).collect();
+    asked.push(ids[0].clone());
+    let records = client.fetch(&asked).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].remote_id, ids[0]);
+    assert_eq!(org.calls(QUERY_ROUTE).await, queries + 2);
 }

@@ -9,14 +9,18 @@
 //! property, a create that meets a person's record with the same e-mail links to it with one
 //! more update call.
 //!
+//! [`CrmClient::fetch`] reads records back with `batch/read` (`read`).
+//!
 //! Here: the client and that algorithm. Elsewhere in this folder: pacing and the HTTP call
-//! (`transport`), splitting refused batches (`batch`), per-call bookkeeping (`run`), failure
-//! classification (`errors`), wire types (`wire`) and field mapping (`transformers`). Not here: retries and the decision
-//! to dead-letter, which belong to delivery.
+//! (`transport`), splitting refused batches (`batch`), per-call bookkeeping (`run`), reading
+//! records (`read`), failure classification (`errors`), wire types (`wire`) and field mapping
+//! (`transformers`). Not here: retries and the decision to dead-letter, which belong to
+//! delivery.
 //! <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
 
 mod batch;
 mod errors;
+mod read;
 mod run;
 pub mod transformers;
 mod transport;
@@ -29,7 +33,7 @@ use crate::domain::{ContactFields, Crm, FieldValues};
 use crate::secret::Secret;
 
 use super::mapping::FieldMap;
-use super::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use super::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use batch::{Endpoint, Key, Pending};
 use errors::Failure;
 use run::Run;
@@ -118,6 +122,13 @@ impl CrmClient for HubspotClient {
         let taken = self.upsert(&mut run, items, upserts).await;
         self.link(&mut run, items, taken).await;
         run.finish()
+    }
+
+    async fn fetch(&self, remote_ids: &[String]) -> Result<Vec<RemoteRecord>, ProviderError> {
+        if let Some(wait) = self.transport.daily_allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        read::records(&self.transport, &self.settings.fields, remote_ids).await
     }
 
     fn project(&self, contact: &ContactFields) -> FieldValues {

@@ -1,16 +1,25 @@
 //! Pure mapping between SyncRoot's unified contact and HubSpot contact properties, through
 //! the configured [`FieldMap`]: to HubSpot for delivery, and back for reading HubSpot's
-//! changes (two-way sync).
+//! changes (two-way sync): a webhook's properties ([`from_properties`]) or a record read by
+//! `batch/read` ([`remote_record`]).
 //!
-//! No I/O and no wire envelopes here: the inputs and outputs are property maps, which is all
-//! HubSpot's contact records hold (every value a string).
+//! No I/O and no batch envelopes here: the inputs and outputs are property maps and single
+//! records, which is all HubSpot's contacts hold (every value a string).
 //! <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
+use super::wire::Record;
 use crate::domain::fields::{FIELDS, Field};
-use crate::domain::{ContactFields, Email};
+use crate::domain::{ContactFields, Email, FieldValues};
+use crate::providers::RemoteRecord;
 use crate::providers::mapping::FieldMap;
+
+/// Contacts' last-modified property (other objects call it `hs_lastmodifieddate`).
+/// crm-apis.md §1.3.
+pub const LAST_MODIFIED: &str = "lastmodifieddate";
 
 /// The HubSpot properties a contact is written as. Every mapped field is sent, a null one as
 /// `""`, because HubSpot clears a property given an empty string and leaves alone one that is
@@ -76,6 +85,63 @@ pub fn from_properties(properties: &BTreeMap<String, Option<String>>, map: &Fiel
         }
     }
     unified
+}
+
+/// The properties a `batch/read` asks for: every mapped one, and [`LAST_MODIFIED`].
+pub fn read_properties(map: &FieldMap) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in map.pairs().map(|(_, p)| p).chain([LAST_MODIFIED]) {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// A record read back from HubSpot in SyncRoot's vocabulary: every mapped field, as HubSpot
+/// reports it ([`FieldValues::set_reported`]; a property that is null or not returned at all
+/// is empty, since HubSpot holds nothing there), and when it last changed. `Err` names what
+/// makes the record unreadable: no modification time at all.
+pub(super) fn remote_record(record: &Record, map: &FieldMap) -> Result<RemoteRecord, String> {
+    let mut values = FieldValues::default();
+    for (field, property) in map.pairs() {
+        let value = record
+            .properties
+            .get(property)
+            .or_else(|| find_ignoring_case(&record.properties, property))
+            .and_then(Option::as_deref);
+        values.set_reported(field, value);
+    }
+    let modified = record
+        .properties
+        .get(LAST_MODIFIED)
+        .and_then(Option::as_deref)
+        .and_then(parse_timestamp)
+        .or_else(|| record.updated_at.as_deref().and_then(parse_timestamp))
+        .ok_or_else(|| {
+            format!(
+                "record {} has neither a readable {LAST_MODIFIED} nor updatedAt",
+                record.id
+            )
+        })?;
+    Ok(RemoteRecord {
+        remote_id: record.id.clone(),
+        values,
+        modified_at: modified,
+        external_id: None,
+    })
+}
+
+/// A HubSpot date-time: ISO-8601 as the v3 objects API returns it, or epoch milliseconds as
+/// the same properties are written in search filters and older APIs.
+fn parse_timestamp(raw: &str) -> Option<DateTime<Utc>> {
+    let raw = raw.trim();
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return DateTime::from_timestamp_millis(raw.parse().ok()?);
+    }
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn find_ignoring_case<'a>(

@@ -14,7 +14,7 @@ macro_rules! fixture {
     };
 }
 
-const FIXTURES: [(&str, &str); 9] = [
+const FIXTURES: [(&str, &str); 12] = [
     fixture!("to_hubspot_standard_fields"),
     fixture!("to_hubspot_nulls_clear"),
     fixture!("to_hubspot_renamed_and_left_out"),
@@ -24,6 +24,9 @@ const FIXTURES: [(&str, &str); 9] = [
     fixture!("from_hubspot_invalid_email"),
     fixture!("from_hubspot_missing_email"),
     fixture!("from_hubspot_renamed_and_custom"),
+    fixture!("record_from_hubspot_batch_read"),
+    fixture!("record_from_hubspot_overrides_and_fallbacks"),
+    fixture!("record_from_hubspot_without_modification_time"),
 ];
 
 #[test]
@@ -36,6 +39,7 @@ fn every_fixture_maps_as_expected() {
         match fixture["direction"].as_str() {
             Some("to_hubspot") => check_to_hubspot(name, &fixture, &map),
             Some("from_hubspot") => check_from_hubspot(name, &fixture, &map),
+            Some("record_from_hubspot") => check_record_from_hubspot(name, &fixture, &map),
             other => panic!("{name}: unknown direction {other:?}"),
         }
     }
@@ -85,4 +89,28 @@ fn check_from_hubspot(name: &str, fixture: &Value, map: &FieldMap) {
             got.reason
         );
     }
+}
+
+fn check_record_from_hubspot(name: &str, fixture: &Value, map: &FieldMap) {
+    let record: Record =
+        serde_json::from_value(fixture["input"].clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = remote_record(&record, map);
+    let expected = &fixture["expected"];
+    if let Some(reason) = expected["error_contains"].as_str() {
+        let err = got.expect_err(name);
+        assert!(err.contains(reason), "{name}: {err:?} lacks {reason:?}");
+        return;
+    }
+    let want = RemoteRecord {
+        remote_id: expected["remote_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        values: serde_json::from_value(expected["values"].clone())
+            .unwrap_or_else(|e| panic!("{name}: {e}")),
+        modified_at: serde_json::from_value(expected["modified_at"].clone())
+            .unwrap_or_else(|e| panic!("{name}: {e}")),
+        external_id: expected["external_id"].as_str().map(str::to_owned),
+    };
+    assert_eq!(got, Ok(want), "{name}");
 }

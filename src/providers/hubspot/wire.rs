@@ -1,5 +1,5 @@
 //! HubSpot CRM v3 wire types for the contact batch endpoints this client calls: the request
-//! inputs, the batch response envelope and HubSpot's error body.
+//! inputs (writes and `batch/read`), the batch response envelope and HubSpot's error body.
 //!
 //! Shapes only: deciding what a response means is `errors.rs` (failures) and the batch writer
 //! (results). These types never leave the `hubspot` folder.
@@ -40,6 +40,16 @@ pub struct IdInput {
     pub id: String,
 }
 
+/// The body of `batch/read` by record id: which properties to return, and the ids.
+/// Unset requested properties come back as `null`; one that does not exist is left out.
+/// <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
+/// (crm-apis.md §1.2, "Batch shapes")
+#[derive(Debug, Serialize)]
+pub struct ReadRequest<'a> {
+    pub properties: &'a [String],
+    pub inputs: Vec<IdInput>,
+}
+
 /// The batch response envelope: records written, and on a 207 the inputs that failed.
 /// Every field is optional on the wire as far as this client is concerned.
 /// <https://developers.hubspot.com/docs/api-reference/legacy/crm/using-object-apis>
@@ -50,7 +60,7 @@ pub struct BatchResponse {
     pub errors: Vec<BatchError>,
 }
 
-/// A record as batch writes return it (`SimplePublicObject`).
+/// A record as batch reads and writes return it (`SimplePublicObject`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Record {
@@ -58,6 +68,10 @@ pub struct Record {
     pub id: String,
     /// Property values as strings; unset ones are `null`.
     pub properties: BTreeMap<String, Option<String>>,
+    /// When the record last changed, ISO-8601 (`2024-03-05T08:00:00.000Z`).
+    pub updated_at: Option<String>,
+    /// True for a record in the recycle bin, which reads only return when asked to.
+    pub archived: bool,
     /// The input's trace id, echoed where HubSpot does so.
     pub object_write_trace_id: Option<String>,
 }

@@ -1,12 +1,16 @@
-//! The read-only queries a batch runs before it writes: Contacts that already have a batch's
-//! e-mail addresses (so a person is linked, not duplicated), and Contacts that carry a
-//! deleted contact's external id (a record written before its id could be recorded).
+//! The read-only queries: those a batch runs before it writes — Contacts that already have a
+//! batch's e-mail addresses (so a person is linked, not duplicated), and Contacts that carry a
+//! deleted contact's external id (a record written before its id could be recorded) — and
+//! reading Contacts back by record id ([`by_record_id`], for two-way sync).
 //!
-//! What it is not: the decisions taken from the answers (`plan.rs`).
+//! What it is not: the decisions taken from the answers (`plan.rs`), or what a record means
+//! (`transformers.rs`).
 //!
 //! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_query.htm
 
 use std::collections::HashMap;
+
+use serde_json::{Map, Value};
 
 use super::rest::Rest;
 use super::soql::{self, QUERY_BUDGET};
@@ -69,6 +73,35 @@ pub async fn by_external_id(
         }
     }
     Ok(found)
+}
+
+/// The live Contacts among `ids`, with the `fields` named (see `transformers::read_fields`).
+/// Ids that are not record ids ([`soql::is_record_id`]) are skipped: they never reach the
+/// query text, so a value such as `003' OR Name != '` cannot change what is asked. Recycled
+/// and unknown ids are simply not found. One query, more only when the ids would make the
+/// URL too long; none at all without a valid id.
+pub async fn by_record_id(
+    rest: &Rest,
+    fields: &[String],
+    ids: &[String],
+) -> Result<Vec<Map<String, Value>>, ProviderError> {
+    let valid: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| {
+            let ok = soql::is_record_id(id);
+            if !ok {
+                tracing::warn!(id = ?id, "not a Salesforce record id; not read");
+            }
+            ok
+        })
+        .collect();
+    let head = format!("SELECT {} FROM Contact WHERE Id", fields.join(", "));
+    let mut records = Vec::new();
+    for q in soql::in_queries(&head, distinct(&valid), QUERY_BUDGET) {
+        records.append(&mut rest.query(&q).await?);
+    }
+    Ok(records)
 }
 
 /// The values once each, in first-seen order.

@@ -7,11 +7,14 @@
 //! retries and e-mail changes update the same record), delete tombstones. Each write is one
 //! collection call of up to 200 records with per-record results.
 //!
+//! Reading back ([`CrmClient::fetch`]): one SOQL query by record id (more when the ids would
+//! make the URL too long) for the mapped fields, the external id and `SystemModstamp`.
+//!
 //! Reading order: this file, `plan` (what each item needs), `lookup` (the queries), `writes`
 //! (the collection calls), `rest` (one call: pacing, session, limits), `auth`, `transformers`,
 //! `errors`, `wire`, `soql`.
-//! What it is not: reading Salesforce's own changes (only [`SalesforceClient::unified_fields`]
-//! is offered for that), nor Accounts or any object but Contact.
+//! What it is not: finding which records changed (webhooks and polling do that), nor Accounts
+//! or any object but Contact.
 
 mod auth;
 mod errors;
@@ -34,7 +37,7 @@ use crate::secret::Secret;
 
 use super::mapping::FieldMap;
 use super::pacing::Pacer;
-use super::{CrmClient, ItemOutcome, ProviderError, SyncItem, http_client};
+use super::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem, http_client};
 use auth::Auth;
 use plan::Action;
 use rest::Rest;
@@ -158,6 +161,18 @@ impl CrmClient for SalesforceClient {
             }
         }
         Ok(outcomes)
+    }
+
+    async fn fetch(&self, remote_ids: &[String]) -> Result<Vec<RemoteRecord>, ProviderError> {
+        if let Some(wait) = self.rest.allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        let fields = transformers::read_fields(self.shape());
+        let records = lookup::by_record_id(&self.rest, &fields, remote_ids).await?;
+        records
+            .iter()
+            .map(|r| transformers::remote_record(self.shape(), r).map_err(ProviderError::Decode))
+            .collect()
     }
 
     fn project(&self, contact: &ContactFields) -> FieldValues {

@@ -1,8 +1,9 @@
-//! SOQL text: quoting literals, and splitting an `IN (…)` list over as many queries as it
-//! takes to keep each request URL short.
+//! SOQL text: quoting literals, recognising record ids, and splitting an `IN (…)` list over as
+//! many queries as it takes to keep each request URL short.
 //!
 //! What it is not: a query builder. Field and object names come from configuration and are
-//! written as given; only values (e-mails, contact ids) pass through [`literal`].
+//! written as given; only values (e-mails, contact ids, record ids) pass through [`literal`],
+//! and record ids only once [`is_record_id`] has accepted them.
 //!
 //! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_quotedstringescapes.htm
 
@@ -28,6 +29,40 @@ pub fn literal(value: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// Alphabet of the 18-character id's case-safety suffix: 0–25 → `A`–`Z`, 26–31 → `0`–`5`.
+const SUFFIX_ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+
+/// Whether `id` is a Salesforce record id: 15 case-sensitive ASCII alphanumerics, or 18
+/// case-insensitive ones whose 3-character suffix agrees with the first 15 (each suffix
+/// character says which of 5 characters are upper-case letters, so a digit there is a
+/// corrupt id). Anything else (`003' OR Name != '`) is no id and never reaches a query; the
+/// suffix check keeps a corrupt id from failing a whole query with `invalid ID field`.
+///
+/// Vendor doc: the `CASESAFEID()` formula function; crm-apis.md §2.3.
+pub fn is_record_id(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    if !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        return false;
+    }
+    match bytes.len() {
+        15 => true,
+        18 => bytes[..15]
+            .chunks(5)
+            .zip(&bytes[15..])
+            .all(|(chunk, code)| {
+                let upper = code.to_ascii_uppercase();
+                let Some(bits) = SUFFIX_ALPHABET.iter().position(|c| *c == upper) else {
+                    return false;
+                };
+                chunk
+                    .iter()
+                    .enumerate()
+                    .all(|(i, c)| bits & (1 << i) == 0 || c.is_ascii_alphabetic())
+            }),
+        _ => false,
+    }
 }
 
 /// `{head} IN ('v1','v2',…)` queries covering every value once, each at most `budget` bytes
@@ -80,6 +115,32 @@ mod tests {
         assert_eq!(literal(r"\'"), r"'\\\''");
         assert_eq!(literal("x\ny"), r"'x\ny'");
         assert_eq!(literal(""), "''");
+    }
+
+    #[test]
+    fn record_ids_are_15_or_18_alphanumerics_with_a_consistent_suffix() {
+        // Salesforce's own example of the two forms of one id.
+        for id in [
+            "001A0000006Vm9r",
+            "001A0000006Vm9rIAC",
+            "001a0000006vm9riac",
+            "003000000000000AAA",
+        ] {
+            assert!(is_record_id(id), "{id}");
+        }
+        for id in [
+            "003' OR Name != '",
+            "003000000000000'",
+            "0030000000000",
+            "003000000000000AA",
+            "003000000000000AAAA",
+            "003000000000000AA9",
+            "003000000000000BAA",
+            "003 00000000000",
+            "",
+        ] {
+            assert!(!is_record_id(id), "{id}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Pure mapping between SyncRoot's unified contact and Salesforce Contact records, in both
-//! directions, through the configured [`FieldMap`].
+//! directions, through the configured [`FieldMap`]: records to write, and records read back
+//! (a change event's fields, or a queried record as a [`RemoteRecord`]).
 //!
 //! Salesforce's rules that shape it: `LastName` is required, so a contact without one gets a
 //! placeholder (and the placeholder reads back as "no last name"); Contact has no company
@@ -10,13 +11,17 @@
 
 use serde_json::{Map, Value, json};
 
-use super::wire::CONTACT;
+use super::wire::{self, CONTACT, text_field};
 use crate::domain::fields::Field;
-use crate::domain::{ContactFields, ContactId, Email};
+use crate::domain::{ContactFields, ContactId, Email, FieldValues};
+use crate::providers::RemoteRecord;
 use crate::providers::mapping::FieldMap;
 
 /// The standard field Salesforce requires on every Contact.
 const LAST_NAME: &str = "LastName";
+/// Last change by a person or an automated process: the replication watermark (crm-apis.md
+/// §2.6), where `LastModifiedDate` misses changes made by automation.
+pub const SYSTEM_MODSTAMP: &str = "SystemModstamp";
 
 /// How SyncRoot's contacts are laid out on Contact records.
 #[derive(Clone, Copy, Debug)]
@@ -100,6 +105,61 @@ pub fn unified_fields(shape: RecordShape<'_>, record: &Map<String, Value>) -> Un
         }
     }
     out
+}
+
+/// The fields a read of Contacts selects: `Id`, every mapped field, the external id field and
+/// [`SYSTEM_MODSTAMP`], each once (SOQL refuses a field selected twice).
+pub fn read_fields(shape: RecordShape<'_>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mapped = shape.fields.pairs().map(|(_, target)| target);
+    let all = std::iter::once("Id")
+        .chain(mapped)
+        .chain([shape.external_id_field, SYSTEM_MODSTAMP]);
+    for name in all {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+/// A Contact read by [`read_fields`] in SyncRoot's vocabulary: every mapped field as
+/// Salesforce reports it ([`FieldValues::set_reported`]; null is empty, the `LastName`
+/// placeholder means no last name, numbers and booleans as text), the external id and
+/// `SystemModstamp`. A field holding a structured value (an address) is left out, as
+/// SyncRoot cannot say what it holds. `Err` names what makes the record unreadable.
+pub fn remote_record(
+    shape: RecordShape<'_>,
+    record: &Map<String, Value>,
+) -> Result<RemoteRecord, String> {
+    let id = text_field(record, "Id").ok_or("a queried Contact has no Id")?;
+    let mut values = FieldValues::default();
+    for (field, target) in shape.fields.pairs() {
+        let raw = record
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(target))
+            .map(|(_, v)| v);
+        let text = match raw {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            Some(Value::Array(_) | Value::Object(_)) => continue,
+        };
+        let placeholder = target.eq_ignore_ascii_case(LAST_NAME)
+            && text.as_deref() == Some(shape.last_name_placeholder);
+        values.set_reported(field, text.as_deref().filter(|_| !placeholder));
+    }
+    let stamp = text_field(record, SYSTEM_MODSTAMP)
+        .ok_or_else(|| format!("Contact {id} has no {SYSTEM_MODSTAMP}"))?;
+    let modified_at = wire::parse_datetime(stamp)
+        .ok_or_else(|| format!("Contact {id} has an unreadable {SYSTEM_MODSTAMP} {stamp:?}"))?;
+    Ok(RemoteRecord {
+        remote_id: id.to_owned(),
+        values,
+        modified_at,
+        external_id: text_field(record, shape.external_id_field).map(str::to_owned),
+    })
 }
 
 /// One field's value as SyncRoot reads it, or why it cannot.

@@ -31,6 +31,22 @@ const FROM_RECORD: [(&str, &str); 2] = [
     fixture!("from_record_custom_fields_and_bad_email"),
 ];
 
+const REMOTE_RECORD: [(&str, &str); 3] = [
+    fixture!("remote_record_standard_fields"),
+    fixture!("remote_record_overrides"),
+    fixture!("remote_record_without_modstamp"),
+];
+
+/// A queried record → [`RemoteRecord`] case: `expected` holds the record's members, or
+/// `error_contains`.
+#[derive(Deserialize)]
+struct RemoteCase {
+    field_map: String,
+    last_name_placeholder: String,
+    record: Map<String, Value>,
+    expected: Value,
+}
+
 /// A contact → record case.
 #[derive(Deserialize)]
 struct ToRecord {
@@ -102,6 +118,56 @@ fn records_become_the_unified_fields_in_the_fixtures() {
         assert_eq!(skipped, case.skipped, "{file}");
         assert!(got.skipped.iter().all(|(_, why)| !why.is_empty()), "{file}");
     }
+}
+
+#[test]
+fn queried_records_become_the_remote_records_in_the_fixtures() {
+    for (file, text) in REMOTE_RECORD {
+        let case: RemoteCase = serde_json::from_str(text).expect(file);
+        let map = field_map(&case.field_map);
+        let shape = RecordShape {
+            fields: &map,
+            external_id_field: "SyncRoot_Id__c",
+            last_name_placeholder: &case.last_name_placeholder,
+        };
+        let got = remote_record(shape, &case.record);
+        if let Some(reason) = case.expected["error_contains"].as_str() {
+            let err = got.expect_err(file);
+            assert!(err.contains(reason), "{file}: {err:?} lacks {reason:?}");
+            continue;
+        }
+        let e = &case.expected;
+        let want = RemoteRecord {
+            remote_id: e["remote_id"].as_str().expect(file).to_owned(),
+            values: serde_json::from_value(e["values"].clone()).expect(file),
+            modified_at: serde_json::from_value(e["modified_at"].clone()).expect(file),
+            external_id: e["external_id"].as_str().map(str::to_owned),
+        };
+        assert_eq!(got, Ok(want), "{file}");
+    }
+}
+
+#[test]
+fn a_read_selects_id_mapped_fields_external_id_and_modstamp_once_each() {
+    let map = field_map("company=Company__c, job_title=syncroot_id__c");
+    let shape = RecordShape {
+        fields: &map,
+        external_id_field: "SyncRoot_Id__c",
+        last_name_placeholder: "-",
+    };
+    assert_eq!(
+        read_fields(shape),
+        [
+            "Id",
+            "Email",
+            "FirstName",
+            "LastName",
+            "Phone",
+            "Company__c",
+            "syncroot_id__c",
+            "SystemModstamp"
+        ]
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! any decision about what a response means (that is `errors.rs`) or how SyncRoot's contacts
 //! become records (`transformers.rs`). Nothing here leaves the `salesforce` folder.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -120,6 +121,15 @@ pub fn text_field<'r>(record: &'r Map<String, Value>, name: &str) -> Option<&'r 
         .filter(|s| !s.is_empty())
 }
 
+/// A REST date-time such as `2024-03-05T08:00:00.000+0000` (crm-apis.md §2.3: the offset has
+/// no colon, so it is not RFC 3339); RFC 3339 (`…Z`, `+00:00`) is read too.
+pub fn parse_datetime(raw: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .or_else(|_| DateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// `(used, max)` from a `Sforce-Limit-Info` value such as
 /// `api-usage=18/5000, per-app-api-usage=17/250(appName=sample-app)`.
 ///
@@ -155,6 +165,22 @@ mod tests {
             "usage=1/2",
         ] {
             assert_eq!(parse_limit_info(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rest_date_times_read_with_or_without_a_colon_in_the_offset() {
+        let want: DateTime<Utc> = "2024-03-05T08:00:00Z".parse().unwrap();
+        for raw in [
+            "2024-03-05T08:00:00.000+0000",
+            "2024-03-05T09:00:00.000+0100",
+            "2024-03-05T08:00:00.000Z",
+            "2024-03-05T08:00:00+00:00",
+        ] {
+            assert_eq!(parse_datetime(raw), Some(want), "{raw}");
+        }
+        for bad in ["", "2024-03-05", "2024-03-05T08:00:00", "yesterday"] {
+            assert_eq!(parse_datetime(bad), None, "{bad:?}");
         }
     }
 
