@@ -15,7 +15,9 @@
 //! The CRM's modification time is the record's (HubSpot `lastmodifieddate`, Salesforce
 //! `SystemModstamp`): it is when the record last changed, so for one field it can only be
 //! later than the field's real change, never earlier; comparing against the base first keeps a
-//! field the CRM did not change from winning on another field's edit.
+//! field the CRM did not change from winning on another field's edit. Salesforce reports that
+//! time to the second only, so the webhook worker passes the later of it and the webhook
+//! event's own (millisecond) time.
 //!
 //! Pure: no I/O. Not here: finding the contact, echo detection, persisting (`worker::inbound`).
 

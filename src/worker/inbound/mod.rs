@@ -19,7 +19,7 @@
 
 mod apply;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,7 +159,8 @@ impl<C: CrmClient> InboundWorker<C> {
         let keys: Vec<String> = batch.events.iter().map(|e| e.key.clone()).collect();
         let seen = inbound::seen(&self.db, crm, &keys).await?;
         let mut tally = Tally::default();
-        let mut changed = BTreeSet::new();
+        // Per changed record, the latest time an event reports for it.
+        let mut changed: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
         for e in &batch.events {
             if e.ours {
                 tally.ours += 1;
@@ -168,7 +169,8 @@ impl<C: CrmClient> InboundWorker<C> {
             } else {
                 match &e.kind {
                     EventKind::Changed => {
-                        changed.insert(e.remote_id.clone());
+                        let at = changed.entry(e.remote_id.clone()).or_insert(e.occurred_at);
+                        *at = (*at).max(e.occurred_at);
                     }
                     kind => {
                         tracing::warn!(%crm, record = %e.remote_id, ?kind, "a deletion or merge made in the CRM is not applied");
@@ -177,9 +179,16 @@ impl<C: CrmClient> InboundWorker<C> {
                 }
             }
         }
-        let ids: Vec<String> = changed.into_iter().collect();
+        let ids: Vec<String> = changed.keys().cloned().collect();
         if !ids.is_empty() {
-            let records = self.client.fetch(&ids).await?;
+            let mut records = self.client.fetch(&ids).await?;
+            // Salesforce reports modification times to the second; an event's own time is
+            // precise to the millisecond. The record changed no earlier than either.
+            for r in &mut records {
+                if let Some(at) = changed.get(&r.remote_id) {
+                    r.modified_at = r.modified_at.max(*at);
+                }
+            }
             tally.read = records.len();
             tally.missing = ids.len().saturating_sub(records.len());
             let project = |c: &ContactFields| self.client.project(c);
