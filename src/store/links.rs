@@ -284,29 +284,33 @@ pub struct Observed<'a> {
     pub stale: bool,
 }
 
-/// Notes the values about to be written to each contact's record, before the call, so an
-/// event reporting them is recognised as SyncRoot's own even if it arrives before the outcome
-/// is recorded.
+/// Notes the values about to be written to each contact's record (and the version they
+/// carry), before the call, so an event reporting them is recognised as SyncRoot's own even if
+/// it arrives before the outcome is recorded. A contact without a link gets a row that still
+/// reads as pending (no synced version).
 pub async fn note_writes(
     pool: &PgPool,
     crm: Crm,
-    writes: &[(ContactId, FieldValues)],
+    writes: &[(ContactId, i64, FieldValues)],
 ) -> Result<(), sqlx::Error> {
     if writes.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = writes.iter().map(|(id, _)| id.0).collect();
+    let ids: Vec<Uuid> = writes.iter().map(|(id, _, _)| id.0).collect();
+    let versions: Vec<i64> = writes.iter().map(|(_, v, _)| *v).collect();
     let values: Vec<serde_json::Value> = writes
         .iter()
-        .map(|(_, v)| serde_json::to_value(v).unwrap_or_default())
+        .map(|(_, _, v)| serde_json::to_value(v).unwrap_or_default())
         .collect();
     sqlx::query(
-        "UPDATE crm_links AS l SET written_values = u.values
-         FROM UNNEST($2::uuid[], $3::jsonb[]) AS u(id, values)
-         WHERE l.crm = $1 AND l.contact_id = u.id",
+        "INSERT INTO crm_links AS l (crm, contact_id, attempt_version, state, last_attempt_at, written_values)
+         SELECT $1, u.id, u.version, 'synced', now(), u.values
+         FROM UNNEST($2::uuid[], $3::bigint[], $4::jsonb[]) AS u(id, version, values)
+         ON CONFLICT (crm, contact_id) DO UPDATE SET written_values = EXCLUDED.written_values",
     )
     .bind(crm.as_str())
     .bind(&ids)
+    .bind(&versions)
     .bind(&values)
     .execute(pool)
     .await?;

@@ -208,7 +208,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
         if !items.is_empty() {
             let writes: Vec<_> = items
                 .iter()
-                .filter_map(|i| Some((i.contact_id, self.client.project(i.contact.as_ref()?))))
+                .filter_map(|i| {
+                    let values = self.client.project(i.contact.as_ref()?);
+                    Some((i.contact_id, i.version, values))
+                })
                 .collect();
             links::note_writes(&self.db, crm, &writes).await?;
             // A spent daily allowance comes back as `QuotaExhausted` without a call.

@@ -149,7 +149,7 @@ async fn update(
             "the contact is linked to another record of this CRM (a duplicate there)",
         ));
     }
-    if known.remote_id.is_some() && known.is_echo(&record.values) {
+    if known.is_echo(&record.values) {
         return Ok(Applied::Echo);
     }
     let fallback = Stamp {
