@@ -41,3 +41,11 @@ CREATE TABLE inbound_events (
     PRIMARY KEY (provider, event_key)
 );
 CREATE INDEX inbound_events_received_at ON inbound_events (received_at);
+
+-- How far each CRM has been polled for records modified since (changes whose webhooks were
+-- lost). One row per CRM; the poller that holds the CRM's advisory lock advances it.
+CREATE TABLE poll_checkpoints (
+    crm          TEXT        PRIMARY KEY,
+    polled_until TIMESTAMPTZ NOT NULL,
+    polled_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);

@@ -24,6 +24,7 @@ use crate::worker::dead_letter::DeadLetterWorker;
 use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
 use crate::worker::inbound::InboundWorker;
+use crate::worker::inbound::poll::Poller;
 
 /// A running API server.
 pub struct RunningApi {
@@ -213,10 +214,12 @@ pub fn start_inbound(
         match crm {
             Crm::Hubspot => {
                 let w = inbound_worker(cfg, &parts, HubspotClient::new(d.hubspot.clone()));
+                workers.extend(poller(cfg, &parts, &w, &shutdown));
                 workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
             }
             Crm::Salesforce => {
                 let w = inbound_worker(cfg, &parts, SalesforceClient::new(d.salesforce.clone()));
+                workers.extend(poller(cfg, &parts, &w, &shutdown));
                 workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
             }
         }
@@ -234,7 +237,25 @@ fn inbound_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> I
         client: std::sync::Arc::new(client),
         publisher: parts.publisher.clone(),
         policy: cfg.inbound.policy.clone(),
+        propagate_deletes: cfg.inbound.propagate_deletes,
     }
+}
+
+/// The CRM's poller beside its webhook worker, sharing its client, when polling is on.
+fn poller<C: CrmClient>(
+    cfg: &Config,
+    parts: &RoleParts,
+    worker: &InboundWorker<C>,
+    shutdown: &CancellationToken,
+) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+    let poller = Poller {
+        db: parts.db.clone(),
+        client: worker.client.clone(),
+        publisher: parts.publisher.clone(),
+        policy: cfg.inbound.policy.clone(),
+        interval: cfg.inbound.poll_interval?,
+    };
+    Some(Box::pin(poller.run(shutdown.clone())))
 }
 
 async fn prune_inbound_events(db: sqlx::PgPool, shutdown: CancellationToken) {

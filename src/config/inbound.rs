@@ -46,6 +46,26 @@ impl Parser<'_> {
                 owners: self.owners(),
                 tie_break: self.tie_break(),
             },
+            propagate_deletes: self.deletes(),
+            poll_interval: match self.ranged::<u64>("poll_interval_secs", 0, 86_400) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+        }
+    }
+
+    fn deletes(&mut self) -> bool {
+        match self.raw("inbound_deletes").trim() {
+            "ignore" => false,
+            "propagate" => true,
+            other => {
+                let other = other.to_owned();
+                self.fail(
+                    "inbound_deletes",
+                    format!("'{other}' is not ignore or propagate"),
+                );
+                false
+            }
         }
     }
 

@@ -200,6 +200,16 @@ pub const KEYS: &[Key] = &[
         "api,salesforce,hubspot",
         "who wins when two changes to a field carry the same time, first wins",
     ),
+    key(
+        "inbound_deletes",
+        "ignore",
+        "a record deleted in a CRM: ignore (the contact stays; SyncRoot's next write recreates the record) or propagate (the contact is deleted, and its records in the other CRMs)",
+    ),
+    key(
+        "poll_interval_secs",
+        "300",
+        "how often each CRM is asked for records modified since the last poll, to catch changes whose webhooks were lost (0: never)",
+    ),
     key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
     key(
         "hubspot_base_url",

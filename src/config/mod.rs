@@ -61,6 +61,12 @@ pub struct InboundConfig {
     /// Largest difference between a webhook's timestamp and the clock.
     pub window: std::time::Duration,
     pub policy: crate::domain::merge::Policy,
+    /// A record deleted in a CRM deletes its contact (and so its other records); otherwise
+    /// the deletion is ignored.
+    pub propagate_deletes: bool,
+    /// How often each CRM is asked for records modified since the last poll (changes whose
+    /// webhooks were lost); `None`: never.
+    pub poll_interval: Option<std::time::Duration>,
 }
 
 /// The dead-letter worker and alerts.

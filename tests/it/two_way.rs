@@ -330,3 +330,83 @@ async fn forged_stale_and_unsigned_webhooks_get_401_and_queue_nothing() {
     let events: Vec<&str> = keys.iter().filter_map(|k| k.split(':').next()).collect();
     assert_eq!(events, vec!["1", "8"]);
 }
+
+#[tokio::test]
+async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes_propagate() {
+    let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "propagate")]).await;
+    let id = app.create(json!({"email": "gone@example.com"})).await;
+    let c = synced(&app, &id, 1).await;
+    let hubspot_id = c["sync"]["hubspot"]["remote_id"].as_str().unwrap().to_owned();
+    let salesforce_id = c["sync"]["salesforce"]["remote_id"].as_str().unwrap().to_owned();
+
+    app.control(
+        app.hubspot(),
+        Method::DELETE,
+        &format!("ui/contacts/{hubspot_id}"),
+        None,
+    )
+    .await;
+    eventually("the contact deleted", || async {
+        (app.get_contact(&id).await.status() == 404).then_some(())
+    })
+    .await;
+    eventually("the Salesforce record deleted", || async {
+        let r = record(&app, app.salesforce(), &salesforce_id).await;
+        (r.is_null() || r["IsDeleted"] == true).then_some(())
+    })
+    .await;
+    let versions = history(&app, &id).await;
+    assert_eq!(
+        (versions[1]["origin"].clone(), versions[1]["operation"].clone()),
+        (json!("hubspot"), json!("delete"))
+    );
+}
+
+#[tokio::test]
+async fn a_record_deleted_in_salesforce_is_ignored_by_default() {
+    let app = two_way(vec![]).await;
+    let id = app.create(json!({"email": "stays@example.com"})).await;
+    let c = synced(&app, &id, 1).await;
+    handled(&app, "salesforce", 1).await;
+    let salesforce_id = c["sync"]["salesforce"]["remote_id"].as_str().unwrap().to_owned();
+    app.control(
+        app.salesforce(),
+        Method::DELETE,
+        &format!("ui/contacts/{salesforce_id}"),
+        None,
+    )
+    .await;
+    handled(&app, "salesforce", 2).await;
+    let c: Value = app.get_contact(&id).await.json().await.unwrap();
+    assert_eq!(c["version"], 1, "{c}");
+    assert_eq!(history(&app, &id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
+    let app = two_way(vec![("SYNCROOT_POLL_INTERVAL_SECS", "1")]).await;
+    let id = app
+        .create(json!({"email": "polled@example.com", "job_title": "Analyst"}))
+        .await;
+    let c = synced(&app, &id, 1).await;
+    let hubspot_id = c["sync"]["hubspot"]["remote_id"].as_str().unwrap().to_owned();
+    // HubSpot's webhooks stop arriving (they stay queued in the sandbox for the whole test).
+    app.control(
+        app.hubspot(),
+        Method::PUT,
+        "faults",
+        Some(json!({"webhooks_paused": true})),
+    )
+    .await;
+    app.control(
+        app.hubspot(),
+        Method::PATCH,
+        &format!("ui/contacts/{hubspot_id}"),
+        Some(json!({"properties": {"jobtitle": "Head of Polling"}})),
+    )
+    .await;
+    let c = synced(&app, &id, 2).await;
+    assert_eq!(c["job_title"], "Head of Polling");
+    assert_eq!(history(&app, &id).await[1]["origin"], "hubspot");
+    assert_eq!(written(&app, app.hubspot()).await, 1, "written back to its source");
+}

@@ -40,6 +40,8 @@ pub enum Applied {
     Updated(i64),
     /// A contact was created from the record.
     Created(ContactId),
+    /// The contact was deleted because its record was deleted in the CRM.
+    Deleted(ContactId),
     /// Not applied, and why (logged; never guessed).
     Skipped(&'static str),
 }
@@ -100,6 +102,48 @@ pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, Appl
         Some(id) => update(ctx, tx, id, record).await,
         None => create(ctx, tx, record).await,
     }
+}
+
+/// A record deleted in the CRM: its contact is deleted too, through the normal path (the other
+/// CRMs' records go; the source's is already gone). Only with the `propagate` policy.
+pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
+        return Ok(Applied::Skipped("no contact is linked to the deleted record"));
+    };
+    let Some(head) = heads::lock(&mut tx, id).await? else {
+        return Ok(Applied::Skipped("the linked contact does not exist"));
+    };
+    if head.deleted_at.is_some() {
+        return Ok(Applied::Unchanged);
+    }
+    let now = Utc::now();
+    let next = Head {
+        seq: head.seq + 1,
+        doc: head.doc.clone(),
+        created_at: head.created_at,
+        deleted_at: Some(now),
+        stamps: head.stamps.clone(),
+        accepted_at: now,
+    };
+    let note = VersionNote {
+        origin: ctx.origin(),
+        changes: &[],
+        conflicts: &[],
+    };
+    let message_id = Uuid::new_v4();
+    heads::advance(&mut tx, id, &next, message_id, &note).await?;
+    let draft = Draft {
+        id,
+        seq: next.seq,
+        op: ChangeOp::Delete,
+        origin: ctx.origin(),
+        accepted_at: now,
+        created_at: head.created_at,
+        contact: head.doc,
+    };
+    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    Ok(Applied::Deleted(id))
 }
 
 /// The contact a record belongs to: its link, the SyncRoot id it carries, or its e-mail.

@@ -13,11 +13,13 @@
 //! trouble holds the batch and tries again (every step is idempotent); a batch this build
 //! cannot read, or that Postgres refuses, is dead-lettered.
 //!
-//! Deletions, privacy deletions and merges made in a CRM are recognised and logged, not yet
-//! applied: the contact and its records in the other CRMs stay (the next change SyncRoot
-//! delivers recreates a deleted record).
+//! Deletions (and privacy deletions) made in a CRM follow the configured policy: `ignore` keeps
+//! the contact and its other records (the next change SyncRoot delivers recreates the deleted
+//! record), `propagate` deletes the contact, and so its records in the other CRMs. Merges are
+//! recognised and logged, not yet applied.
 
 mod apply;
+pub mod poll;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct InboundWorker<C: CrmClient> {
     /// Publishes new versions and corrections (its own connection, confirm mode).
     pub publisher: Publisher,
     pub policy: Policy,
+    /// Delete the contact when its record is deleted in the CRM.
+    pub propagate_deletes: bool,
 }
 
 /// Batches a worker holds unacknowledged.
@@ -76,9 +80,9 @@ impl<C: CrmClient> Consume for InboundWorker<C> {
     }
 }
 
-/// Why a batch could not be applied.
+/// Why a batch (or a poll) could not be applied.
 #[derive(Debug, thiserror::Error)]
-enum BatchError {
+pub enum BatchError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error("reading the records from the CRM: {0}")]
@@ -161,6 +165,7 @@ impl<C: CrmClient> InboundWorker<C> {
         let mut tally = Tally::default();
         // Per changed record, the latest time an event reports for it.
         let mut changed: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+        let mut deleted: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
         for e in &batch.events {
             if e.ours {
                 tally.ours += 1;
@@ -172,13 +177,29 @@ impl<C: CrmClient> InboundWorker<C> {
                         let at = changed.entry(e.remote_id.clone()).or_insert(e.occurred_at);
                         *at = (*at).max(e.occurred_at);
                     }
+                    EventKind::Deleted | EventKind::PrivacyDeletion if self.propagate_deletes => {
+                        let at = deleted.entry(e.remote_id.clone()).or_insert(e.occurred_at);
+                        *at = (*at).max(e.occurred_at);
+                    }
                     kind => {
-                        tracing::warn!(%crm, record = %e.remote_id, ?kind, "a deletion or merge made in the CRM is not applied");
+                        tracing::info!(%crm, record = %e.remote_id, ?kind, "a deletion or merge made in the CRM is not applied (policy)");
                         tally.unhandled += 1;
                     }
                 }
             }
         }
+        // A record deleted and restored (or changed and deleted) within one batch: the latest
+        // event decides.
+        deleted.retain(|id, at| changed.get(id).is_none_or(|c| c <= at));
+        changed.retain(|id, at| deleted.get(id).is_none_or(|d| d < at));
+        let project = |c: &ContactFields| self.client.project(c);
+        let ctx = apply::Ctx {
+            db: &self.db,
+            publisher: &self.publisher,
+            crm,
+            policy: &self.policy,
+            project: &project,
+        };
         let ids: Vec<String> = changed.keys().cloned().collect();
         if !ids.is_empty() {
             let mut records = self.client.fetch(&ids).await?;
@@ -191,14 +212,6 @@ impl<C: CrmClient> InboundWorker<C> {
             }
             tally.read = records.len();
             tally.missing = ids.len().saturating_sub(records.len());
-            let project = |c: &ContactFields| self.client.project(c);
-            let ctx = apply::Ctx {
-                db: &self.db,
-                publisher: &self.publisher,
-                crm,
-                policy: &self.policy,
-                project: &project,
-            };
             for record in &records {
                 let outcome = apply::apply(&ctx, record).await?;
                 if let Applied::Skipped(why) = &outcome {
@@ -206,6 +219,9 @@ impl<C: CrmClient> InboundWorker<C> {
                 }
                 tally.outcomes.push(outcome);
             }
+        }
+        for remote_id in deleted.keys() {
+            tally.outcomes.push(apply::delete(&ctx, remote_id).await?);
         }
         inbound::remember(&self.db, crm, &keys).await?;
         Ok(tally)
