@@ -148,6 +148,26 @@ pub trait CrmClient: Send + Sync + 'static {
         remote_ids: &[String],
     ) -> impl Future<Output = Result<Vec<RemoteRecord>, ProviderError>> + Send;
 
+    /// Records modified at or after `since`, in ascending modification order, at most `limit`
+    /// (HubSpot: `POST /crm/v3/objects/contacts/search` filtering `lastmodifieddate` GTE `since`
+    /// in epoch ms, sorted by `lastmodifieddate` ASCENDING, asking for the mapped properties plus
+    /// `lastmodifieddate`, `limit` capped at HubSpot's 200 per page (one page is enough: the
+    /// caller advances `since`); Salesforce: one SOQL
+    /// `SELECT <read_fields> FROM Contact WHERE SystemModstamp >= <since as YYYY-MM-DDThh:mm:ssZ> ORDER BY SystemModstamp ASC LIMIT <limit>`).
+    /// Archived/deleted records are not returned. Requests are paced like every other call; a
+    /// whole-call failure is `Err`.
+    ///
+    /// `since` is rounded down to what the CRM keeps (HubSpot milliseconds, Salesforce
+    /// seconds), so a record modified in the same millisecond or second as `since` is
+    /// returned; a caller advancing `since` to the last record's `modified_at` sees that record
+    /// again. HubSpot's search index lags writes by "a few moments", so a change may appear
+    /// only in a later call: a poller should look back a little.
+    fn changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RemoteRecord>, ProviderError>> + Send;
+
     /// The values this CRM holds of `contact` after a successful write (its field map's
     /// projection).
     fn project(&self, contact: &ContactFields) -> FieldValues;

@@ -13,6 +13,7 @@ use syncroot::providers::mapping::FieldMap;
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::hubspot::{HubspotSandboxConfig, spawn};
+use syncroot_testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "pat-na1-client-test-token";
@@ -20,6 +21,7 @@ const UPSERT: &str = "POST /crm/v3/objects/contacts/batch/upsert";
 const UPDATE: &str = "POST /crm/v3/objects/contacts/batch/update";
 const ARCHIVE: &str = "POST /crm/v3/objects/contacts/batch/archive";
 const READ: &str = "POST /crm/v3/objects/contacts/batch/read";
+const SEARCH: &str = "POST /crm/v3/objects/contacts/search";
 
 struct Sandbox {
     base: String,
@@ -678,5 +680,142 @@ async fn fetch_during_an_outage_fails_as_a_whole() {
         .fetch(&[items[0].remote_id.clone().unwrap()])
         .await
         .unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
+}
+
+/// A time later, at `precision`, than every write so far: the clock has ticked past the last
+/// one, so a record written before this reads as modified before it.
+async fn after_the_last_write(precision: TimeDelta) -> chrono::DateTime<Utc> {
+    let written = Utc::now().duration_trunc(precision).unwrap();
+    eventually("the clock to tick past the last write", || async {
+        let now = Utc::now();
+        (now.duration_trunc(precision).unwrap() > written).then_some(now)
+    })
+    .await
+}
+
+/// A person edits record `id` in HubSpot, at a later millisecond than anything before.
+async fn edited_in_ui(sb: &Sandbox, id: &str, first: &str) {
+    after_the_last_write(TimeDelta::milliseconds(1)).await;
+    let edit = json!({"properties": {"firstname": first}});
+    sb.control(Method::PATCH, &format!("/ui/contacts/{id}"), Some(edit))
+        .await;
+}
+
+fn ids(records: &[RemoteRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.remote_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn changed_since_returns_a_record_edited_in_hubspot_and_not_the_untouched_ones() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+        live(contact("linus@example.com", "Linus")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let since = after_the_last_write(TimeDelta::milliseconds(1)).await;
+    let grace = items[1].remote_id.clone().unwrap();
+    edited_in_ui(&sb, &grace, "Grace Brewster").await;
+
+    let records = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(ids(&records), [grace.as_str()]);
+    let mut want = client.project(items[1].contact.as_ref().unwrap());
+    want.set_reported(Field::FirstName, Some("Grace Brewster"));
+    assert_eq!(records[0].values, want);
+    assert!(records[0].modified_at >= since, "{records:?} before {since}");
+    let fetched = client.fetch(&[grace]).await.unwrap();
+    assert_eq!(records, fetched, "a polled record maps like a fetched one");
+    assert_eq!(sb.calls(SEARCH).await, 1);
+}
+
+#[tokio::test]
+async fn changed_since_lists_changes_oldest_first_up_to_the_limit() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+        live(contact("linus@example.com", "Linus")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let [ada, grace, linus] = items.map(|i| i.remote_id.unwrap());
+    let since = after_the_last_write(TimeDelta::milliseconds(1)).await;
+    // Edited in an order that is neither creation nor id order.
+    for id in [&linus, &ada, &grace] {
+        edited_in_ui(&sb, id, "Edited").await;
+    }
+
+    let all = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(ids(&all), [&linus, &ada, &grace]);
+    assert!(all.windows(2).all(|w| w[0].modified_at < w[1].modified_at));
+    let first_two = client.changed_since(since, 2).await.unwrap();
+    assert_eq!(ids(&first_two), [&linus, &ada]);
+    // The caller advances `since` to the last record seen; that record comes back again,
+    // being modified at (not after) the new `since`.
+    let rest = client
+        .changed_since(first_two[1].modified_at, 50)
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest), [&ada, &grace]);
+    let sent = sb.control(Method::GET, "/counters", None).await;
+    assert_eq!(sent["records_per_call"][SEARCH]["max"], 3);
+}
+
+#[tokio::test]
+async fn changed_since_leaves_out_a_record_archived_after_its_edit() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    let mut items = [
+        live(contact("ada@example.com", "Ada")),
+        live(contact("grace@example.com", "Grace")),
+    ];
+    sync_linking(&client, &mut items).await;
+    let [ada, grace] = items.map(|i| i.remote_id.unwrap());
+    let since = after_the_last_write(TimeDelta::milliseconds(1)).await;
+    edited_in_ui(&sb, &ada, "Augusta Ada").await;
+    edited_in_ui(&sb, &grace, "Grace Brewster").await;
+    sb.control(Method::DELETE, &format!("/ui/contacts/{grace}"), None)
+        .await;
+
+    let records = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(ids(&records), [ada.as_str()]);
+}
+
+#[tokio::test]
+async fn a_person_created_in_hubspot_is_found_once_search_has_indexed_it() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    // HubSpot's search index lags writes by "a few moments".
+    sb.control(Method::PUT, "/faults", Some(json!({"search_lag_ms": 1000})))
+        .await;
+    let since = Utc::now();
+    let id = sb
+        .created_in_ui(json!({"email": "alan@example.com", "firstname": "Alan"}))
+        .await;
+    let at_once = client.changed_since(since, 50).await.unwrap();
+    assert!(at_once.is_empty(), "not indexed yet: {at_once:?}");
+
+    let records = eventually("the new record to be searchable", || async {
+        let records = client.changed_since(since, 50).await.unwrap();
+        (!records.is_empty()).then_some(records)
+    })
+    .await;
+    assert_eq!(ids(&records), [id.as_str()]);
+    assert_eq!(
+        records[0].values.get(Field::FirstName),
+        Some(&Some("Alan".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn changed_since_during_an_outage_fails_as_a_whole() {
+    let sb = Sandbox::start().await;
+    let client = sb.client();
+    sb.control(Method::PUT, "/faults", Some(json!({"outage": true})))
+        .await;
+    let err = client.changed_since(Utc::now(), 50).await.unwrap_err();
     assert!(matches!(err, ProviderError::Unavailable(_)), "{err:?}");
 }

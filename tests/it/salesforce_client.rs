@@ -13,6 +13,7 @@ use syncroot::providers::salesforce::{SalesforceClient, SalesforceSettings, defa
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::salesforce::{SalesforceSandboxConfig, spawn};
+use syncroot_testkit::eventually;
 use tokio_util::sync::CancellationToken;
 
 const PLACEHOLDER: &str = "[not provided]";
@@ -654,4 +655,109 @@ async fn fetch_splits_ids_that_would_make_the_query_url_too_long() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].remote_id, ids[0]);
     assert_eq!(org.calls(QUERY_ROUTE).await, queries + 2);
+}
+
+/// A time in a later second than every write so far (Salesforce keeps date-times to the
+/// second), so a record written before this reads as modified before it.
+async fn after_the_last_write() -> chrono::DateTime<Utc> {
+    let second = TimeDelta::seconds(1);
+    let written = Utc::now().duration_trunc(second).unwrap();
+    eventually("the clock to tick past the last write's second", || async {
+        let now = Utc::now();
+        (now.duration_trunc(second).unwrap() > written).then_some(now)
+    })
+    .await
+}
+
+/// A person edits Contact `id` in Salesforce, in a later second than anything before.
+async fn edited_in_ui(org: &Org, id: &str, first: &str) {
+    after_the_last_write().await;
+    org.control(
+        reqwest::Method::PATCH,
+        &format!("ui/contacts/{id}"),
+        Some(json!({ "FirstName": first })),
+    )
+    .await;
+}
+
+fn record_ids(records: &[RemoteRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.remote_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn changed_since_returns_a_record_edited_in_salesforce_and_not_the_untouched_ones() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("ada@example.com", Some("Ada"), Some("Lovelace"))),
+        item(contact("grace@example.com", Some("Grace"), Some("Hopper"))),
+        item(contact("linus@example.com", Some("Linus"), None)),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    let since = after_the_last_write().await;
+    edited_in_ui(&org, &ids[1], "Grace Brewster").await;
+    let queries = org.calls(QUERY_ROUTE).await;
+
+    let records = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(record_ids(&records), [ids[1].as_str()]);
+    let mut want = client.project(items[1].contact.as_ref().unwrap());
+    want.set_reported(Field::FirstName, Some("Grace Brewster"));
+    assert_eq!(records[0].values, want);
+    assert_eq!(
+        records[0].external_id.as_deref(),
+        Some(items[1].contact_id.to_string().as_str())
+    );
+    assert!(
+        records[0].modified_at >= since.duration_trunc(TimeDelta::seconds(1)).unwrap(),
+        "{records:?} before {since}"
+    );
+    assert_eq!(org.calls(QUERY_ROUTE).await, queries + 1, "one query");
+    let fetched = client.fetch(&ids[1..2]).await.unwrap();
+    assert_eq!(records, fetched, "a polled record maps like a fetched one");
+}
+
+#[tokio::test]
+async fn changed_since_lists_changes_oldest_first_up_to_the_limit() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("ada@example.com", None, Some("Lovelace"))),
+        item(contact("grace@example.com", None, Some("Hopper"))),
+        item(contact("linus@example.com", None, Some("Torvalds"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    let since = after_the_last_write().await;
+    // Edited in an order that is neither creation nor id order, a second apart.
+    let order = [&ids[2], &ids[0], &ids[1]];
+    for id in order {
+        edited_in_ui(&org, id, "Edited").await;
+    }
+
+    let all = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(record_ids(&all), order);
+    assert!(all.windows(2).all(|w| w[0].modified_at < w[1].modified_at));
+    let first_two = client.changed_since(since, 2).await.unwrap();
+    assert_eq!(record_ids(&first_two), order[..2]);
+    let none = client.changed_since(since, 0).await.unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn changed_since_leaves_out_a_record_deleted_after_its_edit() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("a@example.com", None, Some("A"))),
+        item(contact("b@example.com", None, Some("B"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    let since = after_the_last_write().await;
+    edited_in_ui(&org, &ids[0], "Edited").await;
+    edited_in_ui(&org, &ids[1], "Edited").await;
+    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[1]);
+    let deleted = org.http.delete(url).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+
+    let records = client.changed_since(since, 50).await.unwrap();
+    assert_eq!(record_ids(&records), [ids[0].as_str()]);
 }

@@ -9,16 +9,18 @@
 //! property, a create that meets a person's record with the same e-mail links to it with one
 //! more update call.
 //!
-//! [`CrmClient::fetch`] reads records back with `batch/read` (`read`).
+//! [`CrmClient::fetch`] reads records back with `batch/read` (`read`);
+//! [`CrmClient::changed_since`] finds changed records with one `search` page (`changes`).
 //!
 //! Here: the client and that algorithm. Elsewhere in this folder: pacing and the HTTP call
 //! (`transport`), splitting refused batches (`batch`), per-call bookkeeping (`run`), reading
-//! records (`read`), failure classification (`errors`), wire types (`wire`) and field mapping
+//! records (`read`), finding changed ones (`changes`), failure classification (`errors`), wire types (`wire`) and field mapping
 //! (`transformers`). Not here: retries and the decision to dead-letter, which belong to
 //! delivery.
 //! <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
 
 mod batch;
+mod changes;
 mod errors;
 mod read;
 mod run;
@@ -129,6 +131,17 @@ impl CrmClient for HubspotClient {
             return Err(ProviderError::QuotaExhausted { retry_after: wait });
         }
         read::records(&self.transport, &self.settings.fields, remote_ids).await
+    }
+
+    async fn changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<RemoteRecord>, ProviderError> {
+        if let Some(wait) = self.transport.daily_allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        changes::records(&self.transport, &self.settings.fields, since, limit).await
     }
 
     fn project(&self, contact: &ContactFields) -> FieldValues {

@@ -2,9 +2,13 @@
 //! token, feeds HubSpot's rate-limit headers back to the pacer and hands every failure to
 //! `errors.rs` for classification.
 //!
+//! Two lanes, because HubSpot counts two allowances: the search endpoints have their own
+//! per-second limit and send no rate-limit headers ([`Transport::search`]); every other call
+//! is paced by the rolling 10 s burst window its headers describe ([`Transport::post`]).
+//!
 //! It knows nothing of contacts or batches, and never retries: what to do about a failure is
 //! the caller's decision. The token is only ever written into the `Authorization` header.
-//! <https://developers.hubspot.com/docs/api/usage-details> (crm-apis.md §1.6)
+//! <https://developers.hubspot.com/docs/api/usage-details> (crm-apis.md §1.5, §1.6)
 
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -23,6 +27,10 @@ use crate::secret::Secret;
 
 /// HubSpot's burst allowance is counted over a rolling 10 s.
 const BURST_WINDOW: Duration = Duration::from_secs(10);
+/// The search endpoints' own allowance: 5 requests a second (crm-apis.md §1.5; it was 1, then
+/// 4, over the years). Search answers carry no headers to learn it from, so it is fixed here.
+const SEARCH_PER_SECOND: u32 = 5;
+const SEARCH_WINDOW: Duration = Duration::from_secs(1);
 /// Longest `Retry-After` honoured. A longer one is more likely a misreading than a plan, and
 /// the next answer says again how long to wait.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -34,6 +42,8 @@ pub struct Transport {
     base_url: String,
     token: Secret,
     pacer: Pacer,
+    /// Paces the search endpoints, which HubSpot limits apart from the burst window.
+    search_pacer: Pacer,
     /// When the daily allowance comes back, once HubSpot said it is spent.
     daily_reset: Mutex<Option<Instant>>,
 }
@@ -45,6 +55,7 @@ impl Transport {
             base_url: settings.base_url.trim_end_matches('/').to_owned(),
             token: settings.token.clone(),
             pacer: Pacer::new(settings.rate_limit, BURST_WINDOW),
+            search_pacer: Pacer::new(SEARCH_PER_SECOND, SEARCH_WINDOW),
             daily_reset: Mutex::new(None),
         }
     }
@@ -55,7 +66,26 @@ impl Transport {
         path: &str,
         body: &T,
     ) -> Result<Vec<u8>, Failure> {
-        self.pacer.acquire().await;
+        self.send(Lane::Burst, path, body).await
+    }
+
+    /// Like [`Transport::post`], for a search endpoint: paced by the search allowance instead
+    /// of the burst window, and a 429 holds back only further searches.
+    pub async fn search<T: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Vec<u8>, Failure> {
+        self.send(Lane::Search, path, body).await
+    }
+
+    async fn send<T: Serialize + ?Sized>(
+        &self,
+        lane: Lane,
+        path: &str,
+        body: &T,
+    ) -> Result<Vec<u8>, Failure> {
+        self.lane(lane).acquire().await;
         let sent = self
             .http
             .post(format!("{}{path}", self.base_url))
@@ -78,12 +108,25 @@ impl Transport {
             pause: Some(pause),
         } = &failure
         {
-            self.hold(pause, error);
+            match (lane, error) {
+                (Lane::Search, ProviderError::RateLimited { .. }) => {
+                    self.search_pacer.block(pause.wait, pause.reason);
+                }
+                _ => self.hold(pause, error),
+            }
         }
         Err(failure)
     }
 
-    /// Why requests are held back right now, if they are.
+    fn lane(&self, lane: Lane) -> &Pacer {
+        match lane {
+            Lane::Burst => &self.pacer,
+            Lane::Search => &self.search_pacer,
+        }
+    }
+
+    /// Why requests are held back right now, if they are. A held-back search lane alone is
+    /// not reported: delivery does not search.
     pub fn paused(&self) -> Option<String> {
         self.pacer.paused()
     }
@@ -132,6 +175,15 @@ impl Transport {
             *lock(&self.daily_reset) = Some(Instant::now() + *retry_after);
         }
     }
+}
+
+/// Which allowance a request counts against.
+#[derive(Clone, Copy, Debug)]
+enum Lane {
+    /// The rolling 10 s burst window and the daily allowance.
+    Burst,
+    /// The search endpoints' per-second limit.
+    Search,
 }
 
 /// A header's value parsed as a number; absent or malformed is `None`.

@@ -1,5 +1,6 @@
-//! HubSpot CRM v3 wire types for the contact batch endpoints this client calls: the request
-//! inputs (writes and `batch/read`), the batch response envelope and HubSpot's error body.
+//! HubSpot CRM v3 wire types for the contact endpoints this client calls: the request inputs
+//! (batch writes, `batch/read`, `search`), the batch and search response envelopes and
+//! HubSpot's error body.
 //!
 //! Shapes only: deciding what a response means is `errors.rs` (failures) and the batch writer
 //! (results). These types never leave the `hubspot` folder.
@@ -48,6 +49,55 @@ pub struct IdInput {
 pub struct ReadRequest<'a> {
     pub properties: &'a [String],
     pub inputs: Vec<IdInput>,
+}
+
+/// The body of `POST /crm/v3/objects/contacts/search` (`PublicObjectSearchRequest`): filter
+/// groups (OR of groups, AND within one), sorts, the properties to return and the page size
+/// (at most 200). `after` is left out: this client reads one page.
+/// <https://developers.hubspot.com/docs/api-reference/legacy/crm/search-the-crm>
+/// (crm-apis.md §1.5)
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest<'a> {
+    pub filter_groups: Vec<FilterGroup>,
+    pub sorts: Vec<Sort>,
+    pub properties: &'a [String],
+    pub limit: usize,
+}
+
+/// Filters that must all hold.
+#[derive(Debug, Serialize)]
+pub struct FilterGroup {
+    pub filters: Vec<Filter>,
+}
+
+/// One comparison, e.g. `lastmodifieddate GTE "1709251200000"` (dates as epoch ms strings).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub property_name: String,
+    /// `EQ`, `GTE`, … (crm-apis.md §1.5, "Operators").
+    pub operator: &'static str,
+    pub value: String,
+}
+
+/// One sort key.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sort {
+    pub property_name: String,
+    /// `ASCENDING` or `DESCENDING`.
+    pub direction: &'static str,
+}
+
+/// A search answer: one page of records (never archived ones) and how many match in all.
+/// `paging.next.after` is not read, as the caller advances its filter instead.
+/// <https://developers.hubspot.com/docs/api-reference/legacy/crm/search-the-crm>
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct SearchResponse {
+    pub total: u64,
+    pub results: Vec<Record>,
 }
 
 /// The batch response envelope: records written, and on a 207 the inputs that failed.

@@ -1,7 +1,8 @@
 //! The read-only queries: those a batch runs before it writes — Contacts that already have a
 //! batch's e-mail addresses (so a person is linked, not duplicated), and Contacts that carry a
 //! deleted contact's external id (a record written before its id could be recorded) — and
-//! reading Contacts back by record id ([`by_record_id`], for two-way sync).
+//! reading Contacts back: by record id ([`by_record_id`], for two-way sync) and by modification
+//! time ([`changed_since`], for the poller that catches lost change notifications).
 //!
 //! What it is not: the decisions taken from the answers (`plan.rs`), or what a record means
 //! (`transformers.rs`).
@@ -10,10 +11,12 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::rest::Rest;
 use super::soql::{self, QUERY_BUDGET};
+use super::transformers::SYSTEM_MODSTAMP;
 use super::wire::text_field;
 use crate::providers::ProviderError;
 
@@ -104,6 +107,33 @@ pub async fn by_record_id(
     Ok(records)
 }
 
+/// Live Contacts whose `SystemModstamp` is at or after `since` (to the second), oldest first,
+/// at most `limit`, with the `fields` named (see `transformers::read_fields`). One query; none
+/// for a `limit` of 0. The `query` resource leaves recycled records out.
+pub async fn changed_since(
+    rest: &Rest,
+    fields: &[String],
+    since: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Map<String, Value>>, ProviderError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut records = rest.query(&changed_since_query(fields, since, limit)).await?;
+    // `LIMIT` bounds the answer already; this only guards against a server that ignores it.
+    records.truncate(limit);
+    Ok(records)
+}
+
+/// `SELECT <fields> FROM Contact WHERE SystemModstamp >= <since> ORDER BY SystemModstamp ASC LIMIT <limit>`.
+fn changed_since_query(fields: &[String], since: DateTime<Utc>, limit: usize) -> String {
+    format!(
+        "SELECT {} FROM Contact WHERE {SYSTEM_MODSTAMP} >= {} ORDER BY {SYSTEM_MODSTAMP} ASC LIMIT {limit}",
+        fields.join(", "),
+        soql::datetime_literal(since),
+    )
+}
+
 /// The values once each, in first-seen order.
 fn distinct<'v>(values: &[&'v str]) -> Vec<&'v str> {
     let mut out: Vec<&str> = Vec::with_capacity(values.len());
@@ -113,4 +143,20 @@ fn distinct<'v>(values: &[&'v str]) -> Vec<&'v str> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_asked_for_by_system_modstamp_from_a_formatted_date_time() {
+        let fields = ["Id", "Email", "SystemModstamp"].map(String::from);
+        let since: DateTime<Utc> = "2024-03-05T08:00:07.654Z".parse().unwrap();
+        assert_eq!(
+            changed_since_query(&fields, since, 50),
+            "SELECT Id, Email, SystemModstamp FROM Contact WHERE SystemModstamp >= \
+             2024-03-05T08:00:07Z ORDER BY SystemModstamp ASC LIMIT 50"
+        );
+    }
 }

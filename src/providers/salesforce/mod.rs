@@ -9,12 +9,14 @@
 //!
 //! Reading back ([`CrmClient::fetch`]): one SOQL query by record id (more when the ids would
 //! make the URL too long) for the mapped fields, the external id and `SystemModstamp`.
+//! Finding changes ([`CrmClient::changed_since`]): one SOQL query by `SystemModstamp`, for
+//! the same fields.
 //!
 //! Reading order: this file, `plan` (what each item needs), `lookup` (the queries), `writes`
 //! (the collection calls), `rest` (one call: pacing, session, limits), `auth`, `transformers`,
 //! `errors`, `wire`, `soql`.
-//! What it is not: finding which records changed (webhooks and polling do that), nor Accounts
-//! or any object but Contact.
+//! What it is not: deciding when to look for changes (webhooks and the poller do that), nor
+//! Accounts or any object but Contact.
 
 mod auth;
 mod errors;
@@ -169,6 +171,22 @@ impl CrmClient for SalesforceClient {
         }
         let fields = transformers::read_fields(self.shape());
         let records = lookup::by_record_id(&self.rest, &fields, remote_ids).await?;
+        records
+            .iter()
+            .map(|r| transformers::remote_record(self.shape(), r).map_err(ProviderError::Decode))
+            .collect()
+    }
+
+    async fn changed_since(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<RemoteRecord>, ProviderError> {
+        if let Some(wait) = self.rest.allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        let fields = transformers::read_fields(self.shape());
+        let records = lookup::changed_since(&self.rest, &fields, since, limit).await?;
         records
             .iter()
             .map(|r| transformers::remote_record(self.shape(), r).map_err(ProviderError::Decode))

@@ -1,9 +1,10 @@
-//! SOQL text: quoting literals, recognising record ids, and splitting an `IN (…)` list over as
-//! many queries as it takes to keep each request URL short.
+//! SOQL text: quoting literals, writing date-times, recognising record ids, and splitting an
+//! `IN (…)` list over as many queries as it takes to keep each request URL short.
 //!
 //! What it is not: a query builder. Field and object names come from configuration and are
 //! written as given; only values (e-mails, contact ids, record ids) pass through [`literal`],
-//! and record ids only once [`is_record_id`] has accepted them.
+//! record ids only once [`is_record_id`] has accepted them, and date-times only as
+//! [`datetime_literal`] writes a `DateTime`.
 //!
 //! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_quotedstringescapes.htm
 
@@ -29,6 +30,16 @@ pub fn literal(value: &str) -> String {
     }
     out.push('\'');
     out
+}
+
+/// A SOQL date-time literal for `at`: unquoted `YYYY-MM-DDThh:mm:ssZ` in UTC, rounded down to
+/// the second. Salesforce keeps date-times such as `SystemModstamp` to the second, so rounding
+/// down keeps `>=` true for a record modified in the same second as `at`. Written from a
+/// `DateTime`, never from text, so nothing but digits and separators reaches the query.
+///
+/// Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_dateformats.htm
+pub fn datetime_literal(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Alphabet of the 18-character id's case-safety suffix: 0–25 → `A`–`Z`, 26–31 → `0`–`5`.
@@ -115,6 +126,14 @@ mod tests {
         assert_eq!(literal(r"\'"), r"'\\\''");
         assert_eq!(literal("x\ny"), r"'x\ny'");
         assert_eq!(literal(""), "''");
+    }
+
+    #[test]
+    fn datetime_literals_are_utc_seconds_rounded_down() {
+        let at: chrono::DateTime<chrono::Utc> = "2024-03-05T09:00:07.999+01:00".parse().unwrap();
+        assert_eq!(datetime_literal(at), "2024-03-05T08:00:07Z");
+        let early: chrono::DateTime<chrono::Utc> = "0999-01-02T03:04:05Z".parse().unwrap();
+        assert_eq!(datetime_literal(early), "0999-01-02T03:04:05Z");
     }
 
     #[test]
