@@ -725,7 +725,10 @@ async fn changed_since_returns_a_record_edited_in_hubspot_and_not_the_untouched_
     let mut want = client.project(items[1].contact.as_ref().unwrap());
     want.set_reported(Field::FirstName, Some("Grace Brewster"));
     assert_eq!(records[0].values, want);
-    assert!(records[0].modified_at >= since, "{records:?} before {since}");
+    assert!(
+        records[0].modified_at >= since,
+        "{records:?} before {since}"
+    );
     let fetched = client.fetch(&[grace]).await.unwrap();
     assert_eq!(records, fetched, "a polled record maps like a fetched one");
     assert_eq!(sb.calls(SEARCH).await, 1);

@@ -119,7 +119,9 @@ pub async fn changed_since(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut records = rest.query(&changed_since_query(fields, since, limit)).await?;
+    let mut records = rest
+        .query(&changed_since_query(fields, since, limit))
+        .await?;
     // `LIMIT` bounds the answer already; this only guards against a server that ignores it.
     records.truncate(limit);
     Ok(records)
