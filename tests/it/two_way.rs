@@ -336,8 +336,14 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
     let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "propagate")]).await;
     let id = app.create(json!({"email": "gone@example.com"})).await;
     let c = synced(&app, &id, 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"].as_str().unwrap().to_owned();
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"].as_str().unwrap().to_owned();
+    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     app.control(
         app.hubspot(),
@@ -357,7 +363,10 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
     .await;
     let versions = history(&app, &id).await;
     assert_eq!(
-        (versions[1]["origin"].clone(), versions[1]["operation"].clone()),
+        (
+            versions[1]["origin"].clone(),
+            versions[1]["operation"].clone()
+        ),
         (json!("hubspot"), json!("delete"))
     );
 }
@@ -368,7 +377,10 @@ async fn a_record_deleted_in_salesforce_is_ignored_by_default() {
     let id = app.create(json!({"email": "stays@example.com"})).await;
     let c = synced(&app, &id, 1).await;
     handled(&app, "salesforce", 1).await;
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"].as_str().unwrap().to_owned();
+    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     app.control(
         app.salesforce(),
         Method::DELETE,
@@ -389,7 +401,10 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
         .create(json!({"email": "polled@example.com", "job_title": "Analyst"}))
         .await;
     let c = synced(&app, &id, 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"].as_str().unwrap().to_owned();
+    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // HubSpot's webhooks stop arriving (they stay queued in the sandbox for the whole test).
     app.control(
         app.hubspot(),
@@ -408,5 +423,9 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
     let c = synced(&app, &id, 2).await;
     assert_eq!(c["job_title"], "Head of Polling");
     assert_eq!(history(&app, &id).await[1]["origin"], "hubspot");
-    assert_eq!(written(&app, app.hubspot()).await, 1, "written back to its source");
+    assert_eq!(
+        written(&app, app.hubspot()).await,
+        1,
+        "written back to its source"
+    );
 }

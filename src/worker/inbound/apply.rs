@@ -109,7 +109,9 @@ pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, Appl
 pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
     let mut tx = ctx.db.begin().await?;
     let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
-        return Ok(Applied::Skipped("no contact is linked to the deleted record"));
+        return Ok(Applied::Skipped(
+            "no contact is linked to the deleted record",
+        ));
     };
     let Some(head) = heads::lock(&mut tx, id).await? else {
         return Ok(Applied::Skipped("the linked contact does not exist"));

@@ -20,10 +20,10 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::apply::{self, Applied};
 use super::BatchError;
-use crate::domain::{ContactFields, Crm};
+use super::apply::{self, Applied};
 use crate::domain::merge::Policy;
+use crate::domain::{ContactFields, Crm};
 use crate::providers::CrmClient;
 use crate::queue::publisher::Publisher;
 
@@ -57,11 +57,17 @@ impl<C: CrmClient> Poller<C> {
                 p = self.poll() => p,
             };
             match polled {
-                Ok(outcomes) if outcomes.iter().any(|o| !matches!(o, Applied::Echo | Applied::Unchanged)) => {
+                Ok(outcomes)
+                    if outcomes
+                        .iter()
+                        .any(|o| !matches!(o, Applied::Echo | Applied::Unchanged)) =>
+                {
                     tracing::info!(%crm, ?outcomes, "poll found changes webhooks did not bring");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(%crm, error = %e, "poll failed; next interval tries again"),
+                Err(e) => {
+                    tracing::warn!(%crm, error = %e, "poll failed; next interval tries again")
+                }
             }
         }
         tracing::info!(%crm, "poller stopped");
