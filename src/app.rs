@@ -19,7 +19,7 @@ use crate::providers::salesforce::SalesforceClient;
 use crate::queue::publisher::Publisher;
 use crate::queue::topology::Topology;
 use crate::store;
-use crate::worker::consumer::{Broker, supervise};
+use crate::worker::consumer::{Broker, Consume, supervise};
 use crate::worker::dead_letter::DeadLetterWorker;
 use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
@@ -156,106 +156,109 @@ pub fn start_forwarder(
     Ok(parts.spawn(async move { supervise(&broker, &fwd, &shutdown).await }))
 }
 
+/// The tasks of one role, all ending after shutdown.
+type Tasks = Vec<futures_util::future::BoxFuture<'static, ()>>;
+
+/// What a per-CRM role runs for one CRM, given that CRM's client.
+trait PerCrm {
+    fn tasks<C: CrmClient>(&self, client: C) -> Tasks;
+}
+
+/// Builds each enabled CRM's client once and collects the role's tasks for it.
+fn per_crm(cfg: &Config, role: &impl PerCrm) -> Tasks {
+    let d = &cfg.delivery;
+    let mut tasks = Tasks::new();
+    for crm in &d.crms {
+        tasks.extend(match crm {
+            Crm::Hubspot => role.tasks(HubspotClient::new(d.hubspot.clone())),
+            Crm::Salesforce => role.tasks(SalesforceClient::new(d.salesforce.clone())),
+        });
+    }
+    tasks
+}
+
+/// Runs a role's consumer under the supervisor until shutdown.
+fn supervised<R: Consume + Send + 'static>(
+    parts: &RoleParts,
+    role: R,
+    shutdown: &CancellationToken,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    let (broker, stop) = (parts.broker.clone(), shutdown.clone());
+    Box::pin(async move { supervise(&broker, &role, &stop).await })
+}
+
 /// Starts one delivery worker per enabled CRM (one task for all); it ends after shutdown.
 pub fn start_delivery(
     cfg: &Config,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let d = &cfg.delivery;
-    // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers.
-    let parts = RoleParts::new(cfg, readiness, "delivery")?;
-    let mut workers: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
-    for crm in &d.crms {
-        let broker = parts.broker.clone();
-        let stop = shutdown.clone();
-        match crm {
-            Crm::Hubspot => {
-                let w = delivery_worker(cfg, &parts, HubspotClient::new(d.hubspot.clone()));
-                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
-            }
-            Crm::Salesforce => {
-                let w = delivery_worker(cfg, &parts, SalesforceClient::new(d.salesforce.clone()));
-                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
-            }
+    struct Delivery<'a>(&'a Config, &'a RoleParts, CancellationToken);
+    impl PerCrm for Delivery<'_> {
+        fn tasks<C: CrmClient>(&self, client: C) -> Tasks {
+            let Self(cfg, parts, shutdown) = self;
+            let worker = DeliveryWorker {
+                db: parts.db.clone(),
+                topology: parts.broker.topology.clone(),
+                client: std::sync::Arc::new(client),
+                linger: cfg.delivery.linger,
+                prefetch: cfg.delivery.prefetch,
+                publisher: parts.publisher.clone(),
+                tiers: cfg.delivery.retry_tiers.clone(),
+                grace: cfg.shutdown_grace,
+            };
+            vec![supervised(parts, worker, shutdown)]
         }
     }
+    // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers.
+    let parts = RoleParts::new(cfg, readiness, "delivery")?;
+    let workers = per_crm(cfg, &Delivery(cfg, &parts, shutdown));
     Ok(vec![parts.spawn(async move {
         futures_util::future::join_all(workers).await;
     })])
 }
 
-fn delivery_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> DeliveryWorker<C> {
-    DeliveryWorker {
-        db: parts.db.clone(),
-        topology: parts.broker.topology.clone(),
-        client: std::sync::Arc::new(client),
-        linger: cfg.delivery.linger,
-        prefetch: cfg.delivery.prefetch,
-        publisher: parts.publisher.clone(),
-        tiers: cfg.delivery.retry_tiers.clone(),
-        grace: cfg.shutdown_grace,
-    }
-}
-
-/// Starts one webhook worker per enabled CRM (one task for all); it ends after shutdown.
-/// Handled webhook events are pruned once a day.
+/// Starts one webhook worker (and, when polling is on, one poller) per enabled CRM, in one
+/// task that ends after shutdown. Handled webhook events are pruned once a day.
 pub fn start_inbound(
     cfg: &Config,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let d = &cfg.delivery;
-    let parts = RoleParts::new(cfg, readiness, "webhooks")?;
-    let mut workers: Vec<futures_util::future::BoxFuture<'static, ()>> = Vec::new();
-    for crm in &d.crms {
-        let broker = parts.broker.clone();
-        let stop = shutdown.clone();
-        match crm {
-            Crm::Hubspot => {
-                let w = inbound_worker(cfg, &parts, HubspotClient::new(d.hubspot.clone()));
-                workers.extend(poller(cfg, &parts, &w, &shutdown));
-                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
+    struct Inbound<'a>(&'a Config, &'a RoleParts, CancellationToken);
+    impl PerCrm for Inbound<'_> {
+        fn tasks<C: CrmClient>(&self, client: C) -> Tasks {
+            let Self(cfg, parts, shutdown) = self;
+            let client = std::sync::Arc::new(client);
+            let mut tasks = Tasks::new();
+            if let Some(interval) = cfg.inbound.poll_interval {
+                let poller = Poller {
+                    db: parts.db.clone(),
+                    client: client.clone(),
+                    publisher: parts.publisher.clone(),
+                    policy: cfg.inbound.policy.clone(),
+                    interval,
+                };
+                tasks.push(Box::pin(poller.run(shutdown.clone())));
             }
-            Crm::Salesforce => {
-                let w = inbound_worker(cfg, &parts, SalesforceClient::new(d.salesforce.clone()));
-                workers.extend(poller(cfg, &parts, &w, &shutdown));
-                workers.push(Box::pin(async move { supervise(&broker, &w, &stop).await }));
-            }
+            let worker = InboundWorker {
+                db: parts.db.clone(),
+                topology: parts.broker.topology.clone(),
+                client,
+                publisher: parts.publisher.clone(),
+                policy: cfg.inbound.policy.clone(),
+                propagate_deletes: cfg.inbound.propagate_deletes,
+            };
+            tasks.push(supervised(parts, worker, shutdown));
+            tasks
         }
     }
+    let parts = RoleParts::new(cfg, readiness, "webhooks")?;
+    let mut workers = per_crm(cfg, &Inbound(cfg, &parts, shutdown.clone()));
     workers.push(Box::pin(prune_inbound_events(parts.db.clone(), shutdown)));
     Ok(vec![parts.spawn(async move {
         futures_util::future::join_all(workers).await;
     })])
-}
-
-fn inbound_worker<C: CrmClient>(cfg: &Config, parts: &RoleParts, client: C) -> InboundWorker<C> {
-    InboundWorker {
-        db: parts.db.clone(),
-        topology: parts.broker.topology.clone(),
-        client: std::sync::Arc::new(client),
-        publisher: parts.publisher.clone(),
-        policy: cfg.inbound.policy.clone(),
-        propagate_deletes: cfg.inbound.propagate_deletes,
-    }
-}
-
-/// The CRM's poller beside its webhook worker, sharing its client, when polling is on.
-fn poller<C: CrmClient>(
-    cfg: &Config,
-    parts: &RoleParts,
-    worker: &InboundWorker<C>,
-    shutdown: &CancellationToken,
-) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-    let poller = Poller {
-        db: parts.db.clone(),
-        client: worker.client.clone(),
-        publisher: parts.publisher.clone(),
-        policy: cfg.inbound.policy.clone(),
-        interval: cfg.inbound.poll_interval?,
-    };
-    Some(Box::pin(poller.run(shutdown.clone())))
 }
 
 async fn prune_inbound_events(db: sqlx::PgPool, shutdown: CancellationToken) {

@@ -62,6 +62,14 @@ async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     page["versions"].as_array().unwrap().clone()
 }
 
+/// A contact's record id in a CRM, from its `sync` section.
+fn remote_id(contact: &Value, crm: &str) -> String {
+    contact["sync"][crm]["remote_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {crm} record id in {contact}"))
+        .to_owned()
+}
+
 /// The sandbox record of a contact, by its remote id.
 async fn record(app: &TestApp, base: &str, remote_id: &str) -> Value {
     app.sandbox_contacts(base)
@@ -98,14 +106,8 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
         .await;
     let c = synced(&app, &id, 1).await;
     handled(&app, "hubspot", 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hubspot_id = remote_id(&c, "hubspot");
+    let salesforce_id = remote_id(&c, "salesforce");
 
     app.control(
         app.hubspot(),
@@ -144,14 +146,8 @@ async fn a_ui_edit_in_salesforce_reaches_the_contact_and_hubspot() {
         .await;
     let c = synced(&app, &id, 1).await;
     handled(&app, "salesforce", 1).await;
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let salesforce_id = remote_id(&c, "salesforce");
+    let hubspot_id = remote_id(&c, "hubspot");
 
     app.control(
         app.salesforce(),
@@ -198,12 +194,7 @@ async fn a_person_created_in_hubspot_becomes_a_contact_and_reaches_salesforce() 
     let id = found["id"].as_str().unwrap().to_owned();
     assert_eq!(found["last_name"], "Hopper");
     let c = synced(&app, &id, 1).await;
-    let sf = record(
-        &app,
-        app.salesforce(),
-        c["sync"]["salesforce"]["remote_id"].as_str().unwrap(),
-    )
-    .await;
+    let sf = record(&app, app.salesforce(), &remote_id(&c, "salesforce")).await;
     assert_eq!(sf["LastName"], "Hopper");
     assert_eq!(history(&app, &id).await[0]["origin"], "hubspot");
     assert_eq!(
@@ -221,10 +212,7 @@ async fn a_field_owned_by_the_app_is_restored_in_the_crm_that_changed_it() {
         .await;
     let c = synced(&app, &id, 1).await;
     handled(&app, "hubspot", 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hubspot_id = remote_id(&c, "hubspot");
 
     app.control(
         app.hubspot(),
@@ -336,14 +324,8 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
     let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "propagate")]).await;
     let id = app.create(json!({"email": "gone@example.com"})).await;
     let c = synced(&app, &id, 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hubspot_id = remote_id(&c, "hubspot");
+    let salesforce_id = remote_id(&c, "salesforce");
 
     app.control(
         app.hubspot(),
@@ -377,10 +359,7 @@ async fn a_record_deleted_in_salesforce_is_ignored_by_default() {
     let id = app.create(json!({"email": "stays@example.com"})).await;
     let c = synced(&app, &id, 1).await;
     handled(&app, "salesforce", 1).await;
-    let salesforce_id = c["sync"]["salesforce"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let salesforce_id = remote_id(&c, "salesforce");
     app.control(
         app.salesforce(),
         Method::DELETE,
@@ -401,10 +380,7 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
         .create(json!({"email": "polled@example.com", "job_title": "Analyst"}))
         .await;
     let c = synced(&app, &id, 1).await;
-    let hubspot_id = c["sync"]["hubspot"]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hubspot_id = remote_id(&c, "hubspot");
     // HubSpot's webhooks stop arriving (they stay queued in the sandbox for the whole test).
     app.control(
         app.hubspot(),
