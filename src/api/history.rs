@@ -105,8 +105,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HistoryQuery {
 /// Get a contact's history.
 ///
 /// Every accepted version, oldest first: its origin (the API, or a change made in a CRM), the
-/// fields it changed with old and new values, and any conflict the policy resolved. Deleted
-/// contacts keep their history.
+/// fields it changed with old and new values, and any conflict the policy resolved. A deleted
+/// contact's history is not served (404), like the contact.
 #[utoipa::path(
     get, path = "/contacts/{id}/history", tag = TAG, operation_id = "getContactHistory",
     params(
@@ -118,7 +118,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HistoryQuery {
         (status = 200, description = "The contact's versions", body = HistoryPage),
         (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such contact", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such contact, or it was deleted", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -128,8 +128,13 @@ pub async fn history(
     ContactPath(id): ContactPath,
     q: HistoryQuery,
 ) -> Result<axum::Json<HistoryPage>, ApiError> {
-    if heads::find(&state.db, id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no contact has id {id}")));
+    // Like the contact itself, its history is gone with it (a deleted contact is 404).
+    match heads::find(&state.db, id).await? {
+        None => return Err(ApiError::NotFound(format!("no contact has id {id}"))),
+        Some(row) if row.deleted_at.is_some() => {
+            return Err(ApiError::NotFound(format!("contact {id} was deleted")));
+        }
+        Some(_) => {}
     }
     let mut rows = history::list(&state.db, id, q.after, q.limit + 1).await?;
     let more = rows.len() as i64 > q.limit;
