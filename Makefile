@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: bench chaos run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: bench chaos convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start the CRM sandboxes (127.0.0.1:8091, :8092) and SyncRoot all-in-one (API, workers)
 ## on 127.0.0.1:8080; Ctrl-C stops both
@@ -37,6 +37,14 @@ sandbox:
 chaos: services
 	cargo build -p syncroot-sandbox
 	cargo test --test chaos; status=$$?; bash scripts/services.sh; exit $$status
+
+## convergence: a long two-way convergence run (API and both CRMs' UIs editing the same contacts,
+## webhooks shuffled, duplicated and held back) with a random seed it prints; CONVERGENCE_SEED
+## and CONVERGENCE_OPS choose. `make test` runs a short one with a fixed seed.
+convergence: services
+	CONVERGENCE_SEED=$${CONVERGENCE_SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')} \
+	CONVERGENCE_OPS=$${CONVERGENCE_OPS:-1000} \
+	cargo test --test it convergence -- --nocapture
 
 ## bench: end-to-end benchmark against the sandboxes (prints a table, writes bench-results/latest.json)
 bench: services

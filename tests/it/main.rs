@@ -4,6 +4,7 @@
 
 mod broker;
 mod contacts_api;
+mod convergence;
 mod delivery;
 mod dlq_api;
 mod dlq_cli;
