@@ -125,8 +125,8 @@ async fn api_and_both_crms_converge_on_every_contact_without_echo_writes() {
     for c in &contacts {
         eventually(&format!("{} to agree in all three", c.id), || async {
             let ours: Value = app.get_contact(&c.id).await.json().await.ok()?;
-            let hs = record(&app, app.hubspot(), &c.hubspot).await;
-            let sf = record(&app, app.salesforce(), &c.salesforce).await;
+            let hs = app.sandbox_record(app.hubspot(), &c.hubspot).await;
+            let sf = app.sandbox_record(app.salesforce(), &c.salesforce).await;
             let version = ours["version"].clone();
             let synced = ["hubspot", "salesforce"]
                 .iter()
@@ -159,13 +159,4 @@ async fn api_and_both_crms_converge_on_every_contact_without_echo_writes() {
             "{crm}: {written} writes for {allowed} changes from elsewhere"
         );
     }
-}
-
-/// The sandbox record with this id.
-async fn record(app: &TestApp, base: &str, remote_id: &str) -> Value {
-    app.sandbox_contacts(base)
-        .await
-        .into_iter()
-        .find(|c| c["id"].as_str() == Some(remote_id) || c["Id"].as_str() == Some(remote_id))
-        .unwrap_or(Value::Null)
 }

@@ -70,15 +70,6 @@ fn remote_id(contact: &Value, crm: &str) -> String {
         .to_owned()
 }
 
-/// The sandbox record of a contact, by its remote id.
-async fn record(app: &TestApp, base: &str, remote_id: &str) -> Value {
-    app.sandbox_contacts(base)
-        .await
-        .into_iter()
-        .find(|c| c["id"].as_str() == Some(remote_id) || c["Id"].as_str() == Some(remote_id))
-        .unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn an_api_write_that_comes_back_as_webhooks_costs_no_further_write() {
     let app = two_way(vec![]).await;
@@ -119,7 +110,7 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
 
     let c = synced(&app, &id, 2).await;
     assert_eq!(c["job_title"], "CTO");
-    let sf = record(&app, app.salesforce(), &salesforce_id).await;
+    let sf = app.sandbox_record(app.salesforce(), &salesforce_id).await;
     assert_eq!(sf["Title"], "CTO", "{sf}");
     let versions = history(&app, &id).await;
     assert_eq!(versions[1]["origin"], "hubspot");
@@ -159,7 +150,7 @@ async fn a_ui_edit_in_salesforce_reaches_the_contact_and_hubspot() {
 
     let c = synced(&app, &id, 2).await;
     assert_eq!(c["phone"], "+44 20 7946 0000");
-    let hs = record(&app, app.hubspot(), &hubspot_id).await;
+    let hs = app.sandbox_record(app.hubspot(), &hubspot_id).await;
     assert_eq!(hs["properties"]["phone"], "+44 20 7946 0000", "{hs}");
     assert_eq!(history(&app, &id).await[1]["origin"], "salesforce");
     assert_eq!(
@@ -194,7 +185,9 @@ async fn a_person_created_in_hubspot_becomes_a_contact_and_reaches_salesforce() 
     let id = found["id"].as_str().unwrap().to_owned();
     assert_eq!(found["last_name"], "Hopper");
     let c = synced(&app, &id, 1).await;
-    let sf = record(&app, app.salesforce(), &remote_id(&c, "salesforce")).await;
+    let sf = app
+        .sandbox_record(app.salesforce(), &remote_id(&c, "salesforce"))
+        .await;
     assert_eq!(sf["LastName"], "Hopper");
     assert_eq!(history(&app, &id).await[0]["origin"], "hubspot");
     assert_eq!(
@@ -233,7 +226,7 @@ async fn a_field_owned_by_the_app_is_restored_in_the_crm_that_changed_it() {
                 "lost": "hubspot", "lost_value": "CTO", "reason": "owner"}])
     );
     eventually("HubSpot corrected back to the owner's value", || async {
-        let hs = record(&app, app.hubspot(), &hubspot_id).await;
+        let hs = app.sandbox_record(app.hubspot(), &hubspot_id).await;
         (hs["properties"]["jobtitle"] == "Analyst").then_some(())
     })
     .await;
@@ -339,7 +332,7 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
     })
     .await;
     eventually("the Salesforce record deleted", || async {
-        let r = record(&app, app.salesforce(), &salesforce_id).await;
+        let r = app.sandbox_record(app.salesforce(), &salesforce_id).await;
         (r.is_null() || r["IsDeleted"] == true).then_some(())
     })
     .await;

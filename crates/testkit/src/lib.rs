@@ -292,6 +292,15 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
+    /// A sandbox's record with this id (HubSpot `id`, Salesforce `Id`); `Null` if it has none.
+    pub async fn sandbox_record(&self, base: &str, remote_id: &str) -> Value {
+        self.sandbox_contacts(base)
+            .await
+            .into_iter()
+            .find(|c| c["id"].as_str() == Some(remote_id) || c["Id"].as_str() == Some(remote_id))
+            .unwrap_or(Value::Null)
+    }
+
     /// Publishes raw bytes to a shard queue through the default exchange, as a foreign or
     /// broken producer would.
     pub async fn publish_raw(&self, queue: &str, body: &[u8]) {
