@@ -304,30 +304,32 @@ pub const KEYS: &[Key] = &[
     key("log_format", "text", "`text` or `json`"),
 ];
 
-/// The README's configuration table, one row per key.
-pub fn markdown_table() -> String {
-    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
-    for k in KEYS {
-        let default = if k.default.is_empty() {
-            "(empty)"
-        } else {
-            k.default
-        };
-        out.push_str(&format!(
-            "| `SYNCROOT_{}` | `{default}` | {} |\n",
-            k.name.to_uppercase(),
-            k.help
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::KEYS;
+
+    /// The README's configuration table, one row per key.
+    fn markdown_table() -> String {
+        let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+        for k in KEYS {
+            let default = if k.default.is_empty() {
+                "(empty)"
+            } else {
+                k.default
+            };
+            out.push_str(&format!(
+                "| `SYNCROOT_{}` | `{default}` | {} |\n",
+                k.name.to_uppercase(),
+                k.help
+            ));
+        }
+        out
+    }
+
     #[test]
     fn the_readme_lists_every_key_as_the_table_says() {
         let readme = include_str!("../../README.md");
-        let expected = super::markdown_table();
+        let expected = markdown_table();
         assert!(
             readme.contains(&expected),
             "README.md's configuration table is out of date; replace it with:\n\n{expected}"

@@ -500,7 +500,12 @@ mod tests {
         assert_eq!(changes[1].change_type, ChangeType::Delete);
         assert_eq!(changes[1].record.values["MasterRecordId"], json!(master));
         assert!(matches!(s.lookup(&lk), Lookup::Deleted));
-        let refused = s.merge(&mk, &[mk.clone()], &actor(), &mut Undo::default());
+        let refused = s.merge(
+            &mk,
+            std::slice::from_ref(&mk),
+            &actor(),
+            &mut Undo::default(),
+        );
         assert_eq!(refused.unwrap_err().code, ErrorCode::InvalidField);
     }
 }
