@@ -206,6 +206,7 @@ pub fn start_delivery(
                 publisher: parts.publisher.clone(),
                 tiers: cfg.delivery.retry_tiers.clone(),
                 grace: cfg.shutdown_grace,
+                recreate_gone: cfg.inbound.deletes == crate::domain::inbound::DeletePolicy::Ignore,
             };
             vec![supervised(parts, worker, shutdown)]
         }

@@ -34,6 +34,9 @@ pub enum ItemOutcome {
     Synced { remote_id: Option<String> },
     /// This item failed; [`ProviderError::is_retryable`] says whether trying again can help.
     Failed(ProviderError),
+    /// The linked record no longer exists in the CRM (deleted or merged away there); nothing
+    /// was written. Whether to create a new one is the caller's decision, not the client's.
+    Gone { remote_id: String },
 }
 
 /// A CRM record as it is now, in SyncRoot's vocabulary.

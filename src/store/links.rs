@@ -411,6 +411,20 @@ pub async fn relink(
     Ok(())
 }
 
+/// Forgets the contact's record in `crm` (it is gone there): the link reads as never written,
+/// so the next delivery creates a record.
+pub async fn forget_record(pool: &PgPool, crm: Crm, contact: ContactId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE crm_links SET remote_id = NULL, synced_version = NULL, remote_values = NULL, written_values = NULL
+         WHERE crm = $1 AND contact_id = $2",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Forgets what each CRM's record of a contact held (a privacy deletion).
 pub async fn erase_values(conn: &mut PgConnection, contact: ContactId) -> Result<(), sqlx::Error> {
     sqlx::query(

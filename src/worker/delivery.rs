@@ -32,6 +32,7 @@ use super::batch::{Batch, Entry};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
+use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, FieldValues};
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
@@ -54,6 +55,9 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub tiers: Vec<Duration>,
     /// On shutdown, how long a CRM call in progress may go on.
     pub grace: Duration,
+    /// A linked record that is gone from the CRM is created anew (the `ignore` deletion
+    /// policy); otherwise the link is detached: SyncRoot stops writing the contact there.
+    pub recreate_gone: bool,
 }
 
 impl<C: CrmClient> Consume for DeliveryWorker<C> {
@@ -215,8 +219,9 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 .collect();
             links::note_writes(&self.db, crm, &writes).await?;
             // A spent daily allowance comes back as `QuotaExhausted` without a call.
+            let mut gone = Vec::new();
             let results: Vec<_> = match self.client.sync(&items).await {
-                Ok(outcomes) => pair(&items, outcomes),
+                Ok(outcomes) => pair(&items, outcomes, &mut gone),
                 Err(e) => {
                     tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed");
                     items.iter().map(|_| Err(e.clone())).collect()
@@ -231,6 +236,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 })
                 .collect();
             links::record(&self.db, crm, &attempts).await?;
+            self.handle_gone(&gone).await?;
             for (item, result) in items.iter().zip(results) {
                 let outcome = match result {
                     Ok(_) => {
@@ -251,6 +257,32 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// Linked records the CRM no longer has (deleted or merged away there, perhaps with the
+    /// webhook saying so still on its way): detached, so SyncRoot does not bring back a record
+    /// someone removed, or, when deletions are ignored, unlinked and written again (a new one).
+    async fn handle_gone(&self, gone: &[(ContactId, i64, String)]) -> Result<(), sqlx::Error> {
+        let crm = self.client.crm();
+        for (id, version, record) in gone {
+            if self.recreate_gone {
+                tracing::info!(%crm, contact = %id, record, "linked record gone; creating a new one");
+                links::forget_record(&self.db, crm, *id).await?;
+                let task = DeliveryTask::new(*id, *version, crm);
+                if let Err(e) = self.publisher.publish_delivery(&task).await {
+                    // The link now reads as pending; the next change or a replay writes it.
+                    tracing::warn!(%crm, contact = %id, error = %e, "could not queue the re-creation");
+                }
+            } else {
+                tracing::info!(%crm, contact = %id, record, "linked record gone; detached");
+                let why = format!(
+                    "record {record} was not found in {crm} (deleted or merged there); SyncRoot no longer writes this contact there until the record is restored"
+                );
+                let mut conn = self.db.acquire().await?;
+                links::detach(&mut conn, crm, *id, &why).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// True when the linked record is known to hold the live contact's values already.
     fn holds(&self, r: &Deliverable) -> bool {
         match (&r.contact, &r.remote_id, &r.remote_values) {
@@ -286,15 +318,22 @@ fn sync_item(r: &Deliverable) -> SyncItem {
 
 /// Pairs items with their outcomes: `Ok` when the CRM now holds the item's version (its
 /// remote id recorded), the error otherwise.
+/// A record that is gone counts as done here (nothing more can be written to it) and is
+/// listed in `gone` with the contact and version.
 fn pair(
     items: &[SyncItem],
     outcomes: Vec<ItemOutcome>,
+    gone: &mut Vec<(ContactId, i64, String)>,
 ) -> Vec<Result<Option<String>, ProviderError>> {
     let mut outcomes = outcomes.into_iter();
     items
         .iter()
-        .map(|_| match outcomes.next() {
+        .map(|item| match outcomes.next() {
             Some(ItemOutcome::Synced { remote_id }) => Ok(remote_id),
+            Some(ItemOutcome::Gone { remote_id }) => {
+                gone.push((item.contact_id, item.version, remote_id.clone()));
+                Ok(Some(remote_id))
+            }
             Some(ItemOutcome::Failed(e)) => Err(e),
             // A client that answers fewer outcomes than items broke its contract: retry those.
             None => Err(ProviderError::Unavailable(

@@ -1,8 +1,10 @@
 //! Convergence under a seeded random history: contacts edited through the API, in HubSpot's UI
-//! and in Salesforce's UI, often the same contact and field at nearly the same time, with
-//! HubSpot's webhooks shuffled and duplicated and, for a while, held back (the poller must find
-//! those changes). At quiescence SyncRoot, HubSpot and Salesforce hold the same values for every
-//! contact, and no CRM was written more often than changes reached it from elsewhere: echoes
+//! and in Salesforce's UI, often the same contact and field at nearly the same time, now and
+//! then deleted through the API or merged in HubSpot, with HubSpot's webhooks shuffled and
+//! duplicated and, for a while, held back (the poller must find those changes). At quiescence
+//! SyncRoot, HubSpot and Salesforce hold the same values for every live contact, deleted ones
+//! are gone everywhere, merged-away ones are retired with their Salesforce record left for a
+//! person, and no CRM was written more often than changes reached it from elsewhere: echoes
 //! cost nothing.
 //!
 //! A short run with a fixed seed; `CONVERGENCE_SEED` and `CONVERGENCE_OPS` make longer ones.
@@ -51,6 +53,7 @@ async fn api_and_both_crms_converge_on_every_contact_without_echo_writes() {
         .await;
 
     let mut contacts = Vec::new();
+    let (mut deleted, mut merged) = (Vec::new(), Vec::new());
     for i in 0..8 {
         let id = app
             .create(json!({"email": format!("conv{i}@example.com"), "last_name": "Converge"}))
@@ -70,6 +73,32 @@ async fn api_and_both_crms_converge_on_every_contact_without_echo_writes() {
     }
 
     for op in 0..ops {
+        // Rarely, a contact is deleted through the API, or merged into another in HubSpot; it
+        // leaves the pool (a few always stay).
+        if contacts.len() > 4 && rng.random_ratio(1, 25) {
+            let gone: Contact = contacts.swap_remove(rng.random_range(0..contacts.len()));
+            let r = app
+                .authed(Method::DELETE, &format!("/contacts/{}", gone.id))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202, "op {op}");
+            deleted.push(gone);
+            continue;
+        }
+        if contacts.len() > 4 && rng.random_ratio(1, 25) {
+            let gone: Contact = contacts.swap_remove(rng.random_range(0..contacts.len()));
+            let into = &contacts[rng.random_range(0..contacts.len())];
+            let body = json!({"primaryObjectId": into.hubspot, "objectIdToMerge": gone.hubspot});
+            app.control(app.hubspot(), Method::POST, "ui/contacts/merge", Some(body))
+                .await;
+            eprintln!(
+                "convergence: op {op}: {} merged into {} in HubSpot",
+                gone.id, into.id
+            );
+            merged.push(gone);
+            continue;
+        }
         let c = &contacts[rng.random_range(0..contacts.len())];
         let (field, hs_field, sf_field) = FIELDS[rng.random_range(0..FIELDS.len())];
         let value = if field == "phone" {
@@ -139,6 +168,33 @@ async fn api_and_both_crms_converge_on_every_contact_without_echo_writes() {
         })
         .await;
     }
+
+    for c in &deleted {
+        eventually(&format!("{} deleted everywhere", c.id), || async {
+            let gone = app.get_contact(&c.id).await.status() == 404;
+            let hs = app.sandbox_record(app.hubspot(), &c.hubspot).await;
+            let sf = app.sandbox_record(app.salesforce(), &c.salesforce).await;
+            (gone && hs["archived"] == true && sf["IsDeleted"] == true).then_some(())
+        })
+        .await;
+    }
+    for c in &merged {
+        eventually(&format!("{} merged away", c.id), || async {
+            (app.get_contact(&c.id).await.status() == 404).then_some(())
+        })
+        .await;
+        let sf = app.sandbox_record(app.salesforce(), &c.salesforce).await;
+        assert_eq!(
+            sf["IsDeleted"], false,
+            "a merged-away contact's record is left: {sf}"
+        );
+    }
+    eprintln!(
+        "convergence: {} live, {} deleted, {} merged away",
+        contacts.len(),
+        deleted.len(),
+        merged.len()
+    );
 
     // Every write to a CRM carried a change that came from elsewhere (or corrected a change of
     // its own that lost): the creates, the versions from the API or the other CRM, and the

@@ -308,7 +308,7 @@ async fn an_email_change_on_a_linked_contact_keeps_one_record() {
 }
 
 #[tokio::test]
-async fn a_record_deleted_in_hubspot_is_upserted_afresh_in_the_same_call() {
+async fn a_linked_record_deleted_in_hubspot_is_reported_gone_not_recreated() {
     let sb = Sandbox::start().await;
     let client = sb.client();
     let mut items = [
@@ -328,14 +328,13 @@ async fn a_record_deleted_in_hubspot_is_upserted_afresh_in_the_same_call() {
             .is_success()
     );
     let outcomes = client.sync(&items).await.unwrap();
-    let new = synced(&outcomes[0]);
-    assert_ne!(new, old);
-    assert_eq!(
-        sb.record(new).await["properties"]["email"],
-        "ada@example.com"
+    assert!(
+        matches!(&outcomes[0], ItemOutcome::Gone { remote_id } if *remote_id == old),
+        "{outcomes:?}"
     );
     assert_eq!(synced(&outcomes[1]), items[1].remote_id.as_deref().unwrap());
-    assert_eq!((sb.calls(UPDATE).await, sb.calls(UPSERT).await), (1, 2));
+    assert_eq!(sb.live().await.len(), 1, "nothing recreated");
+    assert_eq!((sb.calls(UPDATE).await, sb.calls(UPSERT).await), (1, 1));
 }
 
 #[tokio::test]

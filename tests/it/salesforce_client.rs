@@ -761,3 +761,33 @@ async fn changed_since_leaves_out_a_record_deleted_after_its_edit() {
     let records = client.changed_since(since, 50).await.unwrap();
     assert_eq!(record_ids(&records), [ids[0].as_str()]);
 }
+
+#[tokio::test]
+async fn a_linked_record_deleted_in_salesforce_is_reported_gone_not_recreated() {
+    let org = Org::start().await;
+    let client = org.client();
+    let items = [
+        item(contact("a@example.com", None, Some("A"))),
+        item(contact("b@example.com", None, Some("B"))),
+    ];
+    let ids = synced_ids(&client, &items).await;
+    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[0]);
+    let deleted = org.http.delete(url).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let linked: Vec<SyncItem> = items
+        .iter()
+        .zip(&ids)
+        .map(|(i, id)| SyncItem {
+            version: 2,
+            remote_id: Some(id.clone()),
+            ..i.clone()
+        })
+        .collect();
+    let outcomes = client.sync(&linked).await.unwrap();
+    assert!(
+        matches!(&outcomes[0], ItemOutcome::Gone { remote_id } if *remote_id == ids[0]),
+        "{outcomes:?}"
+    );
+    assert_eq!(remote_id(&outcomes[1]), ids[1]);
+    assert_eq!(org.live_contacts().await.len(), 1, "nothing recreated");
+}

@@ -594,3 +594,61 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
         "written back to its source"
     );
 }
+
+/// A record deleted in a CRM whose webhook has not come (or never will): delivery finds it gone.
+async fn delete_in_hubspot_then_change(app: &TestApp) -> (String, String) {
+    let id = app.create(json!({"email": "vanished@example.com"})).await;
+    let c = synced(app, &id, 1).await;
+    let old = remote_id(&c, "hubspot");
+    app.control(
+        app.hubspot(),
+        Method::PUT,
+        "faults",
+        Some(json!({"webhooks_paused": true})),
+    )
+    .await;
+    app.control(
+        app.hubspot(),
+        Method::DELETE,
+        &format!("ui/contacts/{old}"),
+        None,
+    )
+    .await;
+    app.patch_contact(&id, json!({"job_title": "After"})).await;
+    (id, old)
+}
+
+#[tokio::test]
+async fn a_record_gone_from_a_crm_is_not_brought_back_by_the_next_change() {
+    let app = two_way(vec![]).await;
+    let (id, old) = delete_in_hubspot_then_change(&app).await;
+    let c = eventually("the HubSpot link detached", || async {
+        let c: Value = app.get_contact(&id).await.json().await.ok()?;
+        (c["sync"]["hubspot"]["state"] == "detached").then_some(c)
+    })
+    .await;
+    assert_eq!(c["sync"]["hubspot"]["remote_id"], old.as_str());
+    let all = app.sandbox_contacts(app.hubspot()).await;
+    assert_eq!(all.len(), 1, "no record recreated: {all:?}");
+    assert_eq!(all[0]["archived"], true);
+    synced_in(&app, &id, "salesforce", 2).await;
+}
+
+#[tokio::test]
+async fn with_deletions_ignored_a_record_gone_from_a_crm_is_created_again() {
+    let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "ignore")]).await;
+    let (id, old) = delete_in_hubspot_then_change(&app).await;
+    let c = synced(&app, &id, 2).await;
+    let new = remote_id(&c, "hubspot");
+    assert_ne!(new, old);
+    let record = app.sandbox_record(app.hubspot(), &new).await;
+    assert_eq!(record["properties"]["jobtitle"], "After", "{record}");
+}
+
+async fn synced_in(app: &TestApp, id: &str, crm: &str, version: i64) {
+    eventually(&format!("{id} v{version} in {crm}"), || async {
+        let c: Value = app.get_contact(id).await.json().await.ok()?;
+        (c["sync"][crm]["synced_version"] == version).then_some(())
+    })
+    .await;
+}

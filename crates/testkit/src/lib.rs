@@ -102,8 +102,9 @@ impl TestApp {
         }
         install.set_all(opts.extra_env);
         let mut cfg = install.config().expect("test configuration is valid");
+        // `TEST_LOG=info,syncroot=debug` shows more of what the app does.
         syncroot::telemetry::init(&syncroot::config::LogConfig {
-            filter: "warn".into(),
+            filter: std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
             json: false,
         });
         syncroot::store::migrate(&cfg.database)

@@ -119,8 +119,7 @@ impl CrmClient for HubspotClient {
             }
         }
         self.archive(&mut run, items, archives).await;
-        let gone = self.update(&mut run, items, updates).await;
-        upserts.extend(gone);
+        self.update(&mut run, items, updates).await;
         let taken = self.upsert(&mut run, items, upserts).await;
         self.link(&mut run, items, taken).await;
         run.finish()
@@ -188,8 +187,8 @@ impl HubspotClient {
         }
     }
 
-    /// Updates linked records by id; returns the items whose record is gone.
-    async fn update(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) -> Vec<usize> {
+    /// Updates linked records by id; a record that is gone is reported so, not recreated.
+    async fn update(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) {
         let inputs: Vec<_> = which
             .into_iter()
             .filter_map(|i| {
@@ -197,19 +196,20 @@ impl HubspotClient {
                 self.update_input(i, &items[i], id)
             })
             .collect();
-        let mut gone = Vec::new();
         if let Some(report) = run
             .write(&self.transport, Endpoint::Update, Key::RecordId, inputs)
             .await
         {
             for (i, result) in report.done {
-                match result {
-                    Err(Failure::Gone) => gone.push(i),
-                    result => run.settle(i, written(result)),
-                }
+                let outcome = match result {
+                    Err(Failure::Gone) => ItemOutcome::Gone {
+                        remote_id: items[i].remote_id.clone().unwrap_or_default(),
+                    },
+                    result => written(result),
+                };
+                run.settle(i, outcome);
             }
         }
-        gone
     }
 
     /// Upserts unlinked contacts by the id property. Returns the items whose create met

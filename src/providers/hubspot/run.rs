@@ -80,6 +80,7 @@ mod tests {
             .map(|o| match o {
                 ItemOutcome::Synced { remote_id } => format!("synced {remote_id:?}"),
                 ItemOutcome::Failed(e) => format!("failed {}", e.code()),
+                ItemOutcome::Gone { remote_id } => format!("gone {remote_id}"),
             })
             .collect()
     }

@@ -19,8 +19,9 @@ use super::{SalesforceClient, errors, transformers};
 use crate::providers::{ItemOutcome, ProviderError, SyncItem};
 
 impl SalesforceClient {
-    /// Links the items at `links` to the records found by e-mail. Returns the outcomes of the
-    /// items still linked afterwards: one whose record was deleted since the query becomes an
+    /// Writes the items at `links` to their records (linked ones, or ones found by e-mail).
+    /// Returns the outcomes of the items still linked afterwards: a linked record that is gone
+    /// is [`ItemOutcome::Gone`]; one matched by e-mail and deleted since the query becomes an
     /// [`Action::Upsert`] instead, and has no outcome here.
     pub(super) async fn link(
         &self,
@@ -46,6 +47,12 @@ impl SalesforceClient {
         let mut outcomes = Vec::with_capacity(results.len());
         for (&i, result) in links.iter().zip(results) {
             if !result.success && errors::record_gone(&result.errors) {
+                // A linked record that is gone is reported so, not recreated; one matched by
+                // e-mail and deleted since the query is simply not the one to take.
+                if let Some(remote_id) = items[i].remote_id.clone() {
+                    outcomes.push(ItemOutcome::Gone { remote_id });
+                    continue;
+                }
                 tracing::debug!(contact = %items[i].contact_id, "matched record is gone; upserting instead");
                 actions[i] = Action::Upsert;
                 continue;

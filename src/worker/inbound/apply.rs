@@ -264,6 +264,7 @@ pub async fn merge(
             contacts.push(id);
         }
     }
+    tracing::info!(crm = %ctx.crm, survivor, ?losers, ?contacts, "merging the contacts of records merged in the CRM");
     let Some((&keep, absorbed)) = contacts.split_first() else {
         return Ok(vec![Applied::Skipped(
             "no contact is linked to the merged records",
@@ -274,9 +275,8 @@ pub async fn merge(
     order.sort_by_key(|c| c.0);
     let mut heads_by_id = Vec::new();
     for id in order {
-        match heads::lock(&mut tx, id).await? {
-            Some(h) if h.deleted_at.is_none() => heads_by_id.push((id, h)),
-            _ => {}
+        if let Some(h) = heads::lock(&mut tx, id).await? {
+            heads_by_id.push((id, h));
         }
     }
     let Some(keep_head) = heads_by_id
@@ -284,17 +284,19 @@ pub async fn merge(
         .find(|(id, _)| *id == keep)
         .map(|(_, h)| h.clone())
     else {
-        return Ok(vec![Applied::Skipped(
-            "the surviving record's contact was deleted in SyncRoot",
-        )]);
+        return Ok(vec![Applied::Skipped("the linked contact does not exist")]);
     };
+    // The surviving record's contact may have been deleted in SyncRoot meanwhile (or merged
+    // away itself): the others are merged into it all the same, and their records in the other
+    // CRM are left for a person.
+    let keep_live = keep_head.deleted_at.is_none();
     let mut outcomes = Vec::new();
     let mut kept_records: Vec<(Crm, String)> = links::records_of(&mut tx, keep).await?;
     let mut adopted: Vec<Crm> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     for (id, head) in heads_by_id
         .into_iter()
-        .filter(|(id, _)| absorbed.contains(id))
+        .filter(|(id, h)| absorbed.contains(id) && h.deleted_at.is_none())
     {
         let mut flagged = Vec::new();
         for (crm, record) in links::records_of(&mut tx, id).await? {
@@ -302,12 +304,15 @@ pub async fn merge(
                 continue;
             }
             match kept_records.iter().find(|(c, _)| *c == crm) {
-                None => {
+                None if keep_live => {
                     links::adopt(&mut tx, crm, keep, &record, keep_head.seq).await?;
                     notes.push(format!("took over {crm} record {record}"));
                     kept_records.push((crm, record));
                     adopted.push(crm);
                 }
+                None => flagged.push(format!(
+                    "{crm} record {record} of merged contact {id} is left for a person: contact {keep}, which it was merged into, is deleted"
+                )),
                 Some((_, theirs)) if *theirs == record => {}
                 Some((_, theirs)) => flagged.push(format!(
                     "{crm} record {record} of merged contact {id} awaits a merge by hand into {crm} record {theirs}"
@@ -371,8 +376,10 @@ pub async fn merge(
         note: Some(&remark),
     };
     history::record(&mut tx, keep, &event).await?;
-    // The surviving record is now the kept contact's record in this CRM.
-    links::relink(&mut tx, ctx.crm, keep, survivor).await?;
+    if keep_live {
+        // The surviving record is now the kept contact's record in this CRM.
+        links::relink(&mut tx, ctx.crm, keep, survivor).await?;
+    }
     // Confirmed before the commit: once a link is stale, a task is on its way.
     for crm in adopted {
         ctx.publisher
