@@ -123,7 +123,7 @@ for values in "${invalid[@]}"; do
   [ -n "$expect" ] || fail "$values has no '# expect: <part of the error>' line"
   for helm in "$HELM3" "$HELM4"; do
     if err=$(render "$helm" "$values" 2>&1 >/dev/null); then
-      fail "$(basename "$helm"): $values was accepted"
+      fail "$("$helm" version --short): $values was accepted"
     fi
   done
   # Helm 3 and 4 word schema errors differently; the reason is checked on Helm 4's message.
