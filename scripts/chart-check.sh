@@ -81,8 +81,9 @@ cp scripts/chart-check/validate-crs.mjs "$crd_dir/"
 
 echo "== chart-check: yamllint"
 "$PYBIN/yamllint" --strict "$CHART/Chart.yaml" "$CHART/values.yaml" "$CHART/ci" docker-compose.yml
-# The Compose file against Compose's own schema, where a Compose client is installed (none is
-# on the CI machines: there yamllint above and the SYNCROOT_* names below are what checks it).
+# The Compose file against Compose's own schema, where a Compose client is installed (the
+# development and CI machines have none of their own: there yamllint above and the SYNCROOT_*
+# names below are what checks it).
 if docker compose version >/dev/null 2>&1; then
   docker compose -f docker-compose.yml config --quiet || fail "docker compose config"
 elif command -v docker-compose >/dev/null; then
