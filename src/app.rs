@@ -247,7 +247,8 @@ pub fn start_inbound(
                 client,
                 publisher: parts.publisher.clone(),
                 policy: cfg.inbound.policy.clone(),
-                propagate_deletes: cfg.inbound.propagate_deletes,
+                deletes: cfg.inbound.deletes,
+                privacy: cfg.inbound.privacy_deletions,
             };
             tasks.push(supervised(parts, worker, shutdown));
             tasks

@@ -64,11 +64,7 @@ pub async fn create(
     let mut stamps = Stamps::default();
     stamps.touch(None, &doc, api_stamp(now));
     let changed = changes(None, &doc);
-    let note = VersionNote {
-        origin: Origin::Api,
-        changes: &changed,
-        conflicts: &[],
-    };
+    let note = VersionNote::new(Origin::Api, &changed, &[]);
     heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
     let draft = Draft {
         id,
@@ -148,11 +144,7 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
         accepted_at: now,
     };
     let message_id = Uuid::new_v4();
-    let note = VersionNote {
-        origin: Origin::Api,
-        changes: &changed,
-        conflicts: &[],
-    };
+    let note = VersionNote::new(Origin::Api, &changed, &[]);
     heads::advance(&mut tx, id, &next, message_id, &note).await?;
     let draft = Draft {
         id,

@@ -276,7 +276,7 @@ fn sync_status(
                     remote_id: l.remote_id.clone(),
                     synced_version: l.synced_version,
                     last_attempt_at: Some(l.last_attempt_at),
-                    last_error: l.last_error.clone(),
+                    last_error: l.detached.clone().or_else(|| l.last_error.clone()),
                 },
             };
             (crm.as_str().to_owned(), status)
@@ -287,6 +287,9 @@ fn sync_status(
 /// Synced when the CRM holds the current version; retrying or failed when the last attempt at
 /// the current version ended so; pending otherwise (a newer version is on its way).
 fn link_state(l: &LinkRow, version: i64) -> SyncState {
+    if l.detached.is_some() {
+        return SyncState::Detached;
+    }
     if l.synced_version.is_some_and(|v| v >= version) {
         return SyncState::Synced;
     }

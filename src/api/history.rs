@@ -44,12 +44,18 @@ pub struct VersionOut {
     pub version: i64,
     /// Where the change came from: `api`, `hubspot` or `salesforce`.
     pub origin: String,
-    /// `create`, `update`, `delete`, or `kept`: a change made in a CRM that lost every field
-    /// to the conflict policy (the version stays; the CRM is corrected).
+    /// `create`, `update`, `delete`; `kept`: a change made in a CRM that lost every field to
+    /// the conflict policy (the version stays; the CRM is corrected); `detach`: the contact's
+    /// record was deleted in a CRM and SyncRoot stopped writing it there (the contact stays);
+    /// `merge`: the contact absorbed another, or was merged into another, because their
+    /// records were merged in a CRM; `erase`: a privacy deletion (the history keeps no values).
     pub operation: String,
     pub accepted_at: chrono::DateTime<chrono::Utc>,
     pub changes: Vec<FieldChangeOut>,
     pub conflicts: Vec<ConflictOut>,
+    /// What happened, in words, for `detach`, `merge` and `erase`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A page of a contact's history, oldest first.
@@ -149,6 +155,7 @@ pub async fn history(
             accepted_at: r.accepted_at,
             changes: r.changes.into_iter().map(change_out).collect(),
             conflicts: r.conflicts.into_iter().map(conflict_out).collect(),
+            note: r.note,
         })
         .collect();
     Ok(axum::Json(HistoryPage {

@@ -119,6 +119,9 @@ pub enum SyncState {
     Synced,
     Retrying,
     Failed,
+    /// SyncRoot no longer writes this contact to this CRM: its record was deleted there (the
+    /// `mark` deletion policy), merged away, or awaits a merge by hand. `last_error` says which.
+    Detached,
 }
 
 impl From<ContactRow> for ContactOut {

@@ -8,6 +8,7 @@ use super::parse::Parser;
 use super::{InboundConfig, Secret};
 use crate::domain::Origin;
 use crate::domain::fields::{FIELDS, Field};
+use crate::domain::inbound::{DeletePolicy, PrivacyPolicy};
 use crate::domain::merge::Policy;
 
 impl Parser<'_> {
@@ -46,7 +47,8 @@ impl Parser<'_> {
                 owners: self.owners(),
                 tie_break: self.tie_break(),
             },
-            propagate_deletes: self.deletes(),
+            deletes: self.deletes(),
+            privacy_deletions: self.privacy_deletions(),
             poll_interval: match self.ranged::<u64>("poll_interval_secs", 0, 86_400) {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
@@ -54,17 +56,33 @@ impl Parser<'_> {
         }
     }
 
-    fn deletes(&mut self) -> bool {
+    fn deletes(&mut self) -> DeletePolicy {
         match self.raw("inbound_deletes").trim() {
-            "ignore" => false,
-            "propagate" => true,
+            "ignore" => DeletePolicy::Ignore,
+            "mark" => DeletePolicy::Mark,
+            "propagate" => DeletePolicy::Propagate,
             other => {
                 let other = other.to_owned();
                 self.fail(
                     "inbound_deletes",
-                    format!("'{other}' is not ignore or propagate"),
+                    format!("'{other}' is not mark, propagate or ignore"),
                 );
-                false
+                DeletePolicy::default()
+            }
+        }
+    }
+
+    fn privacy_deletions(&mut self) -> PrivacyPolicy {
+        match self.raw("inbound_privacy_deletions").trim() {
+            "erase" => PrivacyPolicy::Erase,
+            "delete" => PrivacyPolicy::Delete,
+            other => {
+                let other = other.to_owned();
+                self.fail(
+                    "inbound_privacy_deletions",
+                    format!("'{other}' is not erase or delete"),
+                );
+                PrivacyPolicy::default()
             }
         }
     }

@@ -202,8 +202,13 @@ pub const KEYS: &[Key] = &[
     ),
     key(
         "inbound_deletes",
-        "ignore",
-        "a record deleted in a CRM: ignore (the contact stays; SyncRoot's next write recreates the record) or propagate (the contact is deleted, and its records in the other CRMs)",
+        "mark",
+        "a record deleted in a CRM: mark (the contact stays and SyncRoot stops writing it to that CRM until the record is restored there; its sync state says detached), propagate (the contact is deleted, and its records in the other CRMs) or ignore (the contact stays; SyncRoot's next write recreates the record)",
+    ),
+    key(
+        "inbound_privacy_deletions",
+        "erase",
+        "a privacy deletion (GDPR) in a CRM: erase (the contact is deleted with its records in the other CRMs, and its values are removed from SyncRoot's tables and history) or delete (handled like any deletion, by inbound_deletes)",
     ),
     key(
         "poll_interval_secs",
@@ -298,3 +303,36 @@ pub const KEYS: &[Key] = &[
     ),
     key("log_format", "text", "`text` or `json`"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::KEYS;
+
+    /// The README's configuration table, one row per key.
+    fn markdown_table() -> String {
+        let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+        for k in KEYS {
+            let default = if k.default.is_empty() {
+                "(empty)"
+            } else {
+                k.default
+            };
+            out.push_str(&format!(
+                "| `SYNCROOT_{}` | `{default}` | {} |\n",
+                k.name.to_uppercase(),
+                k.help
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_lists_every_key_as_the_table_says() {
+        let readme = include_str!("../../README.md");
+        let expected = markdown_table();
+        assert!(
+            readme.contains(&expected),
+            "README.md's configuration table is out of date; replace it with:\n\n{expected}"
+        );
+    }
+}

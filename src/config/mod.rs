@@ -61,9 +61,10 @@ pub struct InboundConfig {
     /// Largest difference between a webhook's timestamp and the clock.
     pub window: std::time::Duration,
     pub policy: crate::domain::merge::Policy,
-    /// A record deleted in a CRM deletes its contact (and so its other records); otherwise
-    /// the deletion is ignored.
-    pub propagate_deletes: bool,
+    /// What a record deleted in a CRM does to its contact.
+    pub deletes: crate::domain::inbound::DeletePolicy,
+    /// What a CRM's privacy deletion does.
+    pub privacy_deletions: crate::domain::inbound::PrivacyPolicy,
     /// How often each CRM is asked for records modified since the last poll (changes whose
     /// webhooks were lost); `None`: never.
     pub poll_interval: Option<std::time::Duration>,

@@ -61,6 +61,20 @@ pub struct ContactFields {
 pub struct MissingEmail;
 
 impl ContactFields {
+    /// What is left of an erased contact (privacy deletion): a placeholder address in the
+    /// reserved `.invalid` domain, unique to the contact, and no other value.
+    pub fn erased(id: ContactId) -> Self {
+        Self {
+            email: Email::parse(&format!("erased-{}@erased.invalid", id.0.simple()))
+                .expect("the placeholder is a valid address"),
+            first_name: None,
+            last_name: None,
+            phone: None,
+            company: None,
+            job_title: None,
+        }
+    }
+
     /// Builds a full document from validated values; absent optional fields are null.
     pub fn from_values(values: Vec<(Field, FieldValue)>) -> Result<Self, MissingEmail> {
         let email = values.iter().find_map(|(_, v)| match v {

@@ -62,3 +62,27 @@ pub struct InboundEvent {
     /// user). A hint: the worker also compares values, since not every sender can tell.
     pub ours: bool,
 }
+
+/// What a record deleted in a CRM does to its contact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletePolicy {
+    /// Nothing: the contact stays, and SyncRoot's next write to it recreates the record.
+    Ignore,
+    /// The contact stays and SyncRoot stops writing it to that CRM (the link says so) until
+    /// the record is restored there. Nothing is lost and nothing comes back unasked.
+    #[default]
+    Mark,
+    /// The contact is deleted, and so its records in the other CRMs.
+    Propagate,
+}
+
+/// What a CRM's privacy deletion (GDPR erasure) does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PrivacyPolicy {
+    /// Erase the person: the contact is deleted with its records in the other CRMs, and its
+    /// values are removed from SyncRoot's tables and history.
+    #[default]
+    Erase,
+    /// Handle it like an ordinary deletion (the deletion policy decides).
+    Delete,
+}

@@ -397,3 +397,16 @@ pub async fn resolve(pool: &PgPool, crm: &str, synced: &[(Uuid, i64)]) -> Result
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Drops the contact's dead letters (a privacy deletion: their errors and bodies may carry its
+/// values, and the contact is gone, so there is nothing left to deliver).
+pub async fn erase_contact(
+    conn: &mut sqlx::PgConnection,
+    contact: crate::domain::ContactId,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM dead_letters WHERE contact_id = $1")
+        .bind(contact.0)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

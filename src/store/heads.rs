@@ -32,9 +32,33 @@ pub struct VersionNote<'a> {
     pub origin: Origin,
     pub changes: &'a [FieldChange],
     pub conflicts: &'a [Conflict],
+    /// The history's operation when it is not plain `create`/`update`/`delete` (`merge`,
+    /// `erase`), with a remark in words.
+    pub special: Option<(&'static str, &'a str)>,
 }
 
-impl VersionNote<'_> {
+impl<'a> VersionNote<'a> {
+    pub fn new(origin: Origin, changes: &'a [FieldChange], conflicts: &'a [Conflict]) -> Self {
+        Self {
+            origin,
+            changes,
+            conflicts,
+            special: None,
+        }
+    }
+
+    /// The same note, recorded as `operation` with `remark`.
+    pub fn special(self, operation: &'static str, remark: &'a str) -> Self {
+        Self {
+            special: Some((operation, remark)),
+            ..self
+        }
+    }
+
+    fn remark(&self) -> Option<&'a str> {
+        self.special.map(|(_, r)| r)
+    }
+
     fn json(
         &self,
     ) -> (
@@ -160,18 +184,18 @@ pub async fn advance(
     {
         return Err(HeadError::EmailTaken(Some(other)));
     }
-    let operation = if head.deleted_at.is_some() {
-        "delete"
-    } else {
-        "update"
+    let operation = match note.special {
+        Some((operation, _)) => operation,
+        None if head.deleted_at.is_some() => "delete",
+        None => "update",
     };
     let (changes, conflicts) = note.json();
     sqlx::query(
         "WITH head AS (
              UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6, message_id = $7, stamps = $8
              WHERE id = $1 RETURNING id)
-         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
-         SELECT id, $2, $9, $10, $11, $12, $5 FROM head",
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note)
+         SELECT id, $2, $9, $10, $11, $12, $5, $13 FROM head",
     )
         .bind(id.0)
         .bind(head.seq)
@@ -185,6 +209,7 @@ pub async fn advance(
         .bind(operation)
         .bind(changes)
         .bind(conflicts)
+        .bind(note.remark())
         .execute(tx)
         .await
         .map_err(|e| {

@@ -16,29 +16,59 @@ pub struct VersionRow {
     pub version: i64,
     /// `api`, `hubspot` or `salesforce`.
     pub origin: String,
-    /// `create`, `update`, `delete`, or `kept` (a CRM's change lost every field).
+    /// `create`, `update`, `delete`, `kept` (a CRM's change lost every field), `detach` (a
+    /// record deleted in a CRM, kept here), `merge` or `erase`.
     pub operation: String,
     pub changes: Vec<FieldChange>,
     pub conflicts: Vec<Conflict>,
     pub accepted_at: DateTime<Utc>,
+    /// What happened, in words, where the operation needs it.
+    pub note: Option<String>,
 }
 
-/// Records a CRM change that changed nothing because every field lost to the policy.
-pub async fn record_kept(
+/// An entry that is not a new version: a CRM change that lost every field to the policy
+/// (`kept`, with its conflicts), or a record detached from the contact (`detach`).
+pub struct Event<'a> {
+    pub version: i64,
+    pub origin: crate::domain::Origin,
+    pub operation: &'static str,
+    pub conflicts: &'a [Conflict],
+    pub note: Option<&'a str>,
+}
+
+/// Records an entry that does not change the contact's version.
+pub async fn record(
     tx: &mut sqlx::PgConnection,
     id: ContactId,
-    version: i64,
-    origin: crate::domain::Origin,
-    conflicts: &[Conflict],
+    event: &Event<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
-         VALUES ($1, $2, $3, 'kept', '[]', $4, now())",
+        "INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note)
+         VALUES ($1, $2, $3, $4, '[]', $5, now(), $6)",
     )
     .bind(id.0)
-    .bind(version)
-    .bind(origin.as_str())
-    .bind(sqlx::types::Json(conflicts))
+    .bind(event.version)
+    .bind(event.origin.as_str())
+    .bind(event.operation)
+    .bind(sqlx::types::Json(event.conflicts))
+    .bind(event.note)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes every value from a contact's history (a privacy deletion): which fields changed
+/// and when stays, what they held does not.
+pub async fn erase_values(tx: &mut sqlx::PgConnection, id: ContactId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE contact_versions SET
+             changes = COALESCE((SELECT jsonb_agg(jsonb_build_object('field', c->'field', 'old', NULL, 'new', NULL))
+                                 FROM jsonb_array_elements(changes) AS c), '[]'),
+             conflicts = COALESCE((SELECT jsonb_agg(c || jsonb_build_object('kept_value', NULL, 'lost_value', NULL))
+                                   FROM jsonb_array_elements(conflicts) AS c), '[]')
+         WHERE contact_id = $1",
+    )
+    .bind(id.0)
     .execute(tx)
     .await?;
     Ok(())
@@ -52,7 +82,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT entry, version, origin, operation, changes, conflicts, accepted_at FROM contact_versions
+        "SELECT entry, version, origin, operation, changes, conflicts, accepted_at, note FROM contact_versions
          WHERE contact_id = $1 AND entry > $2 ORDER BY entry LIMIT $3",
     )
     .bind(id.0)
@@ -68,6 +98,7 @@ pub async fn list(
             changes: serde_json::from_value(r.try_get("changes")?).map_err(decode)?,
             conflicts: serde_json::from_value(r.try_get("conflicts")?).map_err(decode)?,
             accepted_at: r.try_get("accepted_at")?,
+            note: r.try_get("note")?,
         })
     })
     .fetch_all(pool)

@@ -71,3 +71,19 @@ pub async fn prune(pool: &PgPool, ttl: Duration) -> Result<u64, sqlx::Error> {
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Forgets the contact's values in remembered answers (a privacy deletion): an answer keeps
+/// only the contact's id, so a retried request still gets its id back.
+pub async fn erase_contact(
+    conn: &mut PgConnection,
+    contact: crate::domain::ContactId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = jsonb_build_object('id', response->'id')
+         WHERE response->>'id' = $1",
+    )
+    .bind(contact.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

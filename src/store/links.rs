@@ -19,6 +19,8 @@ pub struct Deliverable {
     pub synced_version: Option<i64>,
     /// The values the CRM's record is known to hold.
     pub remote_values: Option<FieldValues>,
+    /// Why SyncRoot no longer writes this record (see [`detach`]).
+    pub detached: Option<String>,
 }
 
 /// Loads the contacts with these ids and their links to `crm`.
@@ -29,7 +31,7 @@ pub async fn load_deliverables(
 ) -> Result<Vec<Deliverable>, sqlx::Error> {
     sqlx::query(
         "SELECT c.id, c.version, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
-                l.remote_id, l.synced_version, l.remote_values
+                l.remote_id, l.synced_version, l.remote_values, l.detached
          FROM contacts c LEFT JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id
          WHERE c.id = ANY($2)",
     )
@@ -65,6 +67,7 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        detached: r.try_get("detached")?,
     })
 }
 
@@ -150,6 +153,8 @@ pub struct LinkRow {
     pub state: String,
     pub last_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// Why SyncRoot no longer writes this record, if it does not.
+    pub detached: Option<String>,
 }
 
 /// Every link of several contacts (for list pages).
@@ -158,7 +163,7 @@ pub async fn for_contacts(
     ids: &[Uuid],
 ) -> Result<Vec<(Uuid, LinkRow)>, sqlx::Error> {
     sqlx::query(
-        "SELECT contact_id, crm, remote_id, synced_version, attempt_version, state, last_attempt_at, last_error
+        "SELECT contact_id, crm, remote_id, synced_version, attempt_version, state, last_attempt_at, last_error, detached
          FROM crm_links WHERE contact_id = ANY($1)",
     )
     .bind(ids)
@@ -173,6 +178,7 @@ pub async fn for_contacts(
                 state: r.try_get("state")?,
                 last_attempt_at: r.try_get("last_attempt_at")?,
                 last_error: r.try_get("last_error")?,
+                detached: r.try_get("detached")?,
             },
         ))
     })
@@ -198,14 +204,18 @@ impl Known {
     }
 }
 
-/// The contact linked to a CRM record, if any.
+/// The contact linked to a CRM record, if any. A link detached because its contact was merged
+/// away does not count; one detached because the record was deleted does (a restore finds its
+/// contact again).
 pub async fn find_by_remote(
     conn: &mut PgConnection,
     crm: Crm,
     remote_id: &str,
 ) -> Result<Option<ContactId>, sqlx::Error> {
     let id: Option<Uuid> = sqlx::query_scalar(
-        "SELECT contact_id FROM crm_links WHERE crm = $1 AND remote_id = $2 ORDER BY last_attempt_at DESC LIMIT 1",
+        "SELECT l.contact_id FROM crm_links l JOIN contact_heads h ON h.id = l.contact_id
+         WHERE l.crm = $1 AND l.remote_id = $2
+         ORDER BY (h.deleted_at IS NULL) DESC, l.last_attempt_at DESC LIMIT 1",
     )
     .bind(crm.as_str())
     .bind(remote_id)
@@ -259,6 +269,7 @@ pub async fn observe(
              remote_id = EXCLUDED.remote_id,
              remote_values = EXCLUDED.remote_values,
              remote_modified_at = EXCLUDED.remote_modified_at,
+             detached = NULL,
              synced_version = CASE WHEN $7 THEN NULL ELSE l.synced_version END",
     )
     .bind(crm.as_str())
@@ -313,6 +324,100 @@ pub async fn note_writes(
     .bind(&versions)
     .bind(&values)
     .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Stops SyncRoot writing the contact's record in `crm` (a contact without a record there gets
+/// a link that says so, so no record is looked for either), and says why (shown as the link's
+/// state). Reading the record again ([`observe`]) attaches it.
+pub async fn detach(
+    conn: &mut PgConnection,
+    crm: Crm,
+    contact: ContactId,
+    why: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO crm_links (crm, contact_id, attempt_version, state, last_attempt_at, detached)
+         VALUES ($1, $2, 0, 'synced', now(), $3)
+         ON CONFLICT (crm, contact_id) DO UPDATE SET detached = EXCLUDED.detached",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .bind(why)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every CRM record linked to a contact (detached ones too), by CRM.
+pub async fn records_of(
+    conn: &mut PgConnection,
+    contact: ContactId,
+) -> Result<Vec<(Crm, String)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT crm, remote_id FROM crm_links WHERE contact_id = $1 AND remote_id IS NOT NULL",
+    )
+    .bind(contact.0)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(crm, id)| Some((crm.parse().ok()?, id)))
+        .collect())
+}
+
+/// Gives `contact` the record `remote_id` in `crm` (a record its merged-away contact had, where
+/// it had none): the link starts stale, so delivery writes the contact's values there.
+pub async fn adopt(
+    conn: &mut PgConnection,
+    crm: Crm,
+    contact: ContactId,
+    remote_id: &str,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO crm_links AS l (crm, contact_id, remote_id, attempt_version, state, last_attempt_at)
+         VALUES ($1, $2, $3, $4, 'synced', now())
+         ON CONFLICT (crm, contact_id) DO UPDATE SET
+             remote_id = EXCLUDED.remote_id, synced_version = NULL, remote_values = NULL,
+             written_values = NULL, detached = NULL",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .bind(remote_id)
+    .bind(version)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Points the contact's link in `crm` at `remote_id` (the record that survived a merge there),
+/// attached.
+pub async fn relink(
+    conn: &mut PgConnection,
+    crm: Crm,
+    contact: ContactId,
+    remote_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE crm_links SET remote_id = $3, detached = NULL WHERE crm = $1 AND contact_id = $2",
+    )
+    .bind(crm.as_str())
+    .bind(contact.0)
+    .bind(remote_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets what each CRM's record of a contact held (a privacy deletion).
+pub async fn erase_values(conn: &mut PgConnection, contact: ContactId) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE crm_links SET remote_values = NULL, written_values = NULL WHERE contact_id = $1",
+    )
+    .bind(contact.0)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -186,11 +186,11 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
         let rows = links::load_deliverables(&self.db, crm, &ids).await?;
+        // A detached record (deleted or merged away in this CRM) is not written again.
+        let rows = rows.into_iter().filter(|r| r.detached.is_none());
         // A record that already holds the contact's values (the change came from this CRM, or
         // lost nothing there) is brought up to the version without a call: no echo write.
-        let (held, rows): (Vec<_>, Vec<_>) = rows
-            .into_iter()
-            .partition(|r| needs_sync(r) && self.holds(r));
+        let (held, rows): (Vec<_>, Vec<_>) = rows.partition(|r| needs_sync(r) && self.holds(r));
         let held: Vec<Attempt> = held.iter().map(|r| self.held(r)).collect();
         links::record(&self.db, crm, &held).await?;
         let items: Vec<SyncItem> = rows

@@ -348,7 +348,7 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
 }
 
 #[tokio::test]
-async fn a_record_deleted_in_salesforce_is_ignored_by_default() {
+async fn a_record_deleted_in_salesforce_is_detached_by_default_and_not_recreated() {
     let app = two_way(vec![]).await;
     let id = app.create(json!({"email": "stays@example.com"})).await;
     let c = synced(&app, &id, 1).await;
@@ -361,10 +361,205 @@ async fn a_record_deleted_in_salesforce_is_ignored_by_default() {
         None,
     )
     .await;
-    handled(&app, "salesforce", 2).await;
+    let c = eventually("the Salesforce link detached", || async {
+        let c: Value = app.get_contact(&id).await.json().await.ok()?;
+        (c["sync"]["salesforce"]["state"] == "detached").then_some(c)
+    })
+    .await;
+    assert_eq!(c["version"], 1, "the contact stays: {c}");
+    let reason = c["sync"]["salesforce"]["last_error"].as_str().unwrap();
+    assert!(
+        reason.contains(&salesforce_id) && reason.contains("deleted"),
+        "{reason}"
+    );
+    let versions = history(&app, &id).await;
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[1]["operation"], "detach");
+    assert_eq!(versions[1]["origin"], "salesforce");
+
+    // The app goes on changing the contact: HubSpot follows, the deleted record stays deleted.
+    let before = written(&app, app.salesforce()).await;
+    app.patch_contact(&id, json!({"job_title": "Still here"}))
+        .await;
+    eventually("HubSpot has version 2", || async {
+        let c: Value = app.get_contact(&id).await.json().await.ok()?;
+        (c["sync"]["hubspot"]["synced_version"] == 2).then_some(())
+    })
+    .await;
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
-    assert_eq!(c["version"], 1, "{c}");
-    assert_eq!(history(&app, &id).await.len(), 1);
+    assert_eq!(c["sync"]["salesforce"]["state"], "detached", "{c}");
+    assert_eq!(written(&app, app.salesforce()).await, before);
+    let sf = app.sandbox_record(app.salesforce(), &salesforce_id).await;
+    assert_eq!(sf["IsDeleted"], true, "{sf}");
+}
+
+#[tokio::test]
+async fn a_privacy_deletion_in_hubspot_erases_the_person_everywhere() {
+    let app = two_way(vec![]).await;
+    let id = app
+        .create(json!({"email": "erase.me@example.com", "first_name": "Eraseme", "phone": "+44 20 7946 0000"}))
+        .await;
+    app.patch_contact(&id, json!({"last_name": "Forgetme"}))
+        .await;
+    let c = synced(&app, &id, 2).await;
+    let hubspot_id = remote_id(&c, "hubspot");
+    let salesforce_id = remote_id(&c, "salesforce");
+
+    app.control(
+        app.hubspot(),
+        Method::POST,
+        &format!("ui/contacts/{hubspot_id}/gdpr-delete"),
+        None,
+    )
+    .await;
+    eventually("the contact gone", || async {
+        (app.get_contact(&id).await.status() == 404).then_some(())
+    })
+    .await;
+    eventually("the Salesforce record deleted", || async {
+        let r = app.sandbox_record(app.salesforce(), &salesforce_id).await;
+        (r.is_null() || r["IsDeleted"] == true).then_some(())
+    })
+    .await;
+    eventually("the persisted copy erased", || async {
+        let email: String = sqlx::query_scalar("SELECT email FROM contacts WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
+            .fetch_one(&app.db)
+            .await
+            .ok()?;
+        email.starts_with("erased-").then_some(())
+    })
+    .await;
+    // No trace of the person's values is left in SyncRoot's tables.
+    for table in [
+        "contact_heads",
+        "contacts",
+        "contact_versions",
+        "crm_links",
+        "idempotency_keys",
+    ] {
+        // The table names are this test's own constants.
+        let hits: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} t WHERE t::text ILIKE '%erase.me%' OR t::text ILIKE '%Eraseme%' OR t::text ILIKE '%Forgetme%' OR t::text LIKE '%7946%'"
+        )))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(hits, 0, "{table} still holds the erased person's values");
+    }
+    let ops: Vec<String> = sqlx::query_scalar(
+        "SELECT operation FROM contact_versions WHERE contact_id = $1 ORDER BY entry",
+    )
+    .bind(uuid::Uuid::parse_str(&id).unwrap())
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(ops, ["create", "update", "erase"]);
+}
+
+/// Creates two contacts and waits until both CRMs hold them; their `sync` sections.
+async fn two_people(app: &TestApp, a: Value, b: Value) -> ((String, Value), (String, Value)) {
+    let (ia, ib) = (app.create(a).await, app.create(b).await);
+    let (ca, cb) = (synced(app, &ia, 1).await, synced(app, &ib, 1).await);
+    ((ia, ca), (ib, cb))
+}
+
+#[tokio::test]
+async fn records_merged_in_hubspot_merge_their_contacts_and_leave_salesforces_duplicate_to_a_person()
+ {
+    let app = two_way(vec![]).await;
+    let ((a, ca), (b, cb)) = two_people(
+        &app,
+        json!({"email": "merge.a@example.com", "first_name": "Ada"}),
+        json!({"email": "merge.b@example.com", "first_name": "Ada", "job_title": "Engineer"}),
+    )
+    .await;
+    let (ha, hb) = (remote_id(&ca, "hubspot"), remote_id(&cb, "hubspot"));
+    let (sa, sb) = (remote_id(&ca, "salesforce"), remote_id(&cb, "salesforce"));
+
+    app.control(
+        app.hubspot(),
+        Method::POST,
+        "ui/contacts/merge",
+        Some(json!({"primaryObjectId": ha, "objectIdToMerge": hb})),
+    )
+    .await;
+    eventually("the merged-away contact gone", || async {
+        (app.get_contact(&b).await.status() == 404).then_some(())
+    })
+    .await;
+    // The survivor took the job title HubSpot moved into the surviving record, everywhere.
+    let c = synced(&app, &a, 2).await;
+    assert_eq!(c["job_title"], "Engineer", "{c}");
+    assert_eq!(c["email"], "merge.a@example.com");
+    let sf = app.sandbox_record(app.salesforce(), &sa).await;
+    assert_eq!(sf["Title"], "Engineer", "{sf}");
+    let notes: Vec<Value> = history(&app, &a)
+        .await
+        .into_iter()
+        .filter(|v| v["operation"] == "merge")
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = notes[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains(&b) && note.contains(&sb) && note.contains(&sa),
+        "{note}"
+    );
+    // Salesforce cannot merge through its REST API: B's record is left for a person, never
+    // deleted, and SyncRoot no longer writes it.
+    let links: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT crm, detached FROM crm_links WHERE contact_id = $1 ORDER BY crm")
+            .bind(uuid::Uuid::parse_str(&b).unwrap())
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert!(links.iter().all(|(_, d)| d.is_some()), "{links:?}");
+    assert!(
+        links[1].1.as_deref().unwrap().contains("by hand"),
+        "{links:?}"
+    );
+    let sf_b = app.sandbox_record(app.salesforce(), &sb).await;
+    assert_eq!(sf_b["IsDeleted"], false, "{sf_b}");
+    assert_eq!(
+        written(&app, app.hubspot()).await,
+        2,
+        "HubSpot is written once per contact: the merge costs no write there"
+    );
+}
+
+#[tokio::test]
+async fn records_merged_in_salesforce_merge_their_contacts() {
+    let app = two_way(vec![]).await;
+    let ((a, ca), (b, cb)) = two_people(
+        &app,
+        json!({"email": "sfmerge.a@example.com", "last_name": "Hopper"}),
+        json!({"email": "sfmerge.b@example.com", "last_name": "Hopper", "phone": "+1 555 0100"}),
+    )
+    .await;
+    let (sa, sb) = (remote_id(&ca, "salesforce"), remote_id(&cb, "salesforce"));
+    let hb = remote_id(&cb, "hubspot");
+
+    app.control(
+        app.salesforce(),
+        Method::POST,
+        "ui/contacts/merge",
+        Some(json!({"masterRecordId": sa, "recordIds": [sb]})),
+    )
+    .await;
+    eventually("the merged-away contact gone", || async {
+        (app.get_contact(&b).await.status() == 404).then_some(())
+    })
+    .await;
+    let c = synced(&app, &a, 2).await;
+    assert_eq!(c["phone"], "+1 555 0100", "{c}");
+    let merged = history(&app, &a)
+        .await
+        .into_iter()
+        .any(|v| v["operation"] == "merge" && v["origin"] == "salesforce");
+    assert!(merged);
+    // HubSpot's record of B stays for a person to merge (SyncRoot never deletes it).
+    let hs_b = app.sandbox_record(app.hubspot(), &hb).await;
+    assert!(!hs_b.is_null() && hs_b["archived"] != true, "{hs_b}");
 }
 
 #[tokio::test]

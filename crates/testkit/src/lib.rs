@@ -198,6 +198,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Merge-patches a contact (RFC 7396) and checks it was accepted.
+    pub async fn patch_contact(&self, id: &str, patch: Value) {
+        let r = self
+            .authed(reqwest::Method::PATCH, &format!("/contacts/{id}"))
+            .header("content-type", "application/merge-patch+json")
+            .body(patch.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            202,
+            "patch failed: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
     /// Creates a contact and waits until it is persisted; returns its id.
     pub async fn create(&self, body: Value) -> String {
         let r = self.post_contact(&body).await;

@@ -12,7 +12,7 @@
 //! A new version reaches every CRM through the forwarder; the delivery worker skips a record
 //! that already holds its values, so the source CRM is written only where it lost a conflict.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -24,8 +24,8 @@ use crate::intake::{self, Draft, IntakeError};
 use crate::providers::RemoteRecord;
 use crate::queue::publisher::{PublishError, Publisher};
 use crate::store::heads::{self, Head, HeadError, VersionNote};
-use crate::store::history;
 use crate::store::links::{self, Observed};
+use crate::store::{dead_letters, history, idempotency};
 
 /// What applying a record did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +42,12 @@ pub enum Applied {
     Created(ContactId),
     /// The contact was deleted because its record was deleted in the CRM.
     Deleted(ContactId),
+    /// The record was deleted in the CRM; the contact stays, detached from it.
+    Detached(ContactId),
+    /// The contact was erased (privacy deletion in the CRM).
+    Erased(ContactId),
+    /// The contact was merged into another because its record was merged in the CRM.
+    MergedAway(ContactId),
     /// Not applied, and why (logged; never guessed).
     Skipped(&'static str),
 }
@@ -121,31 +127,260 @@ pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyErro
     }
     let now = Utc::now();
     let next = Head {
-        seq: head.seq + 1,
-        doc: head.doc.clone(),
-        created_at: head.created_at,
         deleted_at: Some(now),
-        stamps: head.stamps.clone(),
         accepted_at: now,
+        seq: head.seq + 1,
+        ..head
     };
-    let note = VersionNote {
-        origin: ctx.origin(),
-        changes: &[],
-        conflicts: &[],
-    };
+    accept(ctx, tx, id, &next, VersionNote::new(ctx.origin(), &[], &[])).await?;
+    Ok(Applied::Deleted(id))
+}
+
+/// Accepts a contact's next head (a new version, or its deletion) through `intake`: advances
+/// the head with its history entry, publishes the change and commits.
+async fn accept(
+    ctx: &Ctx<'_>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: ContactId,
+    next: &Head,
+    note: VersionNote<'_>,
+) -> Result<(), ApplyError> {
     let message_id = Uuid::new_v4();
-    heads::advance(&mut tx, id, &next, message_id, &note).await?;
+    heads::advance(&mut tx, id, next, message_id, &note).await?;
     let draft = Draft {
         id,
         seq: next.seq,
-        op: ChangeOp::Delete,
+        op: if next.deleted_at.is_some() {
+            ChangeOp::Delete
+        } else {
+            ChangeOp::Upsert
+        },
         origin: ctx.origin(),
-        accepted_at: now,
-        created_at: head.created_at,
-        contact: head.doc,
+        accepted_at: next.accepted_at,
+        created_at: next.created_at,
+        contact: next.doc.clone(),
     };
     intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
-    Ok(Applied::Deleted(id))
+    Ok(())
+}
+
+/// A record deleted in the CRM, under the `mark` policy: the contact stays, SyncRoot stops
+/// writing it to this CRM (until the record is restored there), and the history says so.
+pub async fn detach_deleted(
+    ctx: &Ctx<'_>,
+    remote_id: &str,
+    at: DateTime<Utc>,
+) -> Result<Applied, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
+        return Ok(Applied::Skipped(
+            "no contact is linked to the deleted record",
+        ));
+    };
+    let Some(head) = heads::lock(&mut tx, id).await? else {
+        return Ok(Applied::Skipped("the linked contact does not exist"));
+    };
+    if head.deleted_at.is_some() {
+        return Ok(Applied::Unchanged);
+    }
+    let why = format!(
+        "record {remote_id} was deleted in {} at {}; SyncRoot no longer writes this contact there until the record is restored",
+        ctx.crm,
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    links::detach(&mut tx, ctx.crm, id, &why).await?;
+    let event = history::Event {
+        version: head.seq,
+        origin: ctx.origin(),
+        operation: "detach",
+        conflicts: &[],
+        note: Some(&why),
+    };
+    history::record(&mut tx, id, &event).await?;
+    tx.commit().await?;
+    Ok(Applied::Detached(id))
+}
+
+/// A privacy deletion (GDPR erasure) in the CRM: the contact is deleted (so are its records
+/// in the other CRMs), and its values leave SyncRoot's tables: the head and the persisted
+/// contact keep a placeholder address, the history keeps which fields changed but not their
+/// values, the links forget what the records held, remembered API answers and dead letters
+/// about it go.
+pub async fn erase(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
+        return Ok(Applied::Skipped(
+            "no contact is linked to the erased record",
+        ));
+    };
+    let Some(head) = heads::lock(&mut tx, id).await? else {
+        return Ok(Applied::Skipped("the linked contact does not exist"));
+    };
+    let doc = ContactFields::erased(id);
+    if head.doc == doc {
+        return Ok(Applied::Unchanged);
+    }
+    let now = Utc::now();
+    let why = format!(
+        "record {remote_id} was erased in {} (privacy deletion); the contact's values are removed",
+        ctx.crm
+    );
+    history::erase_values(&mut tx, id).await?;
+    links::erase_values(&mut tx, id).await?;
+    links::detach(&mut tx, ctx.crm, id, &why).await?;
+    idempotency::erase_contact(&mut tx, id).await?;
+    dead_letters::erase_contact(&mut tx, id).await?;
+    let next = Head {
+        seq: head.seq + 1,
+        doc,
+        created_at: head.created_at,
+        deleted_at: Some(head.deleted_at.unwrap_or(now)),
+        stamps: Stamps::default(),
+        accepted_at: now,
+    };
+    let note = VersionNote::new(ctx.origin(), &[], &[]).special("erase", &why);
+    accept(ctx, tx, id, &next, note).await?;
+    Ok(Applied::Erased(id))
+}
+
+/// Records merged in the CRM: `losers` were merged into `survivor`. Their contacts become one:
+/// the survivor's contact (or, if it has none, the first loser's, which takes the surviving
+/// record) absorbs the others, which are retired without touching any CRM. In each other CRM
+/// the absorbed contact's record is adopted where the survivor has none; where both have one,
+/// the absorbed one is detached and left for a person to merge there (never deleted, never
+/// guessed), and the history and the link say so. The surviving record's values are applied
+/// afterwards like any change (the caller reads it).
+pub async fn merge(
+    ctx: &Ctx<'_>,
+    survivor: &str,
+    losers: &[String],
+) -> Result<Vec<Applied>, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    let mut contacts: Vec<ContactId> = Vec::new();
+    for remote_id in std::iter::once(survivor).chain(losers.iter().map(String::as_str)) {
+        if let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await?
+            && !contacts.contains(&id)
+        {
+            contacts.push(id);
+        }
+    }
+    let Some((&keep, absorbed)) = contacts.split_first() else {
+        return Ok(vec![Applied::Skipped(
+            "no contact is linked to the merged records",
+        )]);
+    };
+    // Heads are locked in id order, so two merges never wait on each other in a cycle.
+    let mut order = contacts.clone();
+    order.sort_by_key(|c| c.0);
+    let mut heads_by_id = Vec::new();
+    for id in order {
+        match heads::lock(&mut tx, id).await? {
+            Some(h) if h.deleted_at.is_none() => heads_by_id.push((id, h)),
+            _ => {}
+        }
+    }
+    let Some(keep_head) = heads_by_id
+        .iter()
+        .find(|(id, _)| *id == keep)
+        .map(|(_, h)| h.clone())
+    else {
+        return Ok(vec![Applied::Skipped(
+            "the surviving record's contact was deleted in SyncRoot",
+        )]);
+    };
+    let mut outcomes = Vec::new();
+    let mut kept_records: Vec<(Crm, String)> = links::records_of(&mut tx, keep).await?;
+    let mut adopted: Vec<Crm> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for (id, head) in heads_by_id
+        .into_iter()
+        .filter(|(id, _)| absorbed.contains(id))
+    {
+        let mut flagged = Vec::new();
+        for (crm, record) in links::records_of(&mut tx, id).await? {
+            if crm == ctx.crm {
+                continue;
+            }
+            match kept_records.iter().find(|(c, _)| *c == crm) {
+                None => {
+                    links::adopt(&mut tx, crm, keep, &record, keep_head.seq).await?;
+                    notes.push(format!("took over {crm} record {record}"));
+                    kept_records.push((crm, record));
+                    adopted.push(crm);
+                }
+                Some((_, theirs)) if *theirs == record => {}
+                Some((_, theirs)) => flagged.push(format!(
+                    "{crm} record {record} of merged contact {id} awaits a merge by hand into {crm} record {theirs}"
+                )),
+            }
+        }
+        let why = format!(
+            "merged into contact {keep} because {} merged their records",
+            ctx.crm
+        );
+        for crm in Crm::ALL {
+            let detail = flagged
+                .iter()
+                .find(|f| f.starts_with(crm.as_str()))
+                .cloned()
+                .unwrap_or_else(|| why.clone());
+            links::detach(&mut tx, crm, id, &detail).await?;
+        }
+        let remark = std::iter::once(why.clone())
+            .chain(flagged.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let now = Utc::now();
+        let next = Head {
+            seq: head.seq + 1,
+            deleted_at: Some(now),
+            accepted_at: now,
+            ..head
+        };
+        let message_id = Uuid::new_v4();
+        let note = VersionNote::new(ctx.origin(), &[], &[]).special("merge", &remark);
+        heads::advance(&mut tx, id, &next, message_id, &note).await?;
+        let draft = Draft {
+            id,
+            seq: next.seq,
+            op: ChangeOp::Delete,
+            origin: ctx.origin(),
+            accepted_at: now,
+            created_at: next.created_at,
+            contact: next.doc.clone(),
+        };
+        // Published inside the transaction, confirmed before the commit (like `intake`).
+        ctx.publisher
+            .publish_change(&draft.into_change(message_id))
+            .await?;
+        notes.push(format!("absorbed contact {id}"));
+        notes.extend(flagged);
+        outcomes.push(Applied::MergedAway(id));
+    }
+    let remark = format!(
+        "{} merged records {} into {survivor}: {}",
+        ctx.crm,
+        losers.join(", "),
+        notes.join("; ")
+    );
+    let event = history::Event {
+        version: keep_head.seq,
+        origin: ctx.origin(),
+        operation: "merge",
+        conflicts: &[],
+        note: Some(&remark),
+    };
+    history::record(&mut tx, keep, &event).await?;
+    // The surviving record is now the kept contact's record in this CRM.
+    links::relink(&mut tx, ctx.crm, keep, survivor).await?;
+    // Confirmed before the commit: once a link is stale, a task is on its way.
+    for crm in adopted {
+        ctx.publisher
+            .publish_delivery(&DeliveryTask::new(keep, keep_head.seq, crm))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// The contact a record belongs to: its link, the SyncRoot id it carries, or its e-mail.
@@ -227,7 +462,14 @@ async fn update(
     links::observe(&mut tx, ctx.crm, id, &seen).await?;
     if merged.changes.is_empty() {
         if !merged.conflicts.is_empty() {
-            history::record_kept(&mut tx, id, head.seq, ctx.origin(), &merged.conflicts).await?;
+            let kept = history::Event {
+                version: head.seq,
+                origin: ctx.origin(),
+                operation: "kept",
+                conflicts: &merged.conflicts,
+                note: None,
+            };
+            history::record(&mut tx, id, &kept).await?;
         }
         if stale {
             // Confirmed before the commit: once the link says "stale", a task is on its way.
@@ -249,23 +491,8 @@ async fn update(
         stamps: merged.stamps,
         accepted_at: Utc::now(),
     };
-    let note = VersionNote {
-        origin: ctx.origin(),
-        changes: &merged.changes,
-        conflicts: &merged.conflicts,
-    };
-    let message_id = Uuid::new_v4();
-    heads::advance(&mut tx, id, &next, message_id, &note).await?;
-    let draft = Draft {
-        id,
-        seq: next.seq,
-        op: ChangeOp::Upsert,
-        origin: ctx.origin(),
-        accepted_at: next.accepted_at,
-        created_at: head.created_at,
-        contact: merged.doc,
-    };
-    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    let note = VersionNote::new(ctx.origin(), &merged.changes, &merged.conflicts);
+    accept(ctx, tx, id, &next, note).await?;
     Ok(Applied::Updated(next.seq))
 }
 
@@ -291,11 +518,7 @@ async fn create(
         },
     );
     let changes = merge::changes(None, &doc);
-    let note = VersionNote {
-        origin: ctx.origin(),
-        changes: &changes,
-        conflicts: &[],
-    };
+    let note = VersionNote::new(ctx.origin(), &changes, &[]);
     let message_id = Uuid::new_v4();
     heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
     let seen = Observed {

@@ -13,18 +13,21 @@
 //! trouble holds the batch and tries again (every step is idempotent); a batch this build
 //! cannot read, or that Postgres refuses, is dead-lettered.
 //!
-//! Deletions (and privacy deletions) made in a CRM follow the configured policy: `ignore` keeps
-//! the contact and its other records (the next change SyncRoot delivers recreates the deleted
-//! record), `propagate` deletes the contact, and so its records in the other CRMs. Merges are
-//! recognised and logged, not yet applied.
+//! Deletions made in a CRM follow the configured policy: `mark` (the default) keeps the contact
+//! and detaches the deleted record (SyncRoot stops writing it there until it is restored),
+//! `propagate` deletes the contact, and so its records in the other CRMs, and `ignore` keeps
+//! the contact (the next change SyncRoot delivers recreates the record). A privacy deletion
+//! erases the contact (`apply::erase`) unless configured to count as a deletion. A merge
+//! merges the records' contacts (`apply::merge`) and then reads the surviving record.
 
 mod apply;
 pub mod poll;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::settle;
 use crate::domain::ContactFields;
-use crate::domain::inbound::{EventKind, InboundBatch};
+use crate::domain::inbound::{DeletePolicy, EventKind, InboundBatch, PrivacyPolicy};
 use crate::domain::merge::Policy;
 use crate::providers::{CrmClient, ProviderError};
 use crate::queue::publisher::Publisher;
@@ -48,8 +51,10 @@ pub struct InboundWorker<C: CrmClient> {
     /// Publishes new versions and corrections (its own connection, confirm mode).
     pub publisher: Publisher,
     pub policy: Policy,
-    /// Delete the contact when its record is deleted in the CRM.
-    pub propagate_deletes: bool,
+    /// What a record deleted in the CRM does to its contact.
+    pub deletes: DeletePolicy,
+    /// What a privacy deletion in the CRM does.
+    pub privacy: PrivacyPolicy,
 }
 
 /// Batches a worker holds unacknowledged.
@@ -164,34 +169,48 @@ impl<C: CrmClient> InboundWorker<C> {
         let seen = inbound::seen(&self.db, crm, &keys).await?;
         let mut tally = Tally::default();
         // Per changed record, the latest time an event reports for it.
-        let mut changed: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
-        let mut deleted: BTreeMap<String, chrono::DateTime<chrono::Utc>> = BTreeMap::new();
+        let mut changed: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut deleted: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        let mut erased: BTreeSet<String> = BTreeSet::new();
+        let mut merges: Vec<(String, Vec<String>)> = Vec::new();
+        let note = |map: &mut BTreeMap<String, DateTime<Utc>>, id: &str, at: DateTime<Utc>| {
+            let t = map.entry(id.to_owned()).or_insert(at);
+            *t = (*t).max(at);
+        };
         for e in &batch.events {
             if e.ours {
                 tally.ours += 1;
-            } else if seen.contains(&e.key) {
+                continue;
+            }
+            if seen.contains(&e.key) {
                 tally.repeated += 1;
-            } else {
-                match &e.kind {
-                    EventKind::Changed => {
-                        let at = changed.entry(e.remote_id.clone()).or_insert(e.occurred_at);
-                        *at = (*at).max(e.occurred_at);
-                    }
-                    EventKind::Deleted | EventKind::PrivacyDeletion if self.propagate_deletes => {
-                        let at = deleted.entry(e.remote_id.clone()).or_insert(e.occurred_at);
-                        *at = (*at).max(e.occurred_at);
-                    }
-                    kind => {
-                        tracing::info!(%crm, record = %e.remote_id, ?kind, "a deletion or merge made in the CRM is not applied (policy)");
-                        tally.unhandled += 1;
-                    }
+                continue;
+            }
+            match (&e.kind, self.privacy) {
+                (EventKind::Changed, _) => note(&mut changed, &e.remote_id, e.occurred_at),
+                (EventKind::PrivacyDeletion, PrivacyPolicy::Erase) => {
+                    erased.insert(e.remote_id.clone());
+                }
+                (EventKind::Deleted | EventKind::PrivacyDeletion, _)
+                    if self.deletes != DeletePolicy::Ignore =>
+                {
+                    note(&mut deleted, &e.remote_id, e.occurred_at)
+                }
+                (EventKind::Deleted | EventKind::PrivacyDeletion, _) => {
+                    tracing::info!(%crm, record = %e.remote_id, "a deletion made in the CRM is ignored (policy)");
+                    tally.unhandled += 1;
+                }
+                (EventKind::Merged { merged_ids }, _) => {
+                    merges.push((e.remote_id.clone(), merged_ids.clone()));
+                    // The surviving record holds the merged values: read it.
+                    note(&mut changed, &e.remote_id, e.occurred_at);
                 }
             }
         }
         // A record deleted and restored (or changed and deleted) within one batch: the latest
-        // event decides.
-        deleted.retain(|id, at| changed.get(id).is_none_or(|c| c <= at));
-        changed.retain(|id, at| deleted.get(id).is_none_or(|d| d < at));
+        // event decides. An erasure is final.
+        deleted.retain(|id, at| changed.get(id).is_none_or(|c| c <= at) && !erased.contains(id));
+        changed.retain(|id, at| deleted.get(id).is_none_or(|d| d < at) && !erased.contains(id));
         let project = |c: &ContactFields| self.client.project(c);
         let ctx = apply::Ctx {
             db: &self.db,
@@ -200,6 +219,11 @@ impl<C: CrmClient> InboundWorker<C> {
             policy: &self.policy,
             project: &project,
         };
+        for (survivor, losers) in &merges {
+            tally
+                .outcomes
+                .extend(apply::merge(&ctx, survivor, losers).await?);
+        }
         let ids: Vec<String> = changed.keys().cloned().collect();
         if !ids.is_empty() {
             let mut records = self.client.fetch(&ids).await?;
@@ -220,8 +244,15 @@ impl<C: CrmClient> InboundWorker<C> {
                 tally.outcomes.push(outcome);
             }
         }
-        for remote_id in deleted.keys() {
-            tally.outcomes.push(apply::delete(&ctx, remote_id).await?);
+        for (remote_id, at) in &deleted {
+            let outcome = match self.deletes {
+                DeletePolicy::Propagate => apply::delete(&ctx, remote_id).await?,
+                _ => apply::detach_deleted(&ctx, remote_id, *at).await?,
+            };
+            tally.outcomes.push(outcome);
+        }
+        for remote_id in &erased {
+            tally.outcomes.push(apply::erase(&ctx, remote_id).await?);
         }
         inbound::remember(&self.db, crm, &keys).await?;
         Ok(tally)

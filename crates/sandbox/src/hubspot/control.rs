@@ -27,6 +27,8 @@ pub fn routes() -> Router<AppState> {
         .route("/__sandbox/state", get(dump_state))
         .route("/__sandbox/reset", post(reset))
         .route("/__sandbox/ui/contacts", post(ui_create))
+        .route("/__sandbox/ui/contacts/merge", post(ui_merge))
+        .route("/__sandbox/ui/contacts/{id}/gdpr-delete", post(ui_erase))
         .route(
             "/__sandbox/ui/contacts/{id}",
             patch(ui_update).delete(ui_archive),
@@ -85,6 +87,55 @@ async fn ui_archive(
 ) -> Result<StatusCode, ApiError> {
     let change = lock(&state.store)
         .archive(id, Utc::now())
+        .ok_or_else(ApiError::not_found)?;
+    state.committed(1, &[change], ChangeSource::CrmUi);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `{"primaryObjectId": …, "objectIdToMerge": …}`, the body of HubSpot's merge endpoint.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MergeIn {
+    #[serde(deserialize_with = "id_from_string_or_number")]
+    primary_object_id: u64,
+    #[serde(deserialize_with = "id_from_string_or_number")]
+    object_id_to_merge: u64,
+}
+
+/// HubSpot's API takes ids as strings; numbers are accepted too.
+fn id_from_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| serde::de::Error::custom("not an id")),
+        _ => Err(serde::de::Error::custom("an id is a string or a number")),
+    }
+}
+
+/// A person merges two contacts in HubSpot; answers the merged record.
+async fn ui_merge(
+    State(state): State<AppState>,
+    HubJson(body): HubJson<MergeIn>,
+) -> Result<Response, ApiError> {
+    let written =
+        lock(&state.store).merge(body.primary_object_id, body.object_id_to_merge, Utc::now())?;
+    state.committed(1, &written.changes, ChangeSource::CrmUi);
+    Ok(Json(contact_out(
+        &written.contact,
+        &Selection::All,
+        &state.schema,
+    ))
+    .into_response())
+}
+
+/// A person erases a contact for privacy (GDPR delete): gone for good, not archived.
+async fn ui_erase(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    let change = lock(&state.store)
+        .erase(id, Utc::now())
         .ok_or_else(ApiError::not_found)?;
     state.committed(1, &[change], ChangeSource::CrmUi);
     Ok(StatusCode::NO_CONTENT)

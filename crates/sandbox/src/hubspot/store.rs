@@ -31,8 +31,18 @@ pub struct Contact {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChangeKind {
     Created,
-    PropertyChanged { name: String, value: String },
+    PropertyChanged {
+        name: String,
+        value: String,
+    },
     Deleted,
+    /// Erased for good (GDPR delete): not even archived.
+    PrivacyDeleted,
+    /// Others merged into this record; `moved` properties it took from them.
+    Merged {
+        merged_ids: Vec<u64>,
+        moved: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -256,6 +266,75 @@ impl Store {
         self.unindex(id);
         self.put(next);
         Some(change(id, ChangeKind::Deleted, now))
+    }
+
+    /// Merges `loser` into `primary`, as HubSpot's merge does: the primary keeps its id and
+    /// its values and takes the loser's values for properties it leaves empty (unique ones
+    /// excepted); the loser is archived.
+    pub fn merge(
+        &mut self,
+        primary: u64,
+        loser: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Written, WriteError> {
+        let live = |id: u64| {
+            self.records
+                .get(&id)
+                .filter(|c| c.archived_at.is_none())
+                .cloned()
+                .ok_or_else(|| WriteError::NotFound(id.to_string()))
+        };
+        let (current, other) = (live(primary)?, live(loser)?);
+        if primary == loser {
+            return Err(WriteError::NotFound(loser.to_string()));
+        }
+        let mut next = current.clone();
+        let mut moved = 0;
+        for (name, value) in &other.properties {
+            let system = matches!(
+                name.as_str(),
+                "hs_object_id" | "createdate" | "lastmodifieddate"
+            );
+            let unique = self.unique_props.iter().any(|p| p == name);
+            if !system && !unique && !next.properties.contains_key(name) {
+                next.properties.insert(name.clone(), value.clone());
+                moved += 1;
+            }
+        }
+        next.updated_at = now;
+        next.properties
+            .insert("lastmodifieddate".into(), format_timestamp(now));
+        let mut archived = other.clone();
+        archived.archived_at = Some(now);
+        archived.updated_at = now;
+        self.record_prior(loser, Some(other));
+        self.unindex(loser);
+        self.put(archived);
+        self.record_prior(primary, Some(current));
+        self.unindex(primary);
+        self.put(next.clone());
+        let kind = ChangeKind::Merged {
+            merged_ids: vec![loser],
+            moved,
+        };
+        Ok(Written {
+            contact: next,
+            changes: vec![change(primary, kind, now)],
+            touched: Vec::new(),
+        })
+    }
+
+    /// Erases a contact for good (GDPR delete); `None` when there was no such live contact.
+    pub fn erase(&mut self, id: u64, now: DateTime<Utc>) -> Option<Change> {
+        let current = self
+            .records
+            .get(&id)
+            .filter(|c| c.archived_at.is_none())?
+            .clone();
+        self.record_prior(id, Some(current));
+        self.unindex(id);
+        self.records.remove(&id);
+        Some(change(id, ChangeKind::PrivacyDeleted, now))
     }
 
     fn check_unique(

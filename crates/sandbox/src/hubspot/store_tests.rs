@@ -121,3 +121,63 @@ fn custom_unique_property_is_enforced_and_looked_up() {
         Err(WriteError::NotIdProperty(_))
     ));
 }
+
+#[test]
+fn a_merge_keeps_the_primary_fills_its_gaps_and_archives_the_other() {
+    let mut s = store();
+    let a = create(&mut s, &[("email", "a@example.com"), ("firstname", "Ada")]).unwrap();
+    let b = create(
+        &mut s,
+        &[
+            ("email", "b@example.com"),
+            ("firstname", "Augusta"),
+            ("jobtitle", "Countess"),
+        ],
+    )
+    .unwrap();
+    let (a, b) = (a.contact.id, b.contact.id);
+    let w = s.merge(a, b, Utc::now()).unwrap();
+    assert_eq!(
+        w.contact.properties["firstname"], "Ada",
+        "the primary's value stays"
+    );
+    assert_eq!(
+        w.contact.properties["jobtitle"], "Countess",
+        "a gap is filled"
+    );
+    assert_eq!(w.contact.properties["email"], "a@example.com");
+    assert_eq!(
+        w.changes[0].kind,
+        ChangeKind::Merged {
+            merged_ids: vec![b],
+            moved: 1
+        }
+    );
+    assert!(s.find(None, &b.to_string(), false).unwrap().is_none());
+    assert!(s.find(None, &b.to_string(), true).unwrap().is_some());
+    // The merged-away address is free again; merging with an archived record is refused.
+    assert!(create(&mut s, &[("email", "b@example.com")]).is_ok());
+    assert!(matches!(
+        s.merge(a, b, Utc::now()),
+        Err(WriteError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.merge(a, a, Utc::now()),
+        Err(WriteError::NotFound(_))
+    ));
+}
+
+#[test]
+fn an_erased_contact_is_gone_for_good() {
+    let mut s = store();
+    let id = create(&mut s, &[("email", "gdpr@example.com")])
+        .unwrap()
+        .contact
+        .id;
+    let change = s.erase(id, Utc::now()).unwrap();
+    assert_eq!(change.kind, ChangeKind::PrivacyDeleted);
+    assert!(s.find(None, &id.to_string(), false).unwrap().is_none());
+    assert!(s.find(None, &id.to_string(), true).unwrap().is_none());
+    assert!(s.all().all(|c| c.id != id));
+    assert!(s.erase(id, Utc::now()).is_none());
+}

@@ -1,9 +1,9 @@
 //! Webhook events: turns store [`Change`]s into HubSpot's event objects and hands them to
 //! the delivery task, which batches, signs and retries them (see `delivery`).
 //!
-//! It models one app with subscriptions to `contact.creation`, `contact.deletion` and
-//! `contact.propertyChange` for every property; it does not serve HubSpot's subscription
-//! management API.
+//! It models one app with subscriptions to `contact.creation`, `contact.deletion`,
+//! `contact.privacyDeletion`, `contact.merge` and `contact.propertyChange` for every property;
+//! it does not serve HubSpot's subscription management API.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +49,16 @@ pub struct WebhookEvent {
     /// `NEW` on creation events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_flag: Option<&'static str>,
+    /// Merge events: the surviving record, the records merged into it, the id the merged
+    /// record goes by (the primary's here) and how many property values it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_object_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_object_ids: Option<Vec<u64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_object_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_properties_moved: Option<usize>,
 }
 
 /// Delivery imperfections a test can ask for (see `faults`).
@@ -86,6 +96,8 @@ pub struct Identity {
 /// property, derived from its name so it is stable across runs.
 const CREATION_SUBSCRIPTION: u64 = 1001;
 const DELETION_SUBSCRIPTION: u64 = 1002;
+const PRIVACY_DELETION_SUBSCRIPTION: u64 = 1003;
+const MERGE_SUBSCRIPTION: u64 = 1004;
 
 pub struct Emitter {
     tx: mpsc::UnboundedSender<Command>,
@@ -163,6 +175,14 @@ impl Emitter {
                 Some("NEW"),
             ),
             ChangeKind::Deleted => ("contact.deletion", DELETION_SUBSCRIPTION, None, None, None),
+            ChangeKind::PrivacyDeleted => (
+                "contact.privacyDeletion",
+                PRIVACY_DELETION_SUBSCRIPTION,
+                None,
+                None,
+                None,
+            ),
+            ChangeKind::Merged { .. } => ("contact.merge", MERGE_SUBSCRIPTION, None, None, None),
             ChangeKind::PropertyChanged { name, value } => (
                 "contact.propertyChange",
                 property_subscription_id(name),
@@ -175,7 +195,7 @@ impl Emitter {
             ChangeSource::Integration => ("INTEGRATION", self.identity.app_id.to_string()),
             ChangeSource::CrmUi => ("CRM_UI", format!("userId:{}", self.identity.ui_user_id)),
         };
-        WebhookEvent {
+        let mut event = WebhookEvent {
             event_id: self.next_event_id.fetch_add(1, Ordering::Relaxed),
             subscription_id,
             portal_id: self.identity.portal_id,
@@ -189,7 +209,18 @@ impl Emitter {
             change_source,
             source_id,
             change_flag: flag,
+            primary_object_id: None,
+            merged_object_ids: None,
+            new_object_id: None,
+            number_of_properties_moved: None,
+        };
+        if let ChangeKind::Merged { merged_ids, moved } = &change.kind {
+            event.primary_object_id = Some(change.object_id);
+            event.merged_object_ids = Some(merged_ids.clone());
+            event.new_object_id = Some(change.object_id);
+            event.number_of_properties_moved = Some(*moved);
         }
+        event
     }
 }
 

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::counters::Counters;
-use super::errors::SfErrors;
+use super::errors::{SfError, SfErrors};
 use super::faults::FaultsPatch;
 use super::sobjects::contact_key;
 use super::state::{Sandbox, lock};
@@ -36,6 +36,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/__sandbox/state", get(state))
         .route("/__sandbox/reset", post(reset))
         .route("/__sandbox/ui/contacts", post(ui_create))
+        .route("/__sandbox/ui/contacts/merge", post(ui_merge))
         .route(
             "/__sandbox/ui/contacts/{id}",
             patch(ui_update).delete(ui_delete),
@@ -107,6 +108,43 @@ async fn ui_update(State(sb): Shared, Path(id): Path<String>, body: Bytes) -> Re
         let actor = sb.ui_actor();
         let change = sb.write_one(|store, undo| store.update(&key, fields, &actor, undo))?;
         let rec = record::render(&change.record, &sb.schema, &sb.default_version, None);
+        Ok(wire::json(StatusCode::OK, &rec))
+    })();
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /__sandbox/ui/contacts/merge` `{"masterRecordId": …, "recordIds": [one or two]}`: a
+/// person merges duplicates in Lightning. Answers the master record as it now is.
+async fn ui_merge(State(sb): Shared, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Merge {
+        master_record_id: String,
+        record_ids: Vec<String>,
+    }
+    let result = (|| -> Result<Response, SfErrors> {
+        let m: Merge = parse(&body).map_err(|e| SfErrors::from(SfError::json_parser(&e)))?;
+        let master = contact_key(&m.master_record_id)?;
+        let losers = m
+            .record_ids
+            .iter()
+            .map(|id| contact_key(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let actor = sb.ui_actor();
+        let mut store = lock(&sb.store);
+        let mut undo = super::store::Undo::default();
+        let changes = match store.merge(&master, &losers, &actor, &mut undo) {
+            Ok(changes) => changes,
+            Err(e) => {
+                store.rollback(undo);
+                return Err(e.into());
+            }
+        };
+        sb.commit(&changes);
+        let super::store::Lookup::Live(c) = store.lookup(&master) else {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        };
+        let rec = record::render(c, &sb.schema, &sb.default_version, None);
         Ok(wire::json(StatusCode::OK, &rec))
     })();
     result.unwrap_or_else(IntoResponse::into_response)

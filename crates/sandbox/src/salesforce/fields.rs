@@ -71,6 +71,15 @@ const STANDARD: &[(&str, &str, Kind, bool)] = &[
         },
         true,
     ),
+    (
+        "MasterRecordId",
+        "Master Record ID",
+        Kind::Reference {
+            prefix: ids::CONTACT_PREFIX,
+            label: "Contact",
+        },
+        false,
+    ),
     ("LastName", "Last Name", Kind::Text(80), true),
     ("FirstName", "First Name", Kind::Text(40), true),
     ("Name", "Full Name", Kind::FullName, false),

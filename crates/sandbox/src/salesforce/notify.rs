@@ -183,6 +183,10 @@ fn event_fields(ch: &Change, schema: &Schema) -> Vec<String> {
             names
         }
         ChangeType::Update => ch.changed_fields.clone(),
+        // The losing side of a merge names the record it was merged into.
+        ChangeType::Delete if ch.record.values.contains_key("MasterRecordId") => {
+            vec!["MasterRecordId".to_string()]
+        }
         ChangeType::Delete => Vec::new(),
     }
 }

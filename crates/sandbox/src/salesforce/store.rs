@@ -231,6 +231,57 @@ impl Store {
         ))
     }
 
+    /// Merges `losers` into `master`, as a person does in Lightning (at most two others, as
+    /// Salesforce allows): the master keeps its values and takes the losers' values for fields
+    /// it leaves empty (the external id excepted: it stays unique); each loser goes to the
+    /// recycle bin with `MasterRecordId` set. The changes: the master's update (if any field
+    /// was taken), then one delete per loser.
+    pub fn merge(
+        &mut self,
+        master: &str,
+        losers: &[String],
+        actor: &Actor,
+        undo: &mut Undo,
+    ) -> Result<Vec<Change>, SfError> {
+        if losers.is_empty() || losers.len() > 2 {
+            return Err(SfError::new(
+                ErrorCode::InvalidField,
+                "a merge takes a master record and one or two others",
+            ));
+        }
+        let master_record = self.live(master)?.clone();
+        let mut fill: Vec<(String, Value)> = Vec::new();
+        for key in losers {
+            if key[..15] == master[..15] {
+                return Err(SfError::new(
+                    ErrorCode::InvalidField,
+                    "a record cannot be merged into itself",
+                ));
+            }
+            for (name, value) in &self.live(key)?.values {
+                let taken =
+                    master_record.values.contains_key(name) || fill.iter().any(|(n, _)| n == name);
+                if !taken && *name != self.external_field && name != "MasterRecordId" {
+                    fill.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        if !fill.is_empty() {
+            changes.push(self.update(master, fill, actor, undo)?);
+        }
+        for key in losers {
+            let mut change = self.delete(key, actor, undo)?;
+            change.record.values.insert(
+                "MasterRecordId".into(),
+                Value::String(master_record.id.clone()),
+            );
+            self.put(change.record.clone());
+            changes.push(change);
+        }
+        Ok(changes)
+    }
+
     /// Restores every record touched under `undo` to its prior version, newest change first.
     pub fn rollback(&mut self, undo: Undo) {
         for (key, prior) in undo.0.into_iter().rev() {
@@ -419,5 +470,42 @@ mod tests {
             panic!("record missing")
         };
         assert_eq!(c.values.get("Title"), Some(&json!("Eng")));
+    }
+
+    #[test]
+    fn a_merge_fills_the_masters_gaps_and_recycles_the_others_naming_the_master() {
+        let mut s = Store::new("Ext__c");
+        let mut undo = Undo::default();
+        let mut make =
+            |v: &[(&str, &str)]| s.create(fields(v), &actor(), &mut undo).unwrap().record.id;
+        let master = make(&[("LastName", "Hopper"), ("Ext__c", "m")]);
+        let loser = make(&[("LastName", "Hopper"), ("Phone", "555"), ("Ext__c", "l")]);
+        let (mk, lk) = (master[..15].to_string(), loser[..15].to_string());
+        let changes = s
+            .merge(
+                &mk,
+                std::slice::from_ref(&lk),
+                &actor(),
+                &mut Undo::default(),
+            )
+            .unwrap();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].change_type, ChangeType::Update);
+        assert_eq!(changes[0].record.values["Phone"], json!("555"));
+        assert_eq!(
+            changes[0].record.values["Ext__c"],
+            json!("m"),
+            "the external id stays"
+        );
+        assert_eq!(changes[1].change_type, ChangeType::Delete);
+        assert_eq!(changes[1].record.values["MasterRecordId"], json!(master));
+        assert!(matches!(s.lookup(&lk), Lookup::Deleted));
+        let refused = s.merge(
+            &mk,
+            std::slice::from_ref(&mk),
+            &actor(),
+            &mut Undo::default(),
+        );
+        assert_eq!(refused.unwrap_err().code, ErrorCode::InvalidField);
     }
 }
