@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: bench chaos convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: bench chaos chart convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start the CRM sandboxes (127.0.0.1:8091, :8092) and SyncRoot all-in-one (API, workers)
 ## on 127.0.0.1:8080; Ctrl-C stops both
@@ -10,8 +10,8 @@ run: services
 	bash scripts/run.sh target/release
 
 ## test: the whole test suite (unit, black-box, OpenAPI drift, sandbox conformance with the
-## vendors' own clients, schemathesis fuzzing)
-test: services unit conformance schemathesis
+## vendors' own clients, schemathesis fuzzing, the Helm chart check)
+test: services unit conformance schemathesis chart
 
 ## services: install and start Postgres and RabbitMQ if needed
 services:
@@ -25,6 +25,12 @@ conformance:
 
 schemathesis:
 	bash scripts/schemathesis.sh
+
+## chart: the Helm chart check (lint, render every scenario under Helm 4 and 3, validate the
+## manifests, refuse invalid values, compare with golden renders, SYNCROOT_* names). After a
+## deliberate template change: UPDATE_GOLDEN=1 make chart
+chart:
+	bash scripts/chart-check.sh
 
 ## sandbox: run only the local HubSpot (127.0.0.1:8091) and Salesforce (127.0.0.1:8092) sandboxes
 sandbox:

@@ -48,10 +48,19 @@ pub enum Command {
     /// Print the OpenAPI document.
     Openapi,
     /// Print the effective configuration and where each value came from (secrets redacted).
-    Config,
+    Config(ConfigArgs),
     /// Inspect, replay and discard dead letters through the admin API of a running SyncRoot.
     ///
     /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
     /// otherwise.
     Dlq(Box<dlq::DlqArgs>),
+}
+
+/// Options of `syncroot config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// Print only the name of every environment variable SyncRoot reads, one a line (for
+    /// deployment tooling that checks what it sets).
+    #[arg(long)]
+    pub keys: bool,
 }

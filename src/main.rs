@@ -25,7 +25,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", syncroot::api::openapi_pretty());
             return Ok(());
         }
-        Command::Config => {
+        Command::Config(args) if args.keys => {
+            for name in config::env_names() {
+                println!("{name}");
+            }
+            return Ok(());
+        }
+        Command::Config(_) => {
             print!(
                 "{}",
                 config::describe(&config::gather_process(cli.config.as_deref()))
@@ -81,7 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app::run_all(&cfg, shutdown::on_signal()).await
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
-        Command::Openapi | Command::Config => Ok(()),
+        Command::Openapi | Command::Config(_) => Ok(()),
     }
 }
 

@@ -158,8 +158,8 @@ fn toml_scalar(v: &toml::Value) -> Option<String> {
 }
 
 fn env_names() -> String {
-    KEYS.iter()
-        .map(|k| format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()))
+    super::env_names()
+        .filter(|name| name != CONFIG_FILE_ENV)
         .collect::<Vec<_>>()
         .join(", ")
 }

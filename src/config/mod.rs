@@ -182,6 +182,14 @@ pub fn gather_process(file: Option<&Path>) -> Layers {
     Layers::gather(file.as_deref(), std::env::vars())
 }
 
+/// Every environment variable SyncRoot reads: one per key (`SYNCROOT_` and the key's name
+/// upper-cased), then `SYNCROOT_CONFIG`.
+pub fn env_names() -> impl Iterator<Item = String> {
+    KEYS.iter()
+        .map(|k| format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()))
+        .chain(std::iter::once(CONFIG_FILE_ENV.to_owned()))
+}
+
 /// Renders the effective configuration with its origins; secrets are redacted.
 pub fn describe(layers: &Layers) -> String {
     let mut out = String::new();
@@ -331,5 +339,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("SYNCROOT_ALERT_URL"), "{text}");
+    }
+
+    #[test]
+    fn every_listed_variable_is_one_the_environment_layer_takes() {
+        let names: Vec<String> = env_names().collect();
+        assert_eq!(names.len(), KEYS.len() + 1);
+        assert!(names.contains(&"SYNCROOT_API_KEYS".to_owned()));
+        assert_eq!(names.last().map(String::as_str), Some(CONFIG_FILE_ENV));
+        // Each key's variable, set to its own default, is accepted (no unknown setting).
+        let env = KEYS
+            .iter()
+            .zip(&names)
+            .map(|(k, name)| (name.clone(), k.default.to_owned()))
+            .collect::<Vec<_>>();
+        let layers = Layers::gather(None, env);
+        assert!(layers.errors.is_empty(), "{:?}", layers.errors);
     }
 }

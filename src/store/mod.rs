@@ -31,6 +31,11 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 }
 
 /// Creates the database named in the URL if it does not exist yet, then applies migrations.
+///
+/// Safe to run several times at once (a Helm hook Job beside an all-in-one process, two
+/// rollouts): a database another run created first counts as created, and the migrator holds
+/// a Postgres advisory lock on the database while it applies migrations, so the second run
+/// waits, then finds nothing left to apply.
 pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let url = cfg.url.expose();
@@ -38,11 +43,18 @@ pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<()> {
         .await
         .context("checking whether the database exists")?
     {
-        sqlx::Postgres::create_database(url)
-            .await
-            .context("creating the database")?;
-        tracing::info!("created database");
+        match sqlx::Postgres::create_database(url).await {
+            Ok(()) => tracing::info!("created database"),
+            // Another run created it since we looked: Postgres answers 42P04 duplicate_database,
+            // or, when both CREATEs overlap, a unique violation on pg_database's name index.
+            Err(e) if sqlx::Postgres::database_exists(url).await.unwrap_or(false) => {
+                tracing::info!(error = %e, "database created concurrently by another run");
+            }
+            Err(e) => return Err(e).context("creating the database"),
+        }
     }
+    // `Migrator::run` takes `pg_advisory_lock` (keyed by the database name) unless locking is
+    // turned off (tests/it/migrate.rs checks it is on).
     let pool = connect_lazy(cfg)?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
     pool.close().await;

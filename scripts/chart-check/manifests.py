@@ -1,0 +1,105 @@
+"""Helpers of scripts/chart-check.sh that read rendered manifests and the chart's files.
+
+  split RENDER OUTDIR       core.yaml (for kubernetes-validate) and crs.json (Prometheus
+                            Operator resources, for validate-crs.mjs) from one render
+  env-names RENDER...       every SYNCROOT_* variable the renders set (ConfigMap keys
+                            loaded through envFrom, and container env), one a line
+  schema-names SCHEMA       SYNCROOT_<NAME> of every setting values.schema.json accepts
+                            under `config`
+  metrics CONTRACT FILE...  every syncroot_* metric FILE reads is one CONTRACT lists
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+CR_GROUP = "monitoring.coreos.com/"
+ENV_NAME = re.compile(r"^SYNCROOT_[A-Z0-9_]+$")
+
+
+def docs(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+
+
+def split(render, outdir):
+    core, crs = [], []
+    for d in docs(render):
+        if "apiVersion" not in d or "kind" not in d:
+            sys.exit(f"{render}: a manifest without apiVersion or kind: {d}")
+        (crs if d["apiVersion"].startswith(CR_GROUP) else core).append(d)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "core.yaml").write_text(yaml.safe_dump_all(core, sort_keys=False))
+    (out / "crs.json").write_text(json.dumps(crs))
+    print(f"{len(core)} core {len(crs)} operator")
+
+
+def pod_specs(d):
+    spec = d.get("spec", {})
+    if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        yield spec["template"]["spec"]
+    elif d["kind"] == "CronJob":
+        yield spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif d["kind"] == "Pod":
+        yield spec
+
+
+def env_names(renders):
+    names = set()
+    for render in renders:
+        all_docs = docs(render)
+        config_maps = {d["metadata"]["name"]: d for d in all_docs if d["kind"] == "ConfigMap"}
+        for d in all_docs:
+            for pod in pod_specs(d):
+                for c in pod.get("initContainers", []) + pod.get("containers", []):
+                    names.update(e["name"] for e in c.get("env", []))
+                    for src in c.get("envFrom", []):
+                        ref = src.get("configMapRef")
+                        if ref:
+                            names.update(config_maps[ref["name"]].get("data", {}))
+    for n in sorted(n for n in names if n.startswith("SYNCROOT")):
+        print(n)
+
+
+def schema_names(schema):
+    props = json.loads(Path(schema).read_text())["properties"]["config"]["properties"]
+    for name in sorted(props):
+        print(f"SYNCROOT_{name.upper()}")
+
+
+def metrics(contract, files):
+    # The contract is the template's opening comment.
+    head = Path(contract).read_text().split("*/")[0]
+    listed = set(re.findall(r"\b(syncroot_[a-z0-9_]+)\{", head))
+    if not listed:
+        sys.exit(f"{contract}: no metric listed")
+    missing = set()
+    for f in files:
+        for m in re.findall(r"\b(syncroot_[a-z0-9_]+)", Path(f).read_text()):
+            base = re.sub(r"_(bucket|sum|count)$", "", m)
+            if m not in listed and base not in listed:
+                missing.add(f"{f}: {m}")
+    if missing:
+        sys.exit("metrics not in the contract of " + contract + ":\n  " + "\n  ".join(sorted(missing)))
+    print(f"{len(listed)} metrics in the contract; every one read is listed")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "split":
+        split(*args)
+    elif cmd == "env-names":
+        env_names(args)
+    elif cmd == "schema-names":
+        schema_names(*args)
+    elif cmd == "metrics":
+        metrics(args[0], args[1:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
