@@ -38,11 +38,13 @@ sandbox:
 
 ## chaos: SyncRoot as separate processes under load while processes are SIGKILLed, RabbitMQ
 ## and Postgres restart and the CRM sandboxes fail; then checks nothing was lost or duplicated.
+## Then a long two-way convergence run (`make convergence`, random seed printed).
 ## Restarts the shared services: run it alone. Knobs: CHAOS_SEED, CHAOS_LOAD_SECS, CHAOS_RATE…
-## (tests/chaos/main.rs). Leaves the services running.
+## (tests/chaos/main.rs), CONVERGENCE_SEED, CONVERGENCE_OPS. Leaves the services running.
 chaos: services
 	cargo build -p syncroot-sandbox
 	cargo test --test chaos; status=$$?; bash scripts/services.sh; exit $$status
+	$(MAKE) convergence
 
 ## convergence: a long two-way convergence run (API and both CRMs' UIs editing the same contacts,
 ## webhooks shuffled, duplicated and held back) with a random seed it prints; CONVERGENCE_SEED
