@@ -27,6 +27,8 @@ pub struct Opts {
     pub quota_backlog: usize,
     /// Measure only the accept rate (`BENCH_ONLY=accept`).
     pub only_accept: bool,
+    /// Measure only two-way sync (`BENCH_ONLY=two-way`).
+    pub only_two_way: bool,
 }
 
 impl Opts {
@@ -45,6 +47,7 @@ impl Opts {
             light_seconds: get("BENCH_LIGHT_SECONDS", 10),
             quota_backlog: get("BENCH_QUOTA_BACKLOG", 30_000) as usize,
             only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
+            only_two_way: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "two-way"),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{Burst, Opts, Quota};
+use super::{Burst, Opts, Quota, TwoWay};
 
 /// Median and range of repeated measurements.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -54,6 +54,7 @@ pub struct Report {
     pub burst: Burst,
     pub burst_unbatched: Burst,
     pub quota: Quota,
+    pub two_way: TwoWay,
     pub peak_rss_mb: f64,
 }
 
@@ -192,6 +193,17 @@ impl Report {
             "  calls/s (allowance 10/s), 429s",
             format!("{:.2}, {}", q.calls_per_sec, q.rate_limited),
             "0 429s".into(),
+        );
+        let t = &self.two_way;
+        row(
+            "two-way: UI edit in one CRM → in the other, p50 / p99 ms",
+            format!("{:.0} / {:.0}", t.arrival_p50_ms, t.arrival_p99_ms),
+            format!("{} edits", t.edits),
+        );
+        row(
+            "  CRM calls per edit (reads included), echo writes",
+            format!("{:.1}, {}", t.calls_per_edit, t.echo_writes),
+            "0 echo writes".into(),
         );
         row(
             "SyncRoot process peak memory, MB",
