@@ -186,6 +186,16 @@ pub const KEYS: &[Key] = &[
         "Salesforce user id SyncRoot writes as: change events committed by it are SyncRoot's own writes",
     ),
     key(
+        "salesforce_org_id",
+        "",
+        "Organization Id (00D…, 15 or 18 characters) of the Salesforce org whose Outbound Messages are accepted (docs/salesforce-outbound-messages.md); empty: the Outbound Message receiver is off (404)",
+    ),
+    secret(
+        "salesforce_outbound_token",
+        "",
+        "secret last path segment of the Outbound Message receiver, /webhooks/salesforce/outbound/{token} (at least 16 letters, digits, - or _); empty: the receiver is /webhooks/salesforce/outbound",
+    ),
+    key(
         "webhook_window_secs",
         "300",
         "largest difference between a webhook's signed timestamp and the clock, in seconds (older or newer: 401)",
@@ -298,3 +308,35 @@ pub const KEYS: &[Key] = &[
     ),
     key("log_format", "text", "`text` or `json`"),
 ];
+
+/// The README's configuration table: one row per key, in [`KEYS`] order.
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "(empty)"
+        } else {
+            k.default
+        };
+        out.push_str(&format!(
+            "| `SYNCROOT_{}` | `{default}` | {} |\n",
+            k.name.to_ascii_uppercase(),
+            k.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    /// The README's table is this one; on failure, paste the printed table over it.
+    #[test]
+    fn the_readme_configuration_table_matches_keys() {
+        let table = super::markdown_table();
+        let readme = include_str!("../../README.md");
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table is out of date; replace it with:\n{table}"
+        );
+    }
+}
