@@ -309,30 +309,31 @@ pub const KEYS: &[Key] = &[
     key("log_format", "text", "`text` or `json`"),
 ];
 
-/// The README's configuration table: one row per key, in [`KEYS`] order.
-pub fn markdown_table() -> String {
-    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
-    for k in KEYS {
-        let default = if k.default.is_empty() {
-            "(empty)"
-        } else {
-            k.default
-        };
-        out.push_str(&format!(
-            "| `SYNCROOT_{}` | `{default}` | {} |\n",
-            k.name.to_ascii_uppercase(),
-            k.help
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
+    use super::KEYS;
+
+    /// The README's configuration table: one row per key, in [`KEYS`] order.
+    fn markdown_table() -> String {
+        let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+        for k in KEYS {
+            let default = if k.default.is_empty() {
+                "(empty)"
+            } else {
+                k.default
+            };
+            out.push_str(&format!(
+                "| `SYNCROOT_{}` | `{default}` | {} |\n",
+                k.name.to_ascii_uppercase(),
+                k.help
+            ));
+        }
+        out
+    }
     /// The README's table is this one; on failure, paste the printed table over it.
     #[test]
     fn the_readme_configuration_table_matches_keys() {
-        let table = super::markdown_table();
+        let table = markdown_table();
         let readme = include_str!("../../README.md");
         assert!(
             readme.contains(&table),
