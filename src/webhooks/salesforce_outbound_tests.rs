@@ -193,3 +193,12 @@ fn the_ack_and_a_fault_are_soap_envelopes() {
             .contains("notifications")
     );
 }
+
+#[test]
+fn the_ack_is_the_fixture_the_conformance_run_reads_with_python() {
+    // tests/conformance/test_salesforce_outbound.py checks this file with xml.etree.
+    assert_eq!(
+        ACK,
+        include_str!("../../tests/fixtures/salesforce/outbound/ack.xml")
+    );
+}

@@ -13,5 +13,6 @@ mod failures;
 mod hubspot_client;
 mod openapi;
 mod ordering;
+mod outbound_message;
 mod salesforce_client;
 mod two_way;
