@@ -72,8 +72,14 @@ async fn outbound_messages_carry_the_org_and_are_redelivered_until_acknowledged(
         .await;
     assert_eq!(target["org_id"], "00D8d0000000001EAA");
     let refused = h
-        .control(Method::PUT, "outbound-message", json!({"fields": ["Nope"]}))
-        .await;
+        .http
+        .put(format!("{}/__sandbox/outbound-message", h.base))
+        .json(&json!({"fields": ["Nope"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
     assert_eq!(refused["problems"], json!(["Nope is not a Contact field"]));
 
     let id = h.create(contact("Lovelace", "ada@example.com")).await;
