@@ -163,7 +163,7 @@ pub fn events(msg: &Message, integration_user: &str, received_at: DateTime<Utc>)
         };
         let occurred_at = time("LastModifiedDate")
             .or_else(|| time("SystemModstamp"))
-            .unwrap_or(received_at);
+            .map_or(received_at, |t| latest_within_second(t, received_at));
         let ours = n
             .fields
             .get("LastModifiedById")
@@ -177,6 +177,20 @@ pub fn events(msg: &Message, integration_user: &str, received_at: DateTime<Utc>)
         });
     }
     out
+}
+
+/// The latest moment a change stamped `t` can have happened. Salesforce stores date-times to
+/// the second (`…:05.000Z`), so the change happened within the second that follows, and before
+/// the message arrived. The conflict policy compares this with other sources' millisecond
+/// times: the start of the second would make an edit lose to an API write it followed within
+/// the same second. A stamp with milliseconds is taken as it is.
+fn latest_within_second(t: DateTime<Utc>, received_at: DateTime<Utc>) -> DateTime<Utc> {
+    if t.timestamp_subsec_millis() != 0 {
+        return t;
+    }
+    (t + chrono::Duration::milliseconds(999))
+        .min(received_at)
+        .max(t)
 }
 
 /// Whether two Salesforce ids name the same thing: an 18-character id is its 15-character,

@@ -67,12 +67,13 @@ fn contact_notifications_become_changed_events() {
             false
         )
     );
-    // LastModifiedDate wins over SystemModstamp when both are sent.
-    assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-05T09:00:00+00:00");
+    // LastModifiedDate wins over SystemModstamp when both are sent; a whole-second stamp
+    // stands for the end of its second.
+    assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-05T09:00:00.999+00:00");
     // Modified by the integration user: SyncRoot's own write. Only SystemModstamp was sent.
     let e = &p.events[1];
     assert!(e.ours);
-    assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-05T09:05:00+00:00");
+    assert_eq!(e.occurred_at.to_rfc3339(), "2024-03-05T09:05:00.999+00:00");
 }
 
 #[test]
@@ -94,6 +95,17 @@ fn without_dates_the_receipt_time_is_used_and_a_15_character_user_id_matches() {
     assert_eq!(p.events[0].occurred_at, received());
     assert!(p.events[0].ours);
     assert!(!p.events[1].ours);
+}
+
+#[test]
+fn a_whole_second_stamp_is_never_later_than_the_receipt() {
+    let t = DateTime::parse_from_rfc3339("2024-03-05T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let soon = t + chrono::Duration::milliseconds(300);
+    assert_eq!(latest_within_second(t, soon), soon);
+    let precise = t + chrono::Duration::milliseconds(12);
+    assert_eq!(latest_within_second(precise, received()), precise);
 }
 
 #[test]
