@@ -102,23 +102,29 @@ def test_the_sandbox_sends_wsdl_envelopes_and_accepts_an_independent_ack():
         before = control.get(f"{BASE_URL}/__sandbox/counters").json()
         created = control.post(f"{BASE_URL}/__sandbox/ui/contacts",
                                json={"LastName": "Etree", "Email": "etree@example.com"}).json()
-        content_type, body = Receiver.bodies.get(timeout=10)
-        assert content_type.startswith("text/xml")
-        n = notifications(ET.fromstring(body))
-        assert n.findtext(f"{{{OM}}}OrganizationId") == SANDBOX_ORG
-        [note] = n.findall(f"{{{OM}}}Notification")
-        assert note.findtext(f"{{{OM}}}Id").startswith("04l")
-        obj = note.find(f"{{{OM}}}sObject")
-        assert obj.get(f"{{{XSI}}}type") == "sf:Contact"
-        assert [c.tag for c in obj] == [f"{{{SF}}}Id", f"{{{SF}}}Email", f"{{{SF}}}LastModifiedDate"]
-        assert obj.findtext(f"{{{SF}}}Id") == created["id"]
-        assert obj.findtext(f"{{{SF}}}Email") == "etree@example.com"
+        # Writes of earlier tests may share the message (up to 100 notifications each).
+        ours, messages = None, 0
+        while ours is None:
+            content_type, body = Receiver.bodies.get(timeout=10)
+            messages += 1
+            assert content_type.startswith("text/xml")
+            n = notifications(ET.fromstring(body))
+            assert n.findtext(f"{{{OM}}}OrganizationId") == SANDBOX_ORG
+            for note in n.findall(f"{{{OM}}}Notification"):
+                assert note.findtext(f"{{{OM}}}Id").startswith("04l")
+                obj = note.find(f"{{{OM}}}sObject")
+                assert obj.get(f"{{{XSI}}}type") == "sf:Contact"
+                if obj.findtext(f"{{{SF}}}Id") == created["id"]:
+                    ours = obj
+        assert [c.tag for c in ours] == [f"{{{SF}}}Id", f"{{{SF}}}Email", f"{{{SF}}}LastModifiedDate"]
+        assert ours.findtext(f"{{{SF}}}Email") == "etree@example.com"
         for _ in range(100):
             after = control.get(f"{BASE_URL}/__sandbox/counters").json()
-            if after["outbound_messages_sent"] > before["outbound_messages_sent"]:
+            if after["outbound_messages_sent"] >= before["outbound_messages_sent"] + messages:
                 break
             time.sleep(0.05)
-        assert after["outbound_messages_sent"] == before["outbound_messages_sent"] + 1
+        # Every message was acknowledged by the Ack built here: none failed.
+        assert after["outbound_messages_sent"] >= before["outbound_messages_sent"] + messages
         assert after["outbound_message_failures"] == before["outbound_message_failures"]
     finally:
         control.put(f"{BASE_URL}/__sandbox/outbound-message", json={"url": None})
