@@ -284,3 +284,35 @@ async fn outbound_messages_from_another_org_or_at_a_wrong_path_are_refused_and_q
     assert_eq!(synced(&app, &c, 2).await["job_title"], "Refused");
     assert_eq!(outbound_keys(&app).await, vec!["om:04l8d00000000C3AAA"]);
 }
+
+#[tokio::test]
+async fn with_the_broker_down_an_outbound_message_gets_a_503_fault_so_salesforce_redelivers() {
+    let proxy = syncroot_testkit::proxy::Proxy::start("127.0.0.1:5672").await;
+    let env = [
+        ("SYNCROOT_CRMS", "salesforce"),
+        ("SYNCROOT_SALESFORCE_ORG_ID", SANDBOX_ORG),
+    ];
+    let app = TestApp::spawn_with(Options {
+        amqp_url: Some(format!("amqp://guest:guest@{}/%2f", proxy.addr)),
+        extra_env: env.map(|(k, v)| (k.to_owned(), v.to_owned())).to_vec(),
+        ..Options::default()
+    })
+    .await;
+    app.wait_ready().await;
+    let path = "/webhooks/salesforce/outbound";
+    let msg = message(SANDBOX_ORG, "04l8d00000000D1AAA", "0038d0000000001AAA");
+    assert_eq!(post(&app, path, &msg).await.0, 200);
+
+    proxy.take_down();
+    let (kind, body) = eventually("outbound messages to be refused", || async {
+        let (status, kind, body) = post(&app, path, &msg).await;
+        (status == 503).then_some((kind, body))
+    })
+    .await;
+    assert_eq!(kind, "text/xml; charset=utf-8");
+    assert!(
+        body.contains("<faultcode>soapenv:Server</faultcode>"),
+        "{body}"
+    );
+    proxy.bring_up();
+}
