@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proves the sandboxes speak the vendors' wire protocols: starts `syncroot-sandbox` on free
 # ports and drives it with the vendors' own Python clients (tests/conformance/):
-# hubspot-api-client (HubSpot's official SDK) and simple-salesforce.
+# hubspot-api-client (HubSpot's official SDK) and simple-salesforce; and reads Salesforce
+# Outbound Messages (the sandbox's, a documented fixture, SyncRoot's Ack) with Python's xml.etree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

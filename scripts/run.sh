@@ -2,7 +2,9 @@
 # `make run`: the CRM sandboxes in the background, then SyncRoot all-in-one delivering to them
 # (its defaults name the sandboxes' addresses and credentials). The sandboxes' webhooks point at
 # SyncRoot's receivers, signed with secrets SyncRoot is given here, so a change made through a
-# sandbox's UI routes (/__sandbox/ui/contacts) comes back. Ctrl-C stops both.
+# sandbox's UI routes (/__sandbox/ui/contacts) comes back. SyncRoot also accepts the Salesforce
+# sandbox's Outbound Messages (its fixed org id), which the sandbox sends once told where
+# (docs/salesforce-outbound-messages.md, "The sandbox"). Ctrl-C stops both.
 # Usage: scripts/run.sh <directory holding syncroot and syncroot-sandbox>
 set -euo pipefail
 bin="${1:-target/release}"
@@ -28,4 +30,5 @@ done
 SYNCROOT_HUBSPOT_WEBHOOK_SECRETS="${SYNCROOT_HUBSPOT_WEBHOOK_SECRETS:-$hubspot_secret}" \
 SYNCROOT_SALESFORCE_WEBHOOK_SECRETS="${SYNCROOT_SALESFORCE_WEBHOOK_SECRETS:-$salesforce_secret}" \
 SYNCROOT_HUBSPOT_APP_ID="${SYNCROOT_HUBSPOT_APP_ID:-1160452}" \
+SYNCROOT_SALESFORCE_ORG_ID="${SYNCROOT_SALESFORCE_ORG_ID:-00D8d0000000001EAA}" \
   "$bin/syncroot" all

@@ -21,7 +21,10 @@ log=$(mktemp)
 export SYNCROOT_API_LISTEN="127.0.0.1:$port" SYNCROOT_API_KEYS="$key" SYNCROOT_ADMIN_KEYS="$admin_key" \
   SYNCROOT_DATABASE_URL="postgres://postgres@127.0.0.1:5432/syncroot_$tag" \
   SYNCROOT_QUEUE_PREFIX="$tag" SYNCROOT_QUEUE_SHARDS=2 SYNCROOT_LOG=warn \
-  SYNCROOT_HUBSPOT_BASE_URL="$hubspot" SYNCROOT_SALESFORCE_LOGIN_URL="$salesforce"
+  SYNCROOT_HUBSPOT_BASE_URL="$hubspot" SYNCROOT_SALESFORCE_LOGIN_URL="$salesforce" \
+  SYNCROOT_SALESFORCE_ORG_ID=00D8d0000000001EAA
+# With an org id (and no path token), /webhooks/salesforce/outbound parses what it is sent, so
+# the fuzzer reaches the XML parser; /webhooks/salesforce/outbound/{token} answers 404.
 "$bin" all >"$log" 2>&1 &
 pid=$!
 cleanup() {

@@ -12,6 +12,7 @@ pub mod dlq;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod outbound_message;
 pub mod problem;
 pub mod schema;
 pub mod webhooks;
@@ -61,7 +62,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
-        (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature (no API key)"),
+        (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature, or for Salesforce Outbound Messages by org id and secret path (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
 )]
@@ -108,7 +109,9 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
         ));
     let receivers = OpenApiRouter::new()
         .routes(routes!(webhooks::hubspot))
-        .routes(routes!(webhooks::salesforce));
+        .routes(routes!(webhooks::salesforce))
+        .routes(routes!(outbound_message::receive))
+        .routes(routes!(outbound_message::receive_with_token));
     let operations = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

@@ -1,4 +1,5 @@
 //! `POST /webhooks/hubspot` and `POST /webhooks/salesforce`: the CRMs' change notifications.
+//! (Salesforce Outbound Messages, SOAP, are in `outbound_message`; they share [`publish`].)
 //!
 //! ```text
 //! raw body ──▶ verify the signature and timestamp (webhooks::verify) ──401──▶ nothing changes
@@ -129,7 +130,7 @@ pub async fn salesforce(
     queue(&state, InboundBatch::new(Crm::Salesforce, parsed.events)).await
 }
 
-fn enabled(state: &AppState, crm: Crm) -> Result<(), ApiError> {
+pub(super) fn enabled(state: &AppState, crm: Crm) -> Result<(), ApiError> {
     if state.crms.contains(&crm) {
         Ok(())
     } else {
@@ -140,17 +141,30 @@ fn enabled(state: &AppState, crm: Crm) -> Result<(), ApiError> {
 }
 
 async fn queue(state: &AppState, batch: InboundBatch) -> Result<StatusCode, ApiError> {
-    if batch.events.is_empty() {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    state.publisher.publish_inbound(&batch).await.map_err(|e| {
-        tracing::warn!(error = %e, crm = %batch.crm, "webhook batch not confirmed by the broker");
+    publish(state, &batch).await.map_err(|Unconfirmed| {
         ApiError::Unavailable(
             "the message broker did not confirm the events; nothing was queued, retry shortly"
                 .into(),
         )
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The broker did not confirm a webhook batch (it was logged); the sender must retry.
+#[derive(Debug)]
+pub(super) struct Unconfirmed;
+
+/// Publishes a receiver's batch to its CRM's webhook queue and waits for the broker's confirm:
+/// the one path every receiver takes (each renders the outcome in its CRM's terms). An empty
+/// batch is not published.
+pub(super) async fn publish(state: &AppState, batch: &InboundBatch) -> Result<(), Unconfirmed> {
+    if batch.events.is_empty() {
+        return Ok(());
+    }
+    state.publisher.publish_inbound(batch).await.map_err(|e| {
+        tracing::warn!(error = %e, crm = %batch.crm, "webhook batch not confirmed by the broker");
+        Unconfirmed
+    })
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {

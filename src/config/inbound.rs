@@ -42,6 +42,8 @@ impl Parser<'_> {
                 .raw("salesforce_integration_user_id")
                 .trim()
                 .to_owned(),
+            salesforce_org_id: self.org_id(),
+            salesforce_outbound_token: self.outbound_token(),
             window: Duration::from_secs(self.ranged("webhook_window_secs", 10, 3600)),
             policy: Policy {
                 owners: self.owners(),
@@ -54,6 +56,41 @@ impl Parser<'_> {
                 secs => Some(Duration::from_secs(secs)),
             },
         }
+    }
+
+    /// Empty, or a Salesforce Organization Id.
+    fn org_id(&mut self) -> String {
+        let id = self.raw("salesforce_org_id").trim().to_owned();
+        let valid = matches!(id.len(), 15 | 18)
+            && id.starts_with("00D")
+            && id.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !id.is_empty() && !valid {
+            self.fail(
+                "salesforce_org_id",
+                "must be an Organization Id: 00D followed by 12 or 15 letters and digits".into(),
+            );
+        }
+        id
+    }
+
+    /// A path segment long enough not to be guessed, in characters that need no escaping.
+    fn outbound_token(&mut self) -> Option<Secret> {
+        let token = self.raw("salesforce_outbound_token").trim().to_owned();
+        if token.is_empty() {
+            return None;
+        }
+        let valid = token.len() >= 16
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            // The value is secret: the problem never repeats it.
+            self.fail(
+                "salesforce_outbound_token",
+                "must be at least 16 letters, digits, - or _".into(),
+            );
+        }
+        Some(Secret::new(token))
     }
 
     fn deletes(&mut self) -> DeletePolicy {
@@ -142,5 +179,54 @@ impl Parser<'_> {
             );
         }
         order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Layers;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<crate::config::Config, String> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Layers::gather(None, env.collect::<Vec<_>>())
+            .parse()
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_outbound_message_receiver_is_off_by_default() {
+        let cfg = parse(&[]).unwrap();
+        assert!(cfg.inbound.salesforce_org_id.is_empty());
+        assert!(cfg.inbound.salesforce_outbound_token.is_none());
+    }
+
+    #[test]
+    fn org_id_and_token_are_checked_and_the_token_is_never_repeated() {
+        let cfg = parse(&[
+            ("SYNCROOT_SALESFORCE_ORG_ID", "00D5e000000KQ2eEAG"),
+            (
+                "SYNCROOT_SALESFORCE_OUTBOUND_TOKEN",
+                "Tok_0123456789-abcdef",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(cfg.inbound.salesforce_org_id, "00D5e000000KQ2eEAG");
+        assert!(!format!("{cfg:?}").contains("Tok_0123456789-abcdef"));
+        for (org, token) in [
+            ("001000000000001", "short"),
+            ("00D5e000000KQ2e!", "has/slash-0123456789"),
+        ] {
+            let errs = parse(&[
+                ("SYNCROOT_SALESFORCE_ORG_ID", org),
+                ("SYNCROOT_SALESFORCE_OUTBOUND_TOKEN", token),
+            ])
+            .unwrap_err();
+            assert!(errs.contains("SYNCROOT_SALESFORCE_ORG_ID"), "{errs}");
+            assert!(
+                errs.contains("SYNCROOT_SALESFORCE_OUTBOUND_TOKEN"),
+                "{errs}"
+            );
+            assert!(!errs.contains(token), "{errs}");
+        }
     }
 }

@@ -186,6 +186,16 @@ pub const KEYS: &[Key] = &[
         "Salesforce user id SyncRoot writes as: change events committed by it are SyncRoot's own writes",
     ),
     key(
+        "salesforce_org_id",
+        "",
+        "Organization Id (00D…, 15 or 18 characters) of the Salesforce org whose Outbound Messages are accepted (docs/salesforce-outbound-messages.md); empty: the Outbound Message receiver is off (404)",
+    ),
+    secret(
+        "salesforce_outbound_token",
+        "",
+        "secret last path segment of the Outbound Message receiver, /webhooks/salesforce/outbound/{token} (at least 16 letters, digits, - or _); empty: the receiver is /webhooks/salesforce/outbound",
+    ),
+    key(
         "webhook_window_secs",
         "300",
         "largest difference between a webhook's signed timestamp and the clock, in seconds (older or newer: 401)",

@@ -58,6 +58,11 @@ pub struct InboundConfig {
     /// Salesforce user id SyncRoot writes as: events it committed are SyncRoot's own. Empty:
     /// not used.
     pub salesforce_integration_user: String,
+    /// The org whose Outbound Messages are accepted (compared by its 15-character form);
+    /// empty: the Outbound Message receiver is off.
+    pub salesforce_org_id: String,
+    /// Secret last path segment of the Outbound Message receiver; `None`: no segment.
+    pub salesforce_outbound_token: Option<Secret>,
     /// Largest difference between a webhook's timestamp and the clock.
     pub window: std::time::Duration,
     pub policy: crate::domain::merge::Policy,

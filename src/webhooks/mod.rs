@@ -4,4 +4,5 @@
 
 pub mod hubspot;
 pub mod salesforce;
+pub mod salesforce_outbound;
 pub mod verify;

@@ -298,6 +298,16 @@ fn hex_value(digit: u8) -> Option<u8> {
         .and_then(|v| u8::try_from(v).ok())
 }
 
+/// Whether a secret path segment (Salesforce Outbound Messages carry no signature; a secret
+/// in their endpoint URL stands in for one) is the configured one. Both sides are hashed
+/// first, so the comparison takes the same time whatever the presented length and however
+/// much of it matches.
+pub fn path_token_matches(configured: &Secret, presented: &str) -> bool {
+    let want = Sha256::digest(configured.expose().as_bytes());
+    let got = Sha256::digest(presented.as_bytes());
+    !configured.expose().is_empty() && bool::from(want.ct_eq(&got))
+}
+
 #[cfg(test)]
 #[path = "verify_tests.rs"]
 mod tests;

@@ -775,3 +775,18 @@ fn every_python_sync_vector_is_accepted_and_a_one_byte_tamper_is_not() {
         assert_eq!(got, mismatch, "{name}: secret");
     }
 }
+
+#[test]
+fn a_path_token_matches_only_itself() {
+    let token = Secret::new("Tok_0123456789-abcdef");
+    assert!(path_token_matches(&token, "Tok_0123456789-abcdef"));
+    for wrong in [
+        "",
+        "Tok_0123456789-abcdeF",
+        "Tok_0123456789-abcde",
+        "Tok_0123456789-abcdefg",
+    ] {
+        assert!(!path_token_matches(&token, wrong), "{wrong}");
+    }
+    assert!(!path_token_matches(&Secret::new(""), ""));
+}

@@ -14,5 +14,6 @@ mod hubspot_client;
 mod migrate;
 mod openapi;
 mod ordering;
+mod outbound_message;
 mod salesforce_client;
 mod two_way;

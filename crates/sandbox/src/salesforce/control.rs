@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
 //! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
-//! webhook, read counters.
+//! webhook and the Outbound Message endpoint, read counters.
 //!
 //! These routes need no token, are not counted and are never faulted. Paths and shapes are
 //! shared with the HubSpot sandbox so one test harness drives both. What it is not: anything
@@ -25,7 +25,7 @@ use super::sobjects::contact_key;
 use super::state::{Sandbox, lock};
 use super::validation::ValidationRules;
 use super::wire::Ordered;
-use super::{jwt, record, wire};
+use super::{jwt, outbound_message as om, record, wire};
 use crate::kit::control;
 
 type Shared = State<Arc<Sandbox>>;
@@ -49,6 +49,10 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/__sandbox/limits", get(limits).put(put_limits))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
         .route("/__sandbox/webhook", get(webhook).put(put_webhook))
+        .route(
+            "/__sandbox/outbound-message",
+            get(outbound_message).put(put_outbound_message),
+        )
         .route("/__sandbox/jwt", put(put_jwt))
         .route("/__sandbox/counters", get(counters))
         .route("/__sandbox/counters/reset", post(reset_counters))
@@ -260,6 +264,57 @@ async fn put_webhook(State(sb): Shared, body: Bytes) -> Response {
     sb.outbox.set_target(url, secret);
     let target = sb.outbox.target();
     control::webhook(target.url.as_deref(), &target.secret)
+}
+
+fn outbound_target(target: &om::Target) -> Response {
+    ok(json!({"url": target.url, "org_id": om::ORG_ID, "fields": target.fields}))
+}
+
+/// `GET /__sandbox/outbound-message`: where Outbound Messages go, the org id they carry and
+/// the fields they send.
+async fn outbound_message(State(sb): Shared) -> Response {
+    outbound_target(&sb.outbox.outbound_target())
+}
+
+/// `PUT /__sandbox/outbound-message` with `{"url": …, "fields": […]}`: either may be omitted;
+/// a null `url` stops Outbound Messages. Contact creates and updates are then also sent as
+/// Outbound Messages, whether or not the signed webhook is set.
+async fn put_outbound_message(State(sb): Shared, body: Bytes) -> Response {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TargetIn {
+        #[serde(default, deserialize_with = "present")]
+        url: Option<Option<String>>,
+        fields: Option<Vec<String>>,
+    }
+    /// A present `url` (null included) is `Some`; an absent one stays `None`.
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+    let input: TargetIn = match parse(&body) {
+        Ok(v) => v,
+        Err(e) => return control::problem(e),
+    };
+    let mut target = sb.outbox.outbound_target();
+    let mut problems = Vec::new();
+    match input.url {
+        Some(Some(u)) if url::Url::parse(&u).is_err() => {
+            problems.push(format!("url must be an absolute URL or null, got {u}"));
+        }
+        Some(u) => target.url = u,
+        None => {}
+    }
+    if let Some(fields) = input.fields {
+        match om::check_fields(&fields, &sb.schema) {
+            Ok(f) => target.fields = f,
+            Err(p) => problems.extend(p),
+        }
+    }
+    if !problems.is_empty() {
+        return control::problems(problems);
+    }
+    sb.outbox.set_outbound_target(target.clone());
+    outbound_target(&target)
 }
 
 /// `PUT /__sandbox/jwt` with `{"certificate_pem": "-----BEGIN CERTIFICATE-----…"}` (or null):

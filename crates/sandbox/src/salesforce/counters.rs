@@ -27,6 +27,12 @@ pub struct Counters {
     pub webhook_events_sent: u64,
     /// Webhook attempts that failed (non-2xx, timeout or connection error); each retry counts.
     pub webhook_failures: u64,
+    /// Outbound Messages answered with `<Ack>true</Ack>`.
+    pub outbound_messages_sent: u64,
+    /// Notifications inside those messages.
+    pub outbound_notifications_sent: u64,
+    /// Outbound Message attempts that failed (no Ack, non-2xx, timeout or connection error).
+    pub outbound_message_failures: u64,
 }
 
 impl Counters {
@@ -63,6 +69,9 @@ impl Counters {
             "webhooks_sent": self.webhooks_sent,
             "webhook_events_sent": self.webhook_events_sent,
             "webhook_failures": self.webhook_failures,
+            "outbound_messages_sent": self.outbound_messages_sent,
+            "outbound_notifications_sent": self.outbound_notifications_sent,
+            "outbound_message_failures": self.outbound_message_failures,
         })
     }
 }

@@ -33,6 +33,7 @@ mod jwt;
 mod limits;
 mod notifier;
 mod notify;
+mod outbound_message;
 mod query;
 mod record;
 mod routes;

@@ -23,6 +23,8 @@ use sha2::Sha256;
 use tokio::sync::{mpsc, watch};
 
 use super::fields::Schema;
+use super::ids;
+use super::outbound_message as om;
 use super::record::{self, Flavour};
 use super::state::lock;
 use super::store::{Change, ChangeType};
@@ -55,6 +57,8 @@ pub struct Target {
 pub struct Queued {
     generation: u64,
     pub(super) event: Value,
+    /// The same change as an Outbound Message notification (creates and updates only).
+    pub(super) notification: Option<om::Notification>,
 }
 
 /// The sending side, owned by the sandbox state.
@@ -62,11 +66,15 @@ pub struct Queued {
 pub struct Outbox {
     tx: mpsc::UnboundedSender<Queued>,
     target: Mutex<Target>,
+    /// Where Outbound Messages go (none by default).
+    outbound: Mutex<om::Target>,
     paused: watch::Sender<bool>,
     /// Bumped by `/__sandbox/reset` so that events queued before it are dropped.
     generation: AtomicU64,
     /// CDC `commitNumber`: one per committed transaction.
     commit_number: AtomicU64,
+    /// Numbers Outbound Message notification ids.
+    notification_number: AtomicU64,
 }
 
 impl Outbox {
@@ -76,9 +84,11 @@ impl Outbox {
         let outbox = Self {
             tx,
             target: Mutex::new(target),
+            outbound: Mutex::new(om::Target::default()),
             paused,
             generation: AtomicU64::new(0),
             commit_number: AtomicU64::new(0),
+            notification_number: AtomicU64::new(0),
         };
         (outbox, rx, paused_rx)
     }
@@ -90,9 +100,21 @@ impl Outbox {
         }
         let commit_number = self.commit_number.fetch_add(1, Ordering::Relaxed) + 1;
         let generation = self.generation.load(Ordering::Relaxed);
-        for event in events_for(changes, schema, commit_number) {
+        for (event, ch) in events_for(changes, schema, commit_number)
+            .into_iter()
+            .zip(changes)
+        {
+            // A Flow or workflow rule fires on create and edit, not on delete.
+            let notification = (ch.change_type != ChangeType::Delete).then(|| {
+                let n = self.notification_number.fetch_add(1, Ordering::Relaxed) + 1;
+                om::Notification::of(ids::mint(om::NOTIFICATION_PREFIX, n), &ch.record, schema)
+            });
             // A send error means the notifier has stopped (shutdown); nothing is left to notify.
-            let _ = self.tx.send(Queued { generation, event });
+            let _ = self.tx.send(Queued {
+                generation,
+                event,
+                notification,
+            });
         }
     }
 
@@ -108,6 +130,14 @@ impl Outbox {
         if let Some(secret) = secret {
             t.secret = secret;
         }
+    }
+
+    pub fn outbound_target(&self) -> om::Target {
+        lock(&self.outbound).clone()
+    }
+
+    pub fn set_outbound_target(&self, target: om::Target) {
+        *lock(&self.outbound) = target;
     }
 
     pub fn set_paused(&self, paused: bool) {

@@ -4,6 +4,7 @@
 mod auth_flows;
 mod faults_and_limits;
 mod notifications;
+mod outbound_messages;
 mod records;
 mod validation_rules;
 
