@@ -292,6 +292,31 @@ pub const KEYS: &[Key] = &[
         "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
     ),
     key(
+        "http_header_timeout_ms",
+        "10000",
+        "every listener (API, health probes): a connection must send a complete request head within this many ms of the server waiting for one, also between requests on a kept-alive connection; slower clients are disconnected",
+    ),
+    key(
+        "http_request_timeout_ms",
+        "30000",
+        "every listener: a request (its body read and its response produced) taking longer is answered 503",
+    ),
+    key(
+        "http_idle_timeout_ms",
+        "60000",
+        "every listener: a connection with nothing read or written for this many ms is closed (longer than http_request_timeout_ms)",
+    ),
+    key(
+        "http_max_connections",
+        "1024",
+        "every listener: most connections open at once; beyond it new connections wait to be accepted",
+    ),
+    key(
+        "http_max_in_flight",
+        "256",
+        "every listener: most requests handled at once; beyond it a request is answered 503 with Retry-After",
+    ),
+    key(
         "log",
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",

@@ -31,6 +31,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where worker processes serve their health probes, if anywhere.
     pub health_listen: Option<SocketAddr>,
+    /// Timeouts and caps of every HTTP listener (API and probes).
+    pub http: syncroot_serve::Limits,
     pub log: LogConfig,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
@@ -207,9 +209,37 @@ pub fn describe(layers: &Layers) -> String {
     out
 }
 
+/// The README's configuration table, one row per key (a unit test keeps README.md equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "(empty)"
+        } else {
+            k.default
+        };
+        out.push_str(&format!(
+            "| `{ENV_PREFIX}{}` | `{default}` | {} |\n",
+            k.name.to_ascii_uppercase(),
+            k.help
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_configuration_table_is_generated_from_keys() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table differs from KEYS; replace it with:\n\n{table}"
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

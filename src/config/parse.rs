@@ -276,6 +276,26 @@ impl Parser<'_> {
         tiers
     }
 
+    /// The listeners' bounds; the idle timeout must exceed the request timeout, or a slow but
+    /// legitimate request would lose its connection before it is answered.
+    pub(super) fn http_limits(&mut self) -> syncroot_serve::Limits {
+        let ms = |p: &mut Self, name: &str| Duration::from_millis(p.ranged(name, 100, 3_600_000));
+        let limits = syncroot_serve::Limits {
+            header_read_timeout: ms(self, "http_header_timeout_ms"),
+            request_timeout: ms(self, "http_request_timeout_ms"),
+            idle_timeout: ms(self, "http_idle_timeout_ms"),
+            max_connections: self.ranged("http_max_connections", 1, 1_000_000),
+            max_in_flight: self.ranged("http_max_in_flight", 1, 1_000_000),
+        };
+        if limits.idle_timeout <= limits.request_timeout {
+            self.fail(
+                "http_idle_timeout_ms",
+                "must be longer than http_request_timeout_ms".into(),
+            );
+        }
+        limits
+    }
+
     pub(super) fn dead_letter(&mut self) -> DeadLetterConfig {
         let retry_min = Duration::from_millis(self.ranged("dlq_retry_min_ms", 10, 86_400_000));
         let retry_max = Duration::from_millis(self.ranged("dlq_retry_max_ms", 10, 86_400_000));

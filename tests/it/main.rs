@@ -11,6 +11,7 @@ mod dlq_cli;
 mod dlq_replay;
 mod failures;
 mod hubspot_client;
+mod listeners;
 mod openapi;
 mod ordering;
 mod salesforce_client;
