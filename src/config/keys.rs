@@ -317,6 +317,21 @@ pub const KEYS: &[Key] = &[
         "every listener: most requests handled at once; beyond it a request is answered 503 with Retry-After",
     ),
     key(
+        "allow_insecure_broker",
+        "false",
+        "let a production role (api, forwarder, delivery, webhooks, dlq-worker) use RabbitMQ as guest:guest; for local testing only",
+    ),
+    key(
+        "allow_insecure_database",
+        "false",
+        "let a production role use a Postgres URL without a password; for local testing only",
+    ),
+    key(
+        "allow_insecure_crms",
+        "false",
+        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret); for local testing only",
+    ),
+    key(
         "log",
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",

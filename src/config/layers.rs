@@ -122,6 +122,11 @@ impl Layers {
             shutdown_grace: Duration::from_secs(p.ranged("shutdown_grace_secs", 1, 3600)),
             health_listen: p.optional_socket_addr("health_listen"),
             http: p.http_limits(),
+            insecure: InsecureAllowed {
+                broker: p.boolean("allow_insecure_broker"),
+                database: p.boolean("allow_insecure_database"),
+                crms: p.boolean("allow_insecure_crms"),
+            },
             log: LogConfig {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),

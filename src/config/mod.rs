@@ -18,8 +18,12 @@ mod inbound;
 mod keys;
 mod layers;
 mod parse;
+mod production;
 
 pub use keys::{KEYS, Key};
+pub use production::{
+    InsecureAllowed, Role, development_problems, is_loopback_url, production_problems, refusal,
+};
 
 /// The loaded configuration.
 #[derive(Clone, Debug)]
@@ -37,6 +41,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
+    /// Opt-outs of the production roles' refusals, for local testing.
+    pub insecure: InsecureAllowed,
 }
 
 /// Two-way sync: the webhook receivers and the conflict policy.

@@ -14,5 +14,6 @@ mod hubspot_client;
 mod listeners;
 mod openapi;
 mod ordering;
+mod production;
 mod salesforce_client;
 mod two_way;
