@@ -5,6 +5,7 @@
 mod broker;
 mod contacts_api;
 mod convergence;
+mod crm_transport;
 mod delivery;
 mod dlq_api;
 mod dlq_cli;
