@@ -164,6 +164,8 @@ pub enum Origin {
     Default,
     File(String),
     Env,
+    /// Read from the file `SYNCROOT_<KEY>_FILE` names (secret keys only).
+    EnvFile,
 }
 
 /// The merged raw values, before parsing.
@@ -206,6 +208,7 @@ pub fn describe(layers: &Layers) -> String {
             Origin::Default => "default".to_owned(),
             Origin::File(f) => f,
             Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
+            Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
         };
         out.push_str(&format!(
             "{:<28} = {:<40} # {from}: {}\n",
@@ -316,6 +319,86 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("0123456789abcdefXYZ"));
         assert!(!shown.contains("guest:guest"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_file_variables() {
+        let dir = std::env::temp_dir().join(format!("syncroot-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, "pat-na1-from-a-file\n").unwrap();
+        let path = dir.display().to_string();
+        let cfg = Layers::gather(None, env(&[("SYNCROOT_HUBSPOT_TOKEN_FILE", &path)]))
+            .parse()
+            .unwrap();
+        assert_eq!(cfg.delivery.hubspot.token.expose(), "pat-na1-from-a-file");
+        let layers = Layers::gather(None, env(&[("SYNCROOT_HUBSPOT_TOKEN_FILE", &path)]));
+        let shown = describe(&layers);
+        assert!(shown.contains("SYNCROOT_HUBSPOT_TOKEN_FILE"), "{shown}");
+        assert!(!shown.contains("from-a-file"), "{shown}");
+
+        let both = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_HUBSPOT_TOKEN_FILE", &path),
+                ("SYNCROOT_HUBSPOT_TOKEN", "direct"),
+            ]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("SYNCROOT_HUBSPOT_TOKEN is set too"), "{both}");
+        std::fs::remove_file(&dir).unwrap();
+
+        let missing = Layers::gather(
+            None,
+            env(&[("SYNCROOT_DATABASE_URL_FILE", "/nonexistent/db-url")]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains(
+                "SYNCROOT_DATABASE_URL_FILE: cannot read the secret file /nonexistent/db-url"
+            ),
+            "{missing}"
+        );
+        // Only secret keys have a _FILE variant.
+        let plain = Layers::gather(None, env(&[("SYNCROOT_LOG_FILE", &path)]))
+            .parse()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            plain.contains("SYNCROOT_LOG_FILE: unknown setting"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn bad_secret_values_are_never_echoed() {
+        const MARK: &str = "S3CRET-MARK";
+        let bad = format!("no good {MARK}");
+        let pairs: Vec<(String, String)> = KEYS
+            .iter()
+            .filter(|k| k.secret)
+            .map(|k| {
+                (
+                    format!("SYNCROOT_{}", k.name.to_ascii_uppercase()),
+                    bad.clone(),
+                )
+            })
+            .collect();
+        let errs = Layers::gather(None, pairs).parse().unwrap_err().to_string();
+        assert!(!errs.contains(MARK), "{errs}");
+        assert!(errs.contains("SYNCROOT_DATABASE_URL"), "{errs}");
+        // Nor does a broken config file quote the line holding one.
+        let file = std::env::temp_dir().join(format!("syncroot-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, format!("[api]\nkeys = \"{MARK}\n")).unwrap();
+        let errs = Layers::gather(Some(&file), env(&[]))
+            .parse()
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&file).unwrap();
+        assert!(errs.contains("not valid TOML at line 2"), "{errs}");
+        assert!(!errs.contains(MARK), "{errs}");
     }
 
     #[test]

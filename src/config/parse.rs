@@ -20,6 +20,9 @@ impl Parser<'_> {
     pub(super) fn fail(&mut self, name: &str, problem: String) {
         let shown = match self.layers.values.get(name) {
             Some((_, Origin::Env)) => format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()),
+            Some((_, Origin::EnvFile)) => {
+                format!("{ENV_PREFIX}{}_FILE", name.to_ascii_uppercase())
+            }
             Some((_, Origin::File(f))) => format!("{f}: {name}"),
             _ => name.to_owned(),
         };
