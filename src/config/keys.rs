@@ -70,6 +70,16 @@ pub const KEYS: &[Key] = &[
         "32",
         "size of each process's Postgres connection pool",
     ),
+    key(
+        "database_statement_timeout_ms",
+        "30000",
+        "Postgres statement_timeout of every pooled connection: a statement running longer is cancelled (0: none). Migrations run without it",
+    ),
+    key(
+        "database_lock_timeout_ms",
+        "10000",
+        "Postgres lock_timeout of every pooled connection: a statement waiting longer for a lock fails and is retried like other transient errors (0: none); longer than api_publish_timeout_ms, since a write holds its contact's row lock across the publisher confirm",
+    ),
     secret(
         "amqp_url",
         "amqp://guest:guest@127.0.0.1:5672/%2f",

@@ -120,6 +120,10 @@ pub struct ApiConfig {
 pub struct DatabaseConfig {
     pub url: Secret,
     pub max_connections: u32,
+    /// `statement_timeout` of the pool's connections (`None`: Postgres's, unlimited).
+    pub statement_timeout: Option<Duration>,
+    /// `lock_timeout` of the pool's connections (`None`: Postgres's, unlimited).
+    pub lock_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]

@@ -188,6 +188,12 @@ impl Parser<'_> {
         raw
     }
 
+    /// A duration in milliseconds where 0 means none.
+    pub(super) fn optional_ms(&mut self, name: &str) -> Option<Duration> {
+        let ms: u64 = self.ranged(name, 0, 86_400_000);
+        (ms > 0).then(|| Duration::from_millis(ms))
+    }
+
     pub(super) fn optional_socket_addr(&mut self, name: &str) -> Option<SocketAddr> {
         if self.raw(name).trim().is_empty() {
             return None;

@@ -6,6 +6,7 @@ mod broker;
 mod contacts_api;
 mod convergence;
 mod crm_transport;
+mod database;
 mod delivery;
 mod dlq_api;
 mod dlq_cli;
