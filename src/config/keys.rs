@@ -337,6 +337,11 @@ pub const KEYS: &[Key] = &[
         "let a production role use a Postgres URL without a password; for local testing only",
     ),
     key(
+        "allow_plaintext_database",
+        "false",
+        "let any process reach a Postgres that is not on loopback without TLS (sslmode other than require, verify-ca, verify-full); otherwise refused",
+    ),
+    key(
         "allow_insecure_crms",
         "false",
         "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret); for local testing only",

@@ -148,7 +148,7 @@ impl Layers {
                 ),
             },
             database: DatabaseConfig {
-                url: p.url("database_url", &["postgres", "postgresql"]),
+                url: p.database_url(),
                 max_connections: p.ranged("database_max_connections", 2, 1000),
                 statement_timeout: p.optional_ms("database_statement_timeout_ms"),
                 lock_timeout: p.optional_ms("database_lock_timeout_ms"),

@@ -406,6 +406,45 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_database_without_tls_is_refused_unless_allowed() {
+        let db = |url: &str, allow: &str| {
+            Layers::gather(
+                None,
+                env(&[
+                    ("SYNCROOT_DATABASE_URL", url),
+                    ("SYNCROOT_ALLOW_PLAINTEXT_DATABASE", allow),
+                ]),
+            )
+            .parse()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        for plain in [
+            "postgres://u:p@db.internal/x",
+            "postgres://u:p@db.internal/x?sslmode=prefer",
+            "postgres://u:p@10.0.0.5/x?sslmode=disable",
+        ] {
+            let err = db(plain, "false").unwrap_err();
+            assert!(
+                err.contains(
+                    "SYNCROOT_DATABASE_URL: a database that is not on loopback without TLS"
+                ),
+                "{plain}: {err}"
+            );
+            assert!(!err.contains("u:p@"), "{err}");
+            assert_eq!(db(plain, "true"), Ok(()), "{plain}");
+        }
+        for fine in [
+            "postgres://u:p@db.internal/x?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://u:p@db.internal/x?sslmode=require",
+            "postgres://u@127.0.0.1:5432/x",
+            "postgres://u@localhost/x?sslmode=disable",
+        ] {
+            assert_eq!(db(fine, "false"), Ok(()), "{fine}");
+        }
+    }
+
+    #[test]
     fn retry_tiers_and_the_dead_letter_schedule_parse() {
         let cfg = Layers::gather(
             None,

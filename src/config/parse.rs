@@ -188,6 +188,34 @@ impl Parser<'_> {
         raw
     }
 
+    /// The Postgres URL. A database that is not on loopback must be reached over TLS
+    /// (`sslmode=require`, `verify-ca` or `verify-full`; `prefer`, the default, falls back to
+    /// cleartext without a word) unless `allow_plaintext_database` says otherwise.
+    pub(super) fn database_url(&mut self) -> Secret {
+        let url = self.url("database_url", &["postgres", "postgresql"]);
+        let Ok(u) = url::Url::parse(url.expose()) else {
+            return url;
+        };
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return url;
+        }
+        let mode = u
+            .query_pairs()
+            .find(|(k, _)| k == "sslmode" || k == "ssl-mode")
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_else(|| "prefer".to_owned());
+        let tls = matches!(mode.as_str(), "require" | "verify-ca" | "verify-full");
+        // No host: a Unix socket, which never leaves the machine.
+        let local = u.host().is_none() || super::is_loopback_url(url.expose());
+        if !tls && !local && !self.boolean("allow_plaintext_database") {
+            self.fail(
+                "database_url",
+                format!("a database that is not on loopback without TLS (sslmode={mode}); use sslmode=verify-full with sslrootcert=<CA file>, or set SYNCROOT_ALLOW_PLAINTEXT_DATABASE=true"),
+            );
+        }
+        url
+    }
+
     /// A duration in milliseconds where 0 means none.
     pub(super) fn optional_ms(&mut self, name: &str) -> Option<Duration> {
         let ms: u64 = self.ranged(name, 0, 86_400_000);

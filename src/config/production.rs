@@ -190,7 +190,12 @@ pub fn is_loopback_url(url: &str) -> bool {
         .ok()
         .and_then(|u| u.host().map(|h| h.to_owned()))
     {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        // Hosts of schemes the URL standard does not know (postgres://) stay text.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -220,5 +225,7 @@ mod tests {
         assert!(is_loopback_url("http://[::1]:8091"));
         assert!(!is_loopback_url("https://api.hubapi.com"));
         assert!(!is_loopback_url("http://127.0.0.1.example.com"));
+        assert!(is_loopback_url("postgres://u@127.0.0.1:5432/db"));
+        assert!(!is_loopback_url("postgres://u@10.0.0.5:5432/db"));
     }
 }
