@@ -3,6 +3,7 @@
 //! Postgres and RabbitMQ (`make services`). The chaos run is apart (`tests/chaos/`).
 
 mod broker;
+mod broker_tls;
 mod contacts_api;
 mod convergence;
 mod crm_transport;
