@@ -89,9 +89,7 @@ async fn an_amqps_broker_with_an_untrusted_certificate_is_refused() {
     )
     .await
     .expect("the TLS handshake ends");
-    let err = connected
-        .err()
-        .expect("an untrusted certificate is refused");
+    let err = connected.expect_err("an untrusted certificate is refused");
     let text = format!("{err:?}").to_ascii_lowercase();
     assert!(
         text.contains("certificate") || text.contains("issuer"),
