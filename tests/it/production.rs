@@ -13,7 +13,8 @@ fn safe() -> Vec<(&'static str, String)> {
         ("SYNCROOT_API_KEYS", KEY.into()),
         (
             "SYNCROOT_DATABASE_URL",
-            "postgres://sync:pw@db.invalid:5432/syncroot".into(),
+            "postgres://sync:pw@db.invalid:5432/syncroot?sslmode=verify-full&sslrootcert=/ca.pem"
+                .into(),
         ),
         (
             "SYNCROOT_AMQP_URL",
