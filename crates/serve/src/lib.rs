@@ -186,3 +186,84 @@ fn unavailable(why: &'static str) -> Response<Body> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Serves a router whose `/slow` answers after `slow`, within `limits`.
+    async fn start(limits: Limits, slow: Duration) -> (SocketAddr, CancellationToken) {
+        let app = Router::new().route("/fast", get(|| async { "ok" })).route(
+            "/slow",
+            get(move || async move {
+                tokio::time::sleep(slow).await;
+                "late"
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve("test", listener, app, limits, stop.clone()));
+        (addr, stop)
+    }
+
+    /// One request on a new connection; the status line's code.
+    async fn status(addr: SocketAddr, path: &str) -> u16 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out);
+        text.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_in_flight_cap_is_answered_503_at_once() {
+        let limits = Limits {
+            max_in_flight: 1,
+            ..Limits::default()
+        };
+        let (addr, stop) = start(limits, Duration::from_secs(2)).await;
+        let slow = tokio::spawn(status(addr, "/slow"));
+        // Let the slow request take the one slot.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(status(addr, "/fast").await, 503);
+        assert_eq!(slow.await.unwrap(), 200);
+        assert_eq!(status(addr, "/fast").await, 200);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_request_timeout_is_answered_503() {
+        let limits = Limits {
+            request_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (addr, stop) = start(limits, Duration::from_secs(30)).await;
+        assert_eq!(status(addr, "/slow").await, 503);
+        assert_eq!(status(addr, "/fast").await, 200);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed() {
+        let limits = Limits {
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        };
+        let (addr, stop) = start(limits, Duration::ZERO).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+        stop.cancel();
+    }
+}
