@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: bench chaos chart convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: config-table bench chaos chart convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start the CRM sandboxes (127.0.0.1:8091, :8092) and SyncRoot all-in-one (API, workers)
 ## on 127.0.0.1:8080; Ctrl-C stops both
@@ -62,6 +62,11 @@ bench: services
 ## openapi: regenerate the committed spec from the code
 openapi:
 	cargo run --quiet -- openapi > openapi/openapi.json
+
+## config-table: rewrite README.md's configuration table from src/config/keys.rs (a unit test
+## fails while they differ)
+config-table:
+	bash scripts/readme-config-table.sh
 
 fmt:
 	cargo fmt --all

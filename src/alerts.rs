@@ -100,7 +100,7 @@ impl Pending {
         );
         for e in &self.examples {
             text.push_str("\n• ");
-            text.push_str(e);
+            text.push_str(&slack_escape(e));
         }
         let more = (self.parked + self.retrying).saturating_sub(self.examples.len() as u64);
         if more > 0 {
@@ -113,6 +113,32 @@ impl Pending {
             "syncroot": {"parked": self.parked, "retrying": self.retrying, "examples": self.examples},
         })
     }
+}
+
+/// Longest example line in an alert's text, in characters.
+const EXAMPLE_MAX_CHARS: usize = 300;
+
+/// A CRM's error text made inert for Slack's `text` (mrkdwn): `&`, `<` and `>` escaped as
+/// Slack requires, so `<!channel>`, `<@user>` or `<https://evil|a link>` in a CRM's answer
+/// neither pings anyone nor becomes a link; control characters (new lines that would fake
+/// further lines of the alert) become spaces; long text is cut.
+/// https://api.slack.com/reference/surfaces/formatting#escaping
+fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if i == EXAMPLE_MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() || crate::domain::fields::is_invisible_format(c) => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 struct Sender {
@@ -206,5 +232,24 @@ mod tests {
         assert!(text.contains("3 dead-lettered"), "{text}");
         assert!(text.contains("…and 2 more"), "{text}");
         assert_eq!(body["syncroot"]["examples"].as_array().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn crm_error_text_cannot_ping_link_or_add_lines_in_slack() {
+        let mut p = Pending::default();
+        p.add(Event {
+            parked: true,
+            summary: "hubspot: <!channel> see <https://evil.example|docs> & fix\n• fake line"
+                .into(),
+        });
+        let body = p.body();
+        let text = body["text"].as_str().unwrap();
+        assert!(!text.contains("<!channel>"), "{text}");
+        assert!(!text.contains("<https://"), "{text}");
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&amp; fix • fake line"), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let long = slack_escape(&"x".repeat(1000));
+        assert_eq!(long.chars().count(), EXAMPLE_MAX_CHARS + 1);
     }
 }

@@ -65,15 +65,10 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
         shutdown.clone(),
     ));
     let grace = cfg.shutdown_grace;
+    let limits = cfg.http;
     let task = tokio::spawn(async move {
         let stop = shutdown.clone();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        let served = async {
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "API server failed");
-            }
-        };
+        let served = syncroot_serve::serve("api", listener, app, limits, stop);
         tokio::pin!(served);
         tokio::select! {
             _ = &mut served => {}
@@ -316,7 +311,7 @@ pub async fn run_worker(
     let mut tasks = start(cfg, &readiness, shutdown.clone())?;
     if let Some(listen) = cfg.health_listen {
         let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
-        let (_, probe) = crate::probe::serve(listen, db, readiness, shutdown).await?;
+        let (_, probe) = crate::probe::serve(listen, db, readiness, cfg.http, shutdown).await?;
         tasks.push(probe);
     }
     futures_util::future::join_all(tasks).await;

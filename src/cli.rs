@@ -37,7 +37,8 @@ pub enum Command {
     /// Run the dead-letter worker: keeps what reached the dead-letter queue, retries deliveries
     /// on a slower schedule, parks the rest, sends alerts.
     DlqWorker,
-    /// Run everything in one process: migrations, the API and every worker.
+    /// Run everything in one process: migrations, the API and every worker. A development
+    /// mode: it serves on loopback only.
     ///
     /// Delivers to the CRMs the configuration names (by default the local sandboxes that
     /// `make run` starts beside it). Generates and prints a development API key and admin key

@@ -41,14 +41,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let mut cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(role) = production_role(&cli.command) {
+        let problems = config::production_problems(&cfg, role);
+        anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
+    }
     telemetry::init(&cfg.log);
     match cli.command {
         Command::Migrate => syncroot::store::migrate(&cfg.database).await,
         Command::Api => {
-            anyhow::ensure!(
-                !cfg.api.keys.is_empty(),
-                "no API keys configured: set SYNCROOT_API_KEYS (every /contacts request would be refused)"
-            );
             let stop = shutdown::on_signal();
             let api = app::start_api(&cfg, stop).await?;
             api.task.await.context("API task")
@@ -70,6 +70,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::All => {
+            let problems = config::development_problems(&cfg);
+            anyhow::ensure!(
+                problems.is_empty(),
+                "refusing to start `syncroot all`:\n  - {}",
+                problems.join("\n  - ")
+            );
+            announce_development_mode();
             if cfg.api.keys.is_empty() {
                 let key = development_key("dev");
                 eprintln!(
@@ -89,6 +96,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
         Command::Openapi | Command::Config(_) => Ok(()),
     }
+}
+
+/// The role a command runs in production, if it is one.
+fn production_role(command: &Command) -> Option<config::Role> {
+    Some(match command {
+        Command::Api => config::Role::Api,
+        Command::Forwarder => config::Role::Forwarder,
+        Command::Delivery => config::Role::Delivery,
+        Command::Webhooks => config::Role::Webhooks,
+        Command::DlqWorker => config::Role::DeadLetter,
+        _ => return None,
+    })
+}
+
+/// `all` is for a laptop: say so where nobody can miss it, on the terminal and in the log.
+fn announce_development_mode() {
+    eprintln!(
+        "\n*** DEVELOPMENT MODE: `syncroot all` runs everything in one process on loopback, with\n*** generated keys when none are set and whatever CRMs the configuration names (by default\n*** the local sandboxes). Do not use it in production: run the roles (api, forwarder,\n*** delivery, webhooks, dlq-worker), which refuse development settings.\n"
+    );
+    tracing::warn!("development mode (`syncroot all`): not for production");
 }
 
 fn development_key(prefix: &str) -> String {

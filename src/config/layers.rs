@@ -17,6 +17,7 @@ impl Layers {
         if let Some(path) = file {
             l.read_file(path);
         }
+        let mut from_files = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -25,6 +26,13 @@ impl Layers {
                 continue;
             }
             let lower = rest.to_ascii_lowercase();
+            if let Some(k) = lower
+                .strip_suffix("_file")
+                .and_then(|base| KEYS.iter().find(|k| k.name == base && k.secret))
+            {
+                from_files.push((k, name, value));
+                continue;
+            }
             match KEYS.iter().find(|k| k.name == lower) {
                 Some(k) => {
                     l.values.insert(k.name, (value, Origin::Env));
@@ -34,7 +42,31 @@ impl Layers {
                     .push(format!("{name}: unknown setting (known: {})", env_names())),
             }
         }
+        for (key, var, path) in from_files {
+            l.read_secret_file(key, &var, &path);
+        }
         l
+    }
+
+    /// `SYNCROOT_<KEY>_FILE=<path>`: a secret key's value is the file's content (as Kubernetes
+    /// mounts secrets), without its trailing line break. Setting the key directly as well is an
+    /// error: which one wins would be a guess. Errors name the file, never its content.
+    fn read_secret_file(&mut self, key: &'static Key, var: &str, path: &str) {
+        if matches!(self.values.get(key.name), Some((_, Origin::Env))) {
+            let direct = format!("{ENV_PREFIX}{}", key.name.to_ascii_uppercase());
+            return self
+                .errors
+                .push(format!("{var}: {direct} is set too; set one of them"));
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\n', '\r']).to_owned();
+                self.values.insert(key.name, (value, Origin::EnvFile));
+            }
+            Err(e) => self
+                .errors
+                .push(format!("{var}: cannot read the secret file {path}: {e}")),
+        }
     }
 
     fn read_file(&mut self, path: &Path) {
@@ -49,7 +81,17 @@ impl Layers {
         };
         match text.parse::<toml::Table>() {
             Ok(table) => self.flatten(&shown, "", &table),
-            Err(e) => self.errors.push(format!("{shown}: not valid TOML: {e}")),
+            // Only the position and the parser's message: the error's usual rendering quotes
+            // the offending line, which may hold a secret.
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map_or(0, |s| text[..s.start].matches('\n').count() + 1);
+                self.errors.push(format!(
+                    "{shown}: not valid TOML at line {line}: {}",
+                    e.message()
+                ));
+            }
         }
     }
 
@@ -106,8 +148,10 @@ impl Layers {
                 ),
             },
             database: DatabaseConfig {
-                url: p.url("database_url", &["postgres", "postgresql"]),
+                url: p.database_url(),
                 max_connections: p.ranged("database_max_connections", 2, 1000),
+                statement_timeout: p.optional_ms("database_statement_timeout_ms"),
+                lock_timeout: p.optional_ms("database_lock_timeout_ms"),
             },
             queue: QueueConfig {
                 amqp_url: p.url("amqp_url", &["amqp", "amqps"]),
@@ -121,6 +165,12 @@ impl Layers {
             },
             shutdown_grace: Duration::from_secs(p.ranged("shutdown_grace_secs", 1, 3600)),
             health_listen: p.optional_socket_addr("health_listen"),
+            http: p.http_limits(),
+            insecure: InsecureAllowed {
+                broker: p.boolean("allow_insecure_broker"),
+                database: p.boolean("allow_insecure_database"),
+                crms: p.boolean("allow_insecure_crms"),
+            },
             log: LogConfig {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),

@@ -18,8 +18,12 @@ mod inbound;
 mod keys;
 mod layers;
 mod parse;
+mod production;
 
 pub use keys::{KEYS, Key};
+pub use production::{
+    InsecureAllowed, Role, development_problems, is_loopback_url, production_problems, refusal,
+};
 
 /// The loaded configuration.
 #[derive(Clone, Debug)]
@@ -31,10 +35,14 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where worker processes serve their health probes, if anywhere.
     pub health_listen: Option<SocketAddr>,
+    /// Timeouts and caps of every HTTP listener (API and probes).
+    pub http: syncroot_serve::Limits,
     pub log: LogConfig,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
+    /// Opt-outs of the production roles' refusals, for local testing.
+    pub insecure: InsecureAllowed,
 }
 
 /// Two-way sync: the webhook receivers and the conflict policy.
@@ -118,6 +126,10 @@ pub struct ApiConfig {
 pub struct DatabaseConfig {
     pub url: Secret,
     pub max_connections: u32,
+    /// `statement_timeout` of the pool's connections (`None`: Postgres's, unlimited).
+    pub statement_timeout: Option<Duration>,
+    /// `lock_timeout` of the pool's connections (`None`: Postgres's, unlimited).
+    pub lock_timeout: Option<Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -162,6 +174,8 @@ pub enum Origin {
     Default,
     File(String),
     Env,
+    /// Read from the file `SYNCROOT_<KEY>_FILE` names (secret keys only).
+    EnvFile,
 }
 
 /// The merged raw values, before parsing.
@@ -212,6 +226,7 @@ pub fn describe(layers: &Layers) -> String {
             Origin::Default => "default".to_owned(),
             Origin::File(f) => f,
             Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
+            Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
         };
         out.push_str(&format!(
             "{:<28} = {:<40} # {from}: {}\n",
@@ -221,9 +236,37 @@ pub fn describe(layers: &Layers) -> String {
     out
 }
 
+/// The README's configuration table, one row per key (a unit test keeps README.md equal to it).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| Variable | Default | Meaning |\n|---|---|---|\n");
+    for k in KEYS {
+        let default = if k.default.is_empty() {
+            "(empty)"
+        } else {
+            k.default
+        };
+        out.push_str(&format!(
+            "| `{ENV_PREFIX}{}` | `{default}` | {} |\n",
+            k.name.to_ascii_uppercase(),
+            k.help
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_configuration_table_is_generated_from_keys() {
+        let readme = include_str!("../../README.md");
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration table differs from KEYS; replace it with:\n\n{table}"
+        );
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -294,6 +337,125 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("0123456789abcdefXYZ"));
         assert!(!shown.contains("guest:guest"));
+    }
+
+    #[test]
+    fn secrets_come_from_files_named_by_file_variables() {
+        let dir = std::env::temp_dir().join(format!("syncroot-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, "pat-na1-from-a-file\n").unwrap();
+        let path = dir.display().to_string();
+        let cfg = Layers::gather(None, env(&[("SYNCROOT_HUBSPOT_TOKEN_FILE", &path)]))
+            .parse()
+            .unwrap();
+        assert_eq!(cfg.delivery.hubspot.token.expose(), "pat-na1-from-a-file");
+        let layers = Layers::gather(None, env(&[("SYNCROOT_HUBSPOT_TOKEN_FILE", &path)]));
+        let shown = describe(&layers);
+        assert!(shown.contains("SYNCROOT_HUBSPOT_TOKEN_FILE"), "{shown}");
+        assert!(!shown.contains("from-a-file"), "{shown}");
+
+        let both = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_HUBSPOT_TOKEN_FILE", &path),
+                ("SYNCROOT_HUBSPOT_TOKEN", "direct"),
+            ]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(both.contains("SYNCROOT_HUBSPOT_TOKEN is set too"), "{both}");
+        std::fs::remove_file(&dir).unwrap();
+
+        let missing = Layers::gather(
+            None,
+            env(&[("SYNCROOT_DATABASE_URL_FILE", "/nonexistent/db-url")]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains(
+                "SYNCROOT_DATABASE_URL_FILE: cannot read the secret file /nonexistent/db-url"
+            ),
+            "{missing}"
+        );
+        // Only secret keys have a _FILE variant.
+        let plain = Layers::gather(None, env(&[("SYNCROOT_LOG_FILE", &path)]))
+            .parse()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            plain.contains("SYNCROOT_LOG_FILE: unknown setting"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn bad_secret_values_are_never_echoed() {
+        const MARK: &str = "S3CRET-MARK";
+        let bad = format!("no good {MARK}");
+        let pairs: Vec<(String, String)> = KEYS
+            .iter()
+            .filter(|k| k.secret)
+            .map(|k| {
+                (
+                    format!("SYNCROOT_{}", k.name.to_ascii_uppercase()),
+                    bad.clone(),
+                )
+            })
+            .collect();
+        let errs = Layers::gather(None, pairs).parse().unwrap_err().to_string();
+        assert!(!errs.contains(MARK), "{errs}");
+        assert!(errs.contains("SYNCROOT_DATABASE_URL"), "{errs}");
+        // Nor does a broken config file quote the line holding one.
+        let file = std::env::temp_dir().join(format!("syncroot-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&file, format!("[api]\nkeys = \"{MARK}\n")).unwrap();
+        let errs = Layers::gather(Some(&file), env(&[]))
+            .parse()
+            .unwrap_err()
+            .to_string();
+        std::fs::remove_file(&file).unwrap();
+        assert!(errs.contains("not valid TOML at line 2"), "{errs}");
+        assert!(!errs.contains(MARK), "{errs}");
+    }
+
+    #[test]
+    fn a_remote_database_without_tls_is_refused_unless_allowed() {
+        let db = |url: &str, allow: &str| {
+            Layers::gather(
+                None,
+                env(&[
+                    ("SYNCROOT_DATABASE_URL", url),
+                    ("SYNCROOT_ALLOW_PLAINTEXT_DATABASE", allow),
+                ]),
+            )
+            .parse()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        for plain in [
+            "postgres://u:p@db.internal/x",
+            "postgres://u:p@db.internal/x?sslmode=prefer",
+            "postgres://u:p@10.0.0.5/x?sslmode=disable",
+        ] {
+            let err = db(plain, "false").unwrap_err();
+            assert!(
+                err.contains(
+                    "SYNCROOT_DATABASE_URL: a database that is not on loopback without TLS"
+                ),
+                "{plain}: {err}"
+            );
+            assert!(!err.contains("u:p@"), "{err}");
+            assert_eq!(db(plain, "true"), Ok(()), "{plain}");
+        }
+        for fine in [
+            "postgres://u:p@db.internal/x?sslmode=verify-full&sslrootcert=/ca.pem",
+            "postgres://u:p@db.internal/x?sslmode=require",
+            "postgres://u@127.0.0.1:5432/x",
+            "postgres://u@localhost/x?sslmode=disable",
+        ] {
+            assert_eq!(db(fine, "false"), Ok(()), "{fine}");
+        }
     }
 
     #[test]

@@ -20,6 +20,9 @@ impl Parser<'_> {
     pub(super) fn fail(&mut self, name: &str, problem: String) {
         let shown = match self.layers.values.get(name) {
             Some((_, Origin::Env)) => format!("{ENV_PREFIX}{}", name.to_ascii_uppercase()),
+            Some((_, Origin::EnvFile)) => {
+                format!("{ENV_PREFIX}{}_FILE", name.to_ascii_uppercase())
+            }
             Some((_, Origin::File(f))) => format!("{f}: {name}"),
             _ => name.to_owned(),
         };
@@ -169,13 +172,54 @@ impl Parser<'_> {
         })
     }
 
+    /// A CRM's base URL: `https://`, or `http://` on loopback only (the sandboxes), because
+    /// every call to it carries a token or client secret.
     pub(super) fn base_url(&mut self, name: &str) -> String {
         let raw = self.raw(name).trim().trim_end_matches('/').to_owned();
         match url::Url::parse(&raw) {
-            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-            _ => self.fail(name, format!("'{raw}' is not an http(s) URL")),
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u) if u.scheme() == "http" && super::is_loopback_url(&raw) => {}
+            Ok(u) if u.scheme() == "http" => self.fail(
+                name,
+                format!("'{raw}' is http:// to a host that is not loopback; CRM calls carry credentials, so https:// is required"),
+            ),
+            _ => self.fail(name, format!("'{raw}' is not an https URL")),
         }
         raw
+    }
+
+    /// The Postgres URL. A database that is not on loopback must be reached over TLS
+    /// (`sslmode=require`, `verify-ca` or `verify-full`; `prefer`, the default, falls back to
+    /// cleartext without a word) unless `allow_plaintext_database` says otherwise.
+    pub(super) fn database_url(&mut self) -> Secret {
+        let url = self.url("database_url", &["postgres", "postgresql"]);
+        let Ok(u) = url::Url::parse(url.expose()) else {
+            return url;
+        };
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return url;
+        }
+        let mode = u
+            .query_pairs()
+            .find(|(k, _)| k == "sslmode" || k == "ssl-mode")
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or_else(|| "prefer".to_owned());
+        let tls = matches!(mode.as_str(), "require" | "verify-ca" | "verify-full");
+        // No host: a Unix socket, which never leaves the machine.
+        let local = u.host().is_none() || super::is_loopback_url(url.expose());
+        if !tls && !local && !self.boolean("allow_plaintext_database") {
+            self.fail(
+                "database_url",
+                format!("a database that is not on loopback without TLS (sslmode={mode}); use sslmode=verify-full with sslrootcert=<CA file>, or set SYNCROOT_ALLOW_PLAINTEXT_DATABASE=true"),
+            );
+        }
+        url
+    }
+
+    /// A duration in milliseconds where 0 means none.
+    pub(super) fn optional_ms(&mut self, name: &str) -> Option<Duration> {
+        let ms: u64 = self.ranged(name, 0, 86_400_000);
+        (ms > 0).then(|| Duration::from_millis(ms))
     }
 
     pub(super) fn optional_socket_addr(&mut self, name: &str) -> Option<SocketAddr> {
@@ -274,6 +318,26 @@ impl Parser<'_> {
             self.fail("delivery_retry_tiers", "tiers must not get shorter".into());
         }
         tiers
+    }
+
+    /// The listeners' bounds; the idle timeout must exceed the request timeout, or a slow but
+    /// legitimate request would lose its connection before it is answered.
+    pub(super) fn http_limits(&mut self) -> syncroot_serve::Limits {
+        let ms = |p: &mut Self, name: &str| Duration::from_millis(p.ranged(name, 100, 3_600_000));
+        let limits = syncroot_serve::Limits {
+            header_read_timeout: ms(self, "http_header_timeout_ms"),
+            request_timeout: ms(self, "http_request_timeout_ms"),
+            idle_timeout: ms(self, "http_idle_timeout_ms"),
+            max_connections: self.ranged("http_max_connections", 1, 1_000_000),
+            max_in_flight: self.ranged("http_max_in_flight", 1, 1_000_000),
+        };
+        if limits.idle_timeout <= limits.request_timeout {
+            self.fail(
+                "http_idle_timeout_ms",
+                "must be longer than http_request_timeout_ms".into(),
+            );
+        }
+        limits
     }
 
     pub(super) fn dead_letter(&mut self) -> DeadLetterConfig {

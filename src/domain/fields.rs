@@ -23,7 +23,7 @@ pub enum Field {
 pub enum FieldKind {
     /// Required; see [`Email::parse`].
     Email,
-    /// Free text without control characters.
+    /// Free text without control or invisible formatting characters.
     Text,
     /// Digits with optional leading `+` and the separators ` ().-`.
     Phone,
@@ -42,8 +42,9 @@ pub struct FieldSpec {
     pub example: &'static str,
 }
 
-/// Text fields: one or more characters, none of them a control character.
-pub const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F]+$";
+/// Text fields: one or more characters, none of them a control character (C0, DEL, C1) or an
+/// invisible formatting character ([`is_invisible_format`]). Must match [`forbidden_in_text`].
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F\u00AD\u061C\u180E\u200B-\u200F\u2028-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]+$";
 /// Phone numbers: at least one digit; `+` only in front.
 pub const PHONE_PATTERN: &str = r"^\+?[0-9 ().-]*[0-9][0-9 ().-]*$";
 
@@ -210,13 +211,37 @@ fn validate_value(spec: &FieldSpec, value: &Value) -> Result<FieldValue, String>
             spec.max_len
         ));
     }
-    if s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}') {
-        return Err("must not contain control characters".into());
+    if let Some((at, c)) = s.chars().enumerate().find(|(_, c)| forbidden_in_text(*c)) {
+        return Err(format!(
+            "must not contain control or invisible formatting characters such as bidi overrides or zero-width spaces (U+{:04X} at character {})",
+            c as u32,
+            at + 1
+        ));
     }
     if spec.kind == FieldKind::Phone && !is_phone(s) {
         return Err("must be a phone number: digits, an optional leading '+', and the separators space ( ) . -".into());
     }
     Ok(FieldValue::Text(Some(s.clone())))
+}
+
+/// Characters no text field takes: controls (C0, DEL, C1), which break CSV exports, logs and
+/// CRM UIs, and invisible formatting characters, which make two names that look the same
+/// differ, or reorder what a reader sees (CVE-2021-42574, "Trojan Source").
+pub fn forbidden_in_text(c: char) -> bool {
+    c.is_control() || is_invisible_format(c)
+}
+
+/// Bidirectional marks, embeddings, overrides and isolates; zero-width space, joiners and word
+/// joiner; invisible operators; the byte-order mark; the soft hyphen; the Mongolian vowel
+/// separator; line and paragraph separators.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{FEFF}')
 }
 
 fn is_phone(s: &str) -> bool {
@@ -296,6 +321,64 @@ mod tests {
         assert!(!is_phone("+"));
         assert!(!is_phone("12+34"));
         assert!(!is_phone("ext 12"));
+    }
+
+    #[test]
+    fn control_and_invisible_formatting_characters_are_refused_naming_the_field() {
+        for bad in [
+            "Ada\u{202E}ecalevol",
+            "Ada\u{200B}",
+            "\u{FEFF}Ada",
+            "A\u{2066}da\u{2069}",
+            "Ada\u{0085}",
+            "Ada\tLovelace",
+            "Ad\u{00AD}a",
+        ] {
+            let errs = validate_members(&json!({ "first_name": bad })).unwrap_err();
+            assert_eq!(errs.len(), 1, "{bad:?}");
+            assert_eq!(errs[0].pointer, "/first_name");
+            assert!(
+                errs[0].message.contains("invisible formatting characters"),
+                "{bad:?}: {}",
+                errs[0].message
+            );
+        }
+        for fine in ["Zoë", "José-María", "李小龙", "O'Brien", "Ægir Þór", "محمد"] {
+            assert!(
+                validate_members(&json!({ "last_name": fine })).is_ok(),
+                "{fine}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_published_pattern_lists_the_refused_characters() {
+        // Every character refused is inside one of the pattern's excluded ranges.
+        let class = TEXT_PATTERN
+            .trim_start_matches("^[^")
+            .trim_end_matches("]+$");
+        let mut ranges = Vec::new();
+        let mut rest = class;
+        while let Some(r) = rest.strip_prefix("\\u") {
+            let lo = u32::from_str_radix(&r[..4], 16).unwrap();
+            rest = &r[4..];
+            let hi = match rest.strip_prefix("-\\u") {
+                Some(r2) => {
+                    rest = &r2[4..];
+                    u32::from_str_radix(&r2[..4], 16).unwrap()
+                }
+                None => lo,
+            };
+            ranges.push(lo..=hi);
+        }
+        assert!(rest.is_empty(), "unparsed: {rest}");
+        for cp in 0..=0xFFFF_u32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let in_pattern = ranges.iter().any(|r| r.contains(&cp));
+            assert_eq!(forbidden_in_text(c), in_pattern, "U+{cp:04X}");
+        }
     }
 
     #[test]

@@ -180,9 +180,12 @@ pub trait CrmClient: Send + Sync + 'static {
 }
 
 /// The HTTP client every CRM client uses: bounded timeouts, no automatic retries (retries are
-/// SyncRoot's decision, made once per outcome), a User-Agent naming SyncRoot.
+/// SyncRoot's decision, made once per outcome), a User-Agent naming SyncRoot, and **no
+/// redirects**: every call carries a token or client secret, and a redirect (a misconfigured
+/// proxy, a hijacked DNS name) must not carry it elsewhere. A 3xx is an error like any other.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(8)
@@ -190,4 +193,45 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .build()
         // Building only fails when the TLS backend cannot initialise, which is a broken build.
         .unwrap_or_default()
+}
+
+/// Largest CRM response body read, in bytes. HubSpot's biggest answers (a batch of 100
+/// records, a search page of 200) and Salesforce's (200 records of a query) are a few hundred
+/// KiB; anything far beyond is not a CRM answer worth holding in memory.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why a response body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    /// Longer than [`MAX_RESPONSE_BYTES`].
+    TooLarge,
+}
+
+impl BodyError {
+    /// The error of a body that was too large, as the CRM client reports it.
+    pub fn too_large(crm: &str) -> ProviderError {
+        ProviderError::Decode(format!(
+            "{crm} answered with a body over {MAX_RESPONSE_BYTES} bytes; not read"
+        ))
+    }
+}
+
+/// Reads a CRM response's body, at most [`MAX_RESPONSE_BYTES`] of it (checked against
+/// `Content-Length` first, then while streaming).
+pub async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

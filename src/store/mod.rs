@@ -11,10 +11,11 @@ pub mod idempotency;
 pub mod inbound;
 pub mod links;
 
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
@@ -22,12 +23,22 @@ use crate::config::DatabaseConfig;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool. Connections are made lazily, so a process can start (and report not-ready)
-/// while Postgres is away.
+/// while Postgres is away. Every connection carries the configured `statement_timeout` and
+/// `lock_timeout`, so no query and no lock wait holds a pooled connection forever.
 pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    let mut settings = Vec::new();
+    if let Some(t) = cfg.statement_timeout {
+        settings.push(("statement_timeout", format!("{}ms", t.as_millis())));
+    }
+    if let Some(t) = cfg.lock_timeout {
+        settings.push(("lock_timeout", format!("{}ms", t.as_millis())));
+    }
+    // Sent in the startup packet (`options=-c …`): no extra round trip per connection.
+    let options = PgConnectOptions::from_str(cfg.url.expose())?.options(settings);
+    Ok(PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(cfg.url.expose())
+        .connect_lazy_with(options))
 }
 
 /// Creates the database named in the URL if it does not exist yet, then applies migrations.
@@ -54,8 +65,12 @@ pub async fn migrate(cfg: &DatabaseConfig) -> anyhow::Result<()> {
         }
     }
     // `Migrator::run` takes `pg_advisory_lock` (keyed by the database name) unless locking is
-    // turned off (tests/it/migrate.rs checks it is on).
-    let pool = connect_lazy(cfg)?;
+    // turned off (tests/it/migrate.rs checks it is on). A migration may rewrite a large table:
+    // no statement timeout for it.
+    let pool = connect_lazy(&DatabaseConfig {
+        statement_timeout: None,
+        ..cfg.clone()
+    })?;
     MIGRATOR.run(&pool).await.context("applying migrations")?;
     pool.close().await;
     Ok(())

@@ -87,6 +87,7 @@ async fn a_worker_reports_not_ready_while_the_broker_is_away_and_recovers_by_its
         "127.0.0.1:0".parse().unwrap(),
         app.db.clone(),
         readiness,
+        app.cfg.http,
         stop.clone(),
     )
     .await

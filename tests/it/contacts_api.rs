@@ -525,3 +525,31 @@ async fn the_history_lists_every_version_with_its_origin_and_changed_fields() {
         send(app.authed(Method::GET, &format!("/contacts/{unknown}/history"))).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn names_with_bidi_overrides_or_zero_width_characters_get_a_422_naming_the_field() {
+    let mut app = TestApp::spawn().await;
+    for (field, value) in [
+        ("first_name", "Ada\u{202E}ecalevoL"),
+        ("last_name", "Love\u{200B}lace"),
+        ("company", "\u{FEFF}Engines"),
+        ("job_title", "Analyst\u{0007}"),
+    ] {
+        let mut body = json!({"email": "ada@example.com"});
+        body[field] = json!(value);
+        let resp = app.post_contact(&body).await;
+        assert_eq!(resp.status(), 422, "{field}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(
+            problem["errors"][0]["pointer"],
+            format!("/{field}"),
+            "{problem}"
+        );
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("control or invisible formatting characters"),
+            "{problem}"
+        );
+    }
+    app.stop().await;
+}

@@ -3,17 +3,22 @@
 //! Postgres and RabbitMQ (`make services`). The chaos run is apart (`tests/chaos/`).
 
 mod broker;
+mod broker_tls;
 mod contacts_api;
 mod convergence;
+mod crm_transport;
+mod database;
 mod delivery;
 mod dlq_api;
 mod dlq_cli;
 mod dlq_replay;
 mod failures;
 mod hubspot_client;
+mod listeners;
 mod migrate;
 mod openapi;
 mod ordering;
 mod outbound_message;
+mod production;
 mod salesforce_client;
 mod two_way;

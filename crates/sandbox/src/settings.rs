@@ -106,6 +106,11 @@ pub const KEYS: &[Key] = &[
         "load a few fixture contacts into the sandboxes at start",
     ),
     key(
+        "allow_non_loopback",
+        "false",
+        "let the sandboxes listen on an address other than loopback; their /__sandbox/ control API has no authentication (anyone who reaches it can read every contact and redirect webhooks)",
+    ),
+    key(
         "log",
         "info",
         "log filter of the sandbox binary (tracing EnvFilter syntax)",
@@ -214,6 +219,21 @@ impl Values {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let hubspot_listen = self.parsed("hubspot_listen", "host:port").unwrap_or(any);
         let salesforce_listen = self.parsed("salesforce_listen", "host:port").unwrap_or(any);
+        // The control API is open to whoever reaches it: loopback unless explicitly allowed.
+        let allow_any = self
+            .parsed("allow_non_loopback", "true or false")
+            .unwrap_or(false);
+        for (name, addr) in [
+            ("hubspot_listen", hubspot_listen),
+            ("salesforce_listen", salesforce_listen),
+        ] {
+            if !allow_any && !addr.ip().is_loopback() {
+                let var = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
+                self.errors.push(format!(
+                    "{var}: {addr} is not a loopback address; the sandboxes' control API has no authentication (set {ENV_PREFIX}ALLOW_NON_LOOPBACK=true to serve it anyway)"
+                ));
+            }
+        }
         let seed_fixtures = self
             .parsed("seed_fixtures", "true or false")
             .unwrap_or(false);
@@ -283,6 +303,25 @@ mod tests {
         assert_eq!(s.hubspot.access_token, "pat-na1-sandbox-token");
         assert_eq!(s.salesforce.client_id, "sandbox-sf-client-id");
         assert_eq!(s.hubspot.webhook_url, None);
+    }
+
+    #[test]
+    fn a_non_loopback_listen_address_is_refused_unless_allowed() {
+        let Err(errors) = Settings::from_vars(vars(&[("SANDBOX_HUBSPOT_LISTEN", "0.0.0.0:8091")]))
+        else {
+            panic!("0.0.0.0 was accepted");
+        };
+        let errors = errors.join("\n");
+        assert!(
+            errors.contains("SANDBOX_HUBSPOT_LISTEN: 0.0.0.0:8091 is not a loopback address"),
+            "{errors}"
+        );
+        let s = Settings::from_vars(vars(&[
+            ("SANDBOX_HUBSPOT_LISTEN", "0.0.0.0:8091"),
+            ("SANDBOX_ALLOW_NON_LOOPBACK", "true"),
+        ]))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.hubspot_listen.to_string(), "0.0.0.0:8091");
     }
 
     #[test]

@@ -35,6 +35,12 @@ impl Installation {
             ("SYNCROOT_AMQP_URL", AMQP.to_owned()),
             ("SYNCROOT_QUEUE_PREFIX", prefix.clone()),
             ("SYNCROOT_LOG", "warn".to_owned()),
+            // The roles run as processes against the development services (trust-auth
+            // Postgres, guest:guest RabbitMQ) and the CRM sandboxes: opt out of the
+            // production refusals, as a developer running the roles locally would.
+            ("SYNCROOT_ALLOW_INSECURE_BROKER", "true".to_owned()),
+            ("SYNCROOT_ALLOW_INSECURE_DATABASE", "true".to_owned()),
+            ("SYNCROOT_ALLOW_INSECURE_CRMS", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

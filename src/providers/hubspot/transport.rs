@@ -98,9 +98,17 @@ impl Transport {
         self.observe(response.headers(), now);
         let status = response.status();
         let retry_after = retry_after(response.headers(), now);
-        let bytes = response.bytes().await.map_err(errors::transport)?;
+        let bytes = crate::providers::read_body(response)
+            .await
+            .map_err(|e| match e {
+                crate::providers::BodyError::Transport(e) => errors::transport(e),
+                crate::providers::BodyError::TooLarge => Failure::Call {
+                    error: crate::providers::BodyError::too_large("HubSpot"),
+                    pause: None,
+                },
+            })?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         let failure = errors::classify(status.as_u16(), retry_after, &bytes, now);
         if let Failure::Call {

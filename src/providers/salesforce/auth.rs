@@ -99,7 +99,7 @@ impl Auth {
             .await
             .map_err(errors::transport)?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(errors::transport)?;
+        let body = errors::read_body(resp).await?;
         if !status.is_success() {
             let e = errors::classify_login(status, &body);
             tracing::warn!(error = %e, "salesforce login failed");
@@ -114,11 +114,84 @@ impl Auth {
                 e.column()
             ))
         })?;
+        if let Err(why) = check_instance_url(&self.token_url, &token.instance_url) {
+            tracing::error!(instance_url = %token.instance_url, "salesforce login refused: {why}");
+            return Err(ProviderError::Decode(format!(
+                "Salesforce token response names an instance_url SyncRoot will not send the token to: {why}"
+            )));
+        }
         tracing::info!(generation, instance_url = %token.instance_url, "salesforce session started");
         Ok(Session {
             token: Secret::new(token.access_token),
             instance_url: token.instance_url.trim_end_matches('/').to_owned(),
             generation,
         })
+    }
+}
+
+/// Salesforce's own domains, where an org's instance lives (My Domain `*.my.salesforce.com`,
+/// sandboxes `*.sandbox.my.salesforce.com`, classic instances `*.salesforce.com`, and
+/// `*.force.com`).
+const SALESFORCE_DOMAINS: &[&str] = &[".salesforce.com", ".force.com"];
+
+/// The token response's `instance_url` receives the access token with every call, so it must be
+/// where the login was: `https://` on one of Salesforce's domains (or the login's own host); a
+/// loopback address only when the login itself was on loopback (the sandbox).
+pub(crate) fn check_instance_url(token_url: &str, instance_url: &str) -> Result<(), String> {
+    let login = url::Url::parse(token_url).map_err(|e| format!("login URL: {e}"))?;
+    let instance = url::Url::parse(instance_url).map_err(|e| format!("not a URL ({e})"))?;
+    let host = instance.host_str().unwrap_or("").to_ascii_lowercase();
+    if crate::config::is_loopback_url(instance_url) {
+        return if crate::config::is_loopback_url(token_url) {
+            Ok(())
+        } else {
+            Err("a loopback address, while the login was not".into())
+        };
+    }
+    if instance.scheme() != "https" {
+        return Err(format!("scheme {} (https required)", instance.scheme()));
+    }
+    let same_host = login
+        .host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case(&host));
+    if same_host || SALESFORCE_DOMAINS.iter().any(|d| host.ends_with(d)) {
+        Ok(())
+    } else {
+        Err(format!("host {host} is not a Salesforce domain"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_instance_url;
+
+    const LOGIN: &str = "https://acme.my.salesforce.com/services/oauth2/token";
+
+    #[test]
+    fn instance_urls_in_salesforce_domains_are_accepted() {
+        for ok in [
+            "https://acme.my.salesforce.com",
+            "https://acme--dev.sandbox.my.salesforce.com/",
+            "https://na1.salesforce.com",
+            "https://acme.lightning.force.com",
+        ] {
+            assert_eq!(check_instance_url(LOGIN, ok), Ok(()), "{ok}");
+        }
+        let sandbox = "http://127.0.0.1:8092/services/oauth2/token";
+        assert_eq!(check_instance_url(sandbox, "http://127.0.0.1:8092"), Ok(()));
+    }
+
+    #[test]
+    fn other_instance_urls_are_refused() {
+        for bad in [
+            "http://acme.my.salesforce.com",
+            "https://acme.my.salesforce.com.evil.example",
+            "https://evilsalesforce.com",
+            "https://example.com",
+            "http://127.0.0.1:8092",
+            "not a url",
+        ] {
+            assert!(check_instance_url(LOGIN, bad).is_err(), "{bad}");
+        }
     }
 }

@@ -45,6 +45,18 @@ const GONE_CODES: [&str; 3] = [
 ];
 
 /// A request that got no HTTP answer: refused connection, timeout, reset.
+/// A response's body, capped (`providers::read_body`).
+pub async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+    crate::providers::read_body(resp)
+        .await
+        .map_err(|e| match e {
+            crate::providers::BodyError::Transport(e) => transport(e),
+            crate::providers::BodyError::TooLarge => {
+                crate::providers::BodyError::too_large("Salesforce")
+            }
+        })
+}
+
 pub fn transport(e: reqwest::Error) -> ProviderError {
     let what = if e.is_timeout() {
         "timed out"

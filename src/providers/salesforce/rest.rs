@@ -157,7 +157,7 @@ impl Rest {
         self.note_usage(resp.headers());
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(errors::transport)?.to_vec();
+        let body = errors::read_body(resp).await?;
         if status.is_success() {
             return Ok(body);
         }

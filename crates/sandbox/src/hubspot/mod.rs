@@ -89,13 +89,9 @@ pub async fn spawn(
     let tasks = TaskTracker::new();
     let app = build(&cfg, shutdown.clone(), &tasks);
     let server = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        match served {
-            Ok(()) => tracing::info!(%addr, "HubSpot sandbox stopped"),
-            Err(err) => tracing::error!(%addr, error = %err, "HubSpot sandbox server failed"),
-        }
+        let limits = syncroot_serve::Limits::default();
+        syncroot_serve::serve("hubspot-sandbox", listener, app, limits, shutdown).await;
+        tracing::info!(%addr, "HubSpot sandbox stopped");
     });
     tracing::info!(%addr, "HubSpot sandbox listening");
     Ok(SandboxHandle {

@@ -197,13 +197,9 @@ pub async fn spawn(
     let notifier = tokio::spawn(notifier.run(shutdown.clone()));
     let stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-        match result {
-            Ok(()) => tracing::info!(%addr, "salesforce sandbox stopped"),
-            Err(e) => tracing::error!(%addr, error = %e, "salesforce sandbox server failed"),
-        }
+        let limits = syncroot_serve::Limits::default();
+        syncroot_serve::serve("salesforce-sandbox", listener, app, limits, stop).await;
+        tracing::info!(%addr, "salesforce sandbox stopped");
     });
     tracing::info!(%addr, "salesforce sandbox listening");
     Ok(SandboxHandle {
