@@ -13,3 +13,6 @@ ALTER TABLE contact_versions DROP CONSTRAINT contact_versions_operation_check;
 ALTER TABLE contact_versions ADD CONSTRAINT contact_versions_operation_check
     CHECK (operation IN ('create', 'update', 'delete', 'kept', 'detach', 'merge', 'erase'));
 ALTER TABLE contact_versions ADD COLUMN note TEXT;
+
+-- How a CRM's change reached SyncRoot: 'webhook' or 'poller' (NULL: through the API).
+ALTER TABLE contact_versions ADD COLUMN via TEXT;

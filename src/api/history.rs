@@ -56,6 +56,10 @@ pub struct VersionOut {
     /// What happened, in words, for `detach`, `merge` and `erase`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How a change made in a CRM reached SyncRoot: `webhook` (the CRM's notification) or
+    /// `poller` (found by polling the CRM for what webhooks did not bring). Absent for the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// A page of a contact's history, oldest first.
@@ -156,6 +160,7 @@ pub async fn history(
             changes: r.changes.into_iter().map(change_out).collect(),
             conflicts: r.conflicts.into_iter().map(conflict_out).collect(),
             note: r.note,
+            via: r.via,
         })
         .collect();
     Ok(axum::Json(HistoryPage {

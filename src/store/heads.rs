@@ -35,6 +35,8 @@ pub struct VersionNote<'a> {
     /// The history's operation when it is not plain `create`/`update`/`delete` (`merge`,
     /// `erase`), with a remark in words.
     pub special: Option<(&'static str, &'a str)>,
+    /// How a CRM's change arrived: `webhook` or `poller` (`None` for the API).
+    pub via: Option<&'static str>,
 }
 
 impl<'a> VersionNote<'a> {
@@ -44,6 +46,15 @@ impl<'a> VersionNote<'a> {
             changes,
             conflicts,
             special: None,
+            via: None,
+        }
+    }
+
+    /// The same note, for a change that arrived `via` a webhook or the poller.
+    pub fn via(self, via: &'static str) -> Self {
+        Self {
+            via: Some(via),
+            ..self
         }
     }
 
@@ -145,8 +156,8 @@ pub async fn insert(
              SELECT $1, 1, $2, $3, $4, $4, $5, $7 FROM (SELECT pg_advisory_xact_lock($6)) AS acceptance_lock
              ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
              RETURNING id)
-         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at)
-         SELECT id, 1, $8, 'create', $9, $10, $4 FROM head",
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, via)
+         SELECT id, 1, $8, 'create', $9, $10, $4, $11 FROM head",
     )
     .bind(id.0)
     .bind(doc.email.as_str())
@@ -158,6 +169,7 @@ pub async fn insert(
     .bind(note.origin.as_str())
     .bind(changes)
     .bind(conflicts)
+    .bind(note.via)
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -194,8 +206,8 @@ pub async fn advance(
         "WITH head AS (
              UPDATE contact_heads SET seq = $2, email = $3, doc = $4, accepted_at = $5, deleted_at = $6, message_id = $7, stamps = $8
              WHERE id = $1 RETURNING id)
-         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note)
-         SELECT id, $2, $9, $10, $11, $12, $5, $13 FROM head",
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note, via)
+         SELECT id, $2, $9, $10, $11, $12, $5, $13, $14 FROM head",
     )
         .bind(id.0)
         .bind(head.seq)
@@ -210,6 +222,7 @@ pub async fn advance(
         .bind(changes)
         .bind(conflicts)
         .bind(note.remark())
+        .bind(note.via)
         .execute(tx)
         .await
         .map_err(|e| {

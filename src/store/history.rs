@@ -24,6 +24,8 @@ pub struct VersionRow {
     pub accepted_at: DateTime<Utc>,
     /// What happened, in words, where the operation needs it.
     pub note: Option<String>,
+    /// How a CRM's change arrived: `webhook` or `poller` (`None` for the API).
+    pub via: Option<String>,
 }
 
 /// An entry that is not a new version: a CRM change that lost every field to the policy
@@ -34,6 +36,7 @@ pub struct Event<'a> {
     pub operation: &'static str,
     pub conflicts: &'a [Conflict],
     pub note: Option<&'a str>,
+    pub via: Option<&'static str>,
 }
 
 /// Records an entry that does not change the contact's version.
@@ -43,8 +46,8 @@ pub async fn record(
     event: &Event<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note)
-         VALUES ($1, $2, $3, $4, '[]', $5, now(), $6)",
+        "INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, note, via)
+         VALUES ($1, $2, $3, $4, '[]', $5, now(), $6, $7)",
     )
     .bind(id.0)
     .bind(event.version)
@@ -52,6 +55,7 @@ pub async fn record(
     .bind(event.operation)
     .bind(sqlx::types::Json(event.conflicts))
     .bind(event.note)
+    .bind(event.via)
     .execute(tx)
     .await?;
     Ok(())
@@ -82,7 +86,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
     sqlx::query(
-        "SELECT entry, version, origin, operation, changes, conflicts, accepted_at, note FROM contact_versions
+        "SELECT entry, version, origin, operation, changes, conflicts, accepted_at, note, via FROM contact_versions
          WHERE contact_id = $1 AND entry > $2 ORDER BY entry LIMIT $3",
     )
     .bind(id.0)
@@ -99,6 +103,7 @@ pub async fn list(
             conflicts: serde_json::from_value(r.try_get("conflicts")?).map_err(decode)?,
             accepted_at: r.try_get("accepted_at")?,
             note: r.try_get("note")?,
+            via: r.try_get("via")?,
         })
     })
     .fetch_all(pool)

@@ -114,6 +114,11 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
     assert_eq!(sf["Title"], "CTO", "{sf}");
     let versions = history(&app, &id).await;
     assert_eq!(versions[1]["origin"], "hubspot");
+    assert_eq!(versions[1]["via"], "webhook");
+    assert!(
+        versions[0].get("via").is_none(),
+        "the API's version has no via"
+    );
     assert_eq!(
         versions[1]["changes"],
         json!([{"field": "job_title", "old": "Analyst", "new": "CTO"}])
@@ -587,7 +592,9 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
     .await;
     let c = synced(&app, &id, 2).await;
     assert_eq!(c["job_title"], "Head of Polling");
-    assert_eq!(history(&app, &id).await[1]["origin"], "hubspot");
+    let versions = history(&app, &id).await;
+    assert_eq!(versions[1]["origin"], "hubspot");
+    assert_eq!(versions[1]["via"], "poller", "{versions:?}");
     assert_eq!(
         written(&app, app.hubspot()).await,
         1,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::change::DeliveryTask;
 use crate::domain::fields::{FIELDS, Field, validate_members};
-use crate::domain::merge::{self, Incoming, Policy, Stamp, Stamps};
+use crate::domain::merge::{self, Conflict, FieldChange, Incoming, Policy, Stamp, Stamps};
 use crate::domain::{ChangeOp, ContactFields, ContactId, Crm, FieldValues, Origin};
 use crate::intake::{self, Draft, IntakeError};
 use crate::providers::RemoteRecord;
@@ -93,11 +93,18 @@ pub struct Ctx<'a> {
     pub policy: &'a Policy,
     /// The CRM's projection of a contact (its mapped fields).
     pub project: &'a (dyn Fn(&ContactFields) -> FieldValues + Sync),
+    /// How the changes arrive, for the history: `webhook` or `poller`.
+    pub via: &'static str,
 }
 
 impl Ctx<'_> {
     fn origin(&self) -> Origin {
         Origin::from(self.crm)
+    }
+
+    /// A history note of a change from this CRM.
+    fn note<'n>(&self, changes: &'n [FieldChange], conflicts: &'n [Conflict]) -> VersionNote<'n> {
+        VersionNote::new(self.origin(), changes, conflicts).via(self.via)
     }
 }
 
@@ -132,7 +139,7 @@ pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyErro
         seq: head.seq + 1,
         ..head
     };
-    accept(ctx, tx, id, &next, VersionNote::new(ctx.origin(), &[], &[])).await?;
+    accept(ctx, tx, id, &next, ctx.note(&[], &[])).await?;
     Ok(Applied::Deleted(id))
 }
 
@@ -195,6 +202,7 @@ pub async fn detach_deleted(
         operation: "detach",
         conflicts: &[],
         note: Some(&why),
+        via: Some(ctx.via),
     };
     history::record(&mut tx, id, &event).await?;
     tx.commit().await?;
@@ -238,7 +246,7 @@ pub async fn erase(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError
         stamps: Stamps::default(),
         accepted_at: now,
     };
-    let note = VersionNote::new(ctx.origin(), &[], &[]).special("erase", &why);
+    let note = ctx.note(&[], &[]).special("erase", &why);
     accept(ctx, tx, id, &next, note).await?;
     Ok(Applied::Erased(id))
 }
@@ -343,7 +351,7 @@ pub async fn merge(
             ..head
         };
         let message_id = Uuid::new_v4();
-        let note = VersionNote::new(ctx.origin(), &[], &[]).special("merge", &remark);
+        let note = ctx.note(&[], &[]).special("merge", &remark);
         heads::advance(&mut tx, id, &next, message_id, &note).await?;
         let draft = Draft {
             id,
@@ -374,6 +382,7 @@ pub async fn merge(
         operation: "merge",
         conflicts: &[],
         note: Some(&remark),
+        via: Some(ctx.via),
     };
     history::record(&mut tx, keep, &event).await?;
     if keep_live {
@@ -475,6 +484,7 @@ async fn update(
                 operation: "kept",
                 conflicts: &merged.conflicts,
                 note: None,
+                via: Some(ctx.via),
             };
             history::record(&mut tx, id, &kept).await?;
         }
@@ -498,7 +508,7 @@ async fn update(
         stamps: merged.stamps,
         accepted_at: Utc::now(),
     };
-    let note = VersionNote::new(ctx.origin(), &merged.changes, &merged.conflicts);
+    let note = ctx.note(&merged.changes, &merged.conflicts);
     accept(ctx, tx, id, &next, note).await?;
     Ok(Applied::Updated(next.seq))
 }
@@ -525,7 +535,7 @@ async fn create(
         },
     );
     let changes = merge::changes(None, &doc);
-    let note = VersionNote::new(ctx.origin(), &changes, &[]);
+    let note = ctx.note(&changes, &[]);
     let message_id = Uuid::new_v4();
     heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
     let seen = Observed {

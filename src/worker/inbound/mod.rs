@@ -218,6 +218,7 @@ impl<C: CrmClient> InboundWorker<C> {
             crm,
             policy: &self.policy,
             project: &project,
+            via: "webhook",
         };
         for (survivor, losers) in &merges {
             tally

@@ -120,6 +120,7 @@ impl<C: CrmClient> Poller<C> {
             crm: self.client.crm(),
             policy: &self.policy,
             project: &project,
+            via: "poller",
         };
         let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
         let (mut from, mut newest) = (since - overlap, since);
