@@ -78,6 +78,14 @@ impl Report {
 
     pub fn print(&mut self) {
         self.finish();
+        if self.opts.as_ref().is_some_and(|o| o.only_two_way) {
+            println!(
+                "\nSyncRoot benchmark — {} — {} cores",
+                self.date, self.cores
+            );
+            self.print_two_way();
+            return;
+        }
         let (b, u, q) = (&self.burst, &self.burst_unbatched, &self.quota);
         let both = |b: &Burst| b.hubspot_secs.max(b.salesforce_secs);
         let fill = |records: usize, calls: u64, cap: f64| {
@@ -194,6 +202,17 @@ impl Report {
             format!("{:.2}, {}", q.calls_per_sec, q.rate_limited),
             "0 429s".into(),
         );
+        self.print_two_way();
+        row(
+            "SyncRoot process peak memory, MB",
+            format!("{:.0}", self.peak_rss_mb),
+            "< 150".into(),
+        );
+        println!("{:-<96}", "");
+    }
+
+    fn print_two_way(&self) {
+        let row = |name: &str, v: String, r: String| println!("{name:<58} {v:>18} {r:>18}");
         let t = &self.two_way;
         row(
             "two-way: UI edit in one CRM → in the other, p50 / p99 ms",
@@ -205,12 +224,6 @@ impl Report {
             format!("{:.1}, {}", t.calls_per_edit, t.echo_writes),
             "0 echo writes".into(),
         );
-        row(
-            "SyncRoot process peak memory, MB",
-            format!("{:.0}", self.peak_rss_mb),
-            "< 150".into(),
-        );
-        println!("{:-<96}", "");
     }
 
     pub fn save(&self) -> anyhow::Result<()> {
