@@ -121,17 +121,11 @@ pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, Appl
 /// CRMs' records go; the source's is already gone). Only with the `propagate` policy.
 pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
     let mut tx = ctx.db.begin().await?;
-    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
-        return Ok(Applied::Skipped(
-            "no contact is linked to the deleted record",
-        ));
+    let (id, head) = match linked_head(&mut tx, ctx.crm, remote_id).await? {
+        Ok((id, head)) if head.deleted_at.is_none() => (id, head),
+        Ok(_) => return Ok(Applied::Unchanged),
+        Err(skipped) => return Ok(skipped),
     };
-    let Some(head) = heads::lock(&mut tx, id).await? else {
-        return Ok(Applied::Skipped("the linked contact does not exist"));
-    };
-    if head.deleted_at.is_some() {
-        return Ok(Applied::Unchanged);
-    }
     let now = Utc::now();
     let next = Head {
         deleted_at: Some(now),
@@ -141,6 +135,22 @@ pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyErro
     };
     accept(ctx, tx, id, &next, ctx.note(&[], &[])).await?;
     Ok(Applied::Deleted(id))
+}
+
+/// The contact linked to a CRM record that is gone (deleted, erased), with its head locked;
+/// `Err` with the outcome to report when there is none.
+async fn linked_head(
+    tx: &mut sqlx::PgConnection,
+    crm: Crm,
+    remote_id: &str,
+) -> Result<Result<(ContactId, Head), Applied>, sqlx::Error> {
+    let Some(id) = links::find_by_remote(tx, crm, remote_id).await? else {
+        return Ok(Err(Applied::Skipped("no contact is linked to the record")));
+    };
+    match heads::lock(tx, id).await? {
+        Some(head) => Ok(Ok((id, head))),
+        None => Ok(Err(Applied::Skipped("the linked contact does not exist"))),
+    }
 }
 
 /// Accepts a contact's next head (a new version, or its deletion) through `intake`: advances
@@ -179,17 +189,11 @@ pub async fn detach_deleted(
     at: DateTime<Utc>,
 ) -> Result<Applied, ApplyError> {
     let mut tx = ctx.db.begin().await?;
-    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
-        return Ok(Applied::Skipped(
-            "no contact is linked to the deleted record",
-        ));
+    let (id, head) = match linked_head(&mut tx, ctx.crm, remote_id).await? {
+        Ok((id, head)) if head.deleted_at.is_none() => (id, head),
+        Ok(_) => return Ok(Applied::Unchanged),
+        Err(skipped) => return Ok(skipped),
     };
-    let Some(head) = heads::lock(&mut tx, id).await? else {
-        return Ok(Applied::Skipped("the linked contact does not exist"));
-    };
-    if head.deleted_at.is_some() {
-        return Ok(Applied::Unchanged);
-    }
     let why = format!(
         "record {remote_id} was deleted in {} at {}; SyncRoot no longer writes this contact there until the record is restored",
         ctx.crm,
@@ -216,13 +220,9 @@ pub async fn detach_deleted(
 /// about it go.
 pub async fn erase(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
     let mut tx = ctx.db.begin().await?;
-    let Some(id) = links::find_by_remote(&mut tx, ctx.crm, remote_id).await? else {
-        return Ok(Applied::Skipped(
-            "no contact is linked to the erased record",
-        ));
-    };
-    let Some(head) = heads::lock(&mut tx, id).await? else {
-        return Ok(Applied::Skipped("the linked contact does not exist"));
+    let (id, head) = match linked_head(&mut tx, ctx.crm, remote_id).await? {
+        Ok(found) => found,
+        Err(skipped) => return Ok(skipped),
     };
     let doc = ContactFields::erased(id);
     if head.doc == doc {
