@@ -5,7 +5,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot_testkit::{Options, TestApp, eventually};
+use syncroot_testkit::{Options, TestApp, eventually, remote_id};
 
 /// The Salesforce sandbox's fixed Organization Id, and the users it writes as.
 const SANDBOX_ORG: &str = "00D8d0000000001EAA";
@@ -51,17 +51,6 @@ async fn send_outbound_messages(app: &TestApp, on: bool) {
     .await;
 }
 
-async fn synced(app: &TestApp, id: &str, version: i64) -> Value {
-    eventually(&format!("{id} v{version} synced to both CRMs"), || async {
-        let c: Value = app.get_contact(id).await.json().await.ok()?;
-        let both = ["hubspot", "salesforce"]
-            .iter()
-            .all(|crm| c["sync"][crm]["synced_version"] == version);
-        (c["version"] == version && both).then_some(c)
-    })
-    .await
-}
-
 /// Event keys SyncRoot has handled from Outbound Messages.
 async fn outbound_keys(app: &TestApp) -> Vec<String> {
     sqlx::query_scalar(
@@ -70,18 +59,6 @@ async fn outbound_keys(app: &TestApp) -> Vec<String> {
     .fetch_all(&app.db)
     .await
     .unwrap()
-}
-
-async fn written(app: &TestApp, base: &str) -> u64 {
-    let counters = app.control(base, Method::GET, "counters", None).await;
-    counters["records_written"].as_u64().unwrap()
-}
-
-fn remote_id(contact: &Value, crm: &str) -> String {
-    contact["sync"][crm]["remote_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// A one-notification message, as Salesforce would send it.
@@ -143,7 +120,7 @@ async fn a_contact_edited_in_salesforce_reaches_syncroot_and_hubspot_through_out
     let id = app
         .create(json!({"email": "om-edit@example.com", "last_name": "Lovelace"}))
         .await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     // SyncRoot's own create comes back as an Outbound Message: handled, no new version.
     eventually("the echo of SyncRoot's create handled", || async {
         (outbound_keys(&app).await.len() == 1).then_some(())
@@ -153,7 +130,7 @@ async fn a_contact_edited_in_salesforce_reaches_syncroot_and_hubspot_through_out
 
     ui_edit(&app, &salesforce_id, json!({"Phone": "+44 20 7946 0001"})).await;
 
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     assert_eq!(c["phone"], "+44 20 7946 0001");
     let hs = app.sandbox_record(app.hubspot(), &hubspot_id).await;
     assert_eq!(hs["properties"]["phone"], "+44 20 7946 0001", "{hs}");
@@ -163,11 +140,11 @@ async fn a_contact_edited_in_salesforce_reaches_syncroot_and_hubspot_through_out
     })
     .await;
     assert_eq!(
-        written(&app, app.salesforce()).await,
+        app.records_written(app.salesforce()).await,
         1,
         "written back to its source"
     );
-    assert_eq!(written(&app, app.hubspot()).await, 2);
+    assert_eq!(app.records_written(app.hubspot()).await, 2);
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
     assert_eq!(c["version"], 2, "an echo made a new version: {c}");
     let om = app
@@ -186,7 +163,7 @@ async fn a_redelivered_outbound_message_is_acknowledged_and_ignored() {
     let b = app
         .create(json!({"email": "om-b@example.com", "last_name": "B"}))
         .await;
-    let (ca, cb) = (synced(&app, &a, 1).await, synced(&app, &b, 1).await);
+    let (ca, cb) = (app.wait_synced(&a, 1).await, app.wait_synced(&b, 1).await);
     let (sf_a, sf_b) = (remote_id(&ca, "salesforce"), remote_id(&cb, "salesforce"));
     let path = format!("/webhooks/salesforce/outbound/{TOKEN}");
 
@@ -195,7 +172,7 @@ async fn a_redelivered_outbound_message_is_acknowledged_and_ignored() {
     let (status, kind, body) = post(&app, &path, &first).await;
     assert_eq!((status, kind.as_str()), (200, "text/xml; charset=utf-8"));
     assert!(body.contains("<Ack>true</Ack>"), "{body}");
-    assert_eq!(synced(&app, &a, 2).await["job_title"], "First");
+    assert_eq!(app.wait_synced(&a, 2).await["job_title"], "First");
 
     // The record changes again, but the redelivered notification is the old one: acknowledged
     // and ignored (handling it again would read the record and make version 3).
@@ -213,7 +190,7 @@ async fn a_redelivered_outbound_message_is_acknowledged_and_ignored() {
     )
     .await;
     assert_eq!(status, 200);
-    synced(&app, &b, 2).await;
+    app.wait_synced(&b, 2).await;
     let c: Value = app.get_contact(&a).await.json().await.unwrap();
     assert_eq!(
         (c["version"].clone(), c["job_title"].clone()),
@@ -231,7 +208,7 @@ async fn outbound_messages_from_another_org_or_at_a_wrong_path_are_refused_and_q
     let c = app
         .create(json!({"email": "om-refused@example.com", "last_name": "R"}))
         .await;
-    let sf = remote_id(&synced(&app, &c, 1).await, "salesforce");
+    let sf = remote_id(&app.wait_synced(&c, 1).await, "salesforce");
     ui_edit(&app, &sf, json!({"Title": "Refused"})).await;
     let good_path = format!("/webhooks/salesforce/outbound/{TOKEN}");
     let unknown = post(&app, "/webhooks/nowhere", "x").await;
@@ -281,7 +258,7 @@ async fn outbound_messages_from_another_org_or_at_a_wrong_path_are_refused_and_q
     // before it was queued.
     let ok = message(&SANDBOX_ORG[..15], "04l8d00000000C3AAA", &sf);
     assert_eq!(post(&app, &good_path, &ok).await.0, 200);
-    assert_eq!(synced(&app, &c, 2).await["job_title"], "Refused");
+    assert_eq!(app.wait_synced(&c, 2).await["job_title"], "Refused");
     assert_eq!(outbound_keys(&app).await, vec!["om:04l8d00000000C3AAA"]);
 }
 

@@ -4,7 +4,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot_testkit::{Options, TestApp, eventually};
+use syncroot_testkit::{Options, TestApp, eventually, remote_id};
 
 async fn two_way(extra_env: Vec<(&str, &str)>) -> TestApp {
     TestApp::spawn_with(Options {
@@ -15,18 +15,6 @@ async fn two_way(extra_env: Vec<(&str, &str)>) -> TestApp {
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
         ..Options::default()
-    })
-    .await
-}
-
-/// Waits until both CRMs hold `version` of the contact; returns the contact.
-async fn synced(app: &TestApp, id: &str, version: i64) -> Value {
-    eventually(&format!("{id} v{version} synced to both CRMs"), || async {
-        let c: Value = app.get_contact(id).await.json().await.ok()?;
-        let both = ["hubspot", "salesforce"]
-            .iter()
-            .all(|crm| c["sync"][crm]["synced_version"] == version);
-        (c["version"] == version && both).then_some(c)
     })
     .await
 }
@@ -45,11 +33,6 @@ async fn handled(app: &TestApp, crm: &str, n: i64) {
     .await
 }
 
-async fn written(app: &TestApp, base: &str) -> u64 {
-    let counters = app.control(base, Method::GET, "counters", None).await;
-    counters["records_written"].as_u64().unwrap()
-}
-
 async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     let page: Value = app
         .authed(Method::GET, &format!("/contacts/{id}/history"))
@@ -62,29 +45,21 @@ async fn history(app: &TestApp, id: &str) -> Vec<Value> {
     page["versions"].as_array().unwrap().clone()
 }
 
-/// A contact's record id in a CRM, from its `sync` section.
-fn remote_id(contact: &Value, crm: &str) -> String {
-    contact["sync"][crm]["remote_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {crm} record id in {contact}"))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn an_api_write_that_comes_back_as_webhooks_costs_no_further_write() {
     let app = two_way(vec![]).await;
     let id = app
         .create(json!({"email": "echo@example.com", "first_name": "Ada", "job_title": "Analyst"}))
         .await;
-    synced(&app, &id, 1).await;
+    app.wait_synced(&id, 1).await;
     // Each CRM reports SyncRoot's write back (HubSpot: creation and property events).
     handled(&app, "hubspot", 1).await;
     handled(&app, "salesforce", 1).await;
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
     assert_eq!(c["version"], 1, "an echo made a new version: {c}");
     assert_eq!(history(&app, &id).await.len(), 1);
-    assert_eq!(written(&app, app.hubspot()).await, 1);
-    assert_eq!(written(&app, app.salesforce()).await, 1);
+    assert_eq!(app.records_written(app.hubspot()).await, 1);
+    assert_eq!(app.records_written(app.salesforce()).await, 1);
 }
 
 #[tokio::test]
@@ -95,7 +70,7 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
             json!({"email": "hs-edit@example.com", "first_name": "Ada", "job_title": "Analyst"}),
         )
         .await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     handled(&app, "hubspot", 1).await;
     let hubspot_id = remote_id(&c, "hubspot");
     let salesforce_id = remote_id(&c, "salesforce");
@@ -108,7 +83,7 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
     )
     .await;
 
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     assert_eq!(c["job_title"], "CTO");
     let sf = app.sandbox_record(app.salesforce(), &salesforce_id).await;
     assert_eq!(sf["Title"], "CTO", "{sf}");
@@ -127,11 +102,11 @@ async fn a_ui_edit_in_hubspot_reaches_the_contact_and_salesforce_and_is_not_writ
     handled(&app, "salesforce", 2).await;
     assert_eq!(history(&app, &id).await.len(), 2);
     assert_eq!(
-        written(&app, app.hubspot()).await,
+        app.records_written(app.hubspot()).await,
         1,
         "written back to its source"
     );
-    assert_eq!(written(&app, app.salesforce()).await, 2);
+    assert_eq!(app.records_written(app.salesforce()).await, 2);
 }
 
 #[tokio::test]
@@ -140,7 +115,7 @@ async fn a_ui_edit_in_salesforce_reaches_the_contact_and_hubspot() {
     let id = app
         .create(json!({"email": "sf-edit@example.com", "last_name": "Lovelace"}))
         .await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     handled(&app, "salesforce", 1).await;
     let salesforce_id = remote_id(&c, "salesforce");
     let hubspot_id = remote_id(&c, "hubspot");
@@ -153,13 +128,13 @@ async fn a_ui_edit_in_salesforce_reaches_the_contact_and_hubspot() {
     )
     .await;
 
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     assert_eq!(c["phone"], "+44 20 7946 0000");
     let hs = app.sandbox_record(app.hubspot(), &hubspot_id).await;
     assert_eq!(hs["properties"]["phone"], "+44 20 7946 0000", "{hs}");
     assert_eq!(history(&app, &id).await[1]["origin"], "salesforce");
     assert_eq!(
-        written(&app, app.salesforce()).await,
+        app.records_written(app.salesforce()).await,
         1,
         "written back to its source"
     );
@@ -189,14 +164,14 @@ async fn a_person_created_in_hubspot_becomes_a_contact_and_reaches_salesforce() 
     .await;
     let id = found["id"].as_str().unwrap().to_owned();
     assert_eq!(found["last_name"], "Hopper");
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     let sf = app
         .sandbox_record(app.salesforce(), &remote_id(&c, "salesforce"))
         .await;
     assert_eq!(sf["LastName"], "Hopper");
     assert_eq!(history(&app, &id).await[0]["origin"], "hubspot");
     assert_eq!(
-        written(&app, app.hubspot()).await,
+        app.records_written(app.hubspot()).await,
         0,
         "its source is not written"
     );
@@ -208,7 +183,7 @@ async fn a_field_owned_by_the_app_is_restored_in_the_crm_that_changed_it() {
     let id = app
         .create(json!({"email": "owned@example.com", "job_title": "Analyst"}))
         .await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     handled(&app, "hubspot", 1).await;
     let hubspot_id = remote_id(&c, "hubspot");
 
@@ -219,7 +194,7 @@ async fn a_field_owned_by_the_app_is_restored_in_the_crm_that_changed_it() {
         Some(json!({"properties": {"jobtitle": "CTO", "firstname": "Ada"}})),
     )
     .await;
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     assert_eq!(
         (c["first_name"].clone(), c["job_title"].clone()),
         (json!("Ada"), json!("Analyst"))
@@ -321,7 +296,7 @@ async fn forged_stale_and_unsigned_webhooks_get_401_and_queue_nothing() {
 async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes_propagate() {
     let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "propagate")]).await;
     let id = app.create(json!({"email": "gone@example.com"})).await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     let hubspot_id = remote_id(&c, "hubspot");
     let salesforce_id = remote_id(&c, "salesforce");
 
@@ -356,7 +331,7 @@ async fn a_record_deleted_in_hubspot_deletes_the_contact_everywhere_when_deletes
 async fn a_record_deleted_in_salesforce_is_detached_by_default_and_not_recreated() {
     let app = two_way(vec![]).await;
     let id = app.create(json!({"email": "stays@example.com"})).await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     handled(&app, "salesforce", 1).await;
     let salesforce_id = remote_id(&c, "salesforce");
     app.control(
@@ -383,7 +358,7 @@ async fn a_record_deleted_in_salesforce_is_detached_by_default_and_not_recreated
     assert_eq!(versions[1]["origin"], "salesforce");
 
     // The app goes on changing the contact: HubSpot follows, the deleted record stays deleted.
-    let before = written(&app, app.salesforce()).await;
+    let before = app.records_written(app.salesforce()).await;
     app.patch_contact(&id, json!({"job_title": "Still here"}))
         .await;
     eventually("HubSpot has version 2", || async {
@@ -393,7 +368,7 @@ async fn a_record_deleted_in_salesforce_is_detached_by_default_and_not_recreated
     .await;
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
     assert_eq!(c["sync"]["salesforce"]["state"], "detached", "{c}");
-    assert_eq!(written(&app, app.salesforce()).await, before);
+    assert_eq!(app.records_written(app.salesforce()).await, before);
     let sf = app.sandbox_record(app.salesforce(), &salesforce_id).await;
     assert_eq!(sf["IsDeleted"], true, "{sf}");
 }
@@ -406,7 +381,7 @@ async fn a_privacy_deletion_in_hubspot_erases_the_person_everywhere() {
         .await;
     app.patch_contact(&id, json!({"last_name": "Forgetme"}))
         .await;
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     let hubspot_id = remote_id(&c, "hubspot");
     let salesforce_id = remote_id(&c, "salesforce");
 
@@ -465,7 +440,7 @@ async fn a_privacy_deletion_in_hubspot_erases_the_person_everywhere() {
 /// Creates two contacts and waits until both CRMs hold them; their `sync` sections.
 async fn two_people(app: &TestApp, a: Value, b: Value) -> ((String, Value), (String, Value)) {
     let (ia, ib) = (app.create(a).await, app.create(b).await);
-    let (ca, cb) = (synced(app, &ia, 1).await, synced(app, &ib, 1).await);
+    let (ca, cb) = (app.wait_synced(&ia, 1).await, app.wait_synced(&ib, 1).await);
     ((ia, ca), (ib, cb))
 }
 
@@ -494,7 +469,7 @@ async fn records_merged_in_hubspot_merge_their_contacts_and_leave_salesforces_du
     })
     .await;
     // The survivor took the job title HubSpot moved into the surviving record, everywhere.
-    let c = synced(&app, &a, 2).await;
+    let c = app.wait_synced(&a, 2).await;
     assert_eq!(c["job_title"], "Engineer", "{c}");
     assert_eq!(c["email"], "merge.a@example.com");
     let sf = app.sandbox_record(app.salesforce(), &sa).await;
@@ -526,7 +501,7 @@ async fn records_merged_in_hubspot_merge_their_contacts_and_leave_salesforces_du
     let sf_b = app.sandbox_record(app.salesforce(), &sb).await;
     assert_eq!(sf_b["IsDeleted"], false, "{sf_b}");
     assert_eq!(
-        written(&app, app.hubspot()).await,
+        app.records_written(app.hubspot()).await,
         2,
         "HubSpot is written once per contact: the merge costs no write there"
     );
@@ -555,7 +530,7 @@ async fn records_merged_in_salesforce_merge_their_contacts() {
         (app.get_contact(&b).await.status() == 404).then_some(())
     })
     .await;
-    let c = synced(&app, &a, 2).await;
+    let c = app.wait_synced(&a, 2).await;
     assert_eq!(c["phone"], "+1 555 0100", "{c}");
     let merged = history(&app, &a)
         .await
@@ -573,7 +548,7 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
     let id = app
         .create(json!({"email": "polled@example.com", "job_title": "Analyst"}))
         .await;
-    let c = synced(&app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     let hubspot_id = remote_id(&c, "hubspot");
     // HubSpot's webhooks stop arriving (they stay queued in the sandbox for the whole test).
     app.control(
@@ -590,13 +565,13 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
         Some(json!({"properties": {"jobtitle": "Head of Polling"}})),
     )
     .await;
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     assert_eq!(c["job_title"], "Head of Polling");
     let versions = history(&app, &id).await;
     assert_eq!(versions[1]["origin"], "hubspot");
     assert_eq!(versions[1]["via"], "poller", "{versions:?}");
     assert_eq!(
-        written(&app, app.hubspot()).await,
+        app.records_written(app.hubspot()).await,
         1,
         "written back to its source"
     );
@@ -605,7 +580,7 @@ async fn a_change_whose_webhook_never_came_is_found_by_the_poller() {
 /// A record deleted in a CRM whose webhook has not come (or never will): delivery finds it gone.
 async fn delete_in_hubspot_then_change(app: &TestApp) -> (String, String) {
     let id = app.create(json!({"email": "vanished@example.com"})).await;
-    let c = synced(app, &id, 1).await;
+    let c = app.wait_synced(&id, 1).await;
     let old = remote_id(&c, "hubspot");
     app.control(
         app.hubspot(),
@@ -645,7 +620,7 @@ async fn a_record_gone_from_a_crm_is_not_brought_back_by_the_next_change() {
 async fn with_deletions_ignored_a_record_gone_from_a_crm_is_created_again() {
     let app = two_way(vec![("SYNCROOT_INBOUND_DELETES", "ignore")]).await;
     let (id, old) = delete_in_hubspot_then_change(&app).await;
-    let c = synced(&app, &id, 2).await;
+    let c = app.wait_synced(&id, 2).await;
     let new = remote_id(&c, "hubspot");
     assert_ne!(new, old);
     let record = app.sandbox_record(app.hubspot(), &new).await;

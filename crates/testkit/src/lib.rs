@@ -199,6 +199,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Waits until the contact is at `version` and both CRMs hold it; returns the contact.
+    pub async fn wait_synced(&self, id: &str, version: i64) -> Value {
+        eventually(&format!("{id} v{version} synced to both CRMs"), || async {
+            let c: Value = self.get_contact(id).await.json().await.ok()?;
+            let both = ["hubspot", "salesforce"]
+                .iter()
+                .all(|crm| c["sync"][crm]["synced_version"] == version);
+            (c["version"] == version && both).then_some(c)
+        })
+        .await
+    }
+
+    /// Records the sandbox at `base` was asked to write (its `records_written` counter).
+    pub async fn records_written(&self, base: &str) -> u64 {
+        let counters = self
+            .control(base, reqwest::Method::GET, "counters", None)
+            .await;
+        counters["records_written"].as_u64().unwrap_or(0)
+    }
+
     /// Merge-patches a contact (RFC 7396) and checks it was accepted.
     pub async fn patch_contact(&self, id: &str, patch: Value) {
         let r = self
@@ -424,6 +444,14 @@ pub fn accept_sandbox_webhooks(cfg: &mut Config) {
     i.hubspot_secrets = vec![Secret::new(s.hubspot.client_secret)];
     i.salesforce_secrets = vec![Secret::new(s.salesforce.notify_secret)];
     i.hubspot_app_id = s.hubspot.app_id.to_string();
+}
+
+/// A contact's record id in a CRM, from its `sync` section.
+pub fn remote_id(contact: &Value, crm: &str) -> String {
+    contact["sync"][crm]["remote_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {crm} record id in {contact}"))
+        .to_owned()
 }
 
 /// Polls `check` every 25 ms until it yields a value, failing the test after 60 s (a bound for a broken run, not a speed check).
