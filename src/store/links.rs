@@ -204,9 +204,9 @@ impl Known {
     }
 }
 
-/// The contact linked to a CRM record, if any. A link detached because its contact was merged
-/// away does not count; one detached because the record was deleted does (a restore finds its
-/// contact again).
+/// The contact linked to a CRM record, if any: a live contact before a deleted one (a record
+/// adopted from a merged-away contact belongs to the survivor), detached links included (a
+/// restored record finds its contact again).
 pub async fn find_by_remote(
     conn: &mut PgConnection,
     crm: Crm,
