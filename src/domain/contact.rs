@@ -142,11 +142,20 @@ mod tests {
     }
 
     #[test]
-    fn shards_are_stable_and_in_range() {
+    fn shards_come_from_the_ids_random_low_bits_and_spread() {
+        // Every process must put a contact on the same shard: the value is fixed by the id
+        // (the low 64 bits, 0x9f000123456789ab, modulo the shard count).
         let id = ContactId::parse("0190b6a2-7c3e-7a1b-9f00-0123456789ab").unwrap();
-        assert_eq!(id.shard(8), id.shard(8));
-        for _ in 0..100 {
-            assert!(ContactId::new().shard(5) < 5);
+        assert_eq!(id.shard(8), 3);
+        assert_eq!(id.shard(10), (0x9f00_0123_4567_89ab_u64 % 10) as u16);
+        assert_eq!(id.shard(0), 0, "no shards counts as one");
+        let mut seen = [0u32; 5];
+        for _ in 0..1000 {
+            seen[usize::from(ContactId::new().shard(5))] += 1;
         }
+        assert!(
+            seen.iter().all(|&n| n > 100),
+            "new ids spread over the shards: {seen:?}"
+        );
     }
 }

@@ -127,7 +127,7 @@ async fn a_change_whose_acceptance_rolled_back_is_never_applied() {
     app.publish_raw(&queue, &body(&ghost_same_seq)).await;
     app.publish_raw(&queue, &body(&ghost_next)).await;
     eventually("the ghosts to be consumed", || async {
-        (app.queue_depth(&queue).await == 0).then_some(())
+        (app.queue_unsettled(&queue).await == 0).then_some(())
     })
     .await;
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
@@ -166,7 +166,7 @@ async fn a_redelivered_or_stale_change_is_not_applied_again() {
     // The same message alone again: consumed, and the row untouched.
     app.publish_raw(&queue, &body(&first)).await;
     eventually("the redelivery to be consumed", || async {
-        (app.queue_depth(&queue).await == 0).then_some(())
+        (app.queue_unsettled(&queue).await == 0).then_some(())
     })
     .await;
     assert_eq!(
@@ -182,7 +182,7 @@ async fn a_redelivered_or_stale_change_is_not_applied_again() {
     app.publish_raw(&queue, &body(&first)).await;
     app.wait_applied(&id.to_string(), 2).await;
     eventually("the queue to drain", || async {
-        (app.queue_depth(&queue).await == 0).then_some(())
+        (app.queue_unsettled(&queue).await == 0).then_some(())
     })
     .await;
     let c = app.wait_applied(&id.to_string(), 2).await;
