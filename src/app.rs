@@ -37,6 +37,7 @@ pub struct RunningApi {
 /// Binds the API listener and starts serving. Postgres and RabbitMQ are connected lazily, so the
 /// server starts (and reports not-ready) while either is away.
 pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<RunningApi> {
+    crate::metrics::install();
     let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
     // The publisher outlives the HTTP server by the drain, so requests still in flight at
     // shutdown can finish publishing.
@@ -64,6 +65,7 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
         cfg.api.idempotency_ttl,
         shutdown.clone(),
     ));
+    let upkeep = tokio::spawn(crate::metrics::collect::upkeep(shutdown.clone()));
     let grace = cfg.shutdown_grace;
     let limits = cfg.http;
     let task = tokio::spawn(async move {
@@ -79,6 +81,7 @@ pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Res
         publisher_stop.cancel();
         let _ = publisher_task.await;
         let _ = pruner.await;
+        let _ = upkeep.await;
         tracing::info!("API stopped");
     });
     tracing::info!(%addr, "API listening");
@@ -98,6 +101,7 @@ struct RoleParts {
 impl RoleParts {
     /// `role` names the publisher's connection in the broker's management UI.
     fn new(cfg: &Config, readiness: &Readiness, role: &'static str) -> anyhow::Result<Self> {
+        crate::metrics::install();
         let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
         let topology = Topology::new(cfg);
         let publisher_stop = CancellationToken::new();

@@ -16,6 +16,8 @@ pub mod config;
 pub mod domain;
 /// Accepting a change: the transaction the API and the webhook worker share.
 pub mod intake;
+/// Prometheus metrics: what is exported, recording, `/metrics`.
+pub mod metrics;
 /// Health probes of the worker processes.
 pub mod probe;
 /// CRM clients: the contract, HubSpot, Salesforce, field mapping, pacing.

@@ -1,7 +1,8 @@
-//! Health probes of the worker processes (`forwarder`, `delivery`, `dlq-worker`), for
-//! Kubernetes and load balancers: `/healthz` (the process runs) and `/readyz` (Postgres answers
-//! and every consumer of the process is attached to RabbitMQ). While a worker is reconnecting
-//! after losing the broker, it reports not-ready.
+//! Health probes of the worker processes (`forwarder`, `delivery`, `webhooks`, `dlq-worker`),
+//! for Kubernetes and load balancers: `/healthz` (the process runs) and `/readyz` (Postgres
+//! answers and every consumer of the process is attached to RabbitMQ), and the process's
+//! Prometheus metrics at `/metrics`. While a worker is reconnecting after losing the broker, it
+//! reports not-ready.
 //!
 //! Not here: the API's own probes (`api::health`), which also check its publisher.
 
@@ -66,6 +67,8 @@ pub async fn serve(
             get(|| async { axum::Json(json!({"status": "ok"})) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(Probe { db, readiness });
     let task = tokio::spawn(syncroot_serve::serve(
         "probes", listener, app, limits, shutdown,

@@ -52,6 +52,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Prometheus metrics of this process (text exposition format 0.0.4); docs/metrics.md lists
+/// them.
+#[utoipa::path(get, path = "/metrics", tag = TAG, operation_id = "getMetrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
+pub async fn metrics() -> Response {
+    crate::metrics::scrape().await
+}
+
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = TAG, operation_id = "getOpenApi",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]

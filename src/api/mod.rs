@@ -3,7 +3,8 @@
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
 //! in the spec. `/contacts` routes sit behind the bearer-key middleware with the write keys,
 //! `/dlq` (the dead-letter admin API) behind the same middleware with the admin keys; operations
-//! routes are open.
+//! routes (health, readiness, `/metrics`, the document) are open. Every request is counted and
+//! timed by its route template (`metrics::track`).
 
 pub mod accept;
 pub mod auth;
@@ -115,6 +116,7 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
     let operations = OpenApiRouter::new()
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(health::openapi_json))
         .routes(routes!(health::docs));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -163,6 +165,7 @@ pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) 
     routes
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -33,6 +33,7 @@ use super::problem::{self, ApiError, Problem};
 use super::webhooks::{TAG, Unconfirmed, enabled, publish};
 use crate::domain::Crm;
 use crate::domain::inbound::InboundBatch;
+use crate::metrics::WebhookOutcome;
 use crate::webhooks::salesforce_outbound::{self as om, FaultCode};
 use crate::webhooks::verify;
 
@@ -53,7 +54,10 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A fault for a message the receiver refuses (malformed, too large, another org): each one
+    /// is counted as a rejected webhook request.
     fn client(status: StatusCode, message: impl Into<String>) -> Self {
+        crate::metrics::webhook_events(Crm::Salesforce.as_str(), WebhookOutcome::Rejected, 1);
         Self::Fault {
             status,
             code: FaultCode::Client,

@@ -20,6 +20,7 @@ use super::AppState;
 use super::problem::{ApiError, Problem};
 use crate::domain::Crm;
 use crate::domain::inbound::InboundBatch;
+use crate::metrics::{self, WebhookOutcome};
 use crate::webhooks::verify::{self, HubspotRequest, HubspotScheme};
 use crate::webhooks::{hubspot, salesforce};
 
@@ -71,9 +72,9 @@ pub async fn hubspot(
         allow_v2: cfg.hubspot_allow_v2,
     };
     verify::verify_hubspot(&request, &cfg.hubspot_secrets, scheme, now_ms(), cfg.window)
-        .map_err(|r| ApiError::SignatureRefused(r.to_string()))?;
+        .map_err(|r| rejected(Crm::Hubspot, ApiError::SignatureRefused(r.to_string())))?;
     let parsed = hubspot::parse(&body, &cfg.hubspot_app_id)
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        .map_err(|e| rejected(Crm::Hubspot, ApiError::MalformedJson(e.to_string())))?;
     if parsed.ignored > 0 {
         tracing::debug!(
             ignored = parsed.ignored,
@@ -120,13 +121,13 @@ pub async fn salesforce(
         now_ms(),
         cfg.window,
     )
-    .map_err(|r| ApiError::SignatureRefused(r.to_string()))?;
+    .map_err(|r| rejected(Crm::Salesforce, ApiError::SignatureRefused(r.to_string())))?;
     let me = salesforce::Identity {
         client_name: &state.salesforce_client_name,
         integration_user: &cfg.salesforce_integration_user,
     };
-    let parsed =
-        salesforce::parse(&body, &me).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let parsed = salesforce::parse(&body, &me)
+        .map_err(|e| rejected(Crm::Salesforce, ApiError::MalformedJson(e.to_string())))?;
     queue(&state, InboundBatch::new(Crm::Salesforce, parsed.events)).await
 }
 
@@ -138,6 +139,12 @@ pub(super) fn enabled(state: &AppState, crm: Crm) -> Result<(), ApiError> {
             "{crm} is not an enabled CRM (SYNCROOT_CRMS)"
         )))
     }
+}
+
+/// Counts a refused request (forged, stale, not the CRM's format) and passes its error on.
+fn rejected(crm: Crm, e: ApiError) -> ApiError {
+    metrics::webhook_events(crm.as_str(), WebhookOutcome::Rejected, 1);
+    e
 }
 
 async fn queue(state: &AppState, batch: InboundBatch) -> Result<StatusCode, ApiError> {
@@ -164,7 +171,10 @@ pub(super) async fn publish(state: &AppState, batch: &InboundBatch) -> Result<()
     state.publisher.publish_inbound(batch).await.map_err(|e| {
         tracing::warn!(error = %e, crm = %batch.crm, "webhook batch not confirmed by the broker");
         Unconfirmed
-    })
+    })?;
+    let (crm, n) = (batch.crm.as_str(), batch.events.len());
+    metrics::webhook_events(crm, WebhookOutcome::Accepted, n);
+    Ok(())
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(&str, &str)> {

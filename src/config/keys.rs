@@ -314,7 +314,7 @@ pub const KEYS: &[Key] = &[
     key(
         "health_listen",
         "",
-        "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz and /readyz (e.g. 0.0.0.0:9090); empty: no probes",
+        "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz, /readyz and /metrics (e.g. 0.0.0.0:9090); empty: none of them",
     ),
     key(
         "http_header_timeout_ms",

@@ -147,7 +147,12 @@ impl Publisher {
         tier: usize,
     ) -> Result<(), PublishError> {
         let (body, props) = envelope::encode_delivery(task);
-        let queue = self.inner.topology.retry_queue(task.crm, tier);
+        let topology = &self.inner.topology;
+        let wait = topology.retry_tiers.get(tier).copied().unwrap_or_default();
+        // Stamped with when it will be ready in the delivery queue again, so the queue's
+        // oldest-message age does not count the tier's wait (`metrics::backlog`).
+        let props = props.with_timestamp(epoch_secs(wait));
+        let queue = topology.retry_queue(task.crm, tier);
         // The default exchange routes to the queue of that name.
         self.publish("", &queue, &body, props).await
     }
@@ -176,6 +181,12 @@ impl Publisher {
         body: &[u8],
         props: lapin::BasicProperties,
     ) -> Result<(), PublishError> {
+        // Every message says when it became ready, which bounds a queue's oldest-message age
+        // (`metrics::backlog`); changes carry their acceptance time already.
+        let props = match props.timestamp() {
+            Some(_) => props,
+            None => props.with_timestamp(epoch_secs(Duration::ZERO)),
+        };
         let deadline = tokio::time::Instant::now() + self.inner.confirm_timeout;
         let mut pause = NACK_PAUSE_MIN;
         loop {
@@ -312,4 +323,12 @@ async fn wait_for_error(events: &mut Events) -> String {
         }
     }
     "connection closed".to_owned()
+}
+
+/// Seconds since the Unix epoch, `ahead` from now: an AMQP `timestamp`.
+fn epoch_secs(ahead: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + ahead).as_secs()
 }

@@ -11,6 +11,8 @@ use crate::domain::{ContactFields, ContactId, Crm, Email, FieldValues};
 pub struct Deliverable {
     pub id: ContactId,
     pub version: i64,
+    /// When `version` was accepted (the contact's `updated_at`).
+    pub accepted_at: DateTime<Utc>,
     /// `None` for a deleted contact (tombstone).
     pub contact: Option<ContactFields>,
     /// The last state of a deleted contact (to find an unlinked remote record).
@@ -30,7 +32,7 @@ pub async fn load_deliverables(
     ids: &[Uuid],
 ) -> Result<Vec<Deliverable>, sqlx::Error> {
     sqlx::query(
-        "SELECT c.id, c.version, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
+        "SELECT c.id, c.version, c.updated_at, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
                 l.remote_id, l.synced_version, l.remote_values, l.detached
          FROM contacts c LEFT JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id
          WHERE c.id = ANY($2)",
@@ -58,6 +60,7 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
     Ok(Deliverable {
         id: ContactId(r.try_get("id")?),
         version: r.try_get("version")?,
+        accepted_at: r.try_get("updated_at")?,
         contact: deleted.is_none().then_some(fields),
         last_email: Some(email),
         remote_id: r.try_get("remote_id")?,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use lapin::Acker;
+use super::settle::Acker;
 
 use crate::domain::ContactId;
 use crate::domain::change::DeliveryTask;

@@ -15,21 +15,30 @@
 //! [`wait_out`] is the one way a role holds a message while a dependency (Postgres, the
 //! broker's confirm) is away, so an outage never burns retry tiers or the delivery limit.
 //!
+//! Each session also watches its queues for metrics: every [`crate::metrics::COLLECT_EVERY`]
+//! it reads their depth (a passive `queue.declare` on a channel of its own), and every message
+//! received notes its timestamp, which bounds the age of what still waits
+//! (`metrics::backlog`). Every delivery carries what its settlement is counted under (the
+//! role and the queue), so `settle` counts each message once, where it is settled.
+//!
 //! Not here: what to do with a message (the roles), publishing (`queue::publisher`), settling
 //! (`settle`).
 
 use std::future::Future;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use futures_util::stream::SelectAll;
-use lapin::message::Delivery;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, Consumer};
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
-use super::settle::SettleError;
+use futures_util::StreamExt;
+use futures_util::stream::{BoxStream, SelectAll};
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::settle::{self, SettleError};
 use crate::config::QueueConfig;
 use crate::probe::Readiness;
 use crate::queue::publisher::PublishError;
@@ -58,6 +67,9 @@ pub trait Consume: Sync {
     /// Names the connection (`syncroot-<name>` in the management UI), the readiness flag and
     /// the logs.
     fn name(&self) -> String;
+    /// The process role it runs in (`forwarder`, `delivery`, `webhooks`, `dlq-worker`): the
+    /// `role` label of its messages' metrics.
+    fn role(&self) -> &'static str;
     /// The queues consumed; their deliveries arrive as one stream.
     fn queues(&self) -> Vec<String>;
     /// Unacknowledged deliveries the broker may hand over at once (per consumer).
@@ -109,11 +121,24 @@ pub async fn supervise<R: Consume>(broker: &Broker, role: &R, shutdown: &Cancell
     tracing::info!(role = %name, "consumer stopped");
 }
 
+/// A message the broker handed over, with what its settlement is counted under.
+pub struct Delivery {
+    pub data: Vec<u8>,
+    pub properties: BasicProperties,
+    pub acker: settle::Acker,
+}
+
+/// Deliveries tagged with the queue they came from.
+type Tagged = BoxStream<'static, (Arc<str>, Result<lapin::message::Delivery, lapin::Error>)>;
+
 /// One connection's consumers. Readiness is cleared when it drops.
 pub struct Session {
     conn: Connection,
     channel: Channel,
-    deliveries: SelectAll<Consumer>,
+    deliveries: SelectAll<Tagged>,
+    role: &'static str,
+    /// Stops the queue watch when the session ends, whichever way.
+    _watch: DropGuard,
     tags: Vec<lapin::types::ShortString>,
     cancelled: bool,
     name: String,
@@ -131,7 +156,8 @@ impl Session {
             .await?;
         let mut deliveries = SelectAll::new();
         let mut tags = Vec::new();
-        for queue in role.queues() {
+        let queues = role.queues();
+        for queue in &queues {
             let consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
@@ -141,14 +167,25 @@ impl Session {
                 )
                 .await?;
             tags.push(consumer.tag());
-            deliveries.push(consumer);
+            crate::metrics::messages_known(role.role(), queue);
+            let queue: Arc<str> = queue.as_str().into();
+            let tagged: Tagged = consumer.map(move |d| (queue.clone(), d)).boxed();
+            deliveries.push(tagged);
         }
+        let watch = CancellationToken::new();
+        tokio::spawn(watch_queues(
+            conn.create_channel().await?,
+            queues,
+            watch.clone(),
+        ));
         tracing::info!(role = %name, queues = tags.len(), "consuming");
         broker.readiness.set(&name, true);
         Ok(Self {
             conn,
             channel,
             deliveries,
+            role: role.role(),
+            _watch: watch.drop_guard(),
             tags,
             cancelled: false,
             name,
@@ -160,8 +197,15 @@ impl Session {
     /// Either failure reports the role not ready at once, while it drains what it holds.
     pub async fn recv(&mut self) -> Result<Delivery, SessionEnd> {
         let ended = match self.deliveries.next().await {
-            Some(Ok(d)) => return Ok(d),
-            Some(Err(e)) => e.into(),
+            Some((queue, Ok(d))) => {
+                crate::metrics::backlog::received(&queue, *d.properties.timestamp());
+                return Ok(Delivery {
+                    data: d.data,
+                    properties: d.properties,
+                    acker: settle::Acker::new(d.acker, self.role, queue),
+                });
+            }
+            Some((_, Err(e))) => e.into(),
             None => SessionEnd::ConsumerClosed,
         };
         self.readiness.set(&self.name, false);
@@ -204,6 +248,33 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.readiness.set(&self.name, false);
     }
+}
+
+/// Reads the depth of a session's queues for metrics until the session ends, on a channel of
+/// its own (a failed passive declare closes only that channel). A channel that fails ends the
+/// watch: the session notices a lost connection on its own.
+async fn watch_queues(channel: Channel, queues: Vec<String>, stop: CancellationToken) {
+    crate::metrics::collect::every_tick(&stop, || async {
+        for queue in &queues {
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            match channel
+                .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(q) => crate::metrics::backlog::observed(queue, q.message_count()),
+                Err(e) => {
+                    tracing::debug!(%queue, error = %e, "could not read a queue's depth");
+                    stop.cancel();
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let _ = channel.close(200, "bye".into()).await;
 }
 
 /// Runs `op` until it succeeds or fails for good, waiting with capped backoff between

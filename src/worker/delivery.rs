@@ -34,6 +34,7 @@ use super::disposition::{self, Disposition, Outcome};
 use super::settle;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, FieldValues};
+use crate::metrics::{self, AttemptOutcome, Settled};
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
@@ -65,6 +66,10 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
         format!("deliver-{}", self.client.crm())
     }
 
+    fn role(&self) -> &'static str {
+        "delivery"
+    }
+
     fn queues(&self) -> Vec<String> {
         vec![self.topology.delivery_queue(self.client.crm())]
     }
@@ -79,6 +84,7 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
         session: &mut Session,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
+        metrics::attempts_known(self.client.crm().as_str());
         while let Some(batch) = self.collect(session, shutdown).await? {
             self.deliver(batch, shutdown).await?;
         }
@@ -161,11 +167,12 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// Carries out one contact's disposition: publish (confirmed) where needed, then ack.
     async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
-        match &disposition {
-            Disposition::Ack => {}
+        let settled = match &disposition {
+            Disposition::Ack => Settled::Acked,
             Disposition::Retry { tier, task } => {
                 tracing::debug!(%crm, contact = %entry.contact_id, attempt = task.attempt, tier, "delivery will be retried");
                 self.publisher.publish_retry(task, *tier).await?;
+                Settled::Retried
             }
             Disposition::DeadLetter { reason, task } => {
                 tracing::warn!(%crm, contact = %entry.contact_id, attempts = task.attempt, reason = reason.as_str(),
@@ -173,12 +180,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 self.publisher
                     .publish_dead_delivery(task, reason.as_str())
                     .await?;
+                Settled::DeadLettered
             }
-        }
+        };
         // If the channel is gone the tasks come back, and are skipped as already synced or
         // tried again, which upserts harmlessly.
         for acker in &entry.ackers {
-            settle::ack(acker).await?;
+            settle::ack_as(acker, settled).await?;
         }
         Ok(())
     }
@@ -202,6 +210,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .filter(|r| needs_sync(r))
             .map(sync_item)
             .collect();
+        let accepted: HashMap<ContactId, chrono::DateTime<chrono::Utc>> =
+            rows.iter().map(|r| (r.id, r.accepted_at)).collect();
         let mut outcomes = HashMap::new();
         let mut caught_up: Vec<(uuid::Uuid, i64)> = rows
             .iter()
@@ -220,7 +230,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
             links::note_writes(&self.db, crm, &writes).await?;
             // A spent daily allowance comes back as `QuotaExhausted` without a call.
             let mut gone = Vec::new();
-            let results: Vec<_> = match self.client.sync(&items).await {
+            let started = std::time::Instant::now();
+            let synced = self.client.sync(&items).await;
+            // A spent daily allowance is answered without a call: nothing to time.
+            if !matches!(synced, Err(ProviderError::QuotaExhausted { .. })) {
+                metrics::delivery_call(crm.as_str(), started.elapsed(), items.len());
+            }
+            let results: Vec<_> = match synced {
                 Ok(outcomes) => pair(&items, outcomes, &mut gone),
                 Err(e) => {
                     tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed");
@@ -237,7 +253,9 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 .collect();
             links::record(&self.db, crm, &attempts).await?;
             self.handle_gone(&gone).await?;
+            let now = chrono::Utc::now();
             for (item, result) in items.iter().zip(results) {
+                count_attempt(crm, &result, accepted.get(&item.contact_id), now);
                 let outcome = match result {
                     Ok(_) => {
                         caught_up.push((item.contact_id.0, item.version));
@@ -341,6 +359,28 @@ fn pair(
             )),
         })
         .collect()
+}
+
+/// Counts one contact's attempt, and when it synced, how long after its version was accepted.
+/// A spent allowance (no call made) is not an attempt.
+fn count_attempt(
+    crm: crate::domain::Crm,
+    result: &Result<Option<String>, ProviderError>,
+    accepted: Option<&chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let outcome = match result {
+        Ok(_) => {
+            if let Some(took) = accepted.and_then(|at| (now - *at).to_std().ok()) {
+                metrics::synced(crm.as_str(), took);
+            }
+            AttemptOutcome::Success
+        }
+        Err(ProviderError::QuotaExhausted { .. }) => return,
+        Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
+        Err(_) => AttemptOutcome::Permanent,
+    };
+    metrics::delivery_attempt(crm.as_str(), outcome);
 }
 
 /// The `crm_links` row of one attempt; a spent allowance shows the pause's reason.

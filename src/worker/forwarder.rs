@@ -22,14 +22,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::{Consume, Session, SessionEnd, wait_out};
+use super::consumer::{Consume, Delivery, Session, SessionEnd, wait_out};
+use super::settle;
 use crate::config::ForwarderConfig;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactChange, Crm};
@@ -58,6 +57,10 @@ struct Ctx {
 impl Consume for Forwarder {
     fn name(&self) -> String {
         "forwarder".to_owned()
+    }
+
+    fn role(&self) -> &'static str {
+        "forwarder"
     }
 
     fn queues(&self) -> Vec<String> {
@@ -135,10 +138,9 @@ async fn handle(ctx: Arc<Ctx>, delivery: Delivery, shutdown: CancellationToken) 
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "dead-lettering an unreadable message");
-            let _ = delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await;
+            if let Err(e) = settle::dead_letter(&delivery.acker).await {
+                tracing::warn!(error = %e, "could not settle a delivery");
+            }
             return;
         }
     };
@@ -148,23 +150,17 @@ async fn handle(ctx: Arc<Ctx>, delivery: Delivery, shutdown: CancellationToken) 
     let settled = match tokio::spawn(process(ctx, change, shutdown)).await {
         Ok(Ok(Some(applied))) => {
             tracing::debug!(%contact, seq, ?applied, "change processed");
-            delivery.acker.ack(BasicAckOptions::default()).await
+            settle::ack(&delivery.acker).await
         }
         // Shutting down before a dependency came back: leave it to be redelivered.
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change Postgres refuses");
-            delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await
+            settle::dead_letter(&delivery.acker).await
         }
         Err(e) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change whose handler failed");
-            delivery
-                .acker
-                .reject(BasicRejectOptions { requeue: false })
-                .await
+            settle::dead_letter(&delivery.acker).await
         }
     };
     if let Err(e) = settled {

@@ -15,6 +15,7 @@ mod dlq_replay;
 mod failures;
 mod hubspot_client;
 mod listeners;
+mod metrics;
 mod migrate;
 mod openapi;
 mod ordering;

@@ -152,15 +152,23 @@ impl Transport {
         Some(left)
     }
 
-    /// Applies `X-HubSpot-RateLimit-*`: the burst figures tighten the pacer, and a daily
-    /// remainder of 0 holds every request until the allowance resets.
+    /// Applies `X-HubSpot-RateLimit-*`: the burst figures tighten the pacer, the daily ones are
+    /// exported as the CRM's quota, and a daily remainder of 0 holds every request until the
+    /// allowance resets.
     fn observe(&self, headers: &HeaderMap, now: DateTime<Utc>) {
         let max = header::<u32>(headers, "x-hubspot-ratelimit-max");
         let remaining = header::<u32>(headers, "x-hubspot-ratelimit-remaining");
         let window = header::<u64>(headers, "x-hubspot-ratelimit-interval-milliseconds")
             .map(Duration::from_millis);
         self.pacer.observe(max, remaining, window);
-        if header::<u64>(headers, "x-hubspot-ratelimit-daily-remaining") == Some(0) {
+        let daily_remaining = header::<u64>(headers, "x-hubspot-ratelimit-daily-remaining");
+        if let (Some(left), Some(daily)) = (
+            daily_remaining,
+            header(headers, "x-hubspot-ratelimit-daily"),
+        ) {
+            crate::metrics::crm_quota(crate::domain::Crm::Hubspot.as_str(), left, daily);
+        }
+        if daily_remaining == Some(0) {
             let wait = errors::until_next_utc_midnight(now);
             self.hold(
                 &Pause {

@@ -177,13 +177,18 @@ impl Rest {
         Err(e)
     }
 
-    /// Reads `Sforce-Limit-Info`, which every REST response carries; once usage reaches the
-    /// allowance, the next call would be refused, so pause before making it.
+    /// Reads `Sforce-Limit-Info`, which every REST response carries, and exports it as the
+    /// CRM's quota; once usage reaches the allowance, the next call would be refused, so pause
+    /// before making it.
     fn note_usage(&self, headers: &HeaderMap) {
         let usage = headers
             .get(LIMIT_INFO_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(wire::parse_limit_info);
+        if let Some((used, max)) = usage {
+            let crm = crate::domain::Crm::Salesforce.as_str();
+            crate::metrics::crm_quota(crm, max.saturating_sub(used), max);
+        }
         if let Some((used, max)) = usage
             && max > 0
             && used >= max

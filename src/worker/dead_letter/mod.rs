@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use backon::BackoffBuilder;
 use chrono::Utc;
-use lapin::message::Delivery;
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +27,7 @@ use uuid::Uuid;
 
 mod death;
 
-use super::consumer::{Broker, Consume, Session, SessionEnd, supervise, wait_out};
+use super::consumer::{Broker, Consume, Delivery, Session, SessionEnd, supervise, wait_out};
 use super::disposition::DeadReason;
 use crate::alerts::{Alerts, Event};
 use crate::config::DeadLetterConfig;
@@ -55,6 +54,10 @@ pub struct DeadLetterWorker {
 impl Consume for DeadLetterWorker {
     fn name(&self) -> String {
         "dead-letter".to_owned()
+    }
+
+    fn role(&self) -> &'static str {
+        "dlq-worker"
     }
 
     fn queues(&self) -> Vec<String> {
@@ -89,11 +92,13 @@ impl Consume for DeadLetterWorker {
 }
 
 impl DeadLetterWorker {
-    /// Runs the consumer and the round scheduler until `shutdown`.
+    /// Runs the consumer, the round scheduler and the dead-letter gauges' collector until
+    /// `shutdown`.
     pub async fn run(self, broker: Broker, shutdown: CancellationToken) {
         tokio::join!(
             supervise(&broker, &self, &shutdown),
-            self.schedule(&shutdown)
+            self.schedule(&shutdown),
+            crate::metrics::collect::dead_letters(self.db.clone(), shutdown.clone()),
         );
         tracing::info!("dead-letter worker stopped");
     }
@@ -176,6 +181,7 @@ impl DeadLetterWorker {
             last_failed_at: now,
         };
         dead_letters::save_delivery(&self.db, &entry).await?;
+        crate::metrics::dead_letter(reason.as_str());
         let what = format!(
             "{crm} contact {} v{}: {} ({})",
             task.contact_id,
@@ -258,6 +264,7 @@ impl DeadLetterWorker {
             last_failed_at: now,
         };
         dead_letters::insert_message(&self.db, &entry).await?;
+        crate::metrics::dead_letter(&reason);
         tracing::warn!(queue = death.queue.as_deref().unwrap_or("?"), %reason, %code, "dead-lettered message parked");
         Ok(Event {
             parked: true,

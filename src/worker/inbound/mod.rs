@@ -28,11 +28,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lapin::message::Delivery;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::{Consume, Session, SessionEnd, wait_out};
+use super::consumer::{Consume, Delivery, Session, SessionEnd, wait_out};
 use super::settle;
 use crate::domain::ContactFields;
 use crate::domain::inbound::{DeletePolicy, EventKind, InboundBatch, PrivacyPolicy};
@@ -63,6 +62,10 @@ const PREFETCH: u16 = 8;
 impl<C: CrmClient> Consume for InboundWorker<C> {
     fn name(&self) -> String {
         format!("webhooks-{}", self.client.crm())
+    }
+
+    fn role(&self) -> &'static str {
+        "webhooks"
     }
 
     fn queues(&self) -> Vec<String> {
@@ -120,6 +123,20 @@ struct Tally {
     outcomes: Vec<Applied>,
 }
 
+impl Tally {
+    /// Counts the batch's duplicate and echo events (accepted ones were counted by the API).
+    fn count(&self, crm: crate::domain::Crm) {
+        use crate::metrics::{WebhookOutcome, webhook_events};
+        let echoes = self
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o, Applied::Echo))
+            .count();
+        webhook_events(crm.as_str(), WebhookOutcome::Duplicate, self.repeated);
+        webhook_events(crm.as_str(), WebhookOutcome::Echo, self.ours + echoes);
+    }
+}
+
 impl<C: CrmClient> InboundWorker<C> {
     async fn handle(
         &self,
@@ -151,6 +168,7 @@ impl<C: CrmClient> InboundWorker<C> {
                 tracing::info!(%crm, events = batch.events.len(), ours = tally.ours, repeated = tally.repeated,
                     read = tally.read, missing = tally.missing, unhandled = tally.unhandled,
                     outcomes = ?tally.outcomes, "webhook batch applied");
+                tally.count(crm);
                 Ok(settle::ack(&delivery.acker).await?)
             }
             // Shutting down: the broker redelivers it.

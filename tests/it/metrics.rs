@@ -1,0 +1,444 @@
+//! `/metrics` of every role, black-box. The roles run as processes of their own
+//! (`syncroot api`, `forwarder`, `delivery`, `webhooks`, `dlq-worker`), so each process's
+//! counters hold exactly what this test did; the CRM sandboxes run in the test. A known
+//! sequence runs (five creates, a HubSpot 429 injected through the sandbox's fault kit, a
+//! Salesforce validation rule refusing one contact for good, a forged webhook, a path no route
+//! matches), then each role's `/metrics` is parsed by the Prometheus project's own Python
+//! parser (`scripts/metrics_parse.py`, `prometheus-client` from tests/requirements.txt, in
+//! `.venv` by `scripts/python.sh`) and the counters must have moved by exactly that.
+
+use syncroot_testkit as common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::process::{Binaries, Processes};
+use common::{Control, Installation, KEY, eventually, free_port, sandbox_settings};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// The worker roles, each with a probe port of its own.
+const WORKERS: [&str; 4] = ["forwarder", "delivery", "webhooks", "dlq-worker"];
+
+/// One parsed sample: its name, labels and value.
+#[derive(Debug, Clone)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A scrape of one role, parsed by `prometheus_client.parser`.
+struct Scrape {
+    role: &'static str,
+    families: BTreeMap<String, String>,
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    /// The sum of the samples named `name` whose labels include `want`.
+    fn sum(&self, name: &str, want: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name)
+            .filter(|s| {
+                want.iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
+    fn has(&self, name: &str, want: &[(&str, &str)]) -> bool {
+        self.samples.iter().any(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    #[track_caller]
+    fn expect(&self, name: &str, want: &[(&str, &str)], value: f64) {
+        let got = self.sum(name, want);
+        assert_eq!(got, value, "{}: {name}{want:?}", self.role);
+    }
+}
+
+/// Parses an exposition with the Python parser (installing the venv's pinned tools if needed).
+fn parse(role: &'static str, text: &str) -> Scrape {
+    use std::io::Write as _;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            ". scripts/python.sh && exec \"$PYBIN/python\" scripts/metrics_parse.py",
+        ])
+        .current_dir(root)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash runs scripts/python.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{role}: prometheus_client refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut families = BTreeMap::new();
+    let mut samples = Vec::new();
+    for f in parsed {
+        families.insert(
+            f["family"].as_str().unwrap().to_owned(),
+            f["type"].as_str().unwrap().to_owned(),
+        );
+        for s in f["samples"].as_array().unwrap() {
+            samples.push(Sample {
+                name: s["name"].as_str().unwrap().to_owned(),
+                labels: serde_json::from_value(s["labels"].clone()).unwrap(),
+                value: s["value"].as_f64().unwrap_or(f64::NAN),
+            });
+        }
+    }
+    Scrape {
+        role,
+        families,
+        samples,
+    }
+}
+
+struct Roles {
+    api: String,
+    probes: BTreeMap<&'static str, String>,
+    running: Vec<Processes>,
+    http: reqwest::Client,
+}
+
+impl Roles {
+    async fn scrape(&self, role: &'static str) -> Scrape {
+        let base = if role == "api" {
+            &self.api
+        } else {
+            &self.probes[role]
+        };
+        let r = self
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{role} /metrics");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/plain; version=0.0.4"), "{role}: {ct}");
+        parse(role, &r.text().await.unwrap())
+    }
+
+    async fn create(&self, body: Value) -> String {
+        let r = self
+            .http
+            .post(format!("{}/contacts", self.api))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until the contact's state in `crm` is `state`.
+    async fn wait_state(&self, id: &str, crm: &str, state: &str) {
+        eventually(&format!("{crm} {state} for {id}"), || async {
+            let r = self
+                .http
+                .get(format!("{}/contacts/{id}", self.api))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .ok()?;
+            let c: Value = r.json().await.ok()?;
+            (c["sync"][crm]["state"] == state).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn every_role_counts_a_known_sequence_exactly() {
+    let stop = CancellationToken::new();
+    let sandboxes = syncroot_sandbox::start(&sandbox_settings(), stop.clone())
+        .await
+        .expect("sandboxes start");
+    let bins = Binaries::locate(env!("CARGO_BIN_EXE_syncroot")).unwrap();
+    let api_port = free_port().unwrap();
+    let mut install = Installation::for_tests("t");
+    install.set_all([
+        ("SYNCROOT_API_LISTEN", format!("127.0.0.1:{api_port}")),
+        ("SYNCROOT_HUBSPOT_BASE_URL", sandboxes.hubspot_url()),
+        ("SYNCROOT_SALESFORCE_LOGIN_URL", sandboxes.salesforce_url()),
+        ("SYNCROOT_DELIVERY_RETRY_TIERS", "50ms,100ms".to_owned()),
+        ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
+    ]);
+    let mut roles = Roles {
+        api: format!("http://127.0.0.1:{api_port}"),
+        probes: BTreeMap::new(),
+        running: Vec::new(),
+        http: reqwest::Client::new(),
+    };
+    Processes::new(bins.clone(), install.env().to_vec(), None)
+        .run("migrate", &["migrate"])
+        .await
+        .unwrap();
+    for role in ["api"].into_iter().chain(WORKERS) {
+        let mut env = install.clone();
+        if role != "api" {
+            let port = free_port().unwrap();
+            env.set("SYNCROOT_HEALTH_LISTEN", format!("127.0.0.1:{port}"));
+            roles
+                .probes
+                .insert(role, format!("http://127.0.0.1:{port}"));
+        }
+        let mut p = Processes::new(bins.clone(), env.env().to_vec(), None);
+        p.start(role, &[role]).unwrap();
+        roles.running.push(p);
+    }
+    for base in std::iter::once(&roles.api).chain(roles.probes.values()) {
+        eventually(&format!("{base} ready"), || async {
+            let r = roles.http.get(format!("{base}/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
+    }
+    let control = Control::new(roles.http.clone());
+    let (hubspot, salesforce) = (sandboxes.hubspot_url(), sandboxes.salesforce_url());
+
+    // Three creates that go through at once.
+    for i in 0..3 {
+        let id = roles
+            .create(json!({"email": format!("m{i}@example.com"), "last_name": "M"}))
+            .await;
+        roles.wait_state(&id, "hubspot", "synced").await;
+        roles.wait_state(&id, "salesforce", "synced").await;
+    }
+    // HubSpot answers the next call with 429: one retryable attempt, one retry, then success.
+    control
+        .put(&hubspot, "faults", &json!({"force_429": 1}))
+        .await
+        .unwrap();
+    let id = roles
+        .create(json!({"email": "m429@example.com", "last_name": "M"}))
+        .await;
+    roles.wait_state(&id, "hubspot", "synced").await;
+    roles.wait_state(&id, "salesforce", "synced").await;
+    // A Salesforce validation rule refuses this one for good: one dead letter.
+    let rule = json!([{"name": "NoInvalidTitles", "field": "Title", "contains": "INVALID",
+                       "message": "Title may not contain INVALID"}]);
+    control
+        .put(&salesforce, "validation-rules", &rule)
+        .await
+        .unwrap();
+    let id = roles
+        .create(json!({"email": "mbad@example.com", "job_title": "INVALID title"}))
+        .await;
+    roles.wait_state(&id, "hubspot", "synced").await;
+    // A forged webhook, and a path no route matches.
+    let forged = roles
+        .http
+        .post(format!("{}/webhooks/hubspot", roles.api))
+        .header("x-hubspot-signature-v3", "Zm9yZ2Vk")
+        .header("x-hubspot-request-timestamp", "1")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let nowhere = roles
+        .http
+        .get(format!("{}/no/such/path/12345", roles.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), 404);
+
+    // The dead-letter worker has kept the refusal and its collector counted it parked.
+    let dlq = eventually("the dead letter parked and counted", || async {
+        let s = roles.scrape("dlq-worker").await;
+        (s.sum("syncroot_dead_letters", &[("status", "parked")]) == 1.0).then_some(s)
+    })
+    .await;
+    dlq.expect(
+        "syncroot_dead_letters_total",
+        &[("reason", "permanent")],
+        1.0,
+    );
+    dlq.expect("syncroot_dead_letters_total", &[], 1.0);
+    dlq.expect("syncroot_dead_letters", &[("status", "retrying")], 0.0);
+    dlq.expect("syncroot_dead_letters", &[("status", "replayed")], 0.0);
+    dlq.expect(
+        "syncroot_messages_total",
+        &[("role", "dlq-worker"), ("outcome", "acked")],
+        1.0,
+    );
+    dlq.expect("syncroot_messages_total", &[("outcome", "retried")], 0.0);
+    dlq.expect(
+        "syncroot_messages_total",
+        &[("outcome", "dead_lettered")],
+        0.0,
+    );
+
+    let api = roles.scrape("api").await;
+    let req = "syncroot_http_requests_total";
+    api.expect(
+        req,
+        &[
+            ("route", "/contacts"),
+            ("method", "POST"),
+            ("status", "202"),
+        ],
+        5.0,
+    );
+    api.expect(req, &[("route", "/contacts"), ("method", "POST")], 5.0);
+    api.expect(
+        req,
+        &[("route", "/webhooks/hubspot"), ("status", "401")],
+        1.0,
+    );
+    api.expect(
+        req,
+        &[("route", "unmatched"), ("method", "GET"), ("status", "404")],
+        1.0,
+    );
+    assert!(api.sum(req, &[("route", "/contacts/{id}"), ("method", "GET")]) >= 5.0);
+    // Routes are templates: no raw path (an id, the unmatched path) is ever a label.
+    for s in api.samples.iter().filter(|s| s.name == req) {
+        let route = &s.labels["route"];
+        assert!(
+            route == "unmatched" || !route.contains(&id) && !route.contains("12345"),
+            "{route}"
+        );
+    }
+    let count = "syncroot_http_request_duration_seconds_count";
+    api.expect(count, &[("route", "/contacts"), ("method", "POST")], 5.0);
+    api.expect(
+        "syncroot_webhook_events_total",
+        &[("crm", "hubspot"), ("outcome", "rejected")],
+        1.0,
+    );
+    api.expect(
+        "syncroot_webhook_events_total",
+        &[("outcome", "accepted")],
+        0.0,
+    );
+
+    let fwd = roles.scrape("forwarder").await;
+    let msgs = "syncroot_messages_total";
+    fwd.expect(msgs, &[("role", "forwarder"), ("outcome", "acked")], 5.0);
+    fwd.expect(msgs, &[("outcome", "retried")], 0.0);
+    fwd.expect(msgs, &[("outcome", "dead_lettered")], 0.0);
+
+    let dly = roles.scrape("delivery").await;
+    let hq = format!("{}.deliver.hubspot", install.prefix);
+    let sq = format!("{}.deliver.salesforce", install.prefix);
+    let on = |q: &str, o: &'static str| -> f64 {
+        dly.sum(msgs, &[("role", "delivery"), ("queue", q), ("outcome", o)])
+    };
+    assert_eq!(
+        (
+            on(&hq, "acked"),
+            on(&hq, "retried"),
+            on(&hq, "dead_lettered")
+        ),
+        (5.0, 1.0, 0.0),
+        "HubSpot's delivery queue"
+    );
+    assert_eq!(
+        (
+            on(&sq, "acked"),
+            on(&sq, "retried"),
+            on(&sq, "dead_lettered")
+        ),
+        (4.0, 0.0, 1.0),
+        "Salesforce's delivery queue"
+    );
+    let att = "syncroot_delivery_attempts_total";
+    for (crm, success, retryable, permanent) in
+        [("hubspot", 5.0, 1.0, 0.0), ("salesforce", 4.0, 0.0, 1.0)]
+    {
+        dly.expect(att, &[("crm", crm), ("outcome", "success")], success);
+        dly.expect(att, &[("crm", crm), ("outcome", "retryable")], retryable);
+        dly.expect(att, &[("crm", crm), ("outcome", "permanent")], permanent);
+        dly.expect(
+            "syncroot_sync_latency_seconds_count",
+            &[("crm", crm)],
+            success,
+        );
+        // Every attempt rode in exactly one call.
+        dly.expect(
+            "syncroot_crm_batch_records_sum",
+            &[("crm", crm)],
+            success + retryable + permanent,
+        );
+        let calls = dly.sum("syncroot_crm_batch_records_count", &[("crm", crm)]);
+        assert!(calls >= 1.0, "{crm} calls");
+        dly.expect(
+            "syncroot_delivery_duration_seconds_count",
+            &[("crm", crm)],
+            calls,
+        );
+        let remaining = dly.sum("syncroot_crm_quota_remaining", &[("crm", crm)]);
+        let limit = dly.sum("syncroot_crm_quota_limit", &[("crm", crm)]);
+        assert!(
+            limit > 0.0 && remaining < limit,
+            "{crm} quota {remaining}/{limit}"
+        );
+    }
+
+    // Every consuming role reports its queues' depth and age, and nothing waits now.
+    let hooks = roles.scrape("webhooks").await;
+    for (s, queue) in [
+        (&dly, hq.clone()),
+        (&dly, sq.clone()),
+        (&dlq, format!("{}.dead-letter", install.prefix)),
+        (&hooks, format!("{}.inbound.hubspot", install.prefix)),
+    ] {
+        eventually(&format!("{queue} reported"), || async {
+            let s = roles.scrape(s.role).await;
+            (s.has("syncroot_queue_messages", &[("queue", &queue)])
+                && s.sum("syncroot_queue_messages", &[("queue", &queue)]) == 0.0
+                && s.sum(
+                    "syncroot_queue_oldest_message_age_seconds",
+                    &[("queue", &queue)],
+                ) == 0.0)
+                .then_some(())
+        })
+        .await;
+    }
+
+    // Every metric of the contract is exported by some role, with its type.
+    let all: Vec<&Scrape> = vec![&api, &fwd, &dly, &dlq, &hooks];
+    for f in syncroot::metrics::FAMILIES {
+        let family = f.name.trim_end_matches("_total");
+        assert!(
+            all.iter().any(|s| s.families.contains_key(family)),
+            "{} is exported by no role",
+            f.name
+        );
+    }
+    for mut p in roles.running {
+        p.stop(Duration::from_secs(10)).await;
+    }
+    stop.cancel();
+    install.cleanup().await;
+}
