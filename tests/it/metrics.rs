@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use common::process::{Binaries, Processes};
 use common::{Control, Installation, KEY, eventually, free_port, sandbox_settings};
-use reqwest::Method;
 use serde_json::{Value, json};
+use syncroot::domain::Crm;
+use syncroot::queue::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 /// The worker roles, each with a probe port of its own.
@@ -181,7 +182,12 @@ async fn every_role_counts_a_known_sequence_exactly() {
     let sandboxes = syncroot_sandbox::start(&sandbox_settings(), stop.clone())
         .await
         .expect("sandboxes start");
-    let bins = Binaries::locate(env!("CARGO_BIN_EXE_syncroot")).unwrap();
+    // Only `syncroot` runs as processes: the sandboxes run in this test (their binary need not
+    // be built).
+    let bins = Binaries {
+        syncroot: env!("CARGO_BIN_EXE_syncroot").into(),
+        sandbox: std::path::PathBuf::new(),
+    };
     let api_port = free_port().unwrap();
     let mut install = Installation::for_tests("t");
     install.set_all([
@@ -349,8 +355,9 @@ async fn every_role_counts_a_known_sequence_exactly() {
     fwd.expect(msgs, &[("outcome", "dead_lettered")], 0.0);
 
     let dly = roles.scrape("delivery").await;
-    let hq = format!("{}.deliver.hubspot", install.prefix);
-    let sq = format!("{}.deliver.salesforce", install.prefix);
+    let topology = Topology::new(&install.config().unwrap());
+    let hq = topology.delivery_queue(Crm::Hubspot);
+    let sq = topology.delivery_queue(Crm::Salesforce);
     let on = |q: &str, o: &'static str| -> f64 {
         dly.sum(msgs, &[("role", "delivery"), ("queue", q), ("outcome", o)])
     };
@@ -407,14 +414,15 @@ async fn every_role_counts_a_known_sequence_exactly() {
 
     // Every consuming role reports its queues' depth and age, and nothing waits now.
     let hooks = roles.scrape("webhooks").await;
-    for (s, queue) in [
-        (&dly, hq.clone()),
-        (&dly, sq.clone()),
-        (&dlq, format!("{}.dead-letter", install.prefix)),
-        (&hooks, format!("{}.inbound.hubspot", install.prefix)),
+    for (role, queue) in [
+        ("delivery", hq.clone()),
+        ("delivery", sq.clone()),
+        ("dlq-worker", topology.dead_letter_queue()),
+        ("webhooks", topology.inbound_queue(Crm::Hubspot)),
+        ("forwarder", topology.shard_queue(0)),
     ] {
         eventually(&format!("{queue} reported"), || async {
-            let s = roles.scrape(s.role).await;
+            let s = roles.scrape(role).await;
             (s.has("syncroot_queue_messages", &[("queue", &queue)])
                 && s.sum("syncroot_queue_messages", &[("queue", &queue)]) == 0.0
                 && s.sum(
