@@ -172,6 +172,7 @@ impl Session {
             let tagged: Tagged = consumer.map(move |d| (queue.clone(), d)).boxed();
             deliveries.push(tagged);
         }
+        // Owned by the session through `_watch`: the task ends when the session drops.
         let watch = CancellationToken::new();
         tokio::spawn(watch_queues(
             conn.create_channel().await?,
