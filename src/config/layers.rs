@@ -17,6 +17,14 @@ impl Layers {
         if let Some(path) = file {
             l.read_file(path);
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        // Standard variables first, so the `SYNCROOT_*` one wins where both are set.
+        for (var, key) in STANDARD_ENV {
+            if let Some((_, value)) = env.iter().find(|(name, _)| name == var) {
+                l.values
+                    .insert(key, (value.clone(), Origin::Standard(var)));
+            }
+        }
         let mut from_files = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -175,6 +183,7 @@ impl Layers {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),
             },
+            trace: p.trace(),
             delivery: p.delivery(),
             dead_letter: p.dead_letter(),
         };

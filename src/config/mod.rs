@@ -20,7 +20,7 @@ mod layers;
 mod parse;
 mod production;
 
-pub use keys::{KEYS, Key};
+pub use keys::{KEYS, Key, STANDARD_ENV};
 pub use production::{
     InsecureAllowed, Role, development_problems, is_loopback_url, production_problems, refusal,
 };
@@ -38,6 +38,7 @@ pub struct Config {
     /// Timeouts and caps of every HTTP listener (API and probes).
     pub http: syncroot_serve::Limits,
     pub log: LogConfig,
+    pub trace: TraceConfig,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
@@ -152,6 +153,15 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// OpenTelemetry traces; off without an endpoint.
+#[derive(Clone, Debug)]
+pub struct TraceConfig {
+    /// Base URL of an OTLP/HTTP collector (`/v1/traces` is appended).
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
 /// Every problem found while loading, one line each.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -176,6 +186,8 @@ pub enum Origin {
     Env,
     /// Read from the file `SYNCROOT_<KEY>_FILE` names (secret keys only).
     EnvFile,
+    /// Read from a standard variable ([`keys::STANDARD_ENV`]) such as `OTEL_SERVICE_NAME`.
+    Standard(&'static str),
 }
 
 /// The merged raw values, before parsing.
@@ -227,6 +239,7 @@ pub fn describe(layers: &Layers) -> String {
             Origin::File(f) => f,
             Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
             Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
+            Origin::Standard(var) => var.to_owned(),
         };
         out.push_str(&format!(
             "{:<28} = {:<40} # {from}: {}\n",

@@ -16,6 +16,7 @@ mod failures;
 mod hubspot_client;
 mod listeners;
 mod migrate;
+mod observability;
 mod openapi;
 mod ordering;
 mod outbound_message;

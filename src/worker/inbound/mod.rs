@@ -31,6 +31,7 @@ use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::settle;
@@ -79,7 +80,10 @@ impl<C: CrmClient> Consume for InboundWorker<C> {
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
         while let Some(delivery) = session.next(shutdown).await? {
-            self.handle(delivery, shutdown).await?;
+            let crm = self.client.crm();
+            let span = tracing::info_span!("apply webhooks", otel.kind = "consumer", crm = %crm);
+            crate::telemetry::context::follow_message(&span, &delivery.properties);
+            self.handle(delivery, shutdown).instrument(span).await?;
         }
         Ok(())
     }
