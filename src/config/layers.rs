@@ -21,8 +21,7 @@ impl Layers {
         // Standard variables first, so the `SYNCROOT_*` one wins where both are set.
         for (var, key) in STANDARD_ENV {
             if let Some((_, value)) = env.iter().find(|(name, _)| name == var) {
-                l.values
-                    .insert(key, (value.clone(), Origin::Standard(var)));
+                l.values.insert(key, (value.clone(), Origin::Standard(var)));
             }
         }
         let mut from_files = Vec::new();

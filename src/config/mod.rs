@@ -343,6 +343,46 @@ mod tests {
     }
 
     #[test]
+    fn traces_are_off_by_default_and_the_standard_otel_variables_yield_to_syncroot_ones() {
+        let cfg = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(cfg.trace.otlp_endpoint, None);
+        assert_eq!(cfg.trace.service_name, "syncroot");
+        let standard = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SERVICE_NAME", "crm-sync"),
+        ];
+        let cfg = Layers::gather(None, env(&standard)).parse().unwrap();
+        let endpoint = cfg.trace.otlp_endpoint.map(String::from);
+        assert_eq!(endpoint.as_deref(), Some("http://collector:4318/"));
+        assert_eq!(cfg.trace.service_name, "crm-sync");
+        let mut both = standard.to_vec();
+        both.push(("SYNCROOT_OTLP_ENDPOINT", "https://otel.example:4318/otlp"));
+        let layers = Layers::gather(None, env(&both));
+        assert!(describe(&layers).contains("OTEL_SERVICE_NAME"));
+        let cfg = layers.parse().unwrap();
+        let endpoint = cfg.trace.otlp_endpoint.map(String::from);
+        assert_eq!(endpoint.as_deref(), Some("https://otel.example:4318/otlp"));
+    }
+
+    #[test]
+    fn an_otlp_endpoint_with_credentials_or_another_scheme_is_refused_without_echoing_it() {
+        for (bad, why) in [
+            ("grpc://collector:4317", "http:// or https://"),
+            ("https://user:hunter2-secret@collector:4318", "credentials"),
+            ("http://collector:4318/?token=hunter2-secret", "query"),
+            ("not a url", "not a valid URL"),
+        ] {
+            let errs = Layers::gather(None, env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]))
+                .parse()
+                .unwrap_err()
+                .to_string();
+            assert!(errs.contains("OTEL_EXPORTER_OTLP_ENDPOINT: "), "{errs}");
+            assert!(errs.contains(why), "{bad}: {errs}");
+            assert!(!errs.contains("hunter2"), "{errs}");
+        }
+    }
+
+    #[test]
     fn secrets_never_print() {
         let cfg = Layers::gather(None, env(&[("SYNCROOT_API_KEYS", "0123456789abcdefXYZ")]))
             .parse()
