@@ -374,16 +374,16 @@ pub const KEYS: &[Key] = &[
     key(
         "otlp_endpoint",
         "",
-        "OpenTelemetry traces: base URL of an OTLP/HTTP collector (e.g. `http://otel-collector:4318`); spans are POSTed as protobuf to `<url>/v1/traces`. Empty: no traces. Unset, the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is read",
+        "OpenTelemetry traces: base URL of an OTLP/HTTP collector (e.g. `http://otel-collector:4318`); spans are POSTed as protobuf to `<url>/v1/traces`. Empty: no traces. Unset or empty, the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is read",
     ),
     key(
         "otlp_service_name",
         "syncroot",
-        "`service.name` of the exported spans (each role adds `syncroot.role`). Unset, the standard `OTEL_SERVICE_NAME` is read",
+        "`service.name` of the exported spans (each role adds `syncroot.role`). Unset or empty, the standard `OTEL_SERVICE_NAME` is read",
     ),
 ];
 
-/// Standard variables read as a key when its `SYNCROOT_*` variable is not set: the
+/// Standard variables read as a key when its `SYNCROOT_*` variable is unset or empty: the
 /// OpenTelemetry SDK's own names (<https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/>),
 /// so a collector's usual wiring works unchanged.
 pub const STANDARD_ENV: &[(&str, &str)] = &[

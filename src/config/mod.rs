@@ -355,6 +355,11 @@ mod tests {
         let endpoint = cfg.trace.otlp_endpoint.map(String::from);
         assert_eq!(endpoint.as_deref(), Some("http://collector:4318/"));
         assert_eq!(cfg.trace.service_name, "crm-sync");
+        // The chart's empty SYNCROOT_OTLP_ENDPOINT does not hide the standard variable.
+        let mut chart = standard.to_vec();
+        chart.push(("SYNCROOT_OTLP_ENDPOINT", ""));
+        let cfg = Layers::gather(None, env(&chart)).parse().unwrap();
+        assert!(cfg.trace.otlp_endpoint.is_some());
         let mut both = standard.to_vec();
         both.push(("SYNCROOT_OTLP_ENDPOINT", "https://otel.example:4318/otlp"));
         let layers = Layers::gather(None, env(&both));
