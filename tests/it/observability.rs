@@ -23,6 +23,8 @@ struct Roles {
     install: Installation,
     logs: PathBuf,
     api: String,
+    /// The HubSpot sandbox's base URL (for its control routes).
+    hubspot: String,
     http: reqwest::Client,
     stop: CancellationToken,
 }
@@ -40,6 +42,11 @@ impl Roles {
             ("SYNCROOT_API_LISTEN", format!("127.0.0.1:{port}")),
             ("SYNCROOT_HUBSPOT_BASE_URL", sandboxes.hubspot_url()),
             ("SYNCROOT_SALESFORCE_LOGIN_URL", sandboxes.salesforce_url()),
+            // Short tiers, so a retried delivery goes through quickly.
+            (
+                "SYNCROOT_DELIVERY_RETRY_TIERS",
+                "50ms,100ms,200ms".to_owned(),
+            ),
         ]);
         install.set_all(env.iter().map(|(k, v)| (*k, v.clone())));
         let logs = std::env::temp_dir().join(format!("syncroot-{}", install.prefix));
@@ -61,6 +68,7 @@ impl Roles {
             install,
             logs,
             api: format!("http://127.0.0.1:{port}"),
+            hubspot: sandboxes.hubspot_url(),
             http: reqwest::Client::new(),
             stop,
         };
@@ -86,6 +94,35 @@ impl Roles {
             .send()
             .await
             .expect("the API answers")
+    }
+
+    /// Waits until the contact's `crm` state is `state`.
+    async fn wait_state(&self, id: &str, crm: &str, state: &str) {
+        eventually(&format!("{crm} state of {id} to be {state}"), || async {
+            let r = self
+                .http
+                .get(self.url(&format!("/contacts/{id}")))
+                .bearer_auth(KEY)
+                .send()
+                .await
+                .ok()?;
+            let c: Value = r.json().await.ok()?;
+            (c["sync"][crm]["state"] == state).then_some(())
+        })
+        .await;
+    }
+
+    /// Turns the HubSpot sandbox's outage on or off.
+    async fn hubspot_outage(&self, on: bool) {
+        syncroot_testkit::Control::new(self.http.clone())
+            .call(
+                &self.hubspot,
+                reqwest::Method::PUT,
+                "faults",
+                Some(&json!({ "outage": on })),
+            )
+            .await
+            .expect("the sandbox takes the fault");
     }
 
     /// Waits until both CRMs hold version 1 of the contact.
@@ -321,12 +358,16 @@ async fn one_trace_follows_a_change_from_the_api_through_the_queue_to_each_crm_c
     let receiving = CancellationToken::new();
     let (endpoint, spans) = otlp_receiver(receiving.clone()).await;
     let mut roles = Roles::start(&[("SYNCROOT_OTLP_ENDPOINT", endpoint)]).await;
+    // HubSpot fails the first attempt, so its delivery goes through a retry tier.
+    roles.hubspot_outage(true).await;
     let r = roles.create(&contact(), "trace-test").await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    roles.wait_state(&id, "hubspot", "retrying").await;
+    roles.hubspot_outage(false).await;
     roles.wait_synced(&id).await;
     // Shutting down exports what is still batched.
     roles.stop().await;
@@ -369,6 +410,14 @@ async fn one_trace_follows_a_change_from_the_api_through_the_queue_to_each_crm_c
             .find(|s| s.role == "delivery" && s.name == format!("deliver {crm}"))
             .unwrap_or_else(|| panic!("no {crm} delivery span in the trace: {shown:?}"));
         assert_eq!(deliver.attributes.get("contact"), Some(&id));
+        // The retried HubSpot task is still in the change's trace.
+        if crm == "hubspot" {
+            assert!(
+                trace.iter().any(|s| s.name == "deliver hubspot"
+                    && s.attributes.get("attempt").map(String::as_str) == Some("2")),
+                "the retried hubspot delivery left the trace: {shown:?}"
+            );
+        }
         let calls: Vec<&&Exported> = trace
             .iter()
             .filter(|s| s.attributes.contains_key("url.path"))
