@@ -32,7 +32,7 @@ pub mod secret;
 pub mod shutdown;
 /// Postgres: pool, migrations, queries.
 pub mod store;
-/// Logging setup.
+/// Logs (text or JSON lines) and optional OpenTelemetry traces; trace context across processes.
 pub mod telemetry;
 /// What the CRMs push: webhook signatures and payloads (pure).
 pub mod webhooks;

@@ -40,13 +40,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let mut cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(role) = production_role(&cli.command) {
         let problems = config::production_problems(&cfg, role);
         anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
     }
-    telemetry::init(&cfg.log);
-    match cli.command {
+    let telemetry = telemetry::start(&cfg.log, &cfg.trace, command_name(&cli.command))?;
+    let result = dispatch(cli.command, cfg).await;
+    // Spans still batched are exported before the process exits.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
+}
+
+/// Runs a role or a command that needs the configuration.
+async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<()> {
+    match command {
         Command::Migrate => syncroot::store::migrate(&cfg.database).await,
         Command::Api => {
             let stop = shutdown::on_signal();
@@ -95,6 +103,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
         Command::Openapi | Command::Config(_) => Ok(()),
+    }
+}
+
+/// The command's name, as the traces' `syncroot.role`.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Api => "api",
+        Command::Forwarder => "forwarder",
+        Command::Delivery => "delivery",
+        Command::Webhooks => "webhooks",
+        Command::DlqWorker => "dlq-worker",
+        Command::All => "all",
+        Command::Migrate => "migrate",
+        Command::Dlq(_) => "dlq",
+        Command::Openapi => "openapi",
+        Command::Config(_) => "config",
     }
 }
 

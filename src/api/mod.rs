@@ -13,6 +13,7 @@ pub mod dlq;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod observe;
 pub mod outbound_message;
 pub mod problem;
 pub mod schema;
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use axum::Router;
 use sqlx::PgPool;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi as Spec, ServerBuilder};
 use utoipa::{Modify, OpenApi};
@@ -166,6 +166,6 @@ pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) 
         .fallback(problem::not_found)
         .method_not_allowed_fallback(problem::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

@@ -366,5 +366,27 @@ pub const KEYS: &[Key] = &[
         "info",
         "log filter (tracing EnvFilter syntax, e.g. `info,syncroot=debug`)",
     ),
-    key("log_format", "text", "`text` or `json`"),
+    key(
+        "log_format",
+        "text",
+        "`text` (for a terminal) or `json` (one object a line, for a log collector; the Helm chart sets it)",
+    ),
+    key(
+        "otlp_endpoint",
+        "",
+        "OpenTelemetry traces: base URL of an OTLP/HTTP collector (e.g. `http://otel-collector:4318`); spans are POSTed as protobuf to `<url>/v1/traces`. Empty: no traces. Unset or empty, the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is read",
+    ),
+    key(
+        "otlp_service_name",
+        "syncroot",
+        "`service.name` of the exported spans (each role adds `syncroot.role`). Unset or empty, the standard `OTEL_SERVICE_NAME` is read",
+    ),
+];
+
+/// Standard variables read as a key when its `SYNCROOT_*` variable is unset or empty: the
+/// OpenTelemetry SDK's own names (<https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/>),
+/// so a collector's usual wiring works unchanged.
+pub const STANDARD_ENV: &[(&str, &str)] = &[
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+    ("OTEL_SERVICE_NAME", "otlp_service_name"),
 ];

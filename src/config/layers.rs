@@ -17,6 +17,14 @@ impl Layers {
         if let Some(path) = file {
             l.read_file(path);
         }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let standard: Vec<(&'static str, &'static str, String)> = STANDARD_ENV
+            .iter()
+            .filter_map(|&(var, key)| {
+                let (_, value) = env.iter().find(|(name, _)| name == var)?;
+                Some((var, key, value.clone()))
+            })
+            .collect();
         let mut from_files = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
@@ -44,6 +52,15 @@ impl Layers {
         }
         for (key, var, path) in from_files {
             l.read_secret_file(key, &var, &path);
+        }
+        // A standard variable fills its key unless the `SYNCROOT_*` variable gives a value:
+        // the chart sets `SYNCROOT_OTLP_ENDPOINT=""` (off), which must not hide an
+        // `OTEL_EXPORTER_OTLP_ENDPOINT` an operator adds.
+        for (var, key, value) in standard {
+            let set = matches!(l.values.get(key), Some((v, Origin::Env)) if !v.trim().is_empty());
+            if !set {
+                l.values.insert(key, (value, Origin::Standard(var)));
+            }
         }
         l
     }
@@ -175,6 +192,7 @@ impl Layers {
                 filter: p.raw("log").to_owned(),
                 json: p.log_format(),
             },
+            trace: p.trace(),
             delivery: p.delivery(),
             dead_letter: p.dead_letter(),
         };

@@ -20,7 +20,7 @@ mod layers;
 mod parse;
 mod production;
 
-pub use keys::{KEYS, Key};
+pub use keys::{KEYS, Key, STANDARD_ENV};
 pub use production::{
     InsecureAllowed, Role, development_problems, is_loopback_url, production_problems, refusal,
 };
@@ -38,6 +38,7 @@ pub struct Config {
     /// Timeouts and caps of every HTTP listener (API and probes).
     pub http: syncroot_serve::Limits,
     pub log: LogConfig,
+    pub trace: TraceConfig,
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
@@ -152,6 +153,15 @@ pub struct LogConfig {
     pub json: bool,
 }
 
+/// OpenTelemetry traces; off without an endpoint.
+#[derive(Clone, Debug)]
+pub struct TraceConfig {
+    /// Base URL of an OTLP/HTTP collector (`/v1/traces` is appended).
+    pub otlp_endpoint: Option<url::Url>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+}
+
 /// Every problem found while loading, one line each.
 #[derive(Debug)]
 pub struct ConfigErrors(pub Vec<String>);
@@ -176,6 +186,8 @@ pub enum Origin {
     Env,
     /// Read from the file `SYNCROOT_<KEY>_FILE` names (secret keys only).
     EnvFile,
+    /// Read from a standard variable ([`keys::STANDARD_ENV`]) such as `OTEL_SERVICE_NAME`.
+    Standard(&'static str),
 }
 
 /// The merged raw values, before parsing.
@@ -227,6 +239,7 @@ pub fn describe(layers: &Layers) -> String {
             Origin::File(f) => f,
             Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
             Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
+            Origin::Standard(var) => var.to_owned(),
         };
         out.push_str(&format!(
             "{:<28} = {:<40} # {from}: {}\n",
@@ -327,6 +340,51 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(errs.0.len(), 6, "{text}");
+    }
+
+    #[test]
+    fn traces_are_off_by_default_and_the_standard_otel_variables_yield_to_syncroot_ones() {
+        let cfg = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(cfg.trace.otlp_endpoint, None);
+        assert_eq!(cfg.trace.service_name, "syncroot");
+        let standard = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SERVICE_NAME", "crm-sync"),
+        ];
+        let cfg = Layers::gather(None, env(&standard)).parse().unwrap();
+        let endpoint = cfg.trace.otlp_endpoint.map(String::from);
+        assert_eq!(endpoint.as_deref(), Some("http://collector:4318/"));
+        assert_eq!(cfg.trace.service_name, "crm-sync");
+        // The chart's empty SYNCROOT_OTLP_ENDPOINT does not hide the standard variable.
+        let mut chart = standard.to_vec();
+        chart.push(("SYNCROOT_OTLP_ENDPOINT", ""));
+        let cfg = Layers::gather(None, env(&chart)).parse().unwrap();
+        assert!(cfg.trace.otlp_endpoint.is_some());
+        let mut both = standard.to_vec();
+        both.push(("SYNCROOT_OTLP_ENDPOINT", "https://otel.example:4318/otlp"));
+        let layers = Layers::gather(None, env(&both));
+        assert!(describe(&layers).contains("OTEL_SERVICE_NAME"));
+        let cfg = layers.parse().unwrap();
+        let endpoint = cfg.trace.otlp_endpoint.map(String::from);
+        assert_eq!(endpoint.as_deref(), Some("https://otel.example:4318/otlp"));
+    }
+
+    #[test]
+    fn an_otlp_endpoint_with_credentials_or_another_scheme_is_refused_without_echoing_it() {
+        for (bad, why) in [
+            ("grpc://collector:4317", "http:// or https://"),
+            ("https://user:hunter2-secret@collector:4318", "credentials"),
+            ("http://collector:4318/?token=hunter2-secret", "query"),
+            ("not a url", "not a valid URL"),
+        ] {
+            let errs = Layers::gather(None, env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", bad)]))
+                .parse()
+                .unwrap_err()
+                .to_string();
+            assert!(errs.contains("OTEL_EXPORTER_OTLP_ENDPOINT: "), "{errs}");
+            assert!(errs.contains(why), "{bad}: {errs}");
+            assert!(!errs.contains("hunter2"), "{errs}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ impl Parser<'_> {
                 format!("{ENV_PREFIX}{}_FILE", name.to_ascii_uppercase())
             }
             Some((_, Origin::File(f))) => format!("{f}: {name}"),
+            Some((_, Origin::Standard(var))) => (*var).to_owned(),
             _ => name.to_owned(),
         };
         self.errors.push(format!("{shown}: {problem}"));
@@ -274,6 +275,46 @@ impl Parser<'_> {
             );
         }
         p
+    }
+
+    /// The traces' settings: an `http(s)` endpoint without credentials in it (a collector's
+    /// credentials go in `OTEL_EXPORTER_OTLP_HEADERS`), and a service name.
+    pub(super) fn trace(&mut self) -> TraceConfig {
+        let raw = self.raw("otlp_endpoint").trim().to_owned();
+        let otlp_endpoint = if raw.is_empty() {
+            None
+        } else {
+            match url::Url::parse(&raw) {
+                Ok(u) if !matches!(u.scheme(), "http" | "https") || !u.has_host() => {
+                    self.fail("otlp_endpoint", "must be an http:// or https:// URL".into());
+                    None
+                }
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                    self.fail(
+                        "otlp_endpoint",
+                        "must not hold credentials; give them in OTEL_EXPORTER_OTLP_HEADERS".into(),
+                    );
+                    None
+                }
+                Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                    self.fail("otlp_endpoint", "must not have a query or fragment".into());
+                    None
+                }
+                Ok(u) => Some(u),
+                Err(e) => {
+                    self.fail("otlp_endpoint", format!("not a valid URL ({e})"));
+                    None
+                }
+            }
+        };
+        let service_name = self.raw("otlp_service_name").trim().to_owned();
+        if service_name.is_empty() {
+            self.fail("otlp_service_name", "must not be empty".into());
+        }
+        TraceConfig {
+            otlp_endpoint,
+            service_name,
+        }
     }
 
     pub(super) fn log_format(&mut self) -> bool {

@@ -195,6 +195,40 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// Sends one CRM request in a client span (`crm.request`) named by its method and path, never
+/// its query (a SOQL query holds e-mail addresses), and sends the span's trace context along
+/// (W3C `traceparent`). Every CRM call goes through here.
+pub async fn send(
+    crm: Crm,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    use tracing::Instrument as _;
+    let (client, request) = request.build_split();
+    let mut request = request?;
+    let (method, path) = (request.method().clone(), request.url().path().to_owned());
+    let span = tracing::info_span!(
+        "crm.request",
+        otel.name = %format_args!("{crm} {method} {path}"),
+        otel.kind = "client",
+        crm = %crm,
+        http.request.method = %method,
+        url.path = %path,
+        http.response.status_code = tracing::field::Empty,
+    );
+    async move {
+        crate::telemetry::context::inject_request(request.headers_mut());
+        let sent = client.execute(request).await;
+        if let Ok(resp) = &sent {
+            let status = resp.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", status);
+            tracing::debug!(status, "CRM answered");
+        }
+        sent
+    }
+    .instrument(span)
+    .await
+}
+
 /// Largest CRM response body read, in bytes. HubSpot's biggest answers (a batch of 100
 /// records, a search page of 200) and Salesforce's (200 records of a query) are a few hundred
 /// KiB; anything far beyond is not a CRM answer worth holding in memory.

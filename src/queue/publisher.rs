@@ -15,6 +15,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection, Event};
 use tokio::sync::{Notify, RwLock};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::envelope;
 use super::topology::Topology;
@@ -174,6 +175,9 @@ impl Publisher {
     /// is not running (just declared by another client, or during an election), which passes in
     /// milliseconds. The message carries its id, so a copy the broker did take after all is a
     /// duplicate the consumers already ignore.
+    ///
+    /// The message carries the trace context of its `publish` span (a child of the caller's),
+    /// so its consumer continues the trace.
     pub async fn publish(
         &self,
         exchange: &str,
@@ -187,6 +191,32 @@ impl Publisher {
             Some(_) => props,
             None => props.with_timestamp(epoch_secs(Duration::ZERO)),
         };
+        let destination = if exchange.is_empty() {
+            routing_key
+        } else {
+            exchange
+        };
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("publish {destination}"),
+            otel.kind = "producer",
+            messaging.destination.name = %destination,
+            messaging.rabbitmq.destination.routing_key = %routing_key,
+        );
+        let props = span.in_scope(|| crate::telemetry::context::inject_message(props));
+        self.publish_confirmed(exchange, routing_key, body, props)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Publisher::publish`] without the span.
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: lapin::BasicProperties,
+    ) -> Result<(), PublishError> {
         let deadline = tokio::time::Instant::now() + self.inner.confirm_timeout;
         let mut pause = NACK_PAUSE_MIN;
         loop {

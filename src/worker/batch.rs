@@ -18,6 +18,9 @@ pub struct Entry {
     pub task: DeliveryTask,
     /// The tasks' ackers; settled together once the contact's outcome is durable.
     pub ackers: Vec<Acker>,
+    /// The span the entry is processed and settled in: the first task's, continuing the trace
+    /// of the change it carries.
+    pub span: tracing::Span,
 }
 
 /// Distinct contacts in arrival order.
@@ -28,8 +31,9 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Adds a task; a contact already in the batch keeps one entry with the newest version.
-    pub fn add(&mut self, task: DeliveryTask, acker: Acker) {
+    /// Adds a task; a contact already in the batch keeps one entry with the newest version
+    /// (and its first task's span).
+    pub fn add(&mut self, task: DeliveryTask, acker: Acker, span: tracing::Span) {
         let contact_id = task.contact_id;
         match self.index.get(&contact_id) {
             Some(&i) => {
@@ -48,6 +52,7 @@ impl Batch {
                     version: task.version,
                     task,
                     ackers: vec![acker],
+                    span,
                 });
             }
         }

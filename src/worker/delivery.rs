@@ -27,13 +27,14 @@ use std::collections::HashMap;
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::batch::{Batch, Entry};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
 use crate::domain::change::DeliveryTask;
-use crate::domain::{ContactId, FieldValues};
+use crate::domain::{ContactId, Crm, FieldValues};
 use crate::metrics::{self, AttemptOutcome, Settled};
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
@@ -116,7 +117,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 next = session.recv() => next?,
             };
             match envelope::decode_delivery(&delivery.data) {
-                Ok(task) => batch.add(task, delivery.acker),
+                Ok(task) => {
+                    let span = task_span(&task, &delivery.properties);
+                    batch.add(task, delivery.acker, span)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "dead-lettering an unreadable delivery task");
                     settle::dead_letter(&delivery.acker).await?;
@@ -142,7 +146,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 tokio::time::sleep(self.grace).await;
             };
             tokio::select! {
-                r = self.attempt(&batch) => r.map(Some),
+                r = self.attempt(&batch).instrument(batch_span(crm, &batch)) => r.map(Some),
                 // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
                 _ = ending => Ok(None),
             }
@@ -158,7 +162,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 .cloned()
                 .unwrap_or(Outcome::Synced);
             let disposition = disposition::decide(entry.task.clone(), &outcome, &self.tiers, now);
-            self.settle(entry, disposition)
+            let span = entry.span.clone();
+            self.settle(entry, disposition).instrument(span)
         });
         let results = futures_util::future::join_all(settled).await;
         results.into_iter().collect()
@@ -168,7 +173,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
     async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), SessionEnd> {
         let crm = self.client.crm();
         let settled = match &disposition {
-            Disposition::Ack => Settled::Acked,
+            Disposition::Ack => {
+                tracing::debug!("delivery settled");
+                Settled::Acked
+            }
             Disposition::Retry { tier, task } => {
                 tracing::debug!(%crm, contact = %entry.contact_id, attempt = task.attempt, tier, "delivery will be retried");
                 self.publisher.publish_retry(task, *tier).await?;
@@ -318,6 +326,33 @@ impl<C: CrmClient> DeliveryWorker<C> {
             values: r.remote_values.clone(),
         }
     }
+}
+
+/// The span of one delivery task, continuing the trace its message carries.
+fn task_span(task: &DeliveryTask, props: &lapin::BasicProperties) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deliver",
+        otel.name = %format_args!("deliver {}", task.crm),
+        otel.kind = "consumer",
+        crm = %task.crm,
+        contact = %task.contact_id,
+        version = task.version,
+        // This attempt's number: 1 for a fresh task.
+        attempt = task.attempt + 1,
+    );
+    crate::telemetry::context::follow_message(&span, props);
+    span
+}
+
+/// The span of one attempt at a batch: a child of its first task's span, so a change's trace
+/// shows the CRM call that carried it, and linked to the others'.
+fn batch_span(crm: Crm, batch: &Batch) -> tracing::Span {
+    let first = batch.entries.first().map(|e| &e.span);
+    let span = tracing::info_span!(parent: first.and_then(|s| s.id()), "sync", crm = %crm, contacts = batch.len());
+    for entry in batch.entries.iter().skip(1) {
+        crate::telemetry::context::link(&span, &entry.span);
+    }
+    span
 }
 
 /// True when the CRM does not yet hold the contact's current version.

@@ -26,6 +26,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::consumer::{Consume, Delivery, Session, SessionEnd, wait_out};
 use super::settle;
@@ -99,10 +100,20 @@ impl Consume for Forwarder {
                 Err(e) => break Err(e),
             };
             let (ctx, stop) = (ctx.clone(), shutdown.clone());
-            tasks.spawn(async move {
-                handle(ctx, delivery, stop).await;
-                drop(permit);
-            });
+            let span = tracing::info_span!(
+                "forward",
+                otel.kind = "consumer",
+                contact = tracing::field::Empty,
+                seq = tracing::field::Empty,
+            );
+            crate::telemetry::context::follow_message(&span, &delivery.properties);
+            tasks.spawn(
+                async move {
+                    handle(ctx, delivery, stop).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
             while tasks.try_join_next().is_some() {}
         };
         if result.is_ok() {
@@ -145,9 +156,12 @@ async fn handle(ctx: Arc<Ctx>, delivery: Delivery, shutdown: CancellationToken) 
         }
     };
     let (contact, seq) = (change.contact_id, change.seq);
+    let span = tracing::Span::current();
+    span.record("contact", tracing::field::display(contact));
+    span.record("seq", seq);
     // Processed in its own task, so a panic is caught here and the message dead-lettered
     // rather than redelivered to crash the next worker too.
-    let settled = match tokio::spawn(process(ctx, change, shutdown)).await {
+    let settled = match tokio::spawn(process(ctx, change, shutdown).in_current_span()).await {
         Ok(Ok(Some(applied))) => {
             tracing::debug!(%contact, seq, ?applied, "change processed");
             settle::ack(&delivery.acker).await

@@ -17,6 +17,7 @@ mod hubspot_client;
 mod listeners;
 mod metrics;
 mod migrate;
+mod observability;
 mod openapi;
 mod ordering;
 mod outbound_message;

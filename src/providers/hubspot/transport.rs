@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::HubspotSettings;
 use super::errors::{self, Failure, Pause};
+use crate::domain::Crm;
 use crate::providers::pacing::Pacer;
 use crate::providers::{ProviderError, http_client};
 use crate::secret::Secret;
@@ -86,13 +87,12 @@ impl Transport {
         body: &T,
     ) -> Result<Vec<u8>, Failure> {
         self.lane(lane).acquire().await;
-        let sent = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base_url))
             .bearer_auth(self.token.expose())
-            .json(body)
-            .send()
-            .await;
+            .json(body);
+        let sent = crate::providers::send(Crm::Hubspot, request).await;
         let response = sent.map_err(errors::transport)?;
         let now = Utc::now();
         self.observe(response.headers(), now);

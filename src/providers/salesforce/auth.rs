@@ -91,11 +91,8 @@ impl Auth {
             ("client_id", self.client_id.as_str()),
             ("client_secret", self.client_secret.expose()),
         ];
-        let resp = self
-            .http
-            .post(&self.token_url)
-            .form(&form)
-            .send()
+        let request = self.http.post(&self.token_url).form(&form);
+        let resp = crate::providers::send(crate::domain::Crm::Salesforce, request)
             .await
             .map_err(errors::transport)?;
         let status = resp.status();

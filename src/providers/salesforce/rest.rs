@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::auth::{Auth, Session};
 use super::errors::{self, DAILY_ALLOWANCE_WAIT};
 use super::wire::{self, CALL_OPTIONS_HEADER, LIMIT_INFO_HEADER, QueryPage};
+use crate::domain::Crm;
 use crate::providers::ProviderError;
 use crate::providers::pacing::Pacer;
 
@@ -153,7 +154,9 @@ impl Rest {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let resp = builder.send().await.map_err(errors::transport)?;
+        let resp = crate::providers::send(Crm::Salesforce, builder)
+            .await
+            .map_err(errors::transport)?;
         self.note_usage(resp.headers());
         let status = resp.status();
         let retry_after = retry_after(resp.headers());

@@ -23,6 +23,7 @@ use chrono::Utc;
 use lapin::types::FieldTable;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 mod death;
@@ -75,7 +76,9 @@ impl Consume for DeadLetterWorker {
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
         while let Some(delivery) = session.next(shutdown).await? {
-            let record = || self.record(&delivery);
+            let span = tracing::info_span!("record dead letter", otel.kind = "consumer");
+            crate::telemetry::context::follow_message(&span, &delivery.properties);
+            let record = || self.record(&delivery).instrument(span.clone());
             let Ok(Some(event)) =
                 wait_out(shutdown, "record a dead letter", record, |_| true).await
             else {

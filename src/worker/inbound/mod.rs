@@ -30,6 +30,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::consumer::{Consume, Delivery, Session, SessionEnd, wait_out};
 use super::settle;
@@ -82,7 +83,10 @@ impl<C: CrmClient> Consume for InboundWorker<C> {
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
         while let Some(delivery) = session.next(shutdown).await? {
-            self.handle(delivery, shutdown).await?;
+            let crm = self.client.crm();
+            let span = tracing::info_span!("apply webhooks", otel.kind = "consumer", crm = %crm);
+            crate::telemetry::context::follow_message(&span, &delivery.properties);
+            self.handle(delivery, shutdown).instrument(span).await?;
         }
         Ok(())
     }
