@@ -40,12 +40,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let mut cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let layers = config::gather_process(cli.config.as_deref());
+    let settings = config::shown(&layers);
+    let mut cfg = layers.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(role) = production_role(&cli.command) {
         let problems = config::production_problems(&cfg, role);
         anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
     }
     telemetry::init(&cfg.log);
+    // `syncroot dlq` is a client on an operator's terminal, not a process to audit.
+    if !matches!(cli.command, Command::Dlq(_)) {
+        config::log_startup(command_name(&cli.command), &settings);
+    }
     match cli.command {
         Command::Migrate => syncroot::store::migrate(&cfg.database).await,
         Command::Api => {
@@ -95,6 +101,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
         Command::Openapi | Command::Config(_) => Ok(()),
+    }
+}
+
+/// The subcommand as typed, for the start-up audit event.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Api => "api",
+        Command::Forwarder => "forwarder",
+        Command::Delivery => "delivery",
+        Command::Webhooks => "webhooks",
+        Command::DlqWorker => "dlq-worker",
+        Command::All => "all",
+        Command::Migrate => "migrate",
+        Command::Openapi => "openapi",
+        Command::Config(_) => "config",
+        Command::Dlq(_) => "dlq",
     }
 }
 
