@@ -580,6 +580,49 @@ mod tests {
     }
 
     #[test]
+    fn key_lists_are_disjoint_and_key_limits_parse() {
+        let defaults = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(defaults.api.key_limits, KeyLimits::default());
+        let cfg = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_READ_KEYS", "reader-0123456789abcdef"),
+                ("SYNCROOT_API_KEY_RATE_PER_SEC", "7"),
+                ("SYNCROOT_API_KEY_BURST", "9"),
+                ("SYNCROOT_API_KEY_MAX_IN_FLIGHT", "2"),
+            ]),
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(cfg.api.read_keys.len(), 1);
+        let limits = cfg.api.key_limits;
+        assert_eq!(
+            (limits.rate_per_sec, limits.burst, limits.max_in_flight),
+            (7, 9, 2)
+        );
+        let errs = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_API_KEYS", "0123456789abcdefXYZ"),
+                (
+                    "SYNCROOT_READ_KEYS",
+                    "reader-0123456789abcdef,0123456789abcdefXYZ",
+                ),
+                ("SYNCROOT_API_KEY_BURST", "0"),
+            ]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errs.contains("read key must not also be in api_keys"),
+            "{errs}"
+        );
+        assert!(errs.contains("SYNCROOT_API_KEY_BURST"), "{errs}");
+        assert!(!errs.contains("0123456789abcdefXYZ"), "{errs}");
+    }
+
+    #[test]
     fn every_listed_variable_is_one_the_environment_layer_takes() {
         let names: Vec<String> = env_names().collect();
         assert_eq!(names.len(), KEYS.len() + 1);
