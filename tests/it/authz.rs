@@ -312,7 +312,6 @@ async fn every_replay_and_discard_leaves_an_audit_row_naming_the_admin_key_and_t
 async fn api_process(
     install: &common::Installation,
 ) -> (tokio::process::Child, String, std::path::PathBuf) {
-    let bins = common::process::Binaries::locate(env!("CARGO_BIN_EXE_syncroot")).unwrap();
     let port = common::free_port().unwrap();
     let mut env = install.env().to_vec();
     for (k, v) in [
@@ -325,9 +324,14 @@ async fn api_process(
         env.push((k.to_owned(), v));
     }
     let log = std::env::temp_dir().join(format!("syncroot-audit-{}.log", Uuid::new_v4()));
-    let child = bins
-        .command(&["api"], &env, Some(&log))
-        .unwrap()
+    let out = std::fs::File::create(&log).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .arg("api")
+        .env_clear()
+        .envs(env)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
