@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::dlq::params::{AuditQuery, LIMIT_DEFAULT};
+use super::dlq::params::{AuditQuery, LIMIT_DEFAULT, page};
 use super::dlq::schema::PageParams;
 use super::problem::{ApiError, Problem};
 use crate::store::audit::{self, Action, AuditRow};
@@ -89,15 +89,8 @@ pub async fn list(
     AuditQuery(q): AuditQuery,
 ) -> Result<axum::Json<AuditPage>, ApiError> {
     let limit = q.limit.unwrap_or(LIMIT_DEFAULT);
-    // One extra row tells whether another page exists.
-    let mut rows = audit::list(&state.db, q.cursor, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = audit::list(&state.db, q.cursor, limit + 1).await?;
+    let (rows, next_cursor) = page(rows, limit, |r| r.id);
     let items = rows.into_iter().map(AuditEntryOut::from).collect();
     Ok(axum::Json(AuditPage { items, next_cursor }))
 }

@@ -130,17 +130,19 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
     assert_eq!(r.status(), 401);
 }
 
+/// An app with two read-write keys, [`KEY`] and [`OTHER_KEY`], and `env`.
+async fn two_keys(env: &[(&str, &str)]) -> TestApp {
+    let keys = format!("{KEY},{OTHER_KEY}");
+    let opts = with_env(Options::default(), &[("SYNCROOT_API_KEYS", &keys)]);
+    TestApp::spawn_with(with_env(opts, env)).await
+}
+
 #[tokio::test]
 async fn a_key_over_its_rate_gets_429_with_retry_after_while_another_key_is_served() {
-    let keys = format!("{KEY},{OTHER_KEY}");
-    let app = TestApp::spawn_with(with_env(
-        Options::default(),
-        &[
-            ("SYNCROOT_API_KEYS", &keys),
-            ("SYNCROOT_API_KEY_RATE_PER_SEC", "1"),
-            ("SYNCROOT_API_KEY_BURST", "3"),
-        ],
-    ))
+    let app = two_keys(&[
+        ("SYNCROOT_API_KEY_RATE_PER_SEC", "1"),
+        ("SYNCROOT_API_KEY_BURST", "3"),
+    ])
     .await;
     let get = |key: &str| app.http.get(app.url("/contacts")).bearer_auth(key).send();
     for i in 0..3 {
@@ -172,15 +174,7 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_while_another_key_is_serv
 
 #[tokio::test]
 async fn a_key_at_its_in_flight_cap_gets_429_until_a_request_ends_while_another_key_is_served() {
-    let keys = format!("{KEY},{OTHER_KEY}");
-    let app = TestApp::spawn_with(with_env(
-        Options::default(),
-        &[
-            ("SYNCROOT_API_KEYS", &keys),
-            ("SYNCROOT_API_KEY_MAX_IN_FLIGHT", "1"),
-        ],
-    ))
-    .await;
+    let app = two_keys(&[("SYNCROOT_API_KEY_MAX_IN_FLIGHT", "1")]).await;
     // A create whose body never finishes arriving holds the key's one slot.
     let addr = app.base.trim_start_matches("http://").to_owned();
     let mut held = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -49,15 +49,8 @@ pub async fn list(
     ListQuery(q): ListQuery,
 ) -> Result<axum::Json<DeadLetterPage>, ApiError> {
     let limit = q.limit.unwrap_or(LIMIT_DEFAULT);
-    // One extra row tells whether another page exists.
-    let mut rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1).await?;
+    let (rows, next_cursor) = params::page(rows, limit, |r| r.id);
     let items = rows
         .into_iter()
         .map(|r| DeadLetterOut::new(r, Detail::Summary))

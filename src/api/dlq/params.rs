@@ -101,6 +101,19 @@ query_extractor!(DiscardQuery => FILTERS, ["all"]);
 // The audit log is not filtered by entry: a dead-letter filter there is refused, not ignored.
 query_extractor!(AuditQuery => &[], ["limit", "cursor"]);
 
+/// Cuts rows fetched with one extra (`limit + 1`, which tells whether another page exists) to
+/// a page, with the cursor of the next page: the last row's id, when there is one.
+pub fn page<R>(mut rows: Vec<R>, limit: i64, id: impl Fn(&R) -> Uuid) -> (Vec<R>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    (rows, next_cursor)
+}
+
 /// Parses `raw`, accepting the filters and `extra`; every problem is reported at once.
 pub fn parse(raw: &str, extra: &[&str]) -> Result<Query, ApiError> {
     parse_with(raw, FILTERS, extra)
