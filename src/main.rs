@@ -40,12 +40,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let cfg = config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let layers = config::gather_process(cli.config.as_deref());
+    let settings = config::shown(&layers);
+    let cfg = layers.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(role) = production_role(&cli.command) {
         let problems = config::production_problems(&cfg, role);
         anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
     }
     let telemetry = telemetry::start(&cfg.log, &cfg.trace, command_name(&cli.command))?;
+    // `syncroot dlq` is a client on an operator's terminal, not a process to audit.
+    if !matches!(cli.command, Command::Dlq(_)) {
+        config::log_startup(command_name(&cli.command), &settings);
+    }
     let result = dispatch(cli.command, cfg).await;
     // Spans still batched are exported before the process exits.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
@@ -106,7 +112,7 @@ async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<(
     }
 }
 
-/// The command's name, as the traces' `syncroot.role`.
+/// The command's name: the traces' `syncroot.role` and the start-up audit event's.
 fn command_name(command: &Command) -> &'static str {
     match command {
         Command::Api => "api",

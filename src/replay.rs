@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::domain::Crm;
 use crate::domain::change::{AttemptError, DeliveryTask};
 use crate::queue::publisher::{PublishError, Publisher};
+use crate::store::audit;
 use crate::store::dead_letters::{self, DeadLetter, Filter};
 
 /// Entries sent per transaction.
@@ -44,14 +45,21 @@ impl ReplayError {
     }
 }
 
-/// Replays one entry, whatever its status. `Ok(false)` when there is no such entry.
-pub async fn replay_one(db: &PgPool, publisher: &Publisher, id: Uuid) -> Result<bool, ReplayError> {
+/// Replays one entry, whatever its status, recording it in the admin audit log as asked `by`
+/// someone. `Ok(false)` when there is no such entry.
+pub async fn replay_one(
+    db: &PgPool,
+    publisher: &Publisher,
+    id: Uuid,
+    by: &audit::Requested,
+) -> Result<bool, ReplayError> {
     let mut tx = db.begin().await?;
     let Some(entry) = dead_letters::claim(&mut tx, id).await? else {
         return Ok(false);
     };
     send(publisher, &entry).await?;
     dead_letters::mark_replayed(&mut tx, &[entry.id]).await?;
+    audit::record(&mut tx, by, audit::Action::Replay, &[entry.id]).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -68,11 +76,13 @@ pub struct Replayed {
 }
 
 /// Replays every matching entry that is retrying or parked, walking forward in id order so
-/// each is tried once.
+/// each is tried once. Each chunk's transaction records the entries it sent in the admin audit
+/// log, as asked `by` someone.
 pub async fn replay_matching(
     db: &PgPool,
     publisher: &Publisher,
     filter: &Filter,
+    by: &audit::Requested,
 ) -> Result<Replayed, ReplayError> {
     let mut done = Replayed::default();
     let mut after = None;
@@ -83,6 +93,9 @@ pub async fn replay_matching(
             return Ok(done);
         }
         let pass = send_all(&mut tx, publisher, &entries).await?;
+        if !pass.sent.is_empty() {
+            audit::record(&mut tx, by, audit::Action::ReplayMatching, &pass.sent).await?;
+        }
         tx.commit().await?;
         let counts = pass.counts();
         done.sent += counts.sent;

@@ -54,8 +54,14 @@ pub async fn create(
             location: Some(location(id)),
             body: serde_json::to_value(&accepted).map_err(ApiError::internal)?,
         };
-        if let Some(earlier) =
-            idempotency::claim(&mut tx, &principal.0, &key, &outcome, state.idempotency_ttl).await?
+        if let Some(earlier) = idempotency::claim(
+            &mut tx,
+            &principal.id,
+            &key,
+            &outcome,
+            state.idempotency_ttl,
+        )
+        .await?
         {
             return replay(earlier, &outcome.request_hash);
         }

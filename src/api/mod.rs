@@ -1,18 +1,22 @@
 //! The REST API: routes, shared state, and the OpenAPI document generated from the handlers.
 //!
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
-//! in the spec. `/contacts` routes sit behind the bearer-key middleware with the write keys,
-//! `/dlq` (the dead-letter admin API) behind the same middleware with the admin keys; operations
-//! routes (health, readiness, `/metrics`, the document) are open. Every request is counted and
-//! timed by its route template (`metrics::track`).
+//! in the spec. `/contacts` routes sit behind the bearer-key middleware in the contacts area
+//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API) and `/admin/audit`
+//! behind the same middleware in the admin area (scope admin); each key is held to its own
+//! limits there. Webhook receivers verify signatures instead; operations routes (health,
+//! readiness, `/metrics`, the document) are open. Every request is counted and timed by its
+//! route template (`metrics::track`).
 
 pub mod accept;
+pub mod audit;
 pub mod auth;
 pub mod contacts;
 pub mod dlq;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod limits;
 pub mod observe;
 pub mod outbound_message;
 pub mod problem;
@@ -31,7 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::queue::publisher::Publisher;
-use auth::ApiKeys;
+use auth::{Area, Grant, Keys};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -63,6 +67,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
+        (name = "admin", description = "The admin audit log: every replay and discard, by whom (admin key)"),
         (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature, or for Salesforce Outbound Messages by org id and secret path (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
@@ -75,16 +80,26 @@ impl Modify for BearerAuth {
     fn modify(&self, spec: &mut Spec) {
         let components = spec.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
-        http.description = Some("An API key from SYNCROOT_API_KEYS".into());
-        components.add_security_scheme("api_key", SecurityScheme::Http(http));
+        http.description = Some(
+            "A key from SYNCROOT_API_KEYS (scopes read and write) or SYNCROOT_READ_KEYS (scope \
+             read only). Each operation names the scope it needs; a key without it gets 403. \
+             Each key has its own rate and in-flight limits (429 with Retry-After)."
+                .into(),
+        );
+        components.add_security_scheme(Area::Contacts.scheme(), SecurityScheme::Http(http));
         let mut admin = Http::new(HttpAuthScheme::Bearer);
-        admin.description = Some("An admin key from SYNCROOT_ADMIN_KEYS (only for /dlq)".into());
-        components.add_security_scheme("admin_key", SecurityScheme::Http(admin));
+        admin.description = Some(
+            "An admin key from SYNCROOT_ADMIN_KEYS (scope admin: /dlq and /admin/audit only)"
+                .into(),
+        );
+        components.add_security_scheme(Area::Admin.scheme(), SecurityScheme::Http(admin));
         spec.servers = Some(vec![ServerBuilder::new().url("/").build()]);
     }
 }
 
-fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Spec) {
+fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
+    let gate =
+        |area| axum::middleware::from_fn_with_state((keys.clone(), area), auth::require_scope);
     let contacts = OpenApiRouter::new()
         .routes(routes!(contacts::create, contacts::list))
         .routes(routes!(
@@ -94,20 +109,15 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
             contacts::delete
         ))
         .routes(routes!(history::history))
-        .route_layer(axum::middleware::from_fn_with_state(
-            keys,
-            auth::require_key,
-        ));
-    let dead_letters = OpenApiRouter::new()
+        .route_layer(gate(Area::Contacts));
+    let admin = OpenApiRouter::new()
         .routes(routes!(dlq::list))
         .routes(routes!(dlq::get, dlq::discard_one))
         .routes(routes!(dlq::replay_one))
         .routes(routes!(dlq::replay_matching))
         .routes(routes!(dlq::discard_matching))
-        .route_layer(axum::middleware::from_fn_with_state(
-            admin_keys,
-            auth::require_key,
-        ));
+        .routes(routes!(audit::list))
+        .route_layer(gate(Area::Admin));
     let receivers = OpenApiRouter::new()
         .routes(routes!(webhooks::hubspot))
         .routes(routes!(webhooks::salesforce))
@@ -119,17 +129,19 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi_json))
         .routes(routes!(health::docs));
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(contacts)
-        .merge(dead_letters)
+        .merge(admin)
         .merge(receivers)
         .merge(operations)
-        .split_for_parts()
+        .split_for_parts();
+    schema::state_scopes(&mut spec);
+    (router, spec)
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.
 pub fn openapi() -> Spec {
-    routes(Arc::new(ApiKeys::new(&[])), Arc::new(ApiKeys::admin(&[]))).1
+    routes(Arc::new(Keys::none())).1
 }
 
 /// Renders the document the way it is committed (pretty JSON, trailing newline).
@@ -148,10 +160,15 @@ pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) 
             "no admin keys configured (SYNCROOT_ADMIN_KEYS): /dlq refuses every request"
         );
     }
-    let (routes, spec) = routes(
-        Arc::new(ApiKeys::new(&cfg.keys)),
-        Arc::new(ApiKeys::admin(&cfg.admin_keys)),
+    let keys = Keys::new(&cfg.read_keys, &cfg.keys, &cfg.admin_keys, cfg.key_limits);
+    // What an operator matches the key ids of the audit log and its events against.
+    tracing::info!(
+        target: "audit", event = "keys", read = ?keys.ids(Grant::ReadOnly),
+        read_write = ?keys.ids(Grant::ReadWrite), admin = ?keys.ids(Grant::Admin),
+        rate_per_sec = cfg.key_limits.rate_per_sec, burst = cfg.key_limits.burst,
+        max_in_flight = cfg.key_limits.max_in_flight, "API keys by id and their limits"
     );
+    let (routes, spec) = routes(Arc::new(keys));
     let state = AppState {
         db,
         publisher,

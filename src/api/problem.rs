@@ -2,6 +2,8 @@
 //!
 //! Internal causes are logged here with their chain and never sent to the client.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -35,6 +37,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, value_type = Option<uuid::Uuid>)]
     pub existing_id: Option<ContactId>,
+    /// For `403`: the scope the operation needs and the key lacks (`read`, `write`, `admin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub scope: Option<String>,
 }
 
 /// One offending member of the body (`pointer`) or request parameter (`parameter`).
@@ -62,6 +68,15 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// A valid key without the scope the operation needs.
+    #[error("forbidden: {detail}")]
+    Forbidden { scope: &'static str, detail: String },
+    /// A key over its rate or its in-flight cap; `Retry-After` says when to come back.
+    #[error("rate limited: {detail}")]
+    RateLimited {
+        retry_after: Duration,
+        detail: String,
+    },
     /// A webhook whose signature or timestamp does not verify.
     #[error("webhook refused: {0}")]
     SignatureRefused(String),
@@ -95,6 +110,8 @@ impl ApiError {
             Self::MalformedJson(_) | Self::BadParameters(_) => StatusCode::BAD_REQUEST,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) | Self::SignatureRefused(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::EmailTaken(_) | Self::IdempotencyMismatch | Self::NotReplayable(_) => {
@@ -114,6 +131,8 @@ impl ApiError {
             Self::BadParameters(_) => ("invalid-parameters", "Invalid request parameters", "one or more request parameters are invalid".into()),
             Self::Invalid(errs) => ("validation", "Validation failed", format!("{} field(s) failed validation", errs.len())),
             Self::Unauthorized(d) => ("unauthorized", "Unauthorized", (*d).to_owned()),
+            Self::Forbidden { detail, .. } => ("forbidden", "Forbidden", detail.clone()),
+            Self::RateLimited { detail, .. } => ("rate-limited", "Too many requests", detail.clone()),
             Self::SignatureRefused(d) => ("signature", "Webhook signature refused", d.clone()),
             Self::NotFound(d) => ("not-found", "Not found", d.clone()),
             Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed", "this path does not support this method".into()),
@@ -131,6 +150,10 @@ impl ApiError {
         };
         let existing_id = match &self {
             Self::EmailTaken(id) => *id,
+            _ => None,
+        };
+        let scope = match &self {
+            Self::Forbidden { scope, .. } => Some((*scope).to_owned()),
             _ => None,
         };
         let errors = match self {
@@ -159,6 +182,7 @@ impl ApiError {
             detail,
             errors,
             existing_id,
+            scope,
         }
     }
 }
@@ -175,8 +199,15 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let extra = match &self {
-            Self::Unauthorized(_) => Some((header::WWW_AUTHENTICATE, "Bearer")),
-            Self::Unavailable(_) => Some((header::RETRY_AFTER, "1")),
+            Self::Unauthorized(_) => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            Self::Unavailable(_) => Some((header::RETRY_AFTER, HeaderValue::from_static("1"))),
+            // Whole seconds (RFC 9110), rounded up so a client that waits that long gets in.
+            Self::RateLimited { retry_after, .. } => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            )),
             _ => None,
         };
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
@@ -187,8 +218,7 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         if let Some((name, value)) = extra {
-            resp.headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+            resp.headers_mut().insert(name, value);
         }
         resp
     }

@@ -15,6 +15,7 @@ use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 use uuid::Uuid;
 
+use super::auth::{Area, required_scope};
 use crate::domain::fields::{FIELDS, FieldKind, FieldSpec};
 use crate::store::contacts::ContactRow;
 
@@ -182,4 +183,81 @@ pub struct Readiness {
     pub status: String,
     /// Each dependency and `ok` or what is wrong with it.
     pub checks: BTreeMap<String, String>,
+}
+
+/// States what the bearer-key middleware enforces on every keyed operation, from the same rule
+/// ([`required_scope`]): the scope in its security requirement, and the two answers any keyed
+/// operation can give besides 401 — 403 without that scope, 429 over the key's limits.
+pub fn state_scopes(spec: &mut utoipa::openapi::OpenApi) {
+    use axum::http::Method;
+    use utoipa::openapi::security::SecurityRequirement;
+
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+            (Method::HEAD, &mut item.head),
+        ];
+        for (method, op) in operations {
+            let Some(op) = op.as_mut() else { continue };
+            let Some(area) = keyed_area(op) else { continue };
+            let scope = required_scope(area, &method).as_str();
+            op.security = Some(vec![SecurityRequirement::new(area.scheme(), [scope])]);
+            let responses = &mut op.responses.responses;
+            responses
+                .entry("403".into())
+                .or_insert_with(|| forbidden(scope).into());
+            responses
+                .entry("429".into())
+                .or_insert_with(|| rate_limited().into());
+        }
+    }
+}
+
+/// The area of an operation whose security requirement names one of the key schemes.
+fn keyed_area(op: &utoipa::openapi::path::Operation) -> Option<Area> {
+    // The requirement's scheme names are private to utoipa; its JSON form is `{name: scopes}`.
+    let security = serde_json::to_value(op.security.as_ref()?).ok()?;
+    let names: Vec<&String> = security
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.as_object())
+        .flat_map(|r| r.keys())
+        .collect();
+    [Area::Contacts, Area::Admin]
+        .into_iter()
+        .find(|a| names.iter().any(|n| n.as_str() == a.scheme()))
+}
+
+fn problem_content() -> utoipa::openapi::content::Content {
+    utoipa::openapi::content::Content::new(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+}
+
+fn forbidden(scope: &str) -> utoipa::openapi::Response {
+    utoipa::openapi::ResponseBuilder::new()
+        .description(format!(
+            "The key is valid but lacks the `{scope}` scope this operation needs (the problem's `scope` member names it); nothing was changed"
+        ))
+        .content(super::problem::PROBLEM_JSON, problem_content())
+        .build()
+}
+
+fn rate_limited() -> utoipa::openapi::Response {
+    let seconds = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::Integer))
+        .minimum(Some(1));
+    let retry_after = utoipa::openapi::HeaderBuilder::new()
+        .schema(seconds)
+        .description(Some("Seconds to wait before the key may try again"))
+        .build();
+    utoipa::openapi::ResponseBuilder::new()
+        .description(
+            "This key is over its rate (api_key_rate_per_sec, api_key_burst) or has too many requests in flight (api_key_max_in_flight); nothing was done. Other keys are not affected",
+        )
+        .header("Retry-After", retry_after)
+        .content(super::problem::PROBLEM_JSON, problem_content())
+        .build()
 }

@@ -2,6 +2,7 @@
 //! `syncroot config` and the README's configuration table are generated from this table.
 
 /// One configuration key.
+#[derive(Debug)]
 pub struct Key {
     /// Name in the file (`[api] listen` is `api_listen`) and, upper-cased after `SYNCROOT_`,
     /// in the environment.
@@ -38,12 +39,32 @@ pub const KEYS: &[Key] = &[
     secret(
         "api_keys",
         "",
-        "comma-separated bearer keys for /contacts (at least 16 characters each); `all` generates a development key when empty",
+        "comma-separated bearer keys that may read and write /contacts (scopes read, write; at least 16 characters each); `all` generates a development key when empty",
+    ),
+    secret(
+        "read_keys",
+        "",
+        "comma-separated bearer keys that may only read /contacts (scope read: GET; other methods get 403); at least 16 characters each, distinct from the other lists",
     ),
     secret(
         "admin_keys",
         "",
-        "comma-separated bearer keys for the /dlq admin API and `syncroot dlq` (at least 16 characters each, distinct from api_keys); `all` generates one when empty",
+        "comma-separated bearer keys for the /dlq admin API, /admin/audit and `syncroot dlq` (scope admin, nothing else; at least 16 characters each, distinct from api_keys); `all` generates one when empty",
+    ),
+    key(
+        "api_key_rate_per_sec",
+        "500",
+        "requests per second each key may make on average, once its burst is spent (per API process); more get 429 with Retry-After, other keys are unaffected",
+    ),
+    key(
+        "api_key_burst",
+        "1000",
+        "requests each key may make at once above its rate (the size of its token bucket)",
+    ),
+    key(
+        "api_key_max_in_flight",
+        "64",
+        "requests of one key handled at once (per API process); more get 429 with Retry-After. Below http_max_in_flight, so no single key takes every slot",
     ),
     key(
         "api_max_body_bytes",

@@ -153,7 +153,13 @@ impl Layers {
             api: ApiConfig {
                 listen,
                 keys: p.api_keys("api_keys"),
+                read_keys: p.api_keys("read_keys"),
                 admin_keys: p.api_keys("admin_keys"),
+                key_limits: KeyLimits {
+                    rate_per_sec: p.ranged("api_key_rate_per_sec", 1, 1_000_000),
+                    burst: p.ranged("api_key_burst", 1, 1_000_000),
+                    max_in_flight: p.ranged("api_key_max_in_flight", 1, 1_000_000),
+                },
                 max_body_bytes: p.ranged("api_max_body_bytes", 1024, 64 * 1024 * 1024),
                 publish_timeout: Duration::from_millis(p.ranged(
                     "api_publish_timeout_ms",
@@ -201,6 +207,11 @@ impl Layers {
         // The admin credential must be separate: a leaked write key must not open the DLQ.
         if cfg.api.admin_keys.iter().any(|a| cfg.api.keys.contains(a)) {
             errors.push("admin_keys: an admin key must not also be an API key".into());
+        }
+        // A key in two lists would have two sets of scopes; which one applies would be a guess.
+        let listed_twice = |k: &Secret| cfg.api.keys.contains(k) || cfg.api.admin_keys.contains(k);
+        if cfg.api.read_keys.iter().any(listed_twice) {
+            errors.push("read_keys: a read key must not also be in api_keys or admin_keys".into());
         }
         if errors.is_empty() {
             Ok(cfg)

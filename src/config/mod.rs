@@ -115,12 +115,40 @@ pub struct DeliveryConfig {
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
+    /// Keys that may read and write contacts (`api_keys`).
     pub keys: Vec<Secret>,
-    /// Keys of the admin API (`/dlq`).
+    /// Keys that may only read contacts (`read_keys`).
+    pub read_keys: Vec<Secret>,
+    /// Keys of the admin API (`/dlq`, `/admin/audit`).
     pub admin_keys: Vec<Secret>,
+    /// Each key's own limits.
+    pub key_limits: KeyLimits,
     pub max_body_bytes: usize,
     pub publish_timeout: Duration,
     pub idempotency_ttl: Duration,
+}
+
+/// The limits every API key is held to on its own (per API process).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Requests per second, sustained.
+    pub rate_per_sec: u32,
+    /// Requests above the rate at once (the token bucket's size).
+    pub burst: u32,
+    /// Requests handled at once.
+    pub max_in_flight: u32,
+}
+
+impl Default for KeyLimits {
+    /// The built-in defaults of `api_key_rate_per_sec`, `api_key_burst`,
+    /// `api_key_max_in_flight`.
+    fn default() -> Self {
+        Self {
+            rate_per_sec: 500,
+            burst: 1000,
+            max_in_flight: 64,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -221,32 +249,75 @@ pub fn env_names() -> impl Iterator<Item = String> {
         .chain(std::iter::once(CONFIG_FILE_ENV.to_owned()))
 }
 
+/// One setting as it may be shown anywhere (a terminal, the log): secrets redacted.
+#[derive(Clone, Debug)]
+pub struct Shown {
+    pub key: &'static Key,
+    /// The value, or `[redacted]` for a secret that is set.
+    pub value: String,
+    /// Where it came from: `default`, a file, or the variable that set it.
+    pub from: String,
+}
+
+impl Shown {
+    pub fn is_default(&self) -> bool {
+        self.from == "default"
+    }
+}
+
+/// Every setting with its origin, secrets redacted: what `syncroot config` prints and what
+/// a process logs at start-up.
+pub fn shown(layers: &Layers) -> Vec<Shown> {
+    KEYS.iter()
+        .map(|k| {
+            let (value, origin) = layers
+                .get(k.name)
+                .cloned()
+                .unwrap_or((String::new(), Origin::Default));
+            let value = if k.secret && !value.is_empty() {
+                "[redacted]".to_owned()
+            } else {
+                value
+            };
+            let from = match origin {
+                Origin::Default => "default".to_owned(),
+                Origin::File(f) => f,
+                Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
+                Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
+                Origin::Standard(var) => var.to_owned(),
+            };
+            Shown {
+                key: k,
+                value,
+                from,
+            }
+        })
+        .collect()
+}
+
 /// Renders the effective configuration with its origins; secrets are redacted.
 pub fn describe(layers: &Layers) -> String {
     let mut out = String::new();
-    for k in KEYS {
-        let (value, origin) = layers
-            .get(k.name)
-            .cloned()
-            .unwrap_or((String::new(), Origin::Default));
-        let shown = if k.secret && !value.is_empty() {
-            "[redacted]".to_owned()
-        } else {
-            value
-        };
-        let from = match origin {
-            Origin::Default => "default".to_owned(),
-            Origin::File(f) => f,
-            Origin::Env => format!("{ENV_PREFIX}{}", k.name.to_ascii_uppercase()),
-            Origin::EnvFile => format!("{ENV_PREFIX}{}_FILE", k.name.to_ascii_uppercase()),
-            Origin::Standard(var) => var.to_owned(),
-        };
+    for s in shown(layers) {
         out.push_str(&format!(
-            "{:<28} = {:<40} # {from}: {}\n",
-            k.name, shown, k.help
+            "{:<28} = {:<40} # {}: {}\n",
+            s.key.name, s.value, s.from, s.key.help
         ));
     }
     out
+}
+
+/// The start-up audit events (target `audit`): which command runs, and every setting that is
+/// not at its default, with where it came from, secrets redacted.
+pub fn log_startup(command: &str, settings: &[Shown]) {
+    let changed = settings.iter().filter(|s| !s.is_default()).count();
+    tracing::info!(target: "audit", event = "config", command, changed, "starting with this configuration");
+    for s in settings.iter().filter(|s| !s.is_default()) {
+        tracing::info!(
+            target: "audit", event = "setting", name = s.key.name, value = %s.value,
+            from = %s.from, "configuration setting"
+        );
+    }
 }
 
 /// The README's configuration table, one row per key (a unit test keeps README.md equal to it).
@@ -564,6 +635,49 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("SYNCROOT_ALERT_URL"), "{text}");
+    }
+
+    #[test]
+    fn key_lists_are_disjoint_and_key_limits_parse() {
+        let defaults = Layers::gather(None, env(&[])).parse().unwrap();
+        assert_eq!(defaults.api.key_limits, KeyLimits::default());
+        let cfg = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_READ_KEYS", "reader-0123456789abcdef"),
+                ("SYNCROOT_API_KEY_RATE_PER_SEC", "7"),
+                ("SYNCROOT_API_KEY_BURST", "9"),
+                ("SYNCROOT_API_KEY_MAX_IN_FLIGHT", "2"),
+            ]),
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(cfg.api.read_keys.len(), 1);
+        let limits = cfg.api.key_limits;
+        assert_eq!(
+            (limits.rate_per_sec, limits.burst, limits.max_in_flight),
+            (7, 9, 2)
+        );
+        let errs = Layers::gather(
+            None,
+            env(&[
+                ("SYNCROOT_API_KEYS", "0123456789abcdefXYZ"),
+                (
+                    "SYNCROOT_READ_KEYS",
+                    "reader-0123456789abcdef,0123456789abcdefXYZ",
+                ),
+                ("SYNCROOT_API_KEY_BURST", "0"),
+            ]),
+        )
+        .parse()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errs.contains("read key must not also be in api_keys"),
+            "{errs}"
+        );
+        assert!(errs.contains("SYNCROOT_API_KEY_BURST"), "{errs}");
+        assert!(!errs.contains("0123456789abcdefXYZ"), "{errs}");
     }
 
     #[test]

@@ -62,10 +62,11 @@ fn env(name: &str) -> String {
 pub fn production_problems(cfg: &Config, role: Role) -> Vec<String> {
     let mut problems = Vec::new();
     let allowed = &cfg.insecure;
-    if role == Role::Api && cfg.api.keys.is_empty() {
+    if role == Role::Api && cfg.api.keys.is_empty() && cfg.api.read_keys.is_empty() {
         problems.push(format!(
-            "{}: no API keys configured (every /contacts request would be refused); generated keys are a development-mode feature of `syncroot all`",
-            env("api_keys")
+            "{}: no API keys configured, nor {} (every /contacts request would be refused); generated keys are a development-mode feature of `syncroot all`",
+            env("api_keys"),
+            env("read_keys")
         ));
     }
     if !allowed.broker && broker_is_guest(cfg.queue.amqp_url.expose()) {

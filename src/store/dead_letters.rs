@@ -361,21 +361,24 @@ pub async fn park_unsendable(
 }
 
 /// Deletes one entry; false when there was none.
-pub async fn discard(pool: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn discard(tx: &mut Transaction<'_, Postgres>, id: Uuid) -> Result<bool, sqlx::Error> {
     let done = sqlx::query("DELETE FROM dead_letters WHERE id = $1")
         .bind(id)
-        .execute(pool)
+        .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() > 0)
 }
 
-/// Deletes every matching entry; returns how many.
-pub async fn discard_matching(pool: &PgPool, filter: &Filter) -> Result<u64, sqlx::Error> {
-    let sql = format!("DELETE FROM dead_letters WHERE {MATCHES}");
-    let done = bind_filter(sqlx::query(AssertSqlSafe(sql)), filter)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected())
+/// Deletes every matching entry; returns their ids.
+pub async fn discard_matching(
+    tx: &mut Transaction<'_, Postgres>,
+    filter: &Filter,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let sql = format!("DELETE FROM dead_letters WHERE {MATCHES} RETURNING id");
+    bind_filter(sqlx::query(AssertSqlSafe(sql)), filter)
+        .try_map(|r: PgRow| r.try_get("id"))
+        .fetch_all(&mut **tx)
+        .await
 }
 
 /// Resolves delivery entries the CRM has caught up with: `synced` pairs a contact with the

@@ -23,35 +23,48 @@ fn ids(page: &Value) -> Vec<String> {
 #[tokio::test]
 async fn the_admin_api_opens_only_to_an_admin_key_and_an_admin_key_opens_nothing_else() {
     let app = TestApp::spawn_with(admin_options(false)).await;
-    let cases = [
+    let unauthenticated = [
         (app.http.get(app.url("/dlq")), "no key"),
-        (
-            app.http.get(app.url("/dlq")).bearer_auth(KEY),
-            "a write key",
-        ),
         (
             app.http
                 .get(app.url("/dlq"))
                 .bearer_auth("not-a-key-0123456789"),
             "an unknown key",
         ),
-        (
-            app.http
-                .post(app.url("/dlq/discard?all=true"))
-                .bearer_auth(KEY),
-            "a write key on a discard",
-        ),
-        (
-            app.http.get(app.url("/contacts")).bearer_auth(ADMIN_KEY),
-            "an admin key on /contacts",
-        ),
     ];
-    for (req, what) in cases {
+    for (req, what) in unauthenticated {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), 401, "{what}");
         assert_eq!(r.headers()["www-authenticate"], "Bearer", "{what}");
         let p: Value = r.json().await.unwrap();
         assert_eq!(p["type"], "urn:syncroot:problem:unauthorized", "{what}");
+    }
+    // A known key of another list is authenticated but lacks the scope: 403 naming it.
+    let unauthorised = [
+        (
+            app.http.get(app.url("/dlq")).bearer_auth(KEY),
+            "a write key",
+            "admin",
+        ),
+        (
+            app.http
+                .post(app.url("/dlq/discard?all=true"))
+                .bearer_auth(KEY),
+            "a write key on a discard",
+            "admin",
+        ),
+        (
+            app.http.get(app.url("/contacts")).bearer_auth(ADMIN_KEY),
+            "an admin key on /contacts",
+            "read",
+        ),
+    ];
+    for (req, what, scope) in unauthorised {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "urn:syncroot:problem:forbidden", "{what}");
+        assert_eq!(p["scope"], scope, "{what}");
     }
     let (status, page) = send(app.admin(Method::GET, "/dlq")).await;
     assert_eq!(status, 200);

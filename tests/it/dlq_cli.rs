@@ -123,5 +123,8 @@ async fn the_cli_lists_shows_replays_and_discards_through_the_admin_api() {
     )
     .await;
     assert!(!ok);
-    assert!(err.contains("401 Unauthorized"), "{err}");
+    assert!(
+        err.contains("403 Forbidden"),
+        "a write key lacks the admin scope: {err}"
+    );
 }

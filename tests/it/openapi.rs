@@ -43,3 +43,45 @@ fn every_operation_has_a_unique_id_and_documents_its_errors_as_problems() {
         }
     }
 }
+
+#[test]
+fn every_keyed_operation_names_its_scope_and_documents_403_and_429() {
+    let spec: serde_json::Value = serde_json::from_str(&syncroot::api::openapi_pretty()).unwrap();
+    // What the README promises, written out rather than derived from the code.
+    let expected = |method: &str, path: &str| -> Option<(&str, &str)> {
+        if path.starts_with("/contacts") {
+            Some(("api_key", if method == "get" { "read" } else { "write" }))
+        } else if path.starts_with("/dlq") || path.starts_with("/admin") {
+            Some(("admin_key", "admin"))
+        } else {
+            None
+        }
+    };
+    let mut keyed = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let security = &op["security"];
+            match expected(method, path) {
+                Some((scheme, scope)) => {
+                    keyed += 1;
+                    assert_eq!(
+                        security,
+                        &serde_json::json!([{ scheme: [scope] }]),
+                        "{method} {path}"
+                    );
+                    let responses = &op["responses"];
+                    assert!(responses.get("403").is_some(), "{method} {path}: no 403");
+                    assert!(
+                        responses["429"]["headers"].get("Retry-After").is_some(),
+                        "{method} {path}: no 429 with Retry-After"
+                    );
+                }
+                None => assert!(
+                    security.is_null() || security == &serde_json::json!([{}]),
+                    "{method} {path} needs no key: {security}"
+                ),
+            }
+        }
+    }
+    assert_eq!(keyed, 14, "every /contacts, /dlq and /admin operation");
+}

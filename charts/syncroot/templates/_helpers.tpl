@@ -112,6 +112,7 @@ required. A role receives only the credentials it uses.
 databaseUrl: {env: SYNCROOT_DATABASE_URL, roles: [api, forwarder, delivery, webhooks, dlq-worker, migrate], required: always}
 amqpUrl: {env: SYNCROOT_AMQP_URL, roles: [api, forwarder, delivery, webhooks, dlq-worker], required: always}
 apiKeys: {env: SYNCROOT_API_KEYS, roles: [api], required: always}
+readKeys: {env: SYNCROOT_READ_KEYS, roles: [api], required: never}
 adminKeys: {env: SYNCROOT_ADMIN_KEYS, roles: [api], required: never}
 hubspotWebhookSecrets: {env: SYNCROOT_HUBSPOT_WEBHOOK_SECRETS, roles: [api], required: never}
 salesforceWebhookSecrets: {env: SYNCROOT_SALESFORCE_WEBHOOK_SECRETS, roles: [api], required: never}

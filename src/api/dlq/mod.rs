@@ -1,20 +1,25 @@
 //! `/dlq`: the admin API of the dead-letter queue — list, show, replay and discard entries.
 //!
-//! Behind the admin keys (`admin_keys`), never the write keys. A replay goes through the
-//! normal delivery path (`crate::replay`), so it keeps every guarantee of that path. Not here:
+//! Behind the admin scope (`admin_keys`), never the read or write keys. A replay goes through
+//! the normal delivery path (`crate::replay`), so it keeps every guarantee of that path. Every
+//! replay and discard is recorded in the admin audit log (`GET /admin/audit`) in the
+//! transaction that makes it, and logged as an audit event. Not here:
 //! what goes into the queue (the dead-letter worker) or when it leaves on its own (the delivery
 //! worker resolves an entry once the CRM holds its version).
 
 pub mod params;
 pub mod schema;
 
-use axum::extract::State;
+use axum::Extension;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::auth::Principal;
 use super::problem::{ApiError, Problem};
 use crate::replay;
+use crate::store::audit::{self, Action};
 use crate::store::dead_letters;
 use params::{DiscardQuery, EntryPath, LIMIT_DEFAULT, ListQuery, ReplayQuery};
 use schema::{
@@ -44,15 +49,8 @@ pub async fn list(
     ListQuery(q): ListQuery,
 ) -> Result<axum::Json<DeadLetterPage>, ApiError> {
     let limit = q.limit.unwrap_or(LIMIT_DEFAULT);
-    // One extra row tells whether another page exists.
-    let mut rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = if more {
-        rows.last().map(|r| r.id.to_string())
-    } else {
-        None
-    };
+    let rows = dead_letters::list(&state.db, &q.filter, q.cursor, limit + 1).await?;
+    let (rows, next_cursor) = params::page(rows, limit, |r| r.id);
     let items = rows
         .into_iter()
         .map(|r| DeadLetterOut::new(r, Detail::Summary))
@@ -104,10 +102,15 @@ pub async fn get(
 )]
 pub async fn replay_one(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     EntryPath(id): EntryPath,
 ) -> Result<Response, ApiError> {
-    match replay::replay_one(&state.db, &state.publisher, id).await {
-        Ok(true) => Ok(accepted(1)),
+    let by = requested(&principal, None);
+    match replay::replay_one(&state.db, &state.publisher, id, &by).await {
+        Ok(true) => {
+            audited(&by, Action::Replay, 1);
+            Ok(accepted(1))
+        }
         Ok(false) => Err(no_entry(id)),
         Err(e) => Err(e.into()),
     }
@@ -130,9 +133,13 @@ pub async fn replay_one(
 )]
 pub async fn replay_matching(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     ReplayQuery(q): ReplayQuery,
 ) -> Result<Response, ApiError> {
-    let done = replay::replay_matching(&state.db, &state.publisher, &q.filter).await?;
+    let by = requested(&principal, Some(raw.unwrap_or_default()));
+    let done = replay::replay_matching(&state.db, &state.publisher, &q.filter, &by).await?;
+    audited(&by, Action::ReplayMatching, done.sent);
     let body = BulkReplayedOut {
         replayed: done.sent,
         skipped: done.skipped,
@@ -157,13 +164,18 @@ pub async fn replay_matching(
 )]
 pub async fn discard_one(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     EntryPath(id): EntryPath,
 ) -> Result<StatusCode, ApiError> {
-    if dead_letters::discard(&state.db, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(no_entry(id))
+    let by = requested(&principal, None);
+    let mut tx = state.db.begin().await?;
+    if !dead_letters::discard(&mut tx, id).await? {
+        return Err(no_entry(id));
     }
+    audit::record(&mut tx, &by, Action::Discard, &[id]).await?;
+    tx.commit().await?;
+    audited(&by, Action::Discard, 1);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Discard matching dead letters.
@@ -183,6 +195,8 @@ pub async fn discard_one(
 )]
 pub async fn discard_matching(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    RawQuery(raw): RawQuery,
     DiscardQuery(q): DiscardQuery,
 ) -> Result<axum::Json<DiscardedOut>, ApiError> {
     if !q.is_filtered() && q.all != Some(true) {
@@ -191,8 +205,33 @@ pub async fn discard_matching(
             "give at least one filter, or all=true to discard every entry".into(),
         )]));
     }
-    let discarded = dead_letters::discard_matching(&state.db, &q.filter).await?;
+    let by = requested(&principal, Some(raw.unwrap_or_default()));
+    let mut tx = state.db.begin().await?;
+    let ids = dead_letters::discard_matching(&mut tx, &q.filter).await?;
+    if !ids.is_empty() {
+        audit::record(&mut tx, &by, Action::DiscardMatching, &ids).await?;
+    }
+    tx.commit().await?;
+    let discarded = ids.len() as u64;
+    audited(&by, Action::DiscardMatching, discarded);
     Ok(axum::Json(DiscardedOut { discarded }))
+}
+
+/// What the audit log records of who asked.
+fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested {
+    audit::Requested {
+        key_id: principal.id.clone(),
+        filter,
+    }
+}
+
+/// The audit event of an admin action that went through (its row, if it changed anything, is
+/// committed by now).
+fn audited(by: &audit::Requested, action: Action, entries: u64) {
+    tracing::info!(
+        target: "audit", event = "admin_action", action = action.as_str(), key_id = %by.key_id,
+        filter = by.filter.as_deref().unwrap_or(""), entries, "dead-letter queue changed by an admin"
+    );
 }
 
 fn accepted(replayed: u64) -> Response {

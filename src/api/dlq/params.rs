@@ -66,6 +66,8 @@ pub struct ListQuery(pub Query);
 pub struct ReplayQuery(pub Query);
 /// The query of `POST /dlq/discard`: filters and `all`.
 pub struct DiscardQuery(pub Query);
+/// The query of `GET /admin/audit`: paging only.
+pub struct AuditQuery(pub Query);
 
 /// Parameters every operation on many entries takes.
 const FILTERS: &[&str] = &[
@@ -82,30 +84,52 @@ const OPERATION_PARAMS: &[&str] = &["limit", "cursor", "all"];
 
 /// Implements an operation's query extractor: the filters plus the named extra parameters.
 macro_rules! query_extractor {
-    ($ty:ident => [$($extra:literal),*]) => {
+    ($ty:ident => $filters:expr, [$($extra:literal),*]) => {
         impl<S: Send + Sync> FromRequestParts<S> for $ty {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-                parse(parts.uri.query().unwrap_or(""), &[$($extra),*]).map(Self)
+                parse_with(parts.uri.query().unwrap_or(""), $filters, &[$($extra),*]).map(Self)
             }
         }
     };
 }
 
-query_extractor!(ListQuery => ["limit", "cursor"]);
-query_extractor!(ReplayQuery => []);
-query_extractor!(DiscardQuery => ["all"]);
+query_extractor!(ListQuery => FILTERS, ["limit", "cursor"]);
+query_extractor!(ReplayQuery => FILTERS, []);
+query_extractor!(DiscardQuery => FILTERS, ["all"]);
+// The audit log is not filtered by entry: a dead-letter filter there is refused, not ignored.
+query_extractor!(AuditQuery => &[], ["limit", "cursor"]);
+
+/// Cuts rows fetched with one extra (`limit + 1`, which tells whether another page exists) to
+/// a page, with the cursor of the next page: the last row's id, when there is one.
+pub fn page<R>(mut rows: Vec<R>, limit: i64, id: impl Fn(&R) -> Uuid) -> (Vec<R>, Option<String>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| id(r).to_string())
+    } else {
+        None
+    };
+    (rows, next_cursor)
+}
 
 /// Parses `raw`, accepting the filters and `extra`; every problem is reported at once.
 pub fn parse(raw: &str, extra: &[&str]) -> Result<Query, ApiError> {
+    parse_with(raw, FILTERS, extra)
+}
+
+/// Parses `raw`, accepting `filters` (some of [`FILTERS`]) and `extra`.
+fn parse_with(raw: &str, filters: &[&str], extra: &[&str]) -> Result<Query, ApiError> {
     let mut q = Query::default();
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for (name, value) in url::form_urlencoded::parse(raw.as_bytes()) {
         let name = name.into_owned();
         let n = name.as_str();
-        if OPERATION_PARAMS.contains(&n) && !extra.contains(&n) {
+        if (OPERATION_PARAMS.contains(&n) && !extra.contains(&n))
+            || (FILTERS.contains(&n) && !filters.contains(&n))
+        {
             errors.push((name, "is not accepted by this operation".into()));
             continue;
         }
@@ -255,5 +279,11 @@ mod tests {
         assert_eq!(p[0].0, "all");
         let p = problems(parse("error_code=A%00B", &[]).unwrap_err());
         assert_eq!(p[0].0, "error_code");
+        // The audit log's query takes paging and no filter.
+        let p = problems(parse_with("crm=hubspot&limit=3", &[], &["limit", "cursor"]).unwrap_err());
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].0, "crm");
+        let q = parse_with("limit=3", &[], &["limit", "cursor"]).unwrap();
+        assert_eq!(q.limit, Some(3));
     }
 }
