@@ -9,6 +9,7 @@ pub mod accept;
 pub mod auth;
 pub mod contacts;
 pub mod dlq;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod history;
@@ -116,7 +117,7 @@ fn routes(keys: Arc<ApiKeys>, admin_keys: Arc<ApiKeys>) -> (Router<AppState>, Sp
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::openapi_json))
-        .routes(routes!(health::docs));
+        .routes(routes!(docs::docs));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(contacts)
         .merge(dead_letters)
