@@ -1,7 +1,7 @@
 # SyncRoot — everyday commands. `make run` and `make test` work on a fresh machine: they install
 # and start Postgres and RabbitMQ if needed (scripts/services.sh).
 
-.PHONY: config-table bench chaos chart convergence run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
+.PHONY: config-table bench chaos chart convergence deny run test services unit conformance schemathesis openapi fmt lint ci clean-test-data sandbox
 
 ## run: start the CRM sandboxes (127.0.0.1:8091, :8092) and SyncRoot all-in-one (API, workers)
 ## on 127.0.0.1:8080; Ctrl-C stops both
@@ -10,8 +10,14 @@ run: services
 	bash scripts/run.sh target/release
 
 ## test: the whole test suite (unit, black-box, OpenAPI drift, sandbox conformance with the
-## vendors' own clients, schemathesis fuzzing, the Helm chart check)
-test: services unit conformance schemathesis chart
+## vendors' own clients, schemathesis fuzzing, the Helm chart check, cargo deny)
+test: services unit conformance schemathesis chart deny
+
+## deny: cargo deny against deny.toml: licenses, bans (backoff), sources (crates.io only), and
+## RustSec advisories when the advisory database can be fetched (it says loudly when not;
+## DENY_ADVISORY_DB_URL names a mirror). Builds cargo-deny into .cache/ on the first run.
+deny:
+	bash scripts/deny.sh
 
 ## services: install and start Postgres and RabbitMQ if needed
 services:

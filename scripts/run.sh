@@ -4,7 +4,9 @@
 # SyncRoot's receivers, signed with secrets SyncRoot is given here, so a change made through a
 # sandbox's UI routes (/__sandbox/ui/contacts) comes back. SyncRoot also accepts the Salesforce
 # sandbox's Outbound Messages (its fixed org id), which the sandbox sends once told where
-# (docs/salesforce-outbound-messages.md, "The sandbox"). Ctrl-C stops both.
+# (docs/salesforce-outbound-messages.md, "The sandbox"). The sandboxes' control API
+# (/__sandbox/) needs SANDBOX_CONTROL_TOKEN in an X-Sandbox-Token header: set it to choose one,
+# or use the one generated here and printed below. Ctrl-C stops both.
 # Usage: scripts/run.sh <directory holding syncroot and syncroot-sandbox>
 set -euo pipefail
 bin="${1:-target/release}"
@@ -13,6 +15,7 @@ api="${SYNCROOT_API_LISTEN:-127.0.0.1:8080}"
 hubspot_secret="${SANDBOX_HUBSPOT_CLIENT_SECRET:-sandbox-hubspot-client-secret}"
 salesforce_secret="${SANDBOX_SALESFORCE_NOTIFY_SECRET:-sandbox-sf-notify-secret}"
 
+export SANDBOX_CONTROL_TOKEN="${SANDBOX_CONTROL_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
 SANDBOX_HUBSPOT_WEBHOOK_URL="${SANDBOX_HUBSPOT_WEBHOOK_URL:-http://$api/webhooks/hubspot}" \
 SANDBOX_SALESFORCE_NOTIFY_URL="${SANDBOX_SALESFORCE_NOTIFY_URL:-http://$api/webhooks/salesforce}" \
   "$bin/syncroot-sandbox" &

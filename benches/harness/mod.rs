@@ -73,7 +73,7 @@ impl Sandboxes {
             child,
             hubspot: addresses.hubspot,
             salesforce: addresses.salesforce,
-            control: Control::default(),
+            control: Control::new(reqwest::Client::new(), addresses.control_token),
         };
         s.set_limits(1_000_000).await?;
         Ok(s)

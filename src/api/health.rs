@@ -1,10 +1,11 @@
-//! Liveness, readiness, the OpenAPI document and its viewer. None of these need a key.
+//! Liveness, readiness and the OpenAPI document (its viewer is `docs`). None of these need a
+//! key.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::schema::{Health, Readiness};
@@ -69,21 +70,4 @@ pub async fn openapi_json(State(state): State<AppState>) -> Response {
         state.spec.as_ref().clone(),
     )
         .into_response()
-}
-
-/// An interactive viewer of the OpenAPI document.
-#[utoipa::path(get, path = "/docs", tag = TAG, operation_id = "getDocs",
-    responses((status = 200, description = "HTML page", content_type = "text/html", body = String)))]
-pub async fn docs() -> Html<&'static str> {
-    // The viewer script comes from a CDN, so the page needs the browser to have internet
-    // access; /openapi.json itself is served by SyncRoot.
-    Html(
-        r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>SyncRoot API</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><script id="api-reference" data-url="/openapi.json"></script>
-<script src="https://cdn.jsdelivr.net/npm/@scalar/api-reference"></script>
-<noscript>The interactive viewer needs JavaScript; the spec is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-</body></html>"#,
-    )
 }

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod contacts;
 pub mod dlq;
+pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod history;
@@ -128,7 +129,7 @@ fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi_json))
-        .routes(routes!(health::docs));
+        .routes(routes!(docs::docs));
     let (router, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(contacts)
         .merge(admin)

@@ -299,7 +299,10 @@ fn read_tree(body: &[u8]) -> Result<Element, ParseError> {
                     let (ans, local) = reader.resolver().resolve_attribute(attr.key);
                     if namespace(ans)? == XSI && local.as_ref() == b"type" {
                         let value = attr
-                            .decode_and_unescape_value(reader.decoder())
+                            .decoded_and_normalized_value(
+                                quick_xml::XmlVersion::default(),
+                                reader.decoder(),
+                            )
                             .map_err(|e| bad(format!("malformed attribute: {e}")))?;
                         el.xsi_type = Some(value.into_owned());
                     }

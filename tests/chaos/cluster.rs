@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use syncroot_testkit::Control;
 use syncroot_testkit::process::{Binaries, Processes};
 
 /// The processes, by name; `sandbox` is the `syncroot-sandbox` binary, the others are
@@ -29,6 +30,8 @@ pub struct Cluster {
     pub api: String,
     pub hubspot: String,
     pub salesforce: String,
+    /// The sandboxes' control token (`SANDBOX_CONTROL_TOKEN` of the run).
+    pub control_token: String,
 }
 
 fn subcommand(name: &str) -> &str {
@@ -51,6 +54,7 @@ impl Cluster {
             api: format!("http://{}", get("SYNCROOT_API_LISTEN")),
             hubspot: format!("http://{}", get("SANDBOX_HUBSPOT_LISTEN")),
             salesforce: format!("http://{}", get("SANDBOX_SALESFORCE_LISTEN")),
+            control_token: get("SANDBOX_CONTROL_TOKEN"),
             processes: Processes::new(bins, env, Some(logs)),
             unexpected_exits: Vec::new(),
         })
@@ -97,8 +101,8 @@ impl Cluster {
         while tokio::time::Instant::now() < deadline {
             let ok = async {
                 let api = http.get(format!("{}/readyz", self.api)).send().await.ok()?;
-                let sb = http
-                    .get(format!("{}/__sandbox/state", self.salesforce))
+                let sb = Control::new(http.clone(), &self.control_token)
+                    .request(&self.salesforce, reqwest::Method::GET, "state")
                     .send()
                     .await
                     .ok()?;

@@ -84,8 +84,8 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
 }
 
 /// Sets sandbox faults through their control API.
-pub async fn set_faults(http: &reqwest::Client, base: &str, body: &Value) -> anyhow::Result<()> {
-    Control::new(http.clone())
+pub async fn set_faults(control: &Control, base: &str, body: &Value) -> anyhow::Result<()> {
+    control
         .put(base, "faults", body)
         .await
         .map_err(|e| e.context(format!("faults {body}")))?;
@@ -105,7 +105,7 @@ pub struct Applied {
 pub async fn play(
     events: Vec<(Duration, Fault)>,
     cluster: Arc<Mutex<Cluster>>,
-    http: reqwest::Client,
+    control: Control,
     start: Instant,
 ) -> Applied {
     let mut applied = Applied::default();
@@ -133,11 +133,11 @@ pub async fn play(
             }
             Fault::Hubspot(body) => {
                 let base = cluster.lock().await.hubspot.clone();
-                set_faults(&http, &base, body).await
+                set_faults(&control, &base, body).await
             }
             Fault::Salesforce(body) => {
                 let base = cluster.lock().await.salesforce.clone();
-                set_faults(&http, &base, body).await
+                set_faults(&control, &base, body).await
             }
         };
         if let Err(e) = result {

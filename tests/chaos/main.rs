@@ -29,6 +29,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::time::Instant;
 
 use cluster::Cluster;
+use syncroot_sandbox::kit::control::ControlToken;
 use syncroot_testkit::{Control, Installation, free_port};
 use verify::{Findings, Sources};
 
@@ -95,6 +96,10 @@ fn installation(alert_url: &str) -> anyhow::Result<Installation> {
         ("SYNCROOT_CRM_TIMEOUT_MS", "5000".into()),
         ("SANDBOX_HUBSPOT_LISTEN", hubspot.clone()),
         ("SANDBOX_SALESFORCE_LISTEN", salesforce.clone()),
+        (
+            "SANDBOX_CONTROL_TOKEN",
+            ControlToken::generate().expose().to_owned(),
+        ),
         ("SYNCROOT_HUBSPOT_BASE_URL", format!("http://{hubspot}")),
         (
             "SYNCROOT_SALESFORCE_LOGIN_URL",
@@ -204,7 +209,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     let rule = json!([{"name": "NoInvalidLastName", "field": "LastName",
                        "contains": load::INVALID_MARK,
                        "message": "Last name must not say it is invalid"}]);
-    let control = Control::new(http.clone());
+    let control = Control::new(http.clone(), cluster.control_token.clone());
     control.put(&salesforce, "validation-rules", &rule).await?;
 
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
@@ -216,7 +221,12 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         salesforce_outage: k.outage,
         hubspot_error_rate: 0.1,
     });
-    let play = tokio::spawn(faults::play(events, cluster.clone(), http.clone(), start));
+    let play = tokio::spawn(faults::play(
+        events,
+        cluster.clone(),
+        control.clone(),
+        start,
+    ));
     let model = load::run(load::LoadPlan {
         api: api.clone(),
         key: API_KEY.into(),
@@ -238,8 +248,8 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         model.accepted
     );
     let off = json!({"error_rate": 0.0, "force_429": 0, "outage": false});
-    faults::set_faults(&http, &hubspot, &off).await?;
-    faults::set_faults(&http, &salesforce, &off).await?;
+    faults::set_faults(&control, &hubspot, &off).await?;
+    faults::set_faults(&control, &salesforce, &off).await?;
 
     let db = PgPoolOptions::new()
         .max_connections(2)
@@ -248,6 +258,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     let src = Sources {
         db: &db,
         http: &http,
+        control: &control,
         api: &api,
         admin_key: ADMIN_KEY,
         hubspot: &hubspot,

@@ -19,6 +19,8 @@ pub const VALIDATION_ERROR: &str = "FIELD_CUSTOM_VALIDATION_EXCEPTION";
 pub struct Sources<'a> {
     pub db: &'a PgPool,
     pub http: &'a reqwest::Client,
+    /// The sandboxes' control API (with their token).
+    pub control: &'a Control,
     pub api: &'a str,
     pub admin_key: &'a str,
     pub hubspot: &'a str,
@@ -123,10 +125,6 @@ fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
     out
 }
 
-async fn sandbox_contacts(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Value>> {
-    Control::new(http.clone()).sandbox_contacts(base).await
-}
-
 /// Every dead-letter entry, through the admin API.
 pub async fn dead_letters(src: &Sources<'_>) -> anyhow::Result<Vec<Value>> {
     let mut out = Vec::new();
@@ -159,7 +157,7 @@ pub async fn check(
 ) -> anyhow::Result<Findings> {
     let mut f = Findings::default();
     check_postgres(src.db, model, &mut f).await?;
-    let hubspot = sandbox_contacts(src.http, src.hubspot).await?;
+    let hubspot = src.control.sandbox_contacts(src.hubspot).await?;
     let live_hubspot: Vec<&Value> = hubspot.iter().filter(|c| c["archived"] != true).collect();
     let mut by_email: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for rec in live_hubspot {
@@ -179,7 +177,7 @@ pub async fn check(
         &mut f,
     );
 
-    let salesforce = sandbox_contacts(src.http, src.salesforce).await?;
+    let salesforce = src.control.sandbox_contacts(src.salesforce).await?;
     let mut by_ext: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
     for rec in salesforce.iter().filter(|c| c["IsDeleted"] != true) {
         let ext = rec["SyncRoot_Id__c"].as_str().unwrap_or("").to_owned();

@@ -32,6 +32,8 @@ from hubspot.utils.signature import Signature
 
 BASE_URL = os.environ.get("HUBSPOT_BASE_URL", "http://127.0.0.1:8091").rstrip("/")
 TOKEN = os.environ.get("HUBSPOT_TOKEN", "pat-na1-sandbox-token")
+# The sandbox's own control API (not HubSpot's) needs the token syncroot-sandbox printed.
+CONTROL_TOKEN = os.environ.get("SANDBOX_CONTROL_TOKEN", "")
 WEBHOOK_SECRET = "conformance-client-secret"
 
 
@@ -57,6 +59,7 @@ def control(method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(f"{BASE_URL}/__sandbox{path}", data=data, method=method)
     req.add_header("Content-Type", "application/json")
+    req.add_header("X-Sandbox-Token", CONTROL_TOKEN)
     with urllib.request.urlopen(req, timeout=10) as res:
         raw = res.read()
         return json.loads(raw) if raw else None

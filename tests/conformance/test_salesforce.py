@@ -36,6 +36,8 @@ BASE_URL = os.environ.get("SALESFORCE_BASE_URL", "").rstrip("/")
 CLIENT_ID = os.environ.get("SALESFORCE_CLIENT_ID", "sandbox-sf-client-id")
 CLIENT_SECRET = os.environ.get("SALESFORCE_CLIENT_SECRET", "sandbox-sf-client-secret")
 EXT = os.environ.get("SALESFORCE_EXTERNAL_ID_FIELD", "SyncRoot_Id__c")
+# The sandbox's own control API (not Salesforce's) needs the token syncroot-sandbox printed.
+CONTROL_TOKEN = os.environ.get("SANDBOX_CONTROL_TOKEN", "")
 API_VERSION = "62.0"
 CLIENT_TAG = "syncroot-conformance"
 
@@ -62,8 +64,9 @@ def sandbox_session():
 
 
 def control(method, path, body=None):
-    """The sandbox's /__sandbox control API (plain HTTP, no auth)."""
-    resp = requests.request(method, f"{BASE_URL}/__sandbox/{path}", json=body, timeout=10)
+    """The sandbox's /__sandbox control API (plain HTTP, its control token)."""
+    resp = requests.request(method, f"{BASE_URL}/__sandbox/{path}", json=body, timeout=10,
+                            headers={"X-Sandbox-Token": CONTROL_TOKEN})
     resp.raise_for_status()
     return resp.json() if resp.content else None
 

@@ -94,6 +94,7 @@ def test_the_sandbox_sends_wsdl_envelopes_and_accepts_an_independent_ack():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     control = requests.Session()
     control.trust_env = False
+    control.headers["X-Sandbox-Token"] = os.environ.get("SANDBOX_CONTROL_TOKEN", "")
     url = f"http://127.0.0.1:{server.server_address[1]}/om"
     try:
         target = control.put(f"{BASE_URL}/__sandbox/outbound-message",

@@ -13,7 +13,7 @@ use syncroot::providers::mapping::FieldMap;
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::hubspot::{HubspotSandboxConfig, spawn};
-use syncroot_testkit::eventually;
+use syncroot_testkit::{Control, eventually};
 use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "pat-na1-client-test-token";
@@ -25,7 +25,8 @@ const SEARCH: &str = "POST /crm/v3/objects/contacts/search";
 
 struct Sandbox {
     base: String,
-    http: reqwest::Client,
+    /// The sandbox's control API, with its token.
+    control: Control,
     shutdown: CancellationToken,
 }
 
@@ -43,10 +44,11 @@ impl Sandbox {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
+        let control = Control::new(reqwest::Client::new(), cfg.control_token.expose());
         let handle = spawn(cfg, listener, shutdown.clone()).await.unwrap();
         Self {
             base: handle.base_url(),
-            http: reqwest::Client::new(),
+            control,
             shutdown,
         }
     }
@@ -77,9 +79,8 @@ impl Sandbox {
     }
 
     async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}/__sandbox{path}", self.base));
+        let path = path.trim_start_matches('/');
+        let mut req = self.control.request(&self.base, method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -317,10 +318,10 @@ async fn a_linked_record_deleted_in_hubspot_is_reported_gone_not_recreated() {
     ];
     sync_linking(&client, &mut items).await;
     let old = items[0].remote_id.clone().unwrap();
-    let url = format!("{}/__sandbox/ui/contacts/{old}", sb.base);
+    let path = format!("ui/contacts/{old}");
     assert!(
-        sb.http
-            .delete(url)
+        sb.control
+            .request(&sb.base, Method::DELETE, &path)
             .send()
             .await
             .unwrap()

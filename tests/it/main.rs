@@ -13,6 +13,7 @@ mod delivery;
 mod dlq_api;
 mod dlq_cli;
 mod dlq_replay;
+mod docs_page;
 mod failures;
 mod hubspot_client;
 mod listeners;

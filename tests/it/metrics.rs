@@ -227,7 +227,7 @@ async fn every_role_counts_a_known_sequence_exactly() {
         })
         .await;
     }
-    let control = Control::new(roles.http.clone());
+    let control = Control::new(roles.http.clone(), sandboxes.control_token.expose());
     let (hubspot, salesforce) = (sandboxes.hubspot_url(), sandboxes.salesforce_url());
 
     // Three creates that go through at once.

@@ -25,6 +25,8 @@ struct Roles {
     api: String,
     /// The HubSpot sandbox's base URL (for its control routes).
     hubspot: String,
+    /// The sandboxes' control token.
+    control_token: String,
     http: reqwest::Client,
     stop: CancellationToken,
 }
@@ -69,6 +71,7 @@ impl Roles {
             logs,
             api: format!("http://127.0.0.1:{port}"),
             hubspot: sandboxes.hubspot_url(),
+            control_token: sandboxes.control_token.expose().to_owned(),
             http: reqwest::Client::new(),
             stop,
         };
@@ -114,7 +117,7 @@ impl Roles {
 
     /// Turns the HubSpot sandbox's outage on or off.
     async fn hubspot_outage(&self, on: bool) {
-        syncroot_testkit::Control::new(self.http.clone())
+        syncroot_testkit::Control::new(self.http.clone(), &self.control_token)
             .call(
                 &self.hubspot,
                 reqwest::Method::PUT,

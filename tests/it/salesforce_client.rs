@@ -13,7 +13,7 @@ use syncroot::providers::salesforce::{SalesforceClient, SalesforceSettings, defa
 use syncroot::providers::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use syncroot::secret::Secret;
 use syncroot_sandbox::salesforce::{SalesforceSandboxConfig, spawn};
-use syncroot_testkit::eventually;
+use syncroot_testkit::{Control, eventually};
 use tokio_util::sync::CancellationToken;
 
 const PLACEHOLDER: &str = "[not provided]";
@@ -23,7 +23,8 @@ const QUERY_ROUTE: &str = "GET /services/data/{version}/query";
 /// A running sandbox org and a client pointed at it; dropping it stops the sandbox.
 struct Org {
     base: String,
-    http: reqwest::Client,
+    /// The sandbox's control API, with its token.
+    control: Control,
     shutdown: CancellationToken,
 }
 
@@ -37,16 +38,12 @@ impl Org {
     async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
-        let handle = spawn(
-            SalesforceSandboxConfig::default(),
-            listener,
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
+        let cfg = SalesforceSandboxConfig::default();
+        let control = Control::new(reqwest::Client::new(), cfg.control_token.expose());
+        let handle = spawn(cfg, listener, shutdown.clone()).await.unwrap();
         Self {
             base: handle.base_url(),
-            http: reqwest::Client::new(),
+            control,
             shutdown,
         }
     }
@@ -73,9 +70,7 @@ impl Org {
     }
 
     async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}/__sandbox/{path}", self.base));
+        let mut req = self.control.request(&self.base, method, path);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -328,9 +323,13 @@ async fn a_linked_record_is_written_by_its_id_even_after_its_external_id_was_cle
     let mut ada = item(contact("ada@example.com", Some("Ada"), Some("Lovelace")));
     let id = remote_id(&sync_one(&client, &ada).await);
     // Someone clears SyncRoot's external id on the record in Salesforce.
-    let url = format!("{}/__sandbox/ui/contacts/{id}", org.base);
-    let r = reqwest::Client::new()
-        .patch(url)
+    let r = org
+        .control
+        .request(
+            &org.base,
+            reqwest::Method::PATCH,
+            &format!("ui/contacts/{id}"),
+        )
         .json(&json!({"SyncRoot_Id__c": null}))
         .send()
         .await
@@ -602,8 +601,13 @@ async fn fetch_leaves_out_deleted_and_unknown_ids_without_failing() {
     ];
     let ids = synced_ids(&client, &items).await;
     // A person deletes it (to the recycle bin); the answer is a 204 without a body.
-    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[1]);
-    let deleted = org.http.delete(url).send().await.unwrap();
+    let path = format!("ui/contacts/{}", ids[1]);
+    let deleted = org
+        .control
+        .request(&org.base, reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
     assert!(deleted.status().is_success(), "{}", deleted.status());
     let asked = [ids[0].clone(), ids[1].clone(), "003000000000999".into()];
     let records = client.fetch(&asked).await.unwrap();
@@ -754,8 +758,13 @@ async fn changed_since_leaves_out_a_record_deleted_after_its_edit() {
     let since = after_the_last_write().await;
     edited_in_ui(&org, &ids[0], "Edited").await;
     edited_in_ui(&org, &ids[1], "Edited").await;
-    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[1]);
-    let deleted = org.http.delete(url).send().await.unwrap();
+    let path = format!("ui/contacts/{}", ids[1]);
+    let deleted = org
+        .control
+        .request(&org.base, reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
     assert!(deleted.status().is_success(), "{}", deleted.status());
 
     let records = client.changed_since(since, 50).await.unwrap();
@@ -771,8 +780,13 @@ async fn a_linked_record_deleted_in_salesforce_is_reported_gone_not_recreated() 
         item(contact("b@example.com", None, Some("B"))),
     ];
     let ids = synced_ids(&client, &items).await;
-    let url = format!("{}/__sandbox/ui/contacts/{}", org.base, ids[0]);
-    let deleted = org.http.delete(url).send().await.unwrap();
+    let path = format!("ui/contacts/{}", ids[0]);
+    let deleted = org
+        .control
+        .request(&org.base, reqwest::Method::DELETE, &path)
+        .send()
+        .await
+        .unwrap();
     assert!(deleted.status().is_success(), "{}", deleted.status());
     let linked: Vec<SyncItem> = items
         .iter()

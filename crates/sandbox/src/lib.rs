@@ -2,7 +2,8 @@
 //! vendors' wire protocols, so SyncRoot runs and is tested without CRM credentials.
 //!
 //! They are test doubles, not CRMs: state lives in memory. Each has a control API under
-//! `/__sandbox/` (simulated UI edits, fault injection, counters). The `syncroot-sandbox`
+//! `/__sandbox/` (simulated UI edits, fault injection, counters) that needs the control token
+//! (`X-Sandbox-Token`, [`kit::control`]). They listen on loopback unless told otherwise. The `syncroot-sandbox`
 //! binary runs both (`make run` starts it beside SyncRoot); the test harness starts them in
 //! process. Nothing of this crate ships in the product.
 
@@ -17,12 +18,15 @@ use anyhow::Context as _;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::kit::control::ControlToken;
 use crate::settings::Settings;
 
 /// Both sandboxes, running.
 pub struct RunningSandboxes {
     pub hubspot: SocketAddr,
     pub salesforce: SocketAddr,
+    /// What both control APIs require in `X-Sandbox-Token`.
+    pub control_token: ControlToken,
     /// Ends once both have stopped after shutdown.
     pub task: JoinHandle<()>,
 }
@@ -56,6 +60,7 @@ pub async fn start(s: &Settings, shutdown: CancellationToken) -> anyhow::Result<
     Ok(RunningSandboxes {
         hubspot,
         salesforce,
+        control_token: s.control_token.clone(),
         task,
     })
 }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use crate::hubspot::HubspotSandboxConfig;
+use crate::kit::control::ControlToken;
 use crate::salesforce::SalesforceSandboxConfig;
 
 /// Prefix of the sandboxes' environment variables.
@@ -106,9 +107,14 @@ pub const KEYS: &[Key] = &[
         "load a few fixture contacts into the sandboxes at start",
     ),
     key(
+        "control_token",
+        "",
+        "token the /__sandbox/ control API requires in the X-Sandbox-Token header, at least 16 characters (empty: a random one for each run, printed at start)",
+    ),
+    key(
         "allow_non_loopback",
         "false",
-        "let the sandboxes listen on an address other than loopback; their /__sandbox/ control API has no authentication (anyone who reaches it can read every contact and redirect webhooks)",
+        "let the sandboxes listen on an address other than loopback (docker-compose); whoever reaches them can use the CRM test credentials, and with the control token read every contact and redirect webhooks",
     ),
     key(
         "log",
@@ -124,6 +130,10 @@ pub struct Settings {
     pub salesforce_listen: SocketAddr,
     pub hubspot: HubspotSandboxConfig,
     pub salesforce: SalesforceSandboxConfig,
+    /// The token both control APIs require (also in `hubspot` and `salesforce`).
+    pub control_token: ControlToken,
+    /// Whether `control_token` was generated for this run rather than configured.
+    pub control_token_generated: bool,
     /// Log filter of the `syncroot-sandbox` binary.
     pub log: String,
 }
@@ -219,7 +229,8 @@ impl Values {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let hubspot_listen = self.parsed("hubspot_listen", "host:port").unwrap_or(any);
         let salesforce_listen = self.parsed("salesforce_listen", "host:port").unwrap_or(any);
-        // The control API is open to whoever reaches it: loopback unless explicitly allowed.
+        // The wire-protocol routes take the well-known sandbox credentials: loopback unless
+        // explicitly allowed.
         let allow_any = self
             .parsed("allow_non_loopback", "true or false")
             .unwrap_or(false);
@@ -230,13 +241,14 @@ impl Values {
             if !allow_any && !addr.ip().is_loopback() {
                 let var = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
                 self.errors.push(format!(
-                    "{var}: {addr} is not a loopback address; the sandboxes' control API has no authentication (set {ENV_PREFIX}ALLOW_NON_LOOPBACK=true to serve it anyway)"
+                    "{var}: {addr} is not a loopback address; the sandboxes accept well-known test credentials (set {ENV_PREFIX}ALLOW_NON_LOOPBACK=true to serve them anyway)"
                 ));
             }
         }
         let seed_fixtures = self
             .parsed("seed_fixtures", "true or false")
             .unwrap_or(false);
+        let (control_token, control_token_generated) = self.control_token();
         let hubspot = HubspotSandboxConfig {
             access_token: self.text("hubspot_token"),
             client_secret: self.text("hubspot_client_secret"),
@@ -245,6 +257,7 @@ impl Values {
             daily_limit: self.parsed("hubspot_daily_limit", "a number").unwrap_or(1),
             webhook_url: self.optional_url("hubspot_webhook_url"),
             seed_fixtures,
+            control_token: control_token.clone(),
             ..Default::default()
         };
         let salesforce = SalesforceSandboxConfig {
@@ -259,6 +272,7 @@ impl Values {
             notify_url: self.optional_url("salesforce_notify_url"),
             notify_secret: self.text("salesforce_notify_secret"),
             seed_fixtures,
+            control_token: control_token.clone(),
             ..Default::default()
         };
         Settings {
@@ -266,8 +280,26 @@ impl Values {
             salesforce_listen,
             hubspot,
             salesforce,
+            control_token,
+            control_token_generated,
             log: self.text("log"),
         }
+    }
+
+    /// The configured control token, or a random one (and `true`) when none is set.
+    fn control_token(&mut self) -> (ControlToken, bool) {
+        let raw = self.text("control_token").trim().to_owned();
+        if raw.is_empty() {
+            return (ControlToken::generate(), true);
+        }
+        if raw.chars().count() < ControlToken::MIN_LEN {
+            // The value is a secret: say what is wrong, never echo it.
+            self.errors.push(format!(
+                "{ENV_PREFIX}CONTROL_TOKEN: shorter than {} characters",
+                ControlToken::MIN_LEN
+            ));
+        }
+        (ControlToken::new(raw), false)
     }
 }
 
@@ -322,6 +354,28 @@ mod tests {
         ]))
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(s.hubspot_listen.to_string(), "0.0.0.0:8091");
+    }
+
+    #[test]
+    fn the_control_token_is_random_unless_set_and_a_short_one_is_refused() {
+        let (a, b) = (Settings::default(), Settings::default());
+        assert!(a.control_token_generated);
+        assert_eq!(a.control_token.expose().len(), 32);
+        assert_ne!(a.control_token, b.control_token, "each run has its own");
+        assert_eq!(a.hubspot.control_token, a.control_token);
+        assert_eq!(a.salesforce.control_token, a.control_token);
+        let set = "a-control-token-of-some-length";
+        let s = Settings::from_vars(vars(&[("SANDBOX_CONTROL_TOKEN", set)])).unwrap();
+        assert!(!s.control_token_generated);
+        assert_eq!(s.control_token.expose(), set);
+        assert_eq!(s.hubspot.control_token.expose(), set);
+        let Err(errors) = Settings::from_vars(vars(&[("SANDBOX_CONTROL_TOKEN", "short-secret")]))
+        else {
+            panic!("a 12-character token was accepted");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("SANDBOX_CONTROL_TOKEN: shorter than 16"));
+        assert!(!errors[0].contains("short-secret"), "the secret is echoed");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The sandboxes' control API (`/__sandbox/...`) as a client, and a free port: what every
-//! harness needs to arrange a CRM's state and read it back.
+//! harness needs to arrange a CRM's state and read it back. Every call carries the sandboxes'
+//! control token (`X-Sandbox-Token`).
 
 use anyhow::bail;
 use serde_json::Value;
+use syncroot_sandbox::kit::control::TOKEN_HEADER;
 
 /// A port free right now on 127.0.0.1 (another process may take it before it is bound).
 pub fn free_port() -> anyhow::Result<u16> {
@@ -12,14 +14,34 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// A client of one or both sandboxes' control routes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Control {
     pub http: reqwest::Client,
+    /// The control token of the sandboxes this client drives.
+    token: String,
 }
 
 impl Control {
-    pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+    /// A client sending `token` (what `syncroot-sandbox` printed, or was given in
+    /// `SANDBOX_CONTROL_TOKEN`; in process, `RunningSandboxes::control_token`).
+    pub fn new(http: reqwest::Client, token: impl Into<String>) -> Self {
+        Self {
+            http,
+            token: token.into(),
+        }
+    }
+
+    /// A request to `/__sandbox/{path}` on the sandbox at `base`, carrying the token, for a
+    /// caller that wants the raw response.
+    pub fn request(
+        &self,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{base}/__sandbox/{path}"))
+            .header(TOKEN_HEADER, &self.token)
     }
 
     /// Calls `/__sandbox/{path}` on the sandbox at `base`; errors unless it answers 2xx.
@@ -30,9 +52,7 @@ impl Control {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let mut req = self
-            .http
-            .request(method, format!("{base}/__sandbox/{path}"));
+        let mut req = self.request(base, method, path);
         if let Some(b) = body {
             req = req.json(b);
         }

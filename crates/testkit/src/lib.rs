@@ -61,6 +61,8 @@ impl Default for Options {
 pub struct TestApp {
     /// Base URLs of the HubSpot and Salesforce sandboxes, when delivery runs.
     pub sandboxes: Option<(String, String)>,
+    /// A client of their control API (with their control token).
+    pub sandbox_control: Option<Control>,
     pub base: String,
     pub cfg: Config,
     pub db: PgPool,
@@ -114,12 +116,16 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::new();
         let mut sandboxes = None;
+        let mut sandbox_control = None;
+        let http = reqwest::Client::new();
         if opts.delivery {
             let running = syncroot_sandbox::start(&sandbox_settings(), shutdown.clone())
                 .await
                 .expect("sandboxes start");
             point_delivery_at(&mut cfg, &running);
             sandboxes = Some((running.hubspot_url(), running.salesforce_url()));
+            let token = running.control_token.expose();
+            sandbox_control = Some(Control::new(http.clone(), token));
             tasks.push(running.task);
             let ready = syncroot::probe::Readiness::default();
             tasks.extend(syncroot::app::start_delivery(&cfg, &ready, shutdown.clone()).unwrap());
@@ -141,10 +147,11 @@ impl TestApp {
         }
         let app = Self {
             sandboxes,
+            sandbox_control,
             base: format!("http://{}", api.addr),
             cfg,
             db,
-            http: reqwest::Client::new(),
+            http,
             db_name: install.db_name.clone(),
             install,
             shutdown,
@@ -308,6 +315,13 @@ impl TestApp {
         &self.sandboxes.as_ref().expect("started with delivery").1
     }
 
+    /// The client of the sandboxes' control API.
+    pub fn sandbox_control(&self) -> &Control {
+        self.sandbox_control
+            .as_ref()
+            .expect("started with delivery")
+    }
+
     /// Calls a sandbox's control API (`/__sandbox/...`); fails the test unless it answers 2xx.
     pub async fn control(
         &self,
@@ -316,7 +330,7 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> Value {
-        Control::new(self.http.clone())
+        self.sandbox_control()
             .call(base, method, path, body.as_ref())
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))
@@ -324,7 +338,7 @@ impl TestApp {
 
     /// The live contacts a sandbox holds.
     pub async fn sandbox_contacts(&self, base: &str) -> Vec<Value> {
-        Control::new(self.http.clone())
+        self.sandbox_control()
             .sandbox_contacts(base)
             .await
             .unwrap_or_else(|e| panic!("{e:#}"))

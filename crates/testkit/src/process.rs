@@ -83,8 +83,9 @@ impl Binaries {
         Ok(())
     }
 
-    /// Starts `syncroot-sandbox` and reads the addresses it prints ("HubSpot sandbox:
-    /// http://…"), so it may listen on port 0; the rest of its output is discarded.
+    /// Starts `syncroot-sandbox` and reads the addresses and the control token it prints
+    /// ("HubSpot sandbox: http://…", "Sandbox control token: …"), so it may listen on port 0
+    /// and generate its token; the rest of its output is discarded.
     pub async fn start_sandbox(
         &self,
         env: &[(String, String)],
@@ -95,8 +96,8 @@ impl Binaries {
             .spawn()
             .context("start syncroot-sandbox")?;
         let mut lines = BufReader::new(child.stderr.take().context("sandbox stderr")?).lines();
-        let (mut hubspot, mut salesforce) = (None, None);
-        while hubspot.is_none() || salesforce.is_none() {
+        let (mut hubspot, mut salesforce, mut control_token) = (None, None, None);
+        while hubspot.is_none() || salesforce.is_none() || control_token.is_none() {
             let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
                 .await??
                 .context("sandbox exited")?;
@@ -104,22 +105,26 @@ impl Binaries {
                 hubspot = Some(u.trim().to_owned());
             } else if let Some(u) = line.strip_prefix("Salesforce sandbox:") {
                 salesforce = Some(u.trim().to_owned());
+            } else if let Some(t) = line.strip_prefix("Sandbox control token:") {
+                control_token = Some(t.trim().to_owned());
             }
         }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let addresses = SandboxAddresses {
             hubspot: hubspot.unwrap_or_default(),
             salesforce: salesforce.unwrap_or_default(),
+            control_token: control_token.unwrap_or_default(),
         };
         Ok((child, addresses))
     }
 }
 
-/// The base URLs a running `syncroot-sandbox` serves.
+/// The base URLs a running `syncroot-sandbox` serves, and its control token.
 #[derive(Clone, Debug)]
 pub struct SandboxAddresses {
     pub hubspot: String,
     pub salesforce: String,
+    pub control_token: String,
 }
 
 /// SIGKILL: no shutdown, no acks, no flush.

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::kit::control::ControlToken;
+
 /// A property the sandbox accepts beyond HubSpot's standard contact properties, the way an
 /// account admin would add one in Settings → Properties.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct HubspotSandboxConfig {
     pub custom_properties: Vec<CustomProperty>,
     /// Load a few fixture contacts at start.
     pub seed_fixtures: bool,
+    /// The token every `/__sandbox/` request must carry; random unless set.
+    pub control_token: ControlToken,
 }
 
 impl Default for HubspotSandboxConfig {
@@ -83,6 +87,7 @@ impl Default for HubspotSandboxConfig {
                 unique: true,
             }],
             seed_fixtures: false,
+            control_token: ControlToken::generate(),
         }
     }
 }
@@ -112,6 +117,7 @@ impl fmt::Debug for HubspotSandboxConfig {
             .field("ui_user_id", &self.ui_user_id)
             .field("custom_properties", &self.custom_properties)
             .field("seed_fixtures", &self.seed_fixtures)
+            .field("control_token", &self.control_token)
             .finish()
     }
 }
@@ -125,6 +131,8 @@ mod tests {
         let printed = format!("{:?}", HubspotSandboxConfig::default());
         assert!(!printed.contains("pat-na1-sandbox-token"));
         assert!(!printed.contains("sandbox-hubspot-client-secret"));
+        let cfg = HubspotSandboxConfig::default();
+        assert!(!format!("{cfg:?}").contains(cfg.control_token.expose()));
         assert!(printed.contains("<redacted>"));
     }
 }

@@ -1,11 +1,14 @@
 //! The control API under `/__sandbox/`: inspect and reset state, simulate edits made by a
 //! person in the CRM UI, inject faults, change quotas and the webhook target, and read the
-//! usage counters. It needs no token, is never rate-limited and is not counted.
+//! usage counters. It needs the control token
+//! (`X-Sandbox-Token`, see [`crate::kit::control`]), not the HubSpot token; it is never
+//! rate-limited and is not counted.
 //!
 //! The paths and bodies match the Salesforce sandbox's control API.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -20,9 +23,9 @@ use super::faults::FaultsPatch;
 use super::state::{AppState, lock};
 use super::webhooks::ChangeSource;
 use super::wire::{PropertiesIn, Selection, contact_out, stringify};
-use crate::kit::control;
+use crate::kit::control::{self, ControlToken};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes(token: ControlToken) -> Router<AppState> {
     Router::new()
         .route("/__sandbox/state", get(dump_state))
         .route("/__sandbox/reset", post(reset))
@@ -38,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/__sandbox/webhook", get(get_webhook).put(put_webhook))
         .route("/__sandbox/counters", get(get_counters))
         .route("/__sandbox/counters/reset", post(reset_counters))
+        .route_layer(from_fn_with_state(token, control::require_token))
 }
 
 /// Every contact, archived ones included, with all its properties.

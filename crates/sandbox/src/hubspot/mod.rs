@@ -5,8 +5,8 @@
 //!
 //! It is a test double, not a CRM: records live in memory, only contacts exist, there are
 //! no associations, owners, property history or OAuth flows, and the webhook subscription
-//! API is not served. A control API under `/__sandbox/` (see [`control`]) lets tests
-//! simulate CRM UI edits, inject faults and read usage counters.
+//! API is not served. A control API under `/__sandbox/` (see [`control`]), open only with the
+//! control token, lets tests simulate CRM UI edits, inject faults and read usage counters.
 //!
 //! Behaviour follows the team's reference (`crm-apis.md`, Part 1); where that marks a
 //! detail unverified, the choice made is noted beside the code.
@@ -110,7 +110,7 @@ pub fn router(cfg: &HubspotSandboxConfig, shutdown: CancellationToken) -> Router
 fn build(cfg: &HubspotSandboxConfig, shutdown: CancellationToken, tasks: &TaskTracker) -> Router {
     let state = Shared::start(cfg, shutdown, tasks);
     api_routes(&state)
-        .merge(control::routes())
+        .merge(control::routes(cfg.control_token.clone()))
         .fallback(|| async { ApiError::not_found() })
         .with_state(state)
 }

@@ -2,7 +2,8 @@
 //! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
 //! webhook and the Outbound Message endpoint, read counters.
 //!
-//! These routes need no token, are not counted and are never faulted. Paths and shapes are
+//! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
+//! session; they are not counted and are never faulted. Paths and shapes are
 //! shared with the HubSpot sandbox so one test harness drives both. What it is not: anything
 //! Salesforce has; nothing here exists on a real org.
 
@@ -12,6 +13,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post, put};
 use serde::Deserialize;
@@ -26,12 +28,12 @@ use super::state::{Sandbox, lock};
 use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, outbound_message as om, record, wire};
-use crate::kit::control;
+use crate::kit::control::{self, ControlToken};
 
 type Shared = State<Arc<Sandbox>>;
 
 /// The `/__sandbox` routes.
-pub fn routes() -> Router<Arc<Sandbox>> {
+pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
     Router::new()
         .route("/__sandbox/state", get(state))
         .route("/__sandbox/reset", post(reset))
@@ -56,6 +58,7 @@ pub fn routes() -> Router<Arc<Sandbox>> {
         .route("/__sandbox/jwt", put(put_jwt))
         .route("/__sandbox/counters", get(counters))
         .route("/__sandbox/counters/reset", post(reset_counters))
+        .route_layer(from_fn_with_state(token, control::require_token))
 }
 
 fn ok(body: Value) -> Response {

@@ -61,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 pub use errors::{ErrorCode, SfError};
 pub use notify::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign as sign_notification};
 
+use crate::kit::control::ControlToken;
 use state::Sandbox;
 
 /// Largest request body accepted, in bytes.
@@ -99,6 +100,8 @@ pub struct SalesforceSandboxConfig {
     /// PEM certificate of the connected app; enables the JWT bearer flow. Also settable at run
     /// time through `PUT /__sandbox/jwt`.
     pub jwt_certificate_pem: Option<String>,
+    /// The token every `/__sandbox/` request must carry; random unless set.
+    pub control_token: ControlToken,
 }
 
 impl Default for SalesforceSandboxConfig {
@@ -118,6 +121,7 @@ impl Default for SalesforceSandboxConfig {
             notify_timeout_ms: 5_000,
             seed_fixtures: false,
             jwt_certificate_pem: None,
+            control_token: ControlToken::generate(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl std::fmt::Debug for SalesforceSandboxConfig {
                 "jwt_certificate_pem",
                 &self.jwt_certificate_pem.as_ref().map(|_| "[set]"),
             )
+            .field("control_token", &self.control_token)
             .finish()
     }
 }
@@ -257,7 +262,7 @@ fn build(
         .route("/services/data", any(dispatch::handle))
         .route("/services/data/", any(dispatch::handle))
         .route("/services/data/{*rest}", any(dispatch::handle))
-        .merge(control::routes())
+        .merge(control::routes(cfg.control_token.clone()))
         // axum's 2 MB default would refuse a full 200-record collection of long records.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(sb);

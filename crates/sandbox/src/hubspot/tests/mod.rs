@@ -11,12 +11,15 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{HubspotSandboxConfig, SandboxHandle, spawn};
+use crate::kit::control::TOKEN_HEADER;
 
 pub const TOKEN: &str = "pat-na1-test-token";
 
 pub struct Sandbox {
     pub base: String,
     pub client: reqwest::Client,
+    /// What the control routes require.
+    pub control_token: String,
     shutdown: CancellationToken,
     handle: Option<SandboxHandle>,
 }
@@ -27,6 +30,7 @@ impl Sandbox {
             access_token: TOKEN.into(),
             ..cfg
         };
+        let control_token = cfg.control_token.expose().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -42,6 +46,7 @@ impl Sandbox {
         Self {
             base,
             client,
+            control_token,
             shutdown,
             handle: Some(handle),
         }
@@ -60,6 +65,7 @@ impl Sandbox {
     pub fn control(&self, method: Method, path: &str) -> RequestBuilder {
         self.client
             .request(method, format!("{}/__sandbox{path}", self.base))
+            .header(TOKEN_HEADER, &self.control_token)
     }
 
     pub async fn create(&self, props: Value) -> Response {

@@ -108,8 +108,7 @@ async fn injected_faults_answer_with_salesforce_style_errors() {
     );
 
     let bad = h
-        .http
-        .put(format!("{}/__sandbox/faults", h.base))
+        .control_request(Method::PUT, "faults")
         .json(&json!({"error_rate": 2}))
         .send()
         .await

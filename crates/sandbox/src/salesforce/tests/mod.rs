@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{SalesforceSandboxConfig, SandboxHandle, spawn};
+use crate::kit::control::TOKEN_HEADER;
 
 /// A running sandbox and a client for it; cancelling on drop stops the server.
 pub struct Harness {
@@ -21,6 +22,8 @@ pub struct Harness {
     pub shutdown: CancellationToken,
     pub handle: Option<SandboxHandle>,
     pub token: String,
+    /// What the control routes require.
+    pub control_token: String,
 }
 
 impl Drop for Harness {
@@ -33,6 +36,7 @@ impl Harness {
     pub async fn start(cfg: SalesforceSandboxConfig) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
+        let control_token = cfg.control_token.expose().to_owned();
         let handle = spawn(cfg, listener, shutdown.clone()).await.unwrap();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let mut h = Self {
@@ -41,6 +45,7 @@ impl Harness {
             shutdown,
             handle: Some(handle),
             token: String::new(),
+            control_token,
         };
         h.token = h.login().await["access_token"]
             .as_str()
@@ -91,11 +96,17 @@ impl Harness {
         req.send().await.unwrap()
     }
 
+    /// A control-API request (`/__sandbox/{path}`) with the control token.
+    pub fn control_request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/__sandbox/{path}", self.base))
+            .header(TOKEN_HEADER, &self.control_token)
+    }
+
     /// A control-API call; panics unless it answers 2xx.
     pub async fn control(&self, method: Method, path: &str, body: Value) -> Value {
         let resp = self
-            .http
-            .request(method, format!("{}/__sandbox/{path}", self.base))
+            .control_request(method, path)
             .json(&body)
             .send()
             .await

@@ -72,8 +72,7 @@ async fn outbound_messages_carry_the_org_and_are_redelivered_until_acknowledged(
         .await;
     assert_eq!(target["org_id"], "00D8d0000000001EAA");
     let refused = h
-        .http
-        .put(format!("{}/__sandbox/outbound-message", h.base))
+        .control_request(Method::PUT, "outbound-message")
         .json(&json!({"fields": ["Nope"]}))
         .send()
         .await

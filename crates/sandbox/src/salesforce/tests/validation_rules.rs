@@ -77,8 +77,7 @@ async fn single_record_writes_breaking_a_rule_get_400() {
     assert_eq!(created.await.status(), StatusCode::CREATED);
     assert_refused(h.api(Method::PATCH, upsert, breaking).await).await;
     let (_, state) = status_json(
-        h.http
-            .get(format!("{}/__sandbox/state", h.base))
+        h.control_request(Method::GET, "state")
             .send()
             .await
             .unwrap(),
@@ -136,8 +135,7 @@ async fn collection_items_breaking_a_rule_fail_alone() {
 async fn ui_edits_meet_rules_and_reset_clears_them() {
     let h = with_rule().await;
     let resp = h
-        .http
-        .post(format!("{}/__sandbox/ui/contacts", h.base))
+        .control_request(Method::POST, "ui/contacts")
         .json(&invalid("Ui"))
         .send()
         .await
@@ -160,8 +158,7 @@ async fn malformed_rule_sets_are_refused_and_keep_the_old_set() {
         json!([{"name": "x", "field": "Title", "contains": "y"}]),
     ] {
         let resp = h
-            .http
-            .put(format!("{}/__sandbox/validation-rules", h.base))
+            .control_request(Method::PUT, "validation-rules")
             .json(&bad)
             .send()
             .await
