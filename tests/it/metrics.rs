@@ -10,14 +10,12 @@
 use syncroot_testkit as common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use common::process::{Binaries, Processes};
-use common::{Control, Installation, KEY, eventually, free_port, sandbox_settings};
+use common::eventually;
+use common::roles::Roles;
 use serde_json::{Value, json};
 use syncroot::domain::Crm;
 use syncroot::queue::topology::Topology;
-use tokio_util::sync::CancellationToken;
 
 /// The worker roles, each with a probe port of its own.
 const WORKERS: [&str; 4] = ["forwarder", "delivery", "webhooks", "dlq-worker"];
@@ -117,134 +115,48 @@ fn parse(role: &'static str, text: &str) -> Scrape {
     }
 }
 
-struct Roles {
-    api: String,
-    probes: BTreeMap<&'static str, String>,
-    running: Vec<Processes>,
-    http: reqwest::Client,
-}
-
-impl Roles {
-    async fn scrape(&self, role: &'static str) -> Scrape {
-        let base = if role == "api" {
-            &self.api
-        } else {
-            &self.probes[role]
-        };
-        let r = self
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{role} /metrics");
-        let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
-        assert!(ct.starts_with("text/plain; version=0.0.4"), "{role}: {ct}");
-        parse(role, &r.text().await.unwrap())
-    }
-
-    async fn create(&self, body: Value) -> String {
-        let r = self
-            .http
-            .post(format!("{}/contacts", self.api))
-            .bearer_auth(KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// Waits until the contact's state in `crm` is `state`.
-    async fn wait_state(&self, id: &str, crm: &str, state: &str) {
-        eventually(&format!("{crm} {state} for {id}"), || async {
-            let r = self
-                .http
-                .get(format!("{}/contacts/{id}", self.api))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .ok()?;
-            let c: Value = r.json().await.ok()?;
-            (c["sync"][crm]["state"] == state).then_some(())
-        })
-        .await;
-    }
+/// Scrapes `role`'s `/metrics` and parses it.
+async fn scrape(roles: &Roles, role: &'static str) -> Scrape {
+    let r = roles
+        .http
+        .get(format!("{}/metrics", roles.base(role)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{role} /metrics");
+    let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{role}: {ct}");
+    parse(role, &r.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn every_role_counts_a_known_sequence_exactly() {
-    let stop = CancellationToken::new();
-    let sandboxes = syncroot_sandbox::start(&sandbox_settings(), stop.clone())
-        .await
-        .expect("sandboxes start");
-    // Only `syncroot` runs as processes: the sandboxes run in this test (their binary need not
-    // be built).
-    let bins = Binaries {
-        syncroot: env!("CARGO_BIN_EXE_syncroot").into(),
-        sandbox: std::path::PathBuf::new(),
-    };
-    let api_port = free_port().unwrap();
-    let mut install = Installation::for_tests("t");
-    install.set_all([
-        ("SYNCROOT_API_LISTEN", format!("127.0.0.1:{api_port}")),
-        ("SYNCROOT_HUBSPOT_BASE_URL", sandboxes.hubspot_url()),
-        ("SYNCROOT_SALESFORCE_LOGIN_URL", sandboxes.salesforce_url()),
-        ("SYNCROOT_DELIVERY_RETRY_TIERS", "50ms,100ms".to_owned()),
-        ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
-    ]);
-    let mut roles = Roles {
-        api: format!("http://127.0.0.1:{api_port}"),
-        probes: BTreeMap::new(),
-        running: Vec::new(),
-        http: reqwest::Client::new(),
-    };
-    Processes::new(bins.clone(), install.env().to_vec(), None)
-        .run("migrate", &["migrate"])
-        .await
-        .unwrap();
-    for role in ["api"].into_iter().chain(WORKERS) {
-        let mut env = install.clone();
-        if role != "api" {
-            let port = free_port().unwrap();
-            env.set("SYNCROOT_HEALTH_LISTEN", format!("127.0.0.1:{port}"));
-            roles
-                .probes
-                .insert(role, format!("http://127.0.0.1:{port}"));
-        }
-        let mut p = Processes::new(bins.clone(), env.env().to_vec(), None);
-        p.start(role, &[role]).unwrap();
-        roles.running.push(p);
-    }
-    for base in std::iter::once(&roles.api).chain(roles.probes.values()) {
-        eventually(&format!("{base} ready"), || async {
-            let r = roles.http.get(format!("{base}/readyz")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
-    }
-    let control = Control::new(roles.http.clone(), sandboxes.control_token.expose());
-    let (hubspot, salesforce) = (sandboxes.hubspot_url(), sandboxes.salesforce_url());
-
+    let all: Vec<&str> = ["api"].into_iter().chain(WORKERS).collect();
+    let roles = Roles::start(
+        env!("CARGO_BIN_EXE_syncroot"),
+        &all,
+        &[
+            ("SYNCROOT_DELIVERY_RETRY_TIERS", "50ms,100ms".to_owned()),
+            ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
+        ],
+    )
+    .await;
+    let (control, hubspot, salesforce) = (&roles.control, &roles.hubspot, &roles.salesforce);
     // Three creates that go through at once.
     for i in 0..3 {
         let id = roles
-            .create(json!({"email": format!("m{i}@example.com"), "last_name": "M"}))
+            .create(&json!({"email": format!("m{i}@example.com"), "last_name": "M"}))
             .await;
         roles.wait_state(&id, "hubspot", "synced").await;
         roles.wait_state(&id, "salesforce", "synced").await;
     }
     // HubSpot answers the next call with 429: one retryable attempt, one retry, then success.
     control
-        .put(&hubspot, "faults", &json!({"force_429": 1}))
+        .put(hubspot, "faults", &json!({"force_429": 1}))
         .await
         .unwrap();
     let id = roles
-        .create(json!({"email": "m429@example.com", "last_name": "M"}))
+        .create(&json!({"email": "m429@example.com", "last_name": "M"}))
         .await;
     roles.wait_state(&id, "hubspot", "synced").await;
     roles.wait_state(&id, "salesforce", "synced").await;
@@ -252,11 +164,11 @@ async fn every_role_counts_a_known_sequence_exactly() {
     let rule = json!([{"name": "NoInvalidTitles", "field": "Title", "contains": "INVALID",
                        "message": "Title may not contain INVALID"}]);
     control
-        .put(&salesforce, "validation-rules", &rule)
+        .put(salesforce, "validation-rules", &rule)
         .await
         .unwrap();
     let id = roles
-        .create(json!({"email": "mbad@example.com", "job_title": "INVALID title"}))
+        .create(&json!({"email": "mbad@example.com", "job_title": "INVALID title"}))
         .await;
     roles.wait_state(&id, "hubspot", "synced").await;
     // A forged webhook, and a path no route matches.
@@ -280,7 +192,7 @@ async fn every_role_counts_a_known_sequence_exactly() {
 
     // The dead-letter worker has kept the refusal and its collector counted it parked.
     let dlq = eventually("the dead letter parked and counted", || async {
-        let s = roles.scrape("dlq-worker").await;
+        let s = scrape(&roles, "dlq-worker").await;
         (s.sum("syncroot_dead_letters", &[("status", "parked")]) == 1.0).then_some(s)
     })
     .await;
@@ -304,7 +216,7 @@ async fn every_role_counts_a_known_sequence_exactly() {
         0.0,
     );
 
-    let api = roles.scrape("api").await;
+    let api = scrape(&roles, "api").await;
     let req = "syncroot_http_requests_total";
     api.expect(
         req,
@@ -348,14 +260,14 @@ async fn every_role_counts_a_known_sequence_exactly() {
         0.0,
     );
 
-    let fwd = roles.scrape("forwarder").await;
+    let fwd = scrape(&roles, "forwarder").await;
     let msgs = "syncroot_messages_total";
     fwd.expect(msgs, &[("role", "forwarder"), ("outcome", "acked")], 5.0);
     fwd.expect(msgs, &[("outcome", "retried")], 0.0);
     fwd.expect(msgs, &[("outcome", "dead_lettered")], 0.0);
 
-    let dly = roles.scrape("delivery").await;
-    let topology = Topology::new(&install.config().unwrap());
+    let dly = scrape(&roles, "delivery").await;
+    let topology = Topology::new(&roles.install.config().unwrap());
     let hq = topology.delivery_queue(Crm::Hubspot);
     let sq = topology.delivery_queue(Crm::Salesforce);
     let on = |q: &str, o: &'static str| -> f64 {
@@ -413,7 +325,7 @@ async fn every_role_counts_a_known_sequence_exactly() {
     }
 
     // Every consuming role reports its queues' depth and age, and nothing waits now.
-    let hooks = roles.scrape("webhooks").await;
+    let hooks = scrape(&roles, "webhooks").await;
     for (role, queue) in [
         ("delivery", hq.clone()),
         ("delivery", sq.clone()),
@@ -422,7 +334,7 @@ async fn every_role_counts_a_known_sequence_exactly() {
         ("forwarder", topology.shard_queue(0)),
     ] {
         eventually(&format!("{queue} reported"), || async {
-            let s = roles.scrape(role).await;
+            let s = scrape(&roles, role).await;
             (s.has("syncroot_queue_messages", &[("queue", &queue)])
                 && s.sum("syncroot_queue_messages", &[("queue", &queue)]) == 0.0
                 && s.sum(
@@ -444,9 +356,5 @@ async fn every_role_counts_a_known_sequence_exactly() {
             f.name
         );
     }
-    for mut p in roles.running {
-        p.stop(Duration::from_secs(10)).await;
-    }
-    stop.cancel();
-    install.cleanup().await;
+    roles.cleanup().await;
 }

@@ -5,164 +5,61 @@
 //! own protobuf types, not SyncRoot's code).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message as _;
 use serde_json::{Value, json};
-use syncroot_testkit::process::{Binaries, Processes};
-use syncroot_testkit::{Installation, KEY, eventually, free_port, sandbox_settings};
+use syncroot_testkit::roles::Roles;
+use syncroot_testkit::{KEY, sandbox_settings};
 use tokio_util::sync::CancellationToken;
 
 /// The three roles a change passes through, each its own process with its own log file.
-struct Roles {
-    processes: Processes,
-    install: Installation,
-    logs: PathBuf,
-    api: String,
-    /// The HubSpot sandbox's base URL (for its control routes).
-    hubspot: String,
-    /// The sandboxes' control token.
-    control_token: String,
-    http: reqwest::Client,
-    stop: CancellationToken,
+const ROLES: [&str; 3] = ["api", "forwarder", "delivery"];
+
+/// Starts the roles with `env` added, and short retry tiers so a retried delivery goes through
+/// quickly.
+async fn start(env: &[(&str, String)]) -> Roles {
+    let mut env = env.to_vec();
+    env.push((
+        "SYNCROOT_DELIVERY_RETRY_TIERS",
+        "50ms,100ms,200ms".to_owned(),
+    ));
+    Roles::start(env!("CARGO_BIN_EXE_syncroot"), &ROLES, &env).await
 }
 
-impl Roles {
-    /// Starts the sandboxes (in process), migrates, and starts the roles with `env` added.
-    async fn start(env: &[(&str, String)]) -> Self {
-        let stop = CancellationToken::new();
-        let sandboxes = syncroot_sandbox::start(&sandbox_settings(), stop.clone())
-            .await
-            .expect("sandboxes start");
-        let port = free_port().expect("a free port");
-        let mut install = Installation::for_tests("t");
-        install.set_all([
-            ("SYNCROOT_API_LISTEN", format!("127.0.0.1:{port}")),
-            ("SYNCROOT_HUBSPOT_BASE_URL", sandboxes.hubspot_url()),
-            ("SYNCROOT_SALESFORCE_LOGIN_URL", sandboxes.salesforce_url()),
-            // Short tiers, so a retried delivery goes through quickly.
-            (
-                "SYNCROOT_DELIVERY_RETRY_TIERS",
-                "50ms,100ms,200ms".to_owned(),
-            ),
-        ]);
-        install.set_all(env.iter().map(|(k, v)| (*k, v.clone())));
-        let logs = std::env::temp_dir().join(format!("syncroot-{}", install.prefix));
-        std::fs::create_dir_all(&logs).expect("a log directory");
-        let bins = Binaries {
-            syncroot: env!("CARGO_BIN_EXE_syncroot").into(),
-            sandbox: PathBuf::new(),
-        };
-        let mut processes = Processes::new(bins, install.env().to_vec(), Some(logs.clone()));
-        processes
-            .run("migrate", &["migrate"])
-            .await
-            .expect("migrate");
-        for role in ["api", "forwarder", "delivery"] {
-            processes.start(role, &[role]).expect("a role starts");
-        }
-        let roles = Self {
-            processes,
-            install,
-            logs,
-            api: format!("http://127.0.0.1:{port}"),
-            hubspot: sandboxes.hubspot_url(),
-            control_token: sandboxes.control_token.expose().to_owned(),
-            http: reqwest::Client::new(),
-            stop,
-        };
-        eventually("the API is ready", || async {
-            let r = roles.http.get(roles.url("/readyz")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
-        roles
-    }
+/// Creates `contact` with the given request id; returns the response.
+async fn create(roles: &Roles, contact: &Value, request_id: &str) -> reqwest::Response {
+    roles
+        .http
+        .post(roles.url("/contacts"))
+        .bearer_auth(KEY)
+        .header("x-request-id", request_id)
+        .json(contact)
+        .send()
+        .await
+        .expect("the API answers")
+}
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api)
-    }
+/// Turns the HubSpot sandbox's outage on or off.
+async fn hubspot_outage(roles: &Roles, on: bool) {
+    roles
+        .control
+        .call(
+            &roles.hubspot,
+            reqwest::Method::PUT,
+            "faults",
+            Some(&json!({ "outage": on })),
+        )
+        .await
+        .expect("the sandbox takes the fault");
+}
 
-    /// Creates `contact` with the given request id; returns the response.
-    async fn create(&self, contact: &Value, request_id: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/contacts"))
-            .bearer_auth(KEY)
-            .header("x-request-id", request_id)
-            .json(contact)
-            .send()
-            .await
-            .expect("the API answers")
-    }
-
-    /// Waits until the contact's `crm` state is `state`.
-    async fn wait_state(&self, id: &str, crm: &str, state: &str) {
-        eventually(&format!("{crm} state of {id} to be {state}"), || async {
-            let r = self
-                .http
-                .get(self.url(&format!("/contacts/{id}")))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .ok()?;
-            let c: Value = r.json().await.ok()?;
-            (c["sync"][crm]["state"] == state).then_some(())
-        })
-        .await;
-    }
-
-    /// Turns the HubSpot sandbox's outage on or off.
-    async fn hubspot_outage(&self, on: bool) {
-        syncroot_testkit::Control::new(self.http.clone(), &self.control_token)
-            .call(
-                &self.hubspot,
-                reqwest::Method::PUT,
-                "faults",
-                Some(&json!({ "outage": on })),
-            )
-            .await
-            .expect("the sandbox takes the fault");
-    }
-
-    /// Waits until both CRMs hold version 1 of the contact.
-    async fn wait_synced(&self, id: &str) {
-        eventually(&format!("{id} synced to both CRMs"), || async {
-            let r = self
-                .http
-                .get(self.url(&format!("/contacts/{id}")))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .ok()?;
-            let c: Value = r.json().await.ok()?;
-            ["hubspot", "salesforce"]
-                .iter()
-                .all(|crm| c["sync"][crm]["synced_version"] == 1)
-                .then_some(())
-        })
-        .await;
-    }
-
-    /// Stops the roles as an operator would (SIGTERM), so they flush logs and traces.
-    async fn stop(&mut self) {
-        self.processes.stop(Duration::from_secs(15)).await;
-        self.stop.cancel();
-    }
-
-    /// The lines of `<role>.log`.
-    fn log(&self, role: &str) -> Vec<String> {
-        let text = std::fs::read_to_string(self.logs.join(format!("{role}.log")))
-            .unwrap_or_else(|e| panic!("{role}.log: {e}"));
-        text.lines().map(str::to_owned).collect()
-    }
-
-    async fn cleanup(self) {
-        self.install.cleanup().await;
-        let _ = std::fs::remove_dir_all(&self.logs);
+/// Waits until both CRMs hold the contact.
+async fn wait_synced(roles: &Roles, id: &str) {
+    for crm in ["hubspot", "salesforce"] {
+        roles.wait_state(id, crm, "synced").await;
     }
 }
 
@@ -186,14 +83,14 @@ fn in_span(line: &Value, field: &str, value: &Value) -> bool {
 
 #[tokio::test]
 async fn json_logs_carry_request_id_contact_crm_and_attempt_and_no_contact_data_or_secret() {
-    let mut roles = Roles::start(&[
+    let mut roles = start(&[
         ("SYNCROOT_LOG", "info,syncroot=debug".into()),
         ("SYNCROOT_LOG_FORMAT", "json".into()),
     ])
     .await;
     let person = contact();
     let request_id = format!("obs-{}", uuid::Uuid::new_v4().simple());
-    let r = roles.create(&person, &request_id).await;
+    let r = create(&roles, &person, &request_id).await;
     assert_eq!(r.status(), 202);
     assert_eq!(r.headers()["x-request-id"], request_id.as_str());
     let id = r.json::<Value>().await.unwrap()["id"]
@@ -212,7 +109,7 @@ async fn json_logs_carry_request_id_contact_crm_and_attempt_and_no_contact_data_
         .unwrap();
     let fresh = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "{fresh}");
-    roles.wait_synced(&id).await;
+    wait_synced(&roles, &id).await;
     roles.stop().await;
 
     let mut parsed: HashMap<&str, Vec<Value>> = HashMap::new();
@@ -360,18 +257,18 @@ fn attributes(kvs: &[KeyValue]) -> HashMap<String, String> {
 async fn one_trace_follows_a_change_from_the_api_through_the_queue_to_each_crm_call() {
     let receiving = CancellationToken::new();
     let (endpoint, spans) = otlp_receiver(receiving.clone()).await;
-    let mut roles = Roles::start(&[("SYNCROOT_OTLP_ENDPOINT", endpoint)]).await;
+    let mut roles = start(&[("SYNCROOT_OTLP_ENDPOINT", endpoint)]).await;
     // HubSpot fails the first attempt, so its delivery goes through a retry tier.
-    roles.hubspot_outage(true).await;
-    let r = roles.create(&contact(), "trace-test").await;
+    hubspot_outage(&roles, true).await;
+    let r = create(&roles, &contact(), "trace-test").await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
     roles.wait_state(&id, "hubspot", "retrying").await;
-    roles.hubspot_outage(false).await;
-    roles.wait_synced(&id).await;
+    hubspot_outage(&roles, false).await;
+    wait_synced(&roles, &id).await;
     // Shutting down exports what is still batched.
     roles.stop().await;
     receiving.cancel();

@@ -10,6 +10,7 @@ pub mod dlq;
 pub mod install;
 pub mod process;
 pub mod proxy;
+pub mod roles;
 
 pub use control::{Control, free_port};
 pub use install::Installation;

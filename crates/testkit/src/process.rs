@@ -160,6 +160,8 @@ pub struct Processes {
     logs: Option<PathBuf>,
     /// The arguments each name was last started with, running or not.
     args: BTreeMap<String, Vec<String>>,
+    /// A name's own environment, where it was started with one ([`Processes::start_with`]).
+    envs: BTreeMap<String, Vec<(String, String)>>,
     /// The processes running (or exited on their own), by name; a killed one is removed.
     children: BTreeMap<String, Child>,
 }
@@ -171,6 +173,7 @@ impl Processes {
             env,
             logs,
             args: BTreeMap::new(),
+            envs: BTreeMap::new(),
             children: BTreeMap::new(),
         }
     }
@@ -193,15 +196,37 @@ impl Processes {
     /// Starts `syncroot <args>` (or the sandbox, `["sandbox"]`) as `name`, replacing a process
     /// of that name.
     pub fn start(&mut self, name: &str, args: &[&str]) -> anyhow::Result<()> {
+        let env = self.envs.get(name).unwrap_or(&self.env).clone();
+        self.spawn(name, args, &env)
+    }
+
+    /// [`Processes::start`] with an environment of `name`'s own instead of the shared one (a
+    /// worker's own probe port, say), kept for its restarts.
+    pub fn start_with(
+        &mut self,
+        name: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        self.envs.insert(name.to_owned(), env.to_vec());
+        self.spawn(name, args, env)
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str], env: &[(String, String)]) -> anyhow::Result<()> {
         let child = self
             .bins
-            .command(args, &self.env, self.log(name).as_deref())?
+            .command(args, env, self.log(name).as_deref())?
             .spawn()
             .with_context(|| format!("start {name}"))?;
         let args = args.iter().map(|a| (*a).to_owned()).collect();
         self.args.insert(name.to_owned(), args);
         self.children.insert(name.to_owned(), child);
         Ok(())
+    }
+
+    /// The names started so far, running or not.
+    pub fn names(&self) -> Vec<String> {
+        self.args.keys().cloned().collect()
     }
 
     /// Starts `name` again with the arguments it was last started with.
