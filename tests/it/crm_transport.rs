@@ -99,3 +99,21 @@ fn an_http_crm_url_for_a_host_that_is_not_loopback_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_local_testing_opt_out_lets_http_reach_sandboxes_on_another_host() {
+    // The Compose set-up: the sandboxes are `http://sandbox:…` on the Compose network. The role
+    // still refuses other things here (no keys), but not the URLs.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .arg("delivery")
+        .env_clear()
+        .env("SYNCROOT_HUBSPOT_BASE_URL", "http://sandbox:8091")
+        .env("SYNCROOT_SALESFORCE_LOGIN_URL", "http://sandbox:8092")
+        .env("SYNCROOT_ALLOW_INSECURE_CRMS", "true")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("SYNCROOT_"), "some refusal is named: {text}");
+    assert!(!text.contains("https:// is required"), "{text}");
+}
