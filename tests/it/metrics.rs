@@ -358,3 +358,113 @@ async fn every_role_counts_a_known_sequence_exactly() {
     }
     roles.cleanup().await;
 }
+
+/// The webhook counters against the HubSpot sandbox's own count of the events it sent: every
+/// event sent is accepted; the events SyncRoot's own writes caused are echoes, and a person's
+/// edit in HubSpot is neither.
+#[tokio::test]
+async fn webhook_events_are_counted_as_the_sandbox_sent_them() {
+    let s = common::sandbox_settings();
+    let roles = Roles::start(
+        env!("CARGO_BIN_EXE_syncroot"),
+        &["api", "forwarder", "delivery", "webhooks"],
+        &[
+            ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
+            (
+                "SYNCROOT_HUBSPOT_WEBHOOK_SECRETS",
+                s.hubspot.client_secret.clone(),
+            ),
+            ("SYNCROOT_HUBSPOT_APP_ID", s.hubspot.app_id.to_string()),
+        ],
+    )
+    .await;
+    let hook = json!({"url": roles.url("/webhooks/hubspot"), "secret": s.hubspot.client_secret});
+    roles
+        .control
+        .put(&roles.hubspot, "webhook", &hook)
+        .await
+        .unwrap();
+    let events = "syncroot_webhook_events_total";
+    // Waits until the sandbox has sent `at_least` events, SyncRoot accepted every one, and the
+    // webhook worker applied every batch (one message per batch the sandbox posted).
+    let settled = |at_least: u64| {
+        let roles = &roles;
+        async move {
+            eventually("every event sent is accepted and applied", || async {
+                let c = roles.control.get(&roles.hubspot, "counters").await.ok()?;
+                let sent = c["webhook_events_sent"].as_u64()?;
+                let api = scrape(roles, "api").await;
+                let hooks = scrape(roles, "webhooks").await;
+                let applied = hooks.sum(
+                    "syncroot_messages_total",
+                    &[("role", "webhooks"), ("outcome", "acked")],
+                );
+                let accepted = api.sum(events, &[("crm", "hubspot"), ("outcome", "accepted")]);
+                let batches = c["webhooks_sent"].as_u64()?;
+                (sent >= at_least
+                    && c["webhook_failures"] == 0
+                    && accepted == sent as f64
+                    && applied == batches as f64)
+                    .then_some((sent, hooks))
+            })
+            .await
+        }
+    };
+
+    // SyncRoot writes a new contact to HubSpot: every event of that write is an echo.
+    let id = roles
+        .create(&json!({"email": "hooks@example.com", "last_name": "Hooks"}))
+        .await;
+    roles.wait_state(&id, "hubspot", "synced").await;
+    let (sent, hooks) = settled(1).await;
+    hooks.expect(
+        events,
+        &[("crm", "hubspot"), ("outcome", "echo")],
+        sent as f64,
+    );
+    hooks.expect(events, &[("crm", "hubspot"), ("outcome", "duplicate")], 0.0);
+
+    // A person edits the record in HubSpot: accepted, applied, not an echo.
+    let contact: Value = roles
+        .http
+        .get(roles.url(&format!("/contacts/{id}")))
+        .bearer_auth(common::KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = common::remote_id(&contact, "hubspot");
+    roles
+        .control
+        .call(
+            &roles.hubspot,
+            reqwest::Method::PATCH,
+            &format!("ui/contacts/{record}"),
+            Some(&json!({"properties": {"lastname": "Edited"}})),
+        )
+        .await
+        .unwrap();
+    let (after, hooks) = settled(sent + 1).await;
+    eventually("the edit reaches SyncRoot", || async {
+        let r = roles
+            .http
+            .get(roles.url(&format!("/contacts/{id}")))
+            .bearer_auth(common::KEY)
+            .send()
+            .await
+            .ok()?;
+        let c: Value = r.json().await.ok()?;
+        (c["last_name"] == "Edited").then_some(())
+    })
+    .await;
+    assert!(after > sent, "the edit sent events");
+    hooks.expect(
+        events,
+        &[("crm", "hubspot"), ("outcome", "echo")],
+        sent as f64,
+    );
+    hooks.expect(events, &[("crm", "hubspot"), ("outcome", "duplicate")], 0.0);
+    roles.cleanup().await;
+}
