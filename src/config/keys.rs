@@ -104,7 +104,7 @@ pub const KEYS: &[Key] = &[
     secret(
         "amqp_url",
         "amqp://guest:guest@127.0.0.1:5672/%2f",
-        "RabbitMQ (AMQP 0-9-1) connection URL",
+        "RabbitMQ (AMQP 0-9-1) connection URL; `amqps://…?cacertfile=<PEM file>` trusts a private CA for the broker's certificate",
     ),
     key(
         "queue_prefix",

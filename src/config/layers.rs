@@ -178,6 +178,7 @@ impl Layers {
             },
             queue: QueueConfig {
                 amqp_url: p.url("amqp_url", &["amqp", "amqps"]),
+                amqp_ca: p.amqp_ca(),
                 prefix: p.queue_prefix(),
                 shards: p.ranged("queue_shards", 1, 256),
                 delivery_limit: p.ranged("queue_delivery_limit", 1, 1000),

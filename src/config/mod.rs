@@ -164,6 +164,9 @@ pub struct DatabaseConfig {
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
     pub amqp_url: Secret,
+    /// PEM certificates of the CAs trusted for `amqps://` besides the system's: the file the
+    /// URL's `cacertfile` query parameter names (RabbitMQ's URI convention), read at start.
+    pub amqp_ca: Option<String>,
     pub prefix: String,
     pub shards: u16,
     pub delivery_limit: u32,

@@ -78,6 +78,41 @@ impl Parser<'_> {
         Secret::new(raw)
     }
 
+    /// The CA certificates of `amqp_url`'s `cacertfile=<path>` (RabbitMQ's URI query
+    /// parameter): only with `amqps://`, a readable file of PEM certificates.
+    pub(super) fn amqp_ca(&mut self) -> Option<String> {
+        let raw = self.raw("amqp_url").to_owned();
+        let u = url::Url::parse(&raw).ok()?;
+        let path = u
+            .query_pairs()
+            .find(|(k, _)| k == "cacertfile")
+            .map(|(_, v)| v.into_owned())?;
+        if u.scheme() != "amqps" {
+            self.fail(
+                "amqp_url",
+                "cacertfile is given, but the scheme is not amqps".to_owned(),
+            );
+            return None;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(pem) if pem.contains("-----BEGIN CERTIFICATE-----") => Some(pem),
+            Ok(_) => {
+                self.fail(
+                    "amqp_url",
+                    format!("cacertfile '{path}' holds no PEM certificate"),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(
+                    "amqp_url",
+                    format!("cacertfile '{path}' cannot be read ({e})"),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn delivery(&mut self) -> DeliveryConfig {
         use crate::providers::{hubspot, salesforce};
         let batching = self.boolean("delivery_batching");

@@ -14,11 +14,25 @@ use lapin::{Connection, ConnectionProperties};
 use crate::config::QueueConfig;
 
 /// Opens an AMQP connection, named after the process role so operators can tell connections
-/// apart in the management UI.
+/// apart in the management UI. Over `amqps://` the broker's certificate is verified against the
+/// system's CAs and the URL's `cacertfile`, if any.
 pub async fn connect(cfg: &QueueConfig, role: &str) -> Result<Connection, lapin::Error> {
     let props =
         ConnectionProperties::default().with_connection_name(format!("syncroot-{role}").into());
-    Connection::connect(cfg.amqp_url.expose(), props).await
+    match &cfg.amqp_ca {
+        None => Connection::connect(cfg.amqp_url.expose(), props).await,
+        Some(pem) => {
+            lapin::DefaultConnectionBuilder::new()?
+                .with_uri_str(cfg.amqp_url.expose().to_owned())
+                .with_properties(props)
+                .with_tls_config(lapin::tcp::OwnedTLSConfig {
+                    identity: None,
+                    cert_chain: Some(pem.clone()),
+                })
+                .connect()
+                .await
+        }
+    }
 }
 
 /// The waits between attempts at something that is away (a broker to reconnect to, a
