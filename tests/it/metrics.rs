@@ -466,5 +466,39 @@ async fn webhook_events_are_counted_as_the_sandbox_sent_them() {
         sent as f64,
     );
     hooks.expect(events, &[("crm", "hubspot"), ("outcome", "duplicate")], 0.0);
+
+    // HubSpot sends every event of the next edit twice: half of what it sends is duplicates.
+    roles
+        .control
+        .put(
+            &roles.hubspot,
+            "faults",
+            &json!({"webhook_duplicate_rate": 1.0}),
+        )
+        .await
+        .unwrap();
+    roles
+        .control
+        .call(
+            &roles.hubspot,
+            reqwest::Method::PATCH,
+            &format!("ui/contacts/{record}"),
+            Some(&json!({"properties": {"lastname": "Twice"}})),
+        )
+        .await
+        .unwrap();
+    let (twice, hooks) = settled(after + 2).await;
+    let doubled = twice - after;
+    assert_eq!(doubled % 2, 0, "every event was sent twice");
+    hooks.expect(
+        events,
+        &[("crm", "hubspot"), ("outcome", "duplicate")],
+        (doubled / 2) as f64,
+    );
+    hooks.expect(
+        events,
+        &[("crm", "hubspot"), ("outcome", "echo")],
+        sent as f64,
+    );
     roles.cleanup().await;
 }

@@ -199,12 +199,14 @@ impl<C: CrmClient> InboundWorker<C> {
             let t = map.entry(id.to_owned()).or_insert(at);
             *t = (*t).max(at);
         };
+        // A CRM may send an event twice in one batch as well as again later.
+        let mut in_batch: BTreeSet<&str> = BTreeSet::new();
         for e in &batch.events {
             if e.ours {
                 tally.ours += 1;
                 continue;
             }
-            if seen.contains(&e.key) {
+            if seen.contains(&e.key) || !in_batch.insert(e.key.as_str()) {
                 tally.repeated += 1;
                 continue;
             }
