@@ -425,37 +425,28 @@ async fn webhook_events_are_counted_as_the_sandbox_sent_them() {
     hooks.expect(events, &[("crm", "hubspot"), ("outcome", "duplicate")], 0.0);
 
     // A person edits the record in HubSpot: accepted, applied, not an echo.
-    let contact: Value = roles
-        .http
-        .get(roles.url(&format!("/contacts/{id}")))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let contact = roles.contact(&id).await.expect("the contact");
     let record = common::remote_id(&contact, "hubspot");
-    roles
-        .control
-        .call(
-            &roles.hubspot,
-            reqwest::Method::PATCH,
-            &format!("ui/contacts/{record}"),
-            Some(&json!({"properties": {"lastname": "Edited"}})),
-        )
-        .await
-        .unwrap();
+    // A person sets the record's last name in HubSpot's UI.
+    let edit = |last_name: &'static str| {
+        let (roles, record) = (&roles, &record);
+        async move {
+            roles
+                .control
+                .call(
+                    &roles.hubspot,
+                    reqwest::Method::PATCH,
+                    &format!("ui/contacts/{record}"),
+                    Some(&json!({"properties": {"lastname": last_name}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    edit("Edited").await;
     let (after, hooks) = settled(sent + 1).await;
     eventually("the edit reaches SyncRoot", || async {
-        let r = roles
-            .http
-            .get(roles.url(&format!("/contacts/{id}")))
-            .bearer_auth(common::KEY)
-            .send()
-            .await
-            .ok()?;
-        let c: Value = r.json().await.ok()?;
+        let c = roles.contact(&id).await?;
         (c["last_name"] == "Edited").then_some(())
     })
     .await;
@@ -477,16 +468,7 @@ async fn webhook_events_are_counted_as_the_sandbox_sent_them() {
         )
         .await
         .unwrap();
-    roles
-        .control
-        .call(
-            &roles.hubspot,
-            reqwest::Method::PATCH,
-            &format!("ui/contacts/{record}"),
-            Some(&json!({"properties": {"lastname": "Twice"}})),
-        )
-        .await
-        .unwrap();
+    edit("Twice").await;
     let (twice, hooks) = settled(after + 2).await;
     let doubled = twice - after;
     assert_eq!(doubled % 2, 0, "every event was sent twice");

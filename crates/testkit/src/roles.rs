@@ -134,17 +134,22 @@ impl Roles {
             .to_owned()
     }
 
+    /// The contact as the API shows it, if it answers with one.
+    pub async fn contact(&self, id: &str) -> Option<Value> {
+        let r = self
+            .http
+            .get(self.url(&format!("/contacts/{id}")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
     /// Waits until the contact's state in `crm` is `state`.
     pub async fn wait_state(&self, id: &str, crm: &str, state: &str) {
         eventually(&format!("{crm} state of {id} to be {state}"), || async {
-            let r = self
-                .http
-                .get(self.url(&format!("/contacts/{id}")))
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .ok()?;
-            let c: Value = r.json().await.ok()?;
+            let c = self.contact(id).await?;
             (c["sync"][crm]["state"] == state).then_some(())
         })
         .await;
