@@ -207,7 +207,7 @@ fn patch(rng: &mut StdRng) -> Map<String, Value> {
 pub async fn run(plan: LoadPlan) -> Arc<Mutex<Model>> {
     let model = Arc::new(Mutex::new(Model::default()));
     let client = Client {
-        http: reqwest::Client::builder()
+        http: syncroot_testkit::http_client()
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap(),

@@ -193,7 +193,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     let mut cluster = Cluster::new(install.env().to_vec(), logs.clone())?;
     cluster.migrate().await?;
     cluster.start_all();
-    let http = reqwest::Client::builder()
+    let http = syncroot_testkit::http_client()
         .timeout(Duration::from_secs(30))
         .build()?;
     anyhow::ensure!(

@@ -329,7 +329,7 @@ async fn api_process(
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = common::http_client().build().unwrap();
     eventually("syncroot api to answer /healthz", || async {
         let r = http.get(format!("{base}/healthz")).send().await.ok()?;
         (r.status() == 200).then_some(())
@@ -352,7 +352,7 @@ fn audit_events(log: &std::path::Path) -> Vec<Value> {
 async fn a_failed_authentication_leaves_an_audit_event_without_the_key() {
     let install = common::Installation::for_tests("t");
     let (mut child, base, log) = api_process(&install).await;
-    let http = reqwest::Client::new();
+    let http = common::http_client().build().unwrap();
     let wrong = "not-a-key-0123456789";
     let r = http
         .get(format!("{base}/contacts"))

@@ -44,7 +44,10 @@ impl Sandbox {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
-        let control = Control::new(reqwest::Client::new(), cfg.control_token.expose());
+        let control = Control::new(
+            syncroot_testkit::http_client().build().unwrap(),
+            cfg.control_token.expose(),
+        );
         let handle = spawn(cfg, listener, shutdown.clone()).await.unwrap();
         Self {
             base: handle.base_url(),

@@ -122,7 +122,7 @@ async fn scrape(roles: &Roles, role: &'static str) -> Scrape {
         .get(format!("{}/metrics", roles.base(role)))
         .send()
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{role} /metrics: {e:?}"));
     assert_eq!(r.status(), 200, "{role} /metrics");
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{role}: {ct}");

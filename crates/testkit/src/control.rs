@@ -13,6 +13,14 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// An HTTP client for SyncRoot's and the sandboxes' listeners. Both close a kept-alive
+/// connection that waits longer than their header-read timeout (10 s by default) for the next
+/// request, without a word; a client that reused such a connection as it closed would see the
+/// request fail. Dropping pooled connections after 5 s idle means one is never reused that late.
+pub fn http_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(5))
+}
+
 /// A client of one or both sandboxes' control routes.
 #[derive(Clone, Debug)]
 pub struct Control {

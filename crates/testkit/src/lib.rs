@@ -12,7 +12,7 @@ pub mod process;
 pub mod proxy;
 pub mod roles;
 
-pub use control::{Control, free_port};
+pub use control::{Control, free_port, http_client};
 pub use install::Installation;
 
 use std::future::Future;
@@ -118,7 +118,7 @@ impl TestApp {
         let mut tasks = Vec::new();
         let mut sandboxes = None;
         let mut sandbox_control = None;
-        let http = reqwest::Client::new();
+        let http = http_client().build().expect("an HTTP client");
         if opts.delivery {
             let running = syncroot_sandbox::start(&sandbox_settings(), shutdown.clone())
                 .await

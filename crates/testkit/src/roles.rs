@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{Binaries, Processes};
-use crate::{Control, Installation, KEY, eventually, free_port, sandbox_settings};
+use crate::{Control, Installation, KEY, eventually, free_port, http_client, sandbox_settings};
 
 /// Roles running as processes of one installation, each logging to `<role>.log`.
 pub struct Roles {
@@ -75,7 +75,7 @@ impl Roles {
                 .expect("a role starts");
             probes.insert(role.to_owned(), format!("http://127.0.0.1:{port}"));
         }
-        let http = reqwest::Client::new();
+        let http = http_client().build().expect("an HTTP client");
         let roles = Self {
             processes,
             install,
