@@ -21,8 +21,10 @@ use crate::services;
 pub enum Fault {
     /// SIGKILL a process, start it again after the pause.
     Kill(&'static str, Duration),
-    RestartRabbitmq(Duration),
-    RestartPostgres,
+    /// Stop RabbitMQ (`crash`: SIGKILL its node), start it again after the pause.
+    RestartRabbitmq { down: Duration, crash: bool },
+    /// Restart Postgres (`crash`: immediate shutdown, crash recovery at start).
+    RestartPostgres { crash: bool },
     /// A fault setting for the HubSpot sandbox.
     Hubspot(Value),
     /// A fault setting for the Salesforce sandbox.
@@ -36,6 +38,8 @@ pub struct FaultPlan {
     pub forwarder_kills: usize,
     pub salesforce_outage: Duration,
     pub hubspot_error_rate: f64,
+    /// Stop and crash RabbitMQ and Postgres (they are shared: off when other work uses them).
+    pub service_faults: bool,
 }
 
 /// The events of a run, in time order.
@@ -59,7 +63,10 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
         (at(&mut rng, 0.35), Fault::Kill("delivery", pause(&mut rng))),
         (
             at(&mut rng, 0.45),
-            Fault::RestartRabbitmq(Duration::from_secs(3)),
+            Fault::RestartRabbitmq {
+                down: Duration::from_secs(3),
+                crash: false,
+            },
         ),
         (
             at(&mut rng, 0.55),
@@ -69,7 +76,15 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
             at(&mut rng, 0.60),
             Fault::Hubspot(json!({"force_429": 40, "error_status": 500})),
         ),
-        (at(&mut rng, 0.72), Fault::RestartPostgres),
+        (
+            at(&mut rng, 0.66),
+            Fault::RestartRabbitmq {
+                down: Duration::from_secs(1),
+                crash: true,
+            },
+        ),
+        (at(&mut rng, 0.72), Fault::RestartPostgres { crash: false }),
+        (at(&mut rng, 0.88), Fault::RestartPostgres { crash: true }),
         (at(&mut rng, 0.80), Fault::Kill("api", pause(&mut rng))),
     ];
     let outage_end = events[1].0 + plan.salesforce_outage;
@@ -78,6 +93,14 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
         let fraction = (i as f64 + 0.5) / plan.forwarder_kills as f64;
         let who = FORWARDERS.choose(&mut rng).unwrap();
         events.push((at(&mut rng, fraction), Fault::Kill(who, pause(&mut rng))));
+    }
+    if !plan.service_faults {
+        events.retain(|(_, f)| {
+            !matches!(
+                f,
+                Fault::RestartRabbitmq { .. } | Fault::RestartPostgres { .. }
+            )
+        });
     }
     events.sort_by_key(|(t, _)| *t);
     events
@@ -97,8 +120,57 @@ pub async fn set_faults(control: &Control, base: &str, body: &Value) -> anyhow::
 pub struct Applied {
     pub kills: usize,
     pub rabbitmq_restarts: usize,
+    pub rabbitmq_crashes: usize,
     pub postgres_restarts: usize,
+    pub postgres_crashes: usize,
+    /// Each CRM fault setting applied ("HubSpot force_429"), with how often.
+    pub crm_faults: std::collections::BTreeMap<String, usize>,
     pub failures: Vec<String>,
+}
+
+impl Applied {
+    /// Counts the settings that turn a fault on (an `outage: false` or a zero rate ends one).
+    fn count_crm_fault(&mut self, crm: &str, body: &Value) {
+        let Some(settings) = body.as_object() else {
+            return;
+        };
+        for (name, value) in settings {
+            let on = match value {
+                Value::Bool(b) => *b,
+                Value::Number(n) => n.as_f64().is_some_and(|n| n > 0.0) && name != "error_status",
+                Value::String(s) => !s.is_empty() && s != "off",
+                _ => false,
+            };
+            if on {
+                *self.crm_faults.entry(format!("{crm} {name}")).or_default() += 1;
+            }
+        }
+    }
+
+    /// One line per fault family and how often it happened.
+    pub fn families(&self) -> Vec<(String, usize)> {
+        let mut out = vec![
+            ("SIGKILL of a SyncRoot process".to_owned(), self.kills),
+            (
+                "RabbitMQ stopped and started".to_owned(),
+                self.rabbitmq_restarts,
+            ),
+            (
+                "RabbitMQ killed (SIGKILL)".to_owned(),
+                self.rabbitmq_crashes,
+            ),
+            (
+                "Postgres restarted (fast)".to_owned(),
+                self.postgres_restarts,
+            ),
+            (
+                "Postgres crashed (immediate)".to_owned(),
+                self.postgres_crashes,
+            ),
+        ];
+        out.extend(self.crm_faults.iter().map(|(k, v)| (k.clone(), *v)));
+        out
+    }
 }
 
 /// Plays the schedule from `start`, checking every half second that no process died on its own.
@@ -123,19 +195,27 @@ pub async fn play(
                 applied.kills += 1;
                 Ok(())
             }
-            Fault::RestartRabbitmq(down) => {
-                applied.rabbitmq_restarts += 1;
-                services::restart_rabbitmq(*down).await
+            Fault::RestartRabbitmq { down, crash } => {
+                match crash {
+                    true => applied.rabbitmq_crashes += 1,
+                    false => applied.rabbitmq_restarts += 1,
+                }
+                services::restart_rabbitmq(*down, *crash).await
             }
-            Fault::RestartPostgres => {
-                applied.postgres_restarts += 1;
-                services::restart_postgres().await
+            Fault::RestartPostgres { crash } => {
+                match crash {
+                    true => applied.postgres_crashes += 1,
+                    false => applied.postgres_restarts += 1,
+                }
+                services::restart_postgres(*crash).await
             }
             Fault::Hubspot(body) => {
+                applied.count_crm_fault("HubSpot", body);
                 let base = cluster.lock().await.hubspot.clone();
                 set_faults(&control, &base, body).await
             }
             Fault::Salesforce(body) => {
+                applied.count_crm_fault("Salesforce", body);
                 let base = cluster.lock().await.salesforce.clone();
                 set_faults(&control, &base, body).await
             }

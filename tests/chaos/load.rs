@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::model::Model;
+use crate::model::{Change, Fields, Model};
 
 /// The substring the Salesforce validation rule refuses in `LastName`.
 pub const INVALID_MARK: &str = "Invalid";
@@ -36,6 +36,8 @@ pub struct LoadPlan {
     pub duration: Duration,
     /// Writers sending at once (each contact belongs to one writer).
     pub writers: usize,
+    /// Racers: each sends several changes of one contact at once (see [`racer`]).
+    pub racers: usize,
     /// Changes per second, all writers together.
     pub rate: f64,
     /// Contacts made invalid for Salesforce on purpose.
@@ -60,13 +62,23 @@ enum Answer {
 impl Client {
     /// Sends a request until the API answers something other than `503`, as a client
     /// honouring `Retry-After` would; gives up after two minutes of no answer.
-    async fn send(&self, what: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Answer {
+    async fn send(
+        &self,
+        what: &str,
+        racing: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Answer {
         let give_up = Instant::now() + Duration::from_secs(120);
         let mut wait = Duration::from_millis(200);
         loop {
             match build().send().await {
                 Ok(r) if r.status() == 202 => {
                     return Answer::Accepted(r.json().await.unwrap_or(Value::Null));
+                }
+                // A racing delete of the same contact was accepted first.
+                Ok(r) if racing && r.status() == 404 => {
+                    self.model.lock().unwrap().raced_a_delete += 1;
+                    return Answer::Refused;
                 }
                 Ok(r) if r.status() != 503 => {
                     let status = r.status();
@@ -98,7 +110,7 @@ impl Client {
         let key = Uuid::new_v4().to_string();
         let url = format!("{}/contacts", self.api);
         let answer = self
-            .send("create", || {
+            .send("create", false, || {
                 self.http
                     .post(&url)
                     .bearer_auth(&self.key)
@@ -114,23 +126,36 @@ impl Client {
         Some(id)
     }
 
-    async fn replace(&self, id: Uuid, doc: &Value) {
+    /// Records an accepted change at the version the API answered.
+    fn record(&self, id: Uuid, answer: Answer, change: Change) -> bool {
+        let Answer::Accepted(body) = answer else {
+            return false;
+        };
+        let mut model = self.model.lock().unwrap();
+        match body["version"].as_i64() {
+            Some(version) => model.changed(id, version, change),
+            None => model
+                .unexpected
+                .push(format!("{id}: a 202 without a version: {body}")),
+        }
+        true
+    }
+
+    async fn replace(&self, id: Uuid, doc: &Value, racing: bool) -> bool {
         let url = format!("{}/contacts/{id}", self.api);
         let answer = self
-            .send("replace", || {
+            .send("replace", racing, || {
                 self.http.put(&url).bearer_auth(&self.key).json(doc)
             })
             .await;
-        if let Answer::Accepted(_) = answer {
-            self.model.lock().unwrap().replaced(id, doc);
-        }
+        self.record(id, answer, Change::Document(Fields::from_document(doc)))
     }
 
-    async fn patch(&self, id: Uuid, patch: &Map<String, Value>) {
+    async fn patch(&self, id: Uuid, patch: &Map<String, Value>, racing: bool) -> bool {
         let url = format!("{}/contacts/{id}", self.api);
         let body = serde_json::to_vec(patch).unwrap();
         let answer = self
-            .send("patch", || {
+            .send("patch", racing, || {
                 self.http
                     .request(Method::PATCH, &url)
                     .bearer_auth(&self.key)
@@ -138,19 +163,17 @@ impl Client {
                     .body(body.clone())
             })
             .await;
-        if let Answer::Accepted(_) = answer {
-            self.model.lock().unwrap().patched(id, patch);
-        }
+        self.record(id, answer, Change::Patch(patch.clone()))
     }
 
-    async fn delete(&self, id: Uuid) {
+    async fn delete(&self, id: Uuid, racing: bool) -> bool {
         let url = format!("{}/contacts/{id}", self.api);
         let answer = self
-            .send("delete", || self.http.delete(&url).bearer_auth(&self.key))
+            .send("delete", racing, || {
+                self.http.delete(&url).bearer_auth(&self.key)
+            })
             .await;
-        if let Answer::Accepted(_) = answer {
-            self.model.lock().unwrap().deleted(id);
-        }
+        self.record(id, answer, Change::Delete)
     }
 }
 
@@ -220,6 +243,9 @@ pub async fn run(plan: LoadPlan) -> Arc<Mutex<Model>> {
     for w in 0..plan.writers {
         tasks.push(tokio::spawn(writer(client.clone(), plan.clone(), w, end)));
     }
+    for r in 0..plan.racers {
+        tasks.push(tokio::spawn(racer(client.clone(), plan.clone(), r, end)));
+    }
     tasks.push(tokio::spawn(invalid_contacts(client, plan)));
     for t in tasks {
         t.await.expect("load task");
@@ -245,14 +271,84 @@ async fn writer(client: Client, plan: LoadPlan, w: usize, end: Instant) {
         } else if r < 0.85 {
             let (id, email) = live.choose(&mut rng).unwrap().clone();
             if rng.random_bool(0.7) {
-                client.patch(id, &patch(&mut rng)).await;
+                client.patch(id, &patch(&mut rng), false).await;
             } else {
-                client.replace(id, &document(&mut rng, &email)).await;
+                client.replace(id, &document(&mut rng, &email), false).await;
             }
         } else {
             let i = rng.random_range(0..live.len());
             let (id, _) = live.swap_remove(i);
-            client.delete(id).await;
+            client.delete(id, false).await;
+        }
+        let gap = rng.random_range(0.0..2.0 * mean_gap);
+        tokio::time::sleep(Duration::from_secs_f64(gap)).await;
+    }
+}
+
+/// One racer: two to four changes of one of its contacts sent at once (merge patches,
+/// replacements, a change of e-mail address, sometimes a delete), so the API decides their
+/// order; and new contacts that reuse the address of one it deleted.
+async fn racer(client: Client, plan: LoadPlan, r: usize, end: Instant) {
+    let mut rng = StdRng::seed_from_u64(plan.seed ^ (r as u64 + 1).wrapping_mul(0x51_7cc1_b727));
+    let mean_gap = (plan.writers + plan.racers) as f64 / plan.rate * 3.0;
+    let mut live: Vec<(Uuid, String)> = Vec::new();
+    let mut freed: Vec<String> = Vec::new();
+    let mut n = 0u64;
+    let mut fresh = |rng: &mut StdRng| {
+        n += 1;
+        format!(
+            "r{r}-{n}-{}-{}@race.example.com",
+            plan.seed,
+            rng.random::<u16>()
+        )
+    };
+    while Instant::now() < end {
+        if live.len() < 3 || rng.random_bool(0.2) {
+            let email = match freed.pop() {
+                Some(e) if rng.random_bool(0.6) => e,
+                _ => fresh(&mut rng),
+            };
+            if let Some(id) = client.create(&document(&mut rng, &email), false).await {
+                live.push((id, email));
+            }
+        } else {
+            let i = rng.random_range(0..live.len());
+            let (id, email) = live[i].clone();
+            let mut sends = Vec::new();
+            let mut deleting = false;
+            for _ in 0..rng.random_range(2..=4) {
+                let c = client.clone();
+                match rng.random_range(0..20) {
+                    0..=11 => {
+                        let p = patch(&mut rng);
+                        sends.push(tokio::spawn(async move { c.patch(id, &p, true).await }));
+                    }
+                    12..=15 => {
+                        let doc = document(&mut rng, &email);
+                        sends.push(tokio::spawn(async move { c.replace(id, &doc, true).await }));
+                    }
+                    16..=17 => {
+                        let mut p = Map::new();
+                        p.insert("email".to_owned(), json!(fresh(&mut rng)));
+                        sends.push(tokio::spawn(async move { c.patch(id, &p, true).await }));
+                    }
+                    _ if !deleting => {
+                        deleting = true;
+                        sends.push(tokio::spawn(async move { c.delete(id, true).await }));
+                    }
+                    _ => {}
+                }
+            }
+            for s in sends {
+                s.await.expect("a racing request");
+            }
+            if deleting {
+                live.swap_remove(i);
+                let model = client.model.lock().unwrap();
+                if let Some(c) = model.contacts.get(&id).filter(|c| c.live.is_none()) {
+                    freed.extend(c.emails.iter().cloned());
+                }
+            }
         }
         let gap = rng.random_range(0.0..2.0 * mean_gap);
         tokio::time::sleep(Duration::from_secs_f64(gap)).await;
@@ -276,7 +372,7 @@ async fn invalid_contacts(client: Client, plan: LoadPlan) {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let mut p = Map::new();
             p.insert("last_name".to_owned(), invalid_name);
-            client.patch(id, &p).await;
+            client.patch(id, &p, false).await;
         }
     }
 }

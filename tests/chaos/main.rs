@@ -4,6 +4,8 @@
 //!
 //! Bounded and self-stopping. Knobs (environment): `CHAOS_SEED` (replays a schedule and a
 //! load), `CHAOS_LOAD_SECS` (120), `CHAOS_RATE` (changes per second, 30), `CHAOS_WRITERS` (6),
+//! `CHAOS_RACERS` (writers sending several changes of one contact at once, 2),
+//! `CHAOS_SERVICE_FAULTS` (stop and crash RabbitMQ and Postgres, true),
 //! `CHAOS_INVALID` (contacts made invalid for Salesforce, 8), `CHAOS_FORWARDER_KILLS` (5),
 //! `CHAOS_OUTAGE_SECS` (Salesforce outage, 20), `CHAOS_SETTLE_SECS` (how long the system may
 //! take to converge afterwards, 300).
@@ -50,6 +52,8 @@ struct Knobs {
     load: Duration,
     rate: f64,
     writers: usize,
+    racers: usize,
+    service_faults: bool,
     invalid: usize,
     forwarder_kills: usize,
     outage: Duration,
@@ -67,6 +71,8 @@ impl Knobs {
             load: Duration::from_secs(knob("CHAOS_LOAD_SECS", 120)),
             rate: knob("CHAOS_RATE", 30.0),
             writers: knob("CHAOS_WRITERS", 6),
+            racers: knob("CHAOS_RACERS", 2),
+            service_faults: knob("CHAOS_SERVICE_FAULTS", true),
             invalid: knob("CHAOS_INVALID", 8),
             forwarder_kills: knob("CHAOS_FORWARDER_KILLS", 5),
             outage: Duration::from_secs(knob("CHAOS_OUTAGE_SECS", 20)),
@@ -220,6 +226,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         forwarder_kills: k.forwarder_kills,
         salesforce_outage: k.outage,
         hubspot_error_rate: 0.1,
+        service_faults: k.service_faults,
     });
     let play = tokio::spawn(faults::play(
         events,
@@ -233,6 +240,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         seed: k.seed,
         duration: k.load,
         writers: k.writers,
+        racers: k.racers,
         rate: k.rate,
         invalid: k.invalid,
     })
@@ -302,6 +310,15 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         print_problems("after the replay", &after_replay);
     }
 
+    if !settled.problems.is_empty() || !after_replay.problems.is_empty() {
+        // The sandboxes stop with the cluster: keep what they held for inspection.
+        for (name, base) in [("hubspot", &hubspot), ("salesforce", &salesforce)] {
+            if let Ok(state) = control.get(base, "state").await {
+                let path = logs.join(format!("{name}-state.json"));
+                std::fs::write(&path, serde_json::to_vec_pretty(&state)?)?;
+            }
+        }
+    }
     let mut cluster = Arc::try_unwrap(cluster)
         .map_err(|_| anyhow::anyhow!("cluster still shared"))?
         .into_inner();
@@ -318,6 +335,10 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     row(
         "requests resent after 503/no answer",
         model.resent.to_string(),
+    );
+    row(
+        "racing changes that found a delete",
+        format!("{} (answered 404)", model.raced_a_delete),
     );
     row(
         "contact×CRM pairs in agreement",
@@ -347,13 +368,10 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         (settled.orphans + after_replay.orphans).to_string(),
     );
     row("lost", (settled.lost + after_replay.lost).to_string());
-    row(
-        "faults",
-        format!(
-            "{} SIGKILLs, {} RabbitMQ restart(s), {} Postgres restart(s)",
-            applied.kills, applied.rabbitmq_restarts, applied.postgres_restarts
-        ),
-    );
+    println!("chaos: faults (seed {})", k.seed);
+    for (family, count) in applied.families() {
+        row(&family, count.to_string());
+    }
 
     let mut failures = Vec::new();
     if !settled.problems.is_empty() {

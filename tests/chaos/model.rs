@@ -1,9 +1,10 @@
 //! What the API accepted: the expected final state of every contact the load created.
 //!
-//! A change enters the model only once the API answered `202`; a contact's changes are sent
-//! one at a time, so the last accepted change is its final state.
+//! A change enters the model only once the API answered `202`, with the version the API gave
+//! it; a contact's final state is its changes replayed in version order (several writers may
+//! change one contact at once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -49,15 +50,53 @@ impl Fields {
     }
 }
 
+/// One accepted change, as the client sent it.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// A create or a full replacement.
+    Document(Fields),
+    Patch(Map<String, Value>),
+    Delete,
+}
+
 /// One contact's expected state.
 #[derive(Clone, Debug)]
 pub struct Expected {
     /// `None` once a delete was accepted.
     pub live: Option<Fields>,
-    /// The e-mail address it was created with (kept after a delete, to find leftovers).
-    pub email: String,
+    /// Every address it had (a CRM record carrying one of them may be this contact's).
+    pub emails: BTreeSet<String>,
     /// Made permanently invalid for Salesforce on purpose.
     pub invalid_for_salesforce: bool,
+    /// Every accepted change with the version the API answered, in the order the answers came.
+    /// Concurrent writers' answers may come out of order; the versions say the real order.
+    pub changes: Vec<(i64, Change)>,
+}
+
+impl Expected {
+    /// Replays the changes in version order: the state the last accepted change left. A change
+    /// answered as a no-op carries the version it found, so it replays as a no-op after or
+    /// before the change that made that version (its values equal that version's).
+    fn settle(&mut self) {
+        let mut changes = self.changes.clone();
+        changes.sort_by_key(|(v, _)| *v);
+        let mut live: Option<Fields> = None;
+        for (_, change) in changes {
+            match change {
+                Change::Document(f) => live = Some(f),
+                Change::Patch(p) => {
+                    if let Some(f) = live.as_mut() {
+                        f.merge(&p);
+                    }
+                }
+                Change::Delete => live = None,
+            }
+        }
+        if let Some(f) = &live {
+            self.emails.insert(f.email.clone());
+        }
+        self.live = live;
+    }
 }
 
 /// Every contact the load created, by id.
@@ -68,6 +107,8 @@ pub struct Model {
     pub accepted: u64,
     /// Requests answered 503 or not answered, then sent again.
     pub resent: u64,
+    /// Requests that raced a delete of their contact and were answered 404, as they should be.
+    pub raced_a_delete: u64,
     /// Answers no client should get for a well-formed request (status and body).
     pub unexpected: Vec<String>,
 }
@@ -79,31 +120,28 @@ impl Model {
         self.contacts.insert(
             id,
             Expected {
-                email: fields.email.clone(),
-                live: Some(fields),
+                emails: BTreeSet::from([fields.email.clone()]),
+                live: Some(fields.clone()),
                 invalid_for_salesforce: invalid,
+                changes: vec![(1, Change::Document(fields))],
             },
         );
     }
 
-    pub fn replaced(&mut self, id: Uuid, doc: &Value) {
+    /// Records an accepted change of an existing contact at `version` and replays its state.
+    pub fn changed(&mut self, id: Uuid, version: i64, change: Change) {
         self.accepted += 1;
         if let Some(c) = self.contacts.get_mut(&id) {
-            c.live = Some(Fields::from_document(doc));
-        }
-    }
-
-    pub fn patched(&mut self, id: Uuid, patch: &Map<String, Value>) {
-        self.accepted += 1;
-        if let Some(Some(f)) = self.contacts.get_mut(&id).map(|c| c.live.as_mut()) {
-            f.merge(patch);
-        }
-    }
-
-    pub fn deleted(&mut self, id: Uuid) {
-        self.accepted += 1;
-        if let Some(c) = self.contacts.get_mut(&id) {
-            c.live = None;
+            if let Change::Patch(p) = &change
+                && let Some(e) = p.get("email").and_then(Value::as_str)
+            {
+                c.emails.insert(e.to_lowercase());
+            }
+            if let Change::Document(f) = &change {
+                c.emails.insert(f.email.clone());
+            }
+            c.changes.push((version, change));
+            c.settle();
         }
     }
 

@@ -157,45 +157,27 @@ pub async fn check(
 ) -> anyhow::Result<Findings> {
     let mut f = Findings::default();
     check_postgres(src.db, model, &mut f).await?;
+    let links = links(src.db).await?;
     let hubspot = src.control.sandbox_contacts(src.hubspot).await?;
-    let live_hubspot: Vec<&Value> = hubspot.iter().filter(|c| c["archived"] != true).collect();
-    let mut by_email: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for rec in live_hubspot {
-        let email = rec["properties"]["email"]
-            .as_str()
-            .unwrap_or("")
-            .to_lowercase();
-        by_email.entry(email).or_default().push(rec);
-    }
-    let key_of = |id: &Uuid| model.contacts[id].email.clone();
-    check_crm(
-        Crm::Hubspot,
-        model,
-        by_email,
-        key_of,
-        &BTreeSet::new(),
-        &mut f,
-    );
+    let live: Vec<Record> = hubspot
+        .iter()
+        .filter(|c| c["archived"] != true)
+        .map(|c| Record::of(Crm::Hubspot, c))
+        .collect();
+    check_crm(Crm::Hubspot, model, &live, &links, &BTreeSet::new(), &mut f);
 
     let salesforce = src.control.sandbox_contacts(src.salesforce).await?;
-    let mut by_ext: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for rec in salesforce.iter().filter(|c| c["IsDeleted"] != true) {
-        let ext = rec["SyncRoot_Id__c"].as_str().unwrap_or("").to_owned();
-        by_ext.entry(ext).or_default().push(rec);
-    }
+    let live: Vec<Record> = salesforce
+        .iter()
+        .filter(|c| c["IsDeleted"] != true)
+        .map(|c| Record::of(Crm::Salesforce, c))
+        .collect();
     let skip: BTreeSet<Uuid> = if invalid_parked {
         model.invalid_ids().into_iter().collect()
     } else {
         BTreeSet::new()
     };
-    check_crm(
-        Crm::Salesforce,
-        model,
-        by_ext,
-        |id| id.to_string(),
-        &skip,
-        &mut f,
-    );
+    check_crm(Crm::Salesforce, model, &live, &links, &skip, &mut f);
 
     check_dead_letters(&dead_letters(src).await?, model, invalid_parked, &mut f);
     Ok(f)
@@ -260,36 +242,140 @@ async fn check_postgres(db: &PgPool, model: &Model, f: &mut Findings) -> anyhow:
     Ok(())
 }
 
-/// Compares one CRM's live records, grouped by the key `key_of` gives a contact.
+/// A live CRM record and what may tie it to a contact.
+struct Record<'a> {
+    id: String,
+    email: String,
+    /// The SyncRoot id it carries (Salesforce's `SyncRoot_Id__c`).
+    syncroot_id: Option<Uuid>,
+    value: &'a Value,
+}
+
+impl<'a> Record<'a> {
+    fn of(crm: Crm, value: &'a Value) -> Self {
+        let (id, email, syncroot_id) = match crm {
+            Crm::Hubspot => (&value["id"], &value["properties"]["email"], &Value::Null),
+            Crm::Salesforce => (&value["Id"], &value["Email"], &value["SyncRoot_Id__c"]),
+        };
+        Self {
+            id: id.as_str().unwrap_or_default().to_owned(),
+            email: email.as_str().unwrap_or_default().to_lowercase(),
+            syncroot_id: syncroot_id.as_str().and_then(|s| s.parse().ok()),
+            value,
+        }
+    }
+}
+
+/// The record id each contact's link names, per CRM (`"hubspot"`, `"salesforce"`).
+type Links = BTreeMap<(Uuid, String), String>;
+
+async fn links(db: &PgPool) -> anyhow::Result<Links> {
+    let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+        "SELECT contact_id, crm, remote_id FROM crm_links WHERE remote_id IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(c, crm, r)| ((c, crm), r)).collect())
+}
+
+/// Compares one CRM's live records with the accepted contacts. A record is a contact's when
+/// any identity ties them: the SyncRoot id it carries, the link SyncRoot holds, or an e-mail
+/// address the contact ever had (for a deleted contact only when no live contact claims the
+/// record). None of these leans on a uniqueness the CRM may or may not enforce, so a second
+/// record of one person shows up as a duplicate however it came about.
 fn check_crm(
     crm: Crm,
     model: &Model,
-    mut records: BTreeMap<String, Vec<&Value>>,
-    key_of: impl Fn(&Uuid) -> String,
+    records: &[Record],
+    links: &Links,
     skip: &BTreeSet<Uuid>,
     f: &mut Findings,
 ) {
+    let crm_name = match crm {
+        Crm::Hubspot => "hubspot",
+        Crm::Salesforce => "salesforce",
+    };
+    let mut by_email: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_syncroot_id: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_email.entry(r.email.as_str()).or_default().push(i);
+        by_id.insert(r.id.as_str(), i);
+        if let Some(sid) = r.syncroot_id {
+            by_syncroot_id.entry(sid).or_default().push(i);
+        }
+    }
+    // The records tied to a contact by its id or its link, and by its addresses.
+    let strong = |id: &Uuid| -> BTreeSet<usize> {
+        let mut out: BTreeSet<usize> = by_syncroot_id
+            .get(id)
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect();
+        if let Some(i) = links
+            .get(&(*id, crm_name.to_owned()))
+            .and_then(|r| by_id.get(r.as_str()))
+        {
+            out.insert(*i);
+        }
+        out
+    };
+    let by_address = |id: &Uuid| -> BTreeSet<usize> {
+        let emails = &model.contacts[id].emails;
+        emails
+            .iter()
+            .flat_map(|e| by_email.get(e.as_str()).into_iter().flatten().copied())
+            .collect()
+    };
+    let mut owners: BTreeMap<Uuid, BTreeSet<usize>> = BTreeMap::new();
+    let mut live_claimed = BTreeSet::new();
     for (id, want) in &model.contacts {
-        let recs = records.remove(&key_of(id)).unwrap_or_default();
-        if recs.len() > 1 {
-            f.duplicates += recs.len() - 1;
-            f.problem(format!("{crm:?}: {} records of {id}", recs.len()));
+        let mut mine = strong(id);
+        if want.live.is_some() {
+            mine.extend(by_address(id));
+            live_claimed.extend(mine.iter().copied());
+        }
+        owners.insert(*id, mine);
+    }
+    for (id, want) in &model.contacts {
+        if want.live.is_none() {
+            let unclaimed: Vec<usize> = by_address(id)
+                .into_iter()
+                .filter(|i| !live_claimed.contains(i))
+                .collect();
+            owners.get_mut(id).unwrap().extend(unclaimed);
+        }
+    }
+    let mut claimed = vec![false; records.len()];
+    for (id, want) in &model.contacts {
+        let mine: Vec<usize> = owners[id].iter().copied().collect();
+        for &i in &mine {
+            claimed[i] = true;
+        }
+        if mine.len() > 1 {
+            f.duplicates += mine.len() - 1;
+            let ids: Vec<&str> = mine.iter().map(|&i| records[i].id.as_str()).collect();
+            f.problem(format!("{crm:?}: {} records of {id}: {ids:?}", mine.len()));
         }
         if skip.contains(id) {
             continue;
         }
-        match (&want.live, recs.first()) {
+        match (&want.live, mine.first()) {
             (None, None) => f.delivered += 1,
-            (None, Some(_)) => {
+            (None, Some(&i)) => {
                 f.lost += 1;
-                f.problem(format!("{crm:?}: deleted contact {id} is still there"));
+                f.problem(format!(
+                    "{crm:?}: deleted contact {id} is still there ({})",
+                    records[i].id
+                ));
             }
             (Some(_), None) => {
                 f.lost += 1;
                 f.problem(format!("{crm:?}: contact {id} is missing"));
             }
-            (Some(want), Some(rec)) => {
-                let d = differences(Some(crm), want, &read_record(crm, rec));
+            (Some(want), Some(&i)) => {
+                let d = differences(Some(crm), want, &read_record(crm, records[i].value));
                 if d.is_empty() {
                     f.delivered += 1;
                 } else {
@@ -299,11 +385,11 @@ fn check_crm(
             }
         }
     }
-    for (key, recs) in records {
-        f.orphans += recs.len();
+    for (r, _) in records.iter().zip(&claimed).filter(|(_, c)| !**c) {
+        f.orphans += 1;
         f.problem(format!(
-            "{crm:?}: {} record(s) of no contact ({key:?})",
-            recs.len()
+            "{crm:?}: record {} ({:?}) belongs to no contact",
+            r.id, r.email
         ));
     }
 }
