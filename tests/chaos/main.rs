@@ -265,10 +265,7 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         .await?;
     let src = Sources {
         db: &db,
-        http: &http,
         control: &control,
-        api: &api,
-        admin_key: ADMIN_KEY,
         hubspot: &hubspot,
         salesforce: &salesforce,
     };

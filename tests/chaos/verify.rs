@@ -18,11 +18,8 @@ pub const VALIDATION_ERROR: &str = "FIELD_CUSTOM_VALIDATION_EXCEPTION";
 /// Where the checks read from.
 pub struct Sources<'a> {
     pub db: &'a PgPool,
-    pub http: &'a reqwest::Client,
     /// The sandboxes' control API (with their token).
     pub control: &'a Control,
-    pub api: &'a str,
-    pub admin_key: &'a str,
     pub hubspot: &'a str,
     pub salesforce: &'a str,
 }
@@ -125,26 +122,29 @@ fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
     out
 }
 
-/// Every dead-letter entry, through the admin API.
+/// Every dead-letter entry, read from Postgres itself (not through SyncRoot's admin API, whose
+/// listing is part of what is checked), shaped as the admin API shows one.
 pub async fn dead_letters(src: &Sources<'_>) -> anyhow::Result<Vec<Value>> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut req = src
-            .http
-            .get(format!("{}/dlq", src.api))
-            .bearer_auth(src.admin_key)
-            .query(&[("limit", "500")]);
-        if let Some(c) = &cursor {
-            req = req.query(&[("cursor", c)]);
-        }
-        let page: Value = req.send().await?.error_for_status()?.json().await?;
-        out.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return Ok(out),
-        }
-    }
+    type Row = (
+        Uuid,
+        Option<String>,
+        Option<Uuid>,
+        String,
+        String,
+        Option<String>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, crm, contact_id, status, reason, error_code FROM dead_letters ORDER BY id",
+    )
+    .fetch_all(src.db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, crm, contact, status, reason, code)| {
+            serde_json::json!({"id": id, "crm": crm, "contact_id": contact, "status": status,
+                               "reason": reason, "error_code": code})
+        })
+        .collect())
 }
 
 /// Compares everything. With `invalid_parked`, the contacts made invalid for Salesforce must
