@@ -25,4 +25,5 @@ mod ordering;
 mod outbound_message;
 mod production;
 mod salesforce_client;
+mod stale;
 mod two_way;
