@@ -45,7 +45,8 @@ sandbox:
 ## chaos: SyncRoot as separate processes under load while processes are SIGKILLed, RabbitMQ
 ## and Postgres restart and the CRM sandboxes fail; then checks nothing was lost or duplicated.
 ## Then a long two-way convergence run (`make convergence`, random seed printed).
-## Restarts the shared services: run it alone. Knobs: CHAOS_SEED, CHAOS_LOAD_SECS, CHAOS_RATE…
+## Restarts (and crashes) the shared services: run it alone. Knobs: CHAOS_SEED, CHAOS_LOAD_SECS,
+## CHAOS_RATE, CHAOS_RACERS, CHAOS_SERVICE_FAULTS…
 ## (tests/chaos/main.rs), CONVERGENCE_SEED, CONVERGENCE_OPS. Leaves the services running.
 chaos: services
 	cargo build -p syncroot-sandbox
