@@ -16,6 +16,7 @@ use super::errors::ApiError;
 use super::ratelimit::{BURST_WINDOW, Quota};
 use super::state::{AppState, lock};
 use crate::kit::after_write;
+use crate::kit::writes as kit_writes;
 
 pub async fn gate(
     State(state): State<AppState>,
@@ -35,7 +36,8 @@ pub async fn gate(
         Err((err, quota)) => return with_quota(err.into_response(), quota),
     };
     let is_write = writes(req.method(), &route);
-    let response = next.run(req).await;
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let response = kit_writes::within_call(&method, &path, next.run(req)).await;
     if let Some(RecordsCarried(n)) = response.extensions().get::<RecordsCarried>() {
         lock(&state.counters).count_records(&route, *n);
     }

@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
 //! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
-//! webhook and the Outbound Message endpoint, read counters.
+//! webhook and the Outbound Message endpoint, read counters and the write log.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
 //! session; they are not counted and are never faulted. Paths and shapes are
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, outbound_message as om, record, wire};
 use crate::kit::control::{self, ControlToken};
+use crate::kit::writes::SinceQuery;
 
 type Shared = State<Arc<Sandbox>>;
 
@@ -57,6 +58,7 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
         )
         .route("/__sandbox/jwt", put(put_jwt))
         .route("/__sandbox/counters", get(counters))
+        .route("/__sandbox/writes", get(writes))
         .route("/__sandbox/counters/reset", post(reset_counters))
         .route_layer(from_fn_with_state(token, control::require_token))
 }
@@ -343,6 +345,10 @@ async fn put_jwt(State(sb): Shared, body: Bytes) -> Response {
     let enabled = cert.is_some();
     *lock(&sb.jwt_certificate) = cert;
     ok(json!({"jwt_bearer_enabled": enabled}))
+}
+
+async fn writes(State(sb): Shared, Query(q): Query<SinceQuery>) -> Response {
+    control::writes(&lock(&sb.writes), q.since)
 }
 
 async fn counters(State(sb): Shared) -> Response {

@@ -22,6 +22,7 @@ use super::routes::{ApiVersion, Route, parse, resources, versions};
 use super::state::{Sandbox, lock};
 use super::{auth, composite, query, sobjects, wire};
 use crate::kit::after_write as kit_after_write;
+use crate::kit::writes as kit_writes;
 
 /// One authenticated REST call, as handlers see it.
 pub struct Call<'a> {
@@ -86,7 +87,9 @@ pub async fn handle(
                 body: &body,
                 template: &template,
             };
-            let resp = route_call(&call, &route).unwrap_or_else(IntoResponse::into_response);
+            let resp = kit_writes::within_call_sync(method.as_str(), uri.path(), || {
+                route_call(&call, &route).unwrap_or_else(IntoResponse::into_response)
+            });
             after_write(&sb, writes(&method, &route), resp).await
         }
     };

@@ -317,5 +317,36 @@ async fn after_write_faults_commit_the_write_and_lose_its_answer() {
         counters["after_write_faults"],
         json!({"drop": 1, "stall": 1, "error": 1})
     );
+    // The write log holds each committed create, with the call that made it.
+    let writes = sb
+        .control(Method::GET, "/writes")
+        .send()
+        .await
+        .expect("writes");
+    let writes = json_of(writes).await["writes"].clone();
+    let seen: Vec<(String, String)> = writes
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|w| {
+            let call = format!(
+                "{} {} {}",
+                w["call"]["method"], w["call"]["path"], w["source"]
+            );
+            let what = format!("{} {}", w["kind"], w["values"]["email"]);
+            (call, what)
+        })
+        .collect();
+    let call = r#""POST" "/crm/v3/objects/contacts" "integration""#.to_owned();
+    let created = |email: &str| (call.clone(), format!(r#""created" "{email}""#));
+    let expected = ["drop@example.com", "stall@example.com", "error@example.com"].map(created);
+    assert_eq!(seen, expected);
+    let last = writes[2]["seq"].as_u64().expect("seq");
+    let later = sb
+        .control(Method::GET, &format!("/writes?since={last}"))
+        .send()
+        .await;
+    let later = json_of(later.expect("writes")).await;
+    assert_eq!(later["writes"], json!([]));
     sb.stop().await;
 }

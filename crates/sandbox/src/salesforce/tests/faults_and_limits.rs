@@ -188,4 +188,32 @@ async fn after_write_faults_commit_the_write_and_lose_its_answer() {
         counters["after_write_faults"],
         json!({"drop": 1, "stall": 1, "error": 1})
     );
+    h.control(
+        Method::POST,
+        "ui/contacts",
+        super::contact("Ui", "ui@example.com"),
+    )
+    .await;
+    let log = h.control(Method::GET, "writes?since=2", Value::Null).await;
+    let seen: Vec<String> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let (call, values) = (&w["call"], &w["values"]);
+            let (method, path) = (&call["method"], &call["path"]);
+            format!(
+                "{} {method} {path} {} {}",
+                w["kind"], w["source"], values["Email"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            r#""created" "POST" "/services/data/v62.0/sobjects/Contact/" "integration" "error@example.com""#,
+            r#""created" "POST" "/services/data/v62.0/sobjects/Contact/" "integration" "x@example.com""#,
+            r#""created" "POST" "/__sandbox/ui/contacts" "ui" "ui@example.com""#,
+        ]
+    );
 }
