@@ -1,5 +1,5 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
+//! Lightning, inject faults, set validation rules and the duplicate rule, set usage, expire sessions, point the
 //! webhook and the Outbound Message endpoint, read counters and the write log.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::counters::Counters;
+use super::duplicates::DuplicateRuleIn;
 use super::errors::{SfError, SfErrors};
 use super::faults::FaultsPatch;
 use super::sobjects::contact_key;
@@ -48,6 +49,10 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
         .route(
             "/__sandbox/validation-rules",
             get(validation_rules).put(put_validation_rules),
+        )
+        .route(
+            "/__sandbox/duplicate-rule",
+            get(duplicate_rule).put(put_duplicate_rule),
         )
         .route("/__sandbox/limits", get(limits).put(put_limits))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
@@ -207,6 +212,22 @@ async fn put_validation_rules(State(sb): Shared, body: Bytes) -> Response {
     let stored = serde_json::to_value(rules.rules()).unwrap_or_default();
     lock(&sb.store).set_rules(rules);
     ok(stored)
+}
+
+async fn duplicate_rule(State(sb): Shared) -> Response {
+    ok(serde_json::to_value(&lock(&sb.store).duplicates).unwrap_or_default())
+}
+
+/// `PUT /__sandbox/duplicate-rule` with `{"action": "off" | "block" | "alert"}`: the rule on
+/// Contact.Email (see `duplicates.rs`); answers the rule as stored.
+async fn put_duplicate_rule(State(sb): Shared, body: Bytes) -> Response {
+    let rule: DuplicateRuleIn = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return control::problem(e),
+    };
+    let mut store = lock(&sb.store);
+    store.duplicates.action = rule.action;
+    ok(serde_json::to_value(&store.duplicates).unwrap_or_default())
 }
 
 #[derive(Deserialize)]

@@ -209,7 +209,7 @@ impl Sandbox {
         }
     }
 
-    /// Forgets records, validation rules, usage (and a changed allowance), faults, cursors, the
+    /// Forgets records, validation rules, the duplicate rule, usage (and a changed allowance), faults, cursors, the
     /// change log, the write log and queued notifications;
     /// keeps sessions, counters, the webhook target and the id counter.
     pub fn reset(&self) {
@@ -217,6 +217,7 @@ impl Sandbox {
             let mut store = lock(&self.store);
             store.reset();
             store.set_rules(ValidationRules::default());
+            store.duplicates = Default::default();
         }
         *lock(&self.meter) = Meter::new(self.daily_limit);
         *lock(&self.faults) = Faults::default();
