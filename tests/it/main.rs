@@ -2,6 +2,7 @@
 //! application on port 0, the CRM sandboxes) through `syncroot_testkit`, against the real
 //! Postgres and RabbitMQ (`make services`). The chaos run is apart (`tests/chaos/`).
 
+mod after_write;
 mod authz;
 mod broker;
 mod broker_tls;

@@ -90,6 +90,13 @@ impl Control {
         Ok(state["contacts"].as_array().cloned().unwrap_or_default())
     }
 
+    /// The record versions the sandbox stored after entry `since` (0: all it keeps), each
+    /// with the call that wrote it (`GET /__sandbox/writes`).
+    pub async fn writes(&self, base: &str, since: u64) -> anyhow::Result<Vec<Value>> {
+        let log = self.get(base, &format!("writes?since={since}")).await?;
+        Ok(log["writes"].as_array().cloned().unwrap_or_default())
+    }
+
     /// The sandbox's counters (records written, rate limited, errors injected, …).
     pub async fn counters(&self, base: &str) -> anyhow::Result<Value> {
         self.get(base, "counters").await

@@ -1,12 +1,12 @@
 //! The control API under `/__sandbox/`: inspect and reset state, simulate edits made by a
 //! person in the CRM UI, inject faults, change quotas and the webhook target, and read the
-//! usage counters. It needs the control token
+//! usage counters and the write log. It needs the control token
 //! (`X-Sandbox-Token`, see [`crate::kit::control`]), not the HubSpot token; it is never
 //! rate-limited and is not counted.
 //!
 //! The paths and bodies match the Salesforce sandbox's control API.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use super::state::{AppState, lock};
 use super::webhooks::ChangeSource;
 use super::wire::{PropertiesIn, Selection, contact_out, stringify};
 use crate::kit::control::{self, ControlToken};
+use crate::kit::writes::SinceQuery;
 
 pub fn routes(token: ControlToken) -> Router<AppState> {
     Router::new()
@@ -40,6 +41,7 @@ pub fn routes(token: ControlToken) -> Router<AppState> {
         .route("/__sandbox/limits", get(get_limits).put(put_limits))
         .route("/__sandbox/webhook", get(get_webhook).put(put_webhook))
         .route("/__sandbox/counters", get(get_counters))
+        .route("/__sandbox/writes", get(get_writes))
         .route("/__sandbox/counters/reset", post(reset_counters))
         .route_layer(from_fn_with_state(token, control::require_token))
 }
@@ -217,6 +219,10 @@ async fn put_webhook(State(state): State<AppState>, Json(patch): Json<WebhookPat
         }
     }
     get_webhook(State(state)).await
+}
+
+async fn get_writes(State(state): State<AppState>, Query(q): Query<SinceQuery>) -> Response {
+    control::writes(&lock(&state.writes), q.since)
 }
 
 async fn get_counters(State(state): State<AppState>) -> Response {

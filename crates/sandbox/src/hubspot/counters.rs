@@ -44,6 +44,8 @@ pub struct Counters {
     pub webhook_failures: u64,
     /// Events given up on after the last attempt.
     pub webhook_events_dropped: u64,
+    /// Committed writes whose answer was dropped, stalled or replaced by an error.
+    pub after_write_faults: crate::kit::after_write::Injected,
 }
 
 impl Counters {

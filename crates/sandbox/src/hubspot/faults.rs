@@ -1,11 +1,12 @@
 //! Faults the control API can switch on to test a client's resilience: random errors,
 //! added latency, forced 429s, a full outage, paused, shuffled or duplicated webhooks and
-//! search-index lag.
+//! search-index lag, and answers lost after a committed write (`after_write`).
 //!
 //! The request gate and the webhook emitter read these; nothing here acts on its own.
 
 use serde::{Deserialize, Serialize};
 
+use crate::kit::after_write as kit_aw;
 use crate::kit::faults as kit;
 
 /// The fault settings, as read and written at `/__sandbox/faults`: the ones both sandboxes
@@ -34,6 +35,11 @@ pub struct FaultsPatch {
     pub force_429: Option<u32>,
     pub outage: Option<bool>,
     pub webhooks_paused: Option<bool>,
+    pub after_write: Option<kit_aw::Mode>,
+    pub after_write_count: Option<u32>,
+    pub after_write_rate: Option<f64>,
+    pub after_write_stall_ms: Option<u64>,
+    pub after_write_status: Option<u16>,
     pub search_lag_ms: Option<u64>,
     pub webhook_shuffle: Option<bool>,
     pub webhook_duplicate_rate: Option<f64>,
@@ -49,6 +55,11 @@ impl Faults {
             force_429: patch.force_429,
             outage: patch.outage,
             webhooks_paused: patch.webhooks_paused,
+            after_write: patch.after_write,
+            after_write_count: patch.after_write_count,
+            after_write_rate: patch.after_write_rate,
+            after_write_stall_ms: patch.after_write_stall_ms,
+            after_write_status: patch.after_write_status,
         };
         let mut problems = common.problems();
         let duplicates = patch.webhook_duplicate_rate;

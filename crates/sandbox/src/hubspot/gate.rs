@@ -1,6 +1,6 @@
 //! The gate every API call passes before its handler: counting, injected latency and
-//! faults, Bearer authentication, the quotas, and HubSpot's rate-limit headers on the way
-//! out. Control-API routes bypass it.
+//! faults, Bearer authentication, the quotas, and on the way out the after-write faults and
+//! HubSpot's rate-limit headers. Control-API routes bypass it.
 //! <https://developers.hubspot.com/docs/api/usage-details>
 
 use std::time::{Duration, Instant};
@@ -15,6 +15,8 @@ use super::counters::RecordsCarried;
 use super::errors::ApiError;
 use super::ratelimit::{BURST_WINDOW, Quota};
 use super::state::{AppState, lock};
+use crate::kit::after_write;
+use crate::kit::writes as kit_writes;
 
 pub async fn gate(
     State(state): State<AppState>,
@@ -33,11 +35,35 @@ pub async fn gate(
         Ok(quota) => quota,
         Err((err, quota)) => return with_quota(err.into_response(), quota),
     };
-    let response = next.run(req).await;
+    let is_write = writes(req.method(), &route);
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let response = kit_writes::within_call(&method, &path, next.run(req)).await;
     if let Some(RecordsCarried(n)) = response.extensions().get::<RecordsCarried>() {
         lock(&state.counters).count_records(&route, *n);
     }
+    let fault = (is_write && response.status().is_success())
+        .then(|| lock(&state.faults).common.take_after_write(rand::random()))
+        .flatten();
+    if let Some(f) = fault {
+        lock(&state.counters).after_write_faults.count(f);
+    }
+    let response = after_write::apply(fault, response, |status| {
+        ApiError::injected(status).into_response()
+    })
+    .await;
     with_quota(response, quota)
+}
+
+/// Whether a call of `route` (a [`route_key`]) writes records: the ones after-write faults hit.
+fn writes(method: &Method, route: &str) -> bool {
+    let batch_write = ["create", "update", "upsert", "archive"]
+        .iter()
+        .any(|op| route.ends_with(&format!("/batch/{op}")));
+    match *method {
+        Method::PATCH | Method::DELETE => true,
+        Method::POST => batch_write || route == "POST /crm/v3/objects/contacts",
+        _ => false,
+    }
 }
 
 /// `"<METHOD> <route template>"`, with the `0-1` object-type alias folded into `contacts`
@@ -148,6 +174,29 @@ mod tests {
     fn alias_routes_count_under_contacts() {
         let key = route_key(&Method::POST, Some("/crm/v3/objects/0-1/batch/upsert"));
         assert_eq!(key, "POST /crm/v3/objects/contacts/batch/upsert");
+    }
+
+    #[test]
+    fn only_record_writes_are_writes() {
+        let key = |m: &Method, path| route_key(m, Some(path));
+        let post = Method::POST;
+        for path in [
+            "/crm/v3/objects/contacts",
+            "/crm/v3/objects/0-1/batch/upsert",
+            "/crm/v3/objects/contacts/batch/create",
+            "/crm/v3/objects/contacts/batch/archive",
+        ] {
+            assert!(writes(&post, &key(&post, path)), "{path}");
+        }
+        for path in [
+            "/crm/v3/objects/contacts/search",
+            "/crm/v3/objects/contacts/batch/read",
+        ] {
+            assert!(!writes(&post, &key(&post, path)), "{path}");
+        }
+        let row = "/crm/v3/objects/contacts/{contactId}";
+        assert!(writes(&Method::PATCH, &key(&Method::PATCH, row)));
+        assert!(!writes(&Method::GET, &key(&Method::GET, row)));
     }
 
     #[test]

@@ -18,8 +18,9 @@ use super::delivery::{self, DeliveryContext, DeliverySettings};
 use super::faults::Faults;
 use super::ratelimit::{Limits, RateLimiter};
 use super::schema::Schema;
-use super::store::{Change, Store};
+use super::store::{Change, ChangeKind, Store};
 use super::webhooks::{ChangeSource, Disorder, Emitter, Identity, WebhookTarget};
+use crate::kit::writes::{Kind, Source, WriteLog, Written};
 
 pub type AppState = Arc<Shared>;
 
@@ -32,6 +33,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     pub counters: Arc<Mutex<Counters>>,
     pub webhooks: Emitter,
+    /// Every record version written, for `GET /__sandbox/writes`.
+    pub writes: Mutex<WriteLog>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical
@@ -68,14 +71,17 @@ impl Shared {
             faults: Mutex::new(Faults::default()),
             counters,
             webhooks,
+            writes: Mutex::new(WriteLog::default()),
         })
     }
 
-    /// After a committed write: count the records and queue the webhook events.
+    /// After a committed write: count the records, log their versions and queue the webhook
+    /// events.
     pub fn committed(&self, records: usize, changes: &[Change], source: ChangeSource) {
         if source == ChangeSource::Integration {
             lock(&self.counters).records_written += records as u64;
         }
+        self.log_writes(changes, source);
         let faults = lock(&self.faults);
         let disorder = Disorder {
             shuffle: faults.webhook_shuffle,
@@ -85,8 +91,48 @@ impl Shared {
         self.webhooks.publish(changes, source, disorder);
     }
 
-    /// Control-API reset: no records, counters, usage, faults or queued events.
+    /// One write-log entry per record a write touched, with the record as stored now (the
+    /// store lock is free here: every caller has released it).
+    fn log_writes(&self, changes: &[Change], source: ChangeSource) {
+        let mut touched: Vec<(u64, Kind)> = Vec::new();
+        for change in changes {
+            let kind = match change.kind {
+                ChangeKind::Created => Kind::Created,
+                ChangeKind::Deleted | ChangeKind::PrivacyDeleted => Kind::Deleted,
+                ChangeKind::PropertyChanged { .. } | ChangeKind::Merged { .. } => Kind::Updated,
+            };
+            match touched.iter_mut().find(|(id, _)| *id == change.object_id) {
+                Some((_, k)) if *k == Kind::Updated => *k = kind,
+                Some(_) => {}
+                None => touched.push((change.object_id, kind)),
+            }
+        }
+        let source = match source {
+            ChangeSource::Integration => Source::Integration,
+            ChangeSource::CrmUi => Source::Ui,
+        };
+        let store = lock(&self.store);
+        let versions: Vec<Written> = touched
+            .into_iter()
+            .map(|(id, kind)| {
+                let found = store.all().find(|c| c.id == id);
+                let values = found.map(|c| &c.properties).into_iter().flatten();
+                Written {
+                    source,
+                    record_id: id.to_string(),
+                    kind,
+                    values: values.map(|(k, v)| (k.clone(), v.clone().into())).collect(),
+                }
+            })
+            .collect();
+        drop(store);
+        let mut log = lock(&self.writes);
+        versions.into_iter().for_each(|w| log.record(w));
+    }
+
+    /// Control-API reset: no records, counters, usage, faults, queued events or write log.
     pub fn reset(&self) {
+        lock(&self.writes).clear();
         lock(&self.store).clear();
         *lock(&self.counters) = Counters::default();
         lock(&self.limiter).reset();

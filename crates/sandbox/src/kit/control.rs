@@ -3,6 +3,7 @@
 //! | Route | Answer |
 //! |---|---|
 //! | `POST reset`, `POST counters/reset` | `204`, no body |
+//! | `GET writes[?since=<seq>]` | `200 {"writes": [entry…]}`, see [`super::writes`] |
 //! | `GET`/`PUT webhook` (`PUT` takes `{"url", "secret"}`, either optional) | `200 {"url", "secret_set"}`; the secret is never shown |
 //! | bad control input | `400 {"error": "a; b", "problems": ["a", "b"]}`, every problem listed |
 //! | no or a wrong `X-Sandbox-Token` | `401 {"error", "problems"}`; the route did not run |
@@ -20,6 +21,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq;
+
+use super::writes;
 
 /// The header every control request carries the control token in.
 pub const TOKEN_HEADER: &str = "x-sandbox-token";
@@ -77,7 +80,8 @@ pub async fn require_token(
 ) -> Response {
     let presented = req.headers().get(TOKEN_HEADER).map(HeaderValue::as_bytes);
     if presented.is_some_and(|p| token.matches(p)) {
-        return next.run(req).await;
+        let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+        return writes::within_call(&method, &path, next.run(req)).await;
     }
     let message = format!(
         "the sandbox control API needs the control token in the {TOKEN_HEADER} header (printed by syncroot-sandbox at start, or SANDBOX_CONTROL_TOKEN)"
@@ -100,6 +104,11 @@ pub fn problem(message: impl std::fmt::Display) -> Response {
 /// `204`: done, nothing to say.
 pub fn done() -> Response {
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET writes`: the write log's entries after `since`.
+pub fn writes(log: &writes::WriteLog, since: u64) -> Response {
+    Json(json!({"writes": log.since(since)})).into_response()
 }
 
 /// The webhook target as `GET`/`PUT webhook` show it.

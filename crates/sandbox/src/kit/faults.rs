@@ -1,9 +1,19 @@
 //! The fault settings both sandboxes take at `PUT /__sandbox/faults`, and their checks: every
 //! problem is listed, so one request tells a caller all that is wrong with it. A sandbox adds
 //! its own settings beside these (HubSpot's search lag and webhook disorder) and renders an
-//! injected fault in its vendor's error shape.
+//! injected fault in its vendor's error shape. The after-write faults (`after_write_…`) are
+//! described in [`super::after_write`].
 
+use std::time::Duration;
+
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+
+use super::after_write::{AfterWrite, Mode};
+
+/// Longest `after_write_stall_ms`: below the sandboxes' own request timeout (30 s), which
+/// would otherwise answer 503 in place of the stalled answer.
+pub const MAX_STALL_MS: u64 = 25_000;
 
 /// The fault settings both sandboxes have.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -20,6 +30,16 @@ pub struct Faults {
     pub outage: bool,
     /// Webhooks (change notifications) queue up, undelivered, while true.
     pub webhooks_paused: bool,
+    /// What happens to the answer of a committed write hit by an after-write fault.
+    pub after_write: Mode,
+    /// The next N committed writes are hit.
+    pub after_write_count: u32,
+    /// Fraction (0–1) of committed writes hit (after the counted ones).
+    pub after_write_rate: f64,
+    /// How long `stall` holds the answer, in ms (1–25 000).
+    pub after_write_stall_ms: u64,
+    /// HTTP status `error` answers (500–599).
+    pub after_write_status: u16,
 }
 
 impl Default for Faults {
@@ -31,6 +51,11 @@ impl Default for Faults {
             force_429: 0,
             outage: false,
             webhooks_paused: false,
+            after_write: Mode::Off,
+            after_write_count: 0,
+            after_write_rate: 0.0,
+            after_write_stall_ms: 5_000,
+            after_write_status: 503,
         }
     }
 }
@@ -45,12 +70,32 @@ pub struct FaultsPatch {
     pub force_429: Option<u32>,
     pub outage: Option<bool>,
     pub webhooks_paused: Option<bool>,
+    pub after_write: Option<Mode>,
+    pub after_write_count: Option<u32>,
+    pub after_write_rate: Option<f64>,
+    pub after_write_stall_ms: Option<u64>,
+    pub after_write_status: Option<u16>,
 }
 
 impl FaultsPatch {
     /// Every problem of the patch.
     pub fn problems(&self) -> Vec<String> {
-        check_common(self.error_rate, self.error_status)
+        let mut problems = check_common(self.error_rate, self.error_status);
+        check_fraction(&mut problems, "after_write_rate", self.after_write_rate);
+        if let Some(ms) = self
+            .after_write_stall_ms
+            .filter(|ms| !(1..=MAX_STALL_MS).contains(ms))
+        {
+            problems.push(format!(
+                "after_write_stall_ms must be within 1..={MAX_STALL_MS}, got {ms}"
+            ));
+        }
+        if let Some(status) = self.after_write_status.filter(|s| !(500..=599).contains(s)) {
+            problems.push(format!(
+                "after_write_status must be within 500..=599, got {status}"
+            ));
+        }
+        problems
     }
 }
 
@@ -67,7 +112,33 @@ impl Faults {
         self.force_429 = p.force_429.unwrap_or(self.force_429);
         self.outage = p.outage.unwrap_or(self.outage);
         self.webhooks_paused = p.webhooks_paused.unwrap_or(self.webhooks_paused);
+        self.after_write = p.after_write.unwrap_or(self.after_write);
+        self.after_write_count = p.after_write_count.unwrap_or(self.after_write_count);
+        self.after_write_rate = p.after_write_rate.unwrap_or(self.after_write_rate);
+        self.after_write_stall_ms = p.after_write_stall_ms.unwrap_or(self.after_write_stall_ms);
+        self.after_write_status = p.after_write_status.unwrap_or(self.after_write_status);
         Ok(())
+    }
+
+    /// The after-write fault for a call that committed a write, given a uniform `roll` in
+    /// `[0, 1)`: one of the counted calls first (consuming it), else by the rate.
+    pub fn take_after_write(&mut self, roll: f64) -> Option<AfterWrite> {
+        if self.after_write == Mode::Off {
+            return None;
+        }
+        if self.after_write_count > 0 {
+            self.after_write_count -= 1;
+        } else if roll >= self.after_write_rate {
+            return None;
+        }
+        Some(match self.after_write {
+            Mode::Off | Mode::Drop => AfterWrite::Drop,
+            Mode::Stall => AfterWrite::Stall(Duration::from_millis(self.after_write_stall_ms)),
+            Mode::Error => AfterWrite::Error(
+                StatusCode::from_u16(self.after_write_status)
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            ),
+        })
     }
 }
 
@@ -101,5 +172,49 @@ mod tests {
         assert!(p[0].starts_with("error_rate") && p[1].starts_with("error_status"));
         assert!(check_common(Some(0.5), Some(503)).is_empty());
         assert!(check_common(None, None).is_empty());
+    }
+
+    #[test]
+    fn after_write_settings_list_every_problem_and_change_nothing() {
+        let mut f = Faults::default();
+        let bad = FaultsPatch {
+            after_write: Some(Mode::Stall),
+            after_write_rate: Some(-0.1),
+            after_write_stall_ms: Some(0),
+            after_write_status: Some(404),
+            ..FaultsPatch::default()
+        };
+        let problems = f.apply(bad).expect_err("refused");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(f, Faults::default());
+        let json = r#"{"after_write": "error", "after_write_count": 1}"#;
+        let good: FaultsPatch = serde_json::from_str(json).expect("parses");
+        assert!(f.apply(good).is_ok());
+        assert_eq!((f.after_write, f.after_write_count), (Mode::Error, 1));
+        assert!(serde_json::from_str::<FaultsPatch>(r#"{"after_write": "explode"}"#).is_err());
+    }
+
+    #[test]
+    fn counted_after_write_faults_come_first_then_the_rate() {
+        let mut f = Faults {
+            after_write: Mode::Stall,
+            after_write_count: 1,
+            after_write_stall_ms: 7,
+            ..Faults::default()
+        };
+        let stall = Some(AfterWrite::Stall(Duration::from_millis(7)));
+        assert_eq!(f.take_after_write(0.99), stall);
+        assert_eq!(f.take_after_write(0.0), None, "count spent, rate 0");
+        f.after_write_rate = 0.5;
+        assert_eq!(f.take_after_write(0.4), stall);
+        assert_eq!(f.take_after_write(0.6), None);
+        f.after_write = Mode::Error;
+        f.after_write_status = 502;
+        let error = Some(AfterWrite::Error(StatusCode::BAD_GATEWAY));
+        assert_eq!(f.take_after_write(0.1), error);
+        f.after_write = Mode::Off;
+        f.after_write_count = 3;
+        assert_eq!(f.take_after_write(0.0), None);
+        assert_eq!(f.after_write_count, 3, "off consumes nothing");
     }
 }

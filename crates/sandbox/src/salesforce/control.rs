@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
-//! webhook and the Outbound Message endpoint, read counters.
+//! Lightning, inject faults, set validation rules and the duplicate rule, set usage, expire sessions, point the
+//! webhook and the Outbound Message endpoint, read counters and the write log.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
 //! session; they are not counted and are never faulted. Paths and shapes are
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::counters::Counters;
+use super::duplicates::DuplicateRuleIn;
 use super::errors::{SfError, SfErrors};
 use super::faults::FaultsPatch;
 use super::sobjects::contact_key;
@@ -29,6 +30,7 @@ use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, outbound_message as om, record, wire};
 use crate::kit::control::{self, ControlToken};
+use crate::kit::writes::SinceQuery;
 
 type Shared = State<Arc<Sandbox>>;
 
@@ -48,6 +50,10 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
             "/__sandbox/validation-rules",
             get(validation_rules).put(put_validation_rules),
         )
+        .route(
+            "/__sandbox/duplicate-rule",
+            get(duplicate_rule).put(put_duplicate_rule),
+        )
         .route("/__sandbox/limits", get(limits).put(put_limits))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
         .route("/__sandbox/webhook", get(webhook).put(put_webhook))
@@ -57,6 +63,7 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
         )
         .route("/__sandbox/jwt", put(put_jwt))
         .route("/__sandbox/counters", get(counters))
+        .route("/__sandbox/writes", get(writes))
         .route("/__sandbox/counters/reset", post(reset_counters))
         .route_layer(from_fn_with_state(token, control::require_token))
 }
@@ -207,6 +214,22 @@ async fn put_validation_rules(State(sb): Shared, body: Bytes) -> Response {
     ok(stored)
 }
 
+async fn duplicate_rule(State(sb): Shared) -> Response {
+    ok(serde_json::to_value(&lock(&sb.store).duplicates).unwrap_or_default())
+}
+
+/// `PUT /__sandbox/duplicate-rule` with `{"action": "off" | "block" | "alert"}`: the rule on
+/// Contact.Email (see `duplicates.rs`); answers the rule as stored.
+async fn put_duplicate_rule(State(sb): Shared, body: Bytes) -> Response {
+    let rule: DuplicateRuleIn = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return control::problem(e),
+    };
+    let mut store = lock(&sb.store);
+    store.duplicates.action = rule.action;
+    ok(serde_json::to_value(&store.duplicates).unwrap_or_default())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsPatch {
@@ -343,6 +366,10 @@ async fn put_jwt(State(sb): Shared, body: Bytes) -> Response {
     let enabled = cert.is_some();
     *lock(&sb.jwt_certificate) = cert;
     ok(json!({"jwt_bearer_enabled": enabled}))
+}
+
+async fn writes(State(sb): Shared, Query(q): Query<SinceQuery>) -> Response {
+    control::writes(&lock(&sb.writes), q.since)
 }
 
 async fn counters(State(sb): Shared) -> Response {

@@ -33,6 +33,8 @@ pub struct Counters {
     pub outbound_notifications_sent: u64,
     /// Outbound Message attempts that failed (no Ack, non-2xx, timeout or connection error).
     pub outbound_message_failures: u64,
+    /// Committed writes whose answer was dropped, stalled or replaced by an error.
+    pub after_write_faults: crate::kit::after_write::Injected,
 }
 
 impl Counters {
@@ -72,6 +74,7 @@ impl Counters {
             "outbound_messages_sent": self.outbound_messages_sent,
             "outbound_notifications_sent": self.outbound_notifications_sent,
             "outbound_message_failures": self.outbound_message_failures,
+            "after_write_faults": self.after_write_faults,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! The pipeline every REST call under `/services/data` goes through: count, faults, session
-//! check, daily allowance, handler, `Sforce-Limit-Info`.
+//! check, daily allowance, handler, after-write faults, `Sforce-Limit-Info`.
 //!
 //! What it is not: path parsing (`routes.rs`) or the resources themselves (`sobjects.rs`,
 //! `composite.rs`, `query.rs`).
@@ -16,11 +16,13 @@ use axum::response::{IntoResponse, Response};
 use rand::Rng;
 
 use super::errors::{ErrorCode, SfError, SfErrors};
-use super::faults::{Inject as _, Injected, RETRY_AFTER_SECS};
+use super::faults::{Inject as _, Injected, RETRY_AFTER_SECS, error_for_status};
 use super::limits::LIMIT_INFO_HEADER;
 use super::routes::{ApiVersion, Route, parse, resources, versions};
 use super::state::{Sandbox, lock};
 use super::{auth, composite, query, sobjects, wire};
+use crate::kit::after_write as kit_after_write;
+use crate::kit::writes as kit_writes;
 
 /// One authenticated REST call, as handlers see it.
 pub struct Call<'a> {
@@ -85,7 +87,10 @@ pub async fn handle(
                 body: &body,
                 template: &template,
             };
-            route_call(&call, &route).unwrap_or_else(IntoResponse::into_response)
+            let resp = kit_writes::within_call_sync(method.as_str(), uri.path(), || {
+                route_call(&call, &route).unwrap_or_else(IntoResponse::into_response)
+            });
+            after_write(&sb, writes(&method, &route), resp).await
         }
     };
     if let Ok(v) = HeaderValue::from_str(&lock(&sb.meter).header_value()) {
@@ -148,6 +153,35 @@ fn injected_response(sb: &Sandbox, injected: Injected) -> Response {
             e.into_response()
         }
     }
+}
+
+/// Whether a call writes records: the ones after-write faults hit.
+fn writes(method: &Method, route: &Route) -> bool {
+    let records = matches!(
+        route,
+        Route::SObject { .. }
+            | Route::SObjectRow { .. }
+            | Route::SObjectExternal { .. }
+            | Route::Collection
+            | Route::CollectionTyped { .. }
+            | Route::CollectionUpsert { .. }
+    );
+    records && matches!(*method, Method::POST | Method::PATCH | Method::DELETE)
+}
+
+/// The after-write fault of a committed write (a write answered with a 2xx), if one hits it.
+async fn after_write(sb: &Sandbox, is_write: bool, resp: Response) -> Response {
+    let roll: f64 = rand::rng().random();
+    let fault = (is_write && resp.status().is_success())
+        .then(|| lock(&sb.faults).take_after_write(roll))
+        .flatten();
+    if let Some(f) = fault {
+        lock(&sb.counters).after_write_faults.count(f);
+    }
+    kit_after_write::apply(fault, resp, |status| {
+        error_for_status(status).into_response()
+    })
+    .await
 }
 
 fn route_call(call: &Call<'_>, route: &Route) -> Result<Response, SfErrors> {

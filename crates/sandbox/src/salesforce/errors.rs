@@ -29,6 +29,7 @@ pub enum ErrorCode {
     EntityIsDeleted,
     DuplicateValue,
     DuplicateExternalId,
+    DuplicatesDetected,
     FieldCustomValidationException,
     StringTooLong,
     InvalidEmailAddress,
@@ -60,6 +61,7 @@ impl ErrorCode {
             Self::EntityIsDeleted => "ENTITY_IS_DELETED",
             Self::DuplicateValue => "DUPLICATE_VALUE",
             Self::DuplicateExternalId => "DUPLICATE_EXTERNAL_ID",
+            Self::DuplicatesDetected => "DUPLICATES_DETECTED",
             Self::FieldCustomValidationException => "FIELD_CUSTOM_VALIDATION_EXCEPTION",
             Self::StringTooLong => "STRING_TOO_LONG",
             Self::InvalidEmailAddress => "INVALID_EMAIL_ADDRESS",
@@ -108,6 +110,8 @@ pub struct SfError {
     pub fields: Vec<String>,
     /// Usually `code.status()`; injected faults override it.
     pub status: StatusCode,
+    /// A duplicate rule's match details (`DUPLICATES_DETECTED` only).
+    pub duplicate_result: Option<serde_json::Value>,
 }
 
 impl SfError {
@@ -117,7 +121,13 @@ impl SfError {
             message: message.into(),
             fields: Vec::new(),
             status: code.status(),
+            duplicate_result: None,
         }
+    }
+
+    pub fn with_duplicate_result(mut self, result: serde_json::Value) -> Self {
+        self.duplicate_result = Some(result);
+        self
     }
 
     pub fn with_fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
@@ -201,6 +211,9 @@ struct RestError<'a> {
     error_code: &'static str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     fields: &'a [String],
+    /// Spelled as observed in real responses (crm-apis.md §2.7).
+    #[serde(rename = "duplicateResut", skip_serializing_if = "Option::is_none")]
+    duplicate_result: Option<&'a serde_json::Value>,
 }
 
 /// Per-item error inside sObject Collections results; note `statusCode`, not `errorCode`.
@@ -241,6 +254,7 @@ impl SfErrors {
                 message: &e.message,
                 error_code: e.code.as_str(),
                 fields: &e.fields,
+                duplicate_result: e.duplicate_result.as_ref(),
             })
             .collect()
     }

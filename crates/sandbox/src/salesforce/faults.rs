@@ -1,8 +1,9 @@
 //! Fault injection for REST calls, set through `/__sandbox/faults`.
 //!
 //! What it is: a full outage (every call 503), "the next N calls get 429", a random error rate
-//! with a chosen status, added latency, and the pause switch for change notifications. What it
-//! is not: a network fault simulator; connections are never dropped or stalled mid-response.
+//! with a chosen status, added latency, the pause switch for change notifications, and the
+//! after-write faults (a committed write whose answer is dropped, stalled or an error; see
+//! [`crate::kit::after_write`]). What it is not: a network fault simulator beyond those.
 
 use super::errors::{ErrorCode, SfError};
 use axum::http::StatusCode;
@@ -61,7 +62,7 @@ impl Inject for Faults {
 }
 
 /// A Salesforce-style error body for an injected status.
-fn error_for_status(status: StatusCode) -> SfError {
+pub fn error_for_status(status: StatusCode) -> SfError {
     let (code, message) = match status.as_u16() {
         401 => (ErrorCode::InvalidSessionId, "Session expired or invalid"),
         403 | 429 => (

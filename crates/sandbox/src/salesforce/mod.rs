@@ -6,17 +6,20 @@
 //! idle timeout, Contact sObject Rows and upsert by external id, sObject Collections, a small
 //! SOQL subset, `/limits` with `Sforce-Limit-Info` and the daily allowance, signed CDC-style
 //! change notifications to a webhook, and a control API under `/__sandbox/` for tests and
-//! benchmarks (faults, usage, simulated human edits, validation rules, counters).
+//! benchmarks (faults, usage, simulated human edits, validation rules, a duplicate rule on
+//! Email, counters, the write log).
 //!
 //! What it is not: a Salesforce emulator. Only Contact exists; there is no sharing model,
-//! describe, Bulk API, SOAP, Streaming/Pub-Sub, duplicate rules or formula-based validation
-//! rules (only "field contains text", see `validation`), and nothing is persisted. Where
+//! describe, Bulk API, SOAP, Streaming/Pub-Sub, fuzzy duplicate matching (only an exact-Email
+//! rule, see `duplicates`) or formula-based validation rules (only "field contains text", see
+//! `validation`), and nothing is persisted. As in a real org, Contact.Email is not unique; only
+//! the external id is. Where
 //! Salesforce's behaviour is not documented the choice is marked
 //! `[UNVERIFIED]` beside the code that makes it.
 //!
 //! Reading order: `routes` and `dispatch` (paths and the REST pipeline), `auth`/`jwt`,
 //! `sobjects`, `composite`, `soql`/`evaluate`/`query`, `store`/`change`/`fields`/`record`,
-//! `validation`, `notify`/`notifier`, `control`; `tests/` drives it all over HTTP.
+//! `validation`, `duplicates`, `notify`/`notifier`, `control`; `tests/` drives it all over HTTP.
 
 mod auth;
 mod change;
@@ -24,6 +27,7 @@ mod composite;
 mod control;
 mod counters;
 mod dispatch;
+mod duplicates;
 mod errors;
 mod evaluate;
 mod faults;

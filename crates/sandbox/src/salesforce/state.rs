@@ -23,9 +23,10 @@ use super::fields::Schema;
 use super::limits::Meter;
 use super::notify::{Outbox, Queued, Target};
 use super::query::Cursors;
-use super::store::{Actor, Change, Store, Undo};
+use super::store::{Actor, Change, ChangeType, Store, Undo};
 use super::validation::ValidationRules;
 use super::{ids, jwt};
+use crate::kit::writes::{Kind, Source, WriteLog, Written};
 
 /// Most recent changes kept for `/__sandbox/state`.
 const CHANGE_LOG_CAPACITY: usize = 10_000;
@@ -69,6 +70,8 @@ pub struct Sandbox {
     /// Certificate of the connected app for the JWT bearer flow; `None` disables the flow.
     pub jwt_certificate: Mutex<Option<CertificateDer<'static>>>,
     pub outbox: Outbox,
+    /// Every record version written, for `GET /__sandbox/writes`.
+    pub writes: Mutex<WriteLog>,
 }
 
 impl Sandbox {
@@ -108,6 +111,7 @@ impl Sandbox {
             changes: Mutex::new(VecDeque::new()),
             jwt_certificate: Mutex::new(jwt_certificate),
             outbox,
+            writes: Mutex::new(WriteLog::default()),
         };
         sb.seed();
         Ok((sb, rx, paused))
@@ -161,6 +165,7 @@ impl Sandbox {
         if changes.is_empty() {
             return;
         }
+        self.log_writes(changes);
         {
             let mut log = lock(&self.changes);
             for ch in changes {
@@ -181,19 +186,44 @@ impl Sandbox {
         self.outbox.publish(changes, &self.schema);
     }
 
-    /// Forgets records, validation rules, usage (and a changed allowance), faults, cursors, the
-    /// change log and queued notifications;
+    fn log_writes(&self, changes: &[Change]) {
+        let mut log = lock(&self.writes);
+        for ch in changes {
+            let source = if ch.actor.user_id == self.ui_user {
+                Source::Ui
+            } else {
+                Source::Integration
+            };
+            let kind = match ch.change_type {
+                ChangeType::Create => Kind::Created,
+                ChangeType::Update => Kind::Updated,
+                ChangeType::Delete => Kind::Deleted,
+            };
+            let values = ch.record.values.iter().map(|(k, v)| (k.clone(), v.clone()));
+            log.record(Written {
+                source,
+                record_id: ch.record.id.clone(),
+                kind,
+                values: values.collect(),
+            });
+        }
+    }
+
+    /// Forgets records, validation rules, the duplicate rule, usage (and a changed allowance), faults, cursors, the
+    /// change log, the write log and queued notifications;
     /// keeps sessions, counters, the webhook target and the id counter.
     pub fn reset(&self) {
         {
             let mut store = lock(&self.store);
             store.reset();
             store.set_rules(ValidationRules::default());
+            store.duplicates = Default::default();
         }
         *lock(&self.meter) = Meter::new(self.daily_limit);
         *lock(&self.faults) = Faults::default();
         *lock(&self.cursors) = Cursors::default();
         lock(&self.changes).clear();
+        lock(&self.writes).clear();
         self.outbox.discard_pending();
         self.outbox.set_paused(false);
         self.seed();

@@ -1,7 +1,8 @@
 //! The sandbox org's Contact records, in memory.
 //!
 //! What it is: create / update / delete with Salesforce's record rules (required `LastName`,
-//! the org's validation rules, unique external id among live records, recycle bin via
+//! the org's validation rules, unique external id among live records (Email is not unique, as
+//! in Salesforce; an optional duplicate rule in `duplicates.rs` blocks or flags it), recycle bin via
 //! `IsDeleted`, audit fields), an undo
 //! journal so an `allOrNone` collection request can be rolled back, and the [`Change`] each
 //! write produces for notifications. What it is not: request parsing or field validation (see
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use super::change::change;
 pub use super::change::{Actor, Change, ChangeType};
+use super::duplicates::DuplicateRule;
 use super::errors::{ErrorCode, SfError};
 use super::ids;
 use super::validation::ValidationRules;
@@ -62,6 +64,8 @@ pub struct Store {
     next_number: u64,
     /// Checked on every create and update; set through the control API.
     rules: ValidationRules,
+    /// The duplicate rule on Email, checked after the validation rules; off by default.
+    pub duplicates: DuplicateRule,
 }
 
 impl Store {
@@ -72,6 +76,7 @@ impl Store {
             external_field: external_field.to_string(),
             next_number: 0,
             rules: ValidationRules::default(),
+            duplicates: DuplicateRule::default(),
         }
     }
 
@@ -123,6 +128,8 @@ impl Store {
         }
         self.rules.check(&values)?;
         self.check_unique(values.get(&self.external_field), None)?;
+        self.duplicates
+            .check(&values, None, self.records.values())?;
         self.next_number += 1;
         let id = ids::mint(ids::CONTACT_PREFIX, self.next_number);
         let now = wire::now_seconds();
@@ -175,6 +182,8 @@ impl Store {
         }
         self.rules.check(&next.values)?;
         self.check_unique(next.values.get(&self.external_field), Some(key))?;
+        self.duplicates
+            .check(&next.values, Some(key), self.records.values())?;
         let now = wire::now_seconds();
         if next.last_modified_by != actor.user_id {
             changed.push("LastModifiedById".to_string());

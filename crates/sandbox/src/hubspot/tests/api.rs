@@ -258,3 +258,95 @@ async fn faults_force_429s_outages_and_reset_clears_them() {
     assert_eq!(sb.counters().await["calls_total"], 1);
     sb.stop().await;
 }
+
+/// One create under an after-write fault with a 1 s client: its status, or the error's text.
+async fn create_after_write(sb: &Sandbox, mode: &str, email: &str) -> Result<u16, String> {
+    let faults = json!({"after_write": mode, "after_write_count": 1, "after_write_stall_ms": 1500});
+    let set = sb
+        .control(Method::PUT, "/faults")
+        .json(&faults)
+        .send()
+        .await;
+    assert!(set.is_ok_and(|r| r.status().is_success()));
+    sb.api(Method::POST, "/crm/v3/objects/contacts")
+        .timeout(std::time::Duration::from_secs(1))
+        .json(&json!({"properties": {"email": email}}))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn after_write_faults_commit_the_write_and_lose_its_answer() {
+    let sb = Sandbox::default().await;
+    let dropped = create_after_write(&sb, "drop", "drop@example.com").await;
+    assert!(dropped.is_err(), "no answer expected: {dropped:?}");
+    let stalled = create_after_write(&sb, "stall", "stall@example.com").await;
+    assert!(
+        stalled.as_ref().is_err_and(|e| e.contains("TimedOut")),
+        "{stalled:?}"
+    );
+    let errored = create_after_write(&sb, "error", "error@example.com").await;
+    assert_eq!(errored, Ok(503));
+    // A write HubSpot refuses (the e-mail exists) committed nothing, so it is not hit.
+    let refused = create_after_write(&sb, "error", "error@example.com").await;
+    assert_eq!(refused, Ok(409));
+    let search = json!({"filterGroups": []});
+    let found = sb
+        .api(Method::POST, "/crm/v3/objects/contacts/search")
+        .json(&search)
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(found.status().as_u16(), 200, "a read is never hit");
+    let state = json_of(
+        sb.control(Method::GET, "/state")
+            .send()
+            .await
+            .expect("state"),
+    )
+    .await;
+    assert_eq!(
+        state["contacts"].as_array().map(Vec::len),
+        Some(3),
+        "{state}"
+    );
+    let counters = sb.counters().await;
+    assert_eq!(
+        counters["after_write_faults"],
+        json!({"drop": 1, "stall": 1, "error": 1})
+    );
+    // The write log holds each committed create, with the call that made it.
+    let writes = sb
+        .control(Method::GET, "/writes")
+        .send()
+        .await
+        .expect("writes");
+    let writes = json_of(writes).await["writes"].clone();
+    let seen: Vec<(String, String)> = writes
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|w| {
+            let call = format!(
+                "{} {} {}",
+                w["call"]["method"], w["call"]["path"], w["source"]
+            );
+            let what = format!("{} {}", w["kind"], w["values"]["email"]);
+            (call, what)
+        })
+        .collect();
+    let call = r#""POST" "/crm/v3/objects/contacts" "integration""#.to_owned();
+    let created = |email: &str| (call.clone(), format!(r#""created" "{email}""#));
+    let expected = ["drop@example.com", "stall@example.com", "error@example.com"].map(created);
+    assert_eq!(seen, expected);
+    let last = writes[2]["seq"].as_u64().expect("seq");
+    let later = sb
+        .control(Method::GET, &format!("/writes?since={last}"))
+        .send()
+        .await;
+    let later = json_of(later.expect("writes")).await;
+    assert_eq!(later["writes"], json!([]));
+    sb.stop().await;
+}

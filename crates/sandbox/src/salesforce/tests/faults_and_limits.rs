@@ -128,3 +128,92 @@ async fn injected_faults_answer_with_salesforce_style_errors() {
         (Some(1), Some(2))
     );
 }
+
+/// Sets the after-write fault for the next write and makes one create with a 1 s client.
+async fn create_after_write(h: &Harness, mode: &str, email: &str) -> Result<StatusCode, String> {
+    let faults = json!({"after_write": mode, "after_write_count": 1, "after_write_stall_ms": 1500});
+    h.control(Method::PUT, "faults", faults).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    client
+        .post(format!("{}/services/data/v62.0/sobjects/Contact/", h.base))
+        .bearer_auth(&h.token)
+        .json(&json!({"LastName": "Late", "Email": email}))
+        .send()
+        .await
+        .map(|r| r.status())
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn after_write_faults_commit_the_write_and_lose_its_answer() {
+    let h = Harness::start(SalesforceSandboxConfig::default()).await;
+    let dropped = create_after_write(&h, "drop", "drop@example.com").await;
+    assert!(dropped.is_err(), "no answer expected: {dropped:?}");
+    let stalled = create_after_write(&h, "stall", "stall@example.com").await;
+    assert!(
+        stalled.as_ref().is_err_and(|e| e.contains("TimedOut")),
+        "{stalled:?}"
+    );
+    let errored = create_after_write(&h, "error", "error@example.com").await;
+    assert_eq!(errored, Ok(StatusCode::SERVICE_UNAVAILABLE));
+    // The count is spent: the next write is answered.
+    assert_eq!(
+        h.api(
+            Method::POST,
+            "sobjects/Contact/",
+            Some(super::contact("Ok", "x@example.com"))
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+    // Reads are never hit, even with a rate of 1.
+    h.control(Method::PUT, "faults", json!({"after_write_rate": 1.0}))
+        .await;
+    let (status, _) = h.query("SELECT Id FROM Contact").await;
+    assert_eq!(status, StatusCode::OK);
+    h.control(Method::PUT, "faults", json!({"after_write": "off"}))
+        .await;
+    let (_, found) = h.query("SELECT Email FROM Contact").await;
+    assert_eq!(
+        found["totalSize"], 4,
+        "every faulted write was committed: {found}"
+    );
+    let counters = h.control(Method::GET, "counters", Value::Null).await;
+    assert_eq!(
+        counters["after_write_faults"],
+        json!({"drop": 1, "stall": 1, "error": 1})
+    );
+    h.control(
+        Method::POST,
+        "ui/contacts",
+        super::contact("Ui", "ui@example.com"),
+    )
+    .await;
+    let log = h.control(Method::GET, "writes?since=2", Value::Null).await;
+    let seen: Vec<String> = log["writes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let (call, values) = (&w["call"], &w["values"]);
+            let (method, path) = (&call["method"], &call["path"]);
+            format!(
+                "{} {method} {path} {} {}",
+                w["kind"], w["source"], values["Email"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            r#""created" "POST" "/services/data/v62.0/sobjects/Contact/" "integration" "error@example.com""#,
+            r#""created" "POST" "/services/data/v62.0/sobjects/Contact/" "integration" "x@example.com""#,
+            r#""created" "POST" "/__sandbox/ui/contacts" "ui" "ui@example.com""#,
+        ]
+    );
+}
