@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::batch::BATCH_MAX_INPUTS;
 use super::config::HubspotSandboxConfig;
 use super::counters::Counters;
 use super::delivery::{self, DeliveryContext, DeliverySettings};
@@ -20,6 +21,7 @@ use super::ratelimit::{Limits, RateLimiter};
 use super::schema::Schema;
 use super::store::{Change, Store};
 use super::webhooks::{ChangeSource, Disorder, Emitter, Identity, WebhookTarget};
+use crate::kit::batches::BatchCap;
 
 pub type AppState = Arc<Shared>;
 
@@ -30,6 +32,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub limiter: Mutex<RateLimiter>,
     pub faults: Mutex<Faults>,
+    /// Inputs per batch call: HubSpot's 100, or lower for a test.
+    pub batch_cap: Mutex<BatchCap>,
     pub counters: Arc<Mutex<Counters>>,
     pub webhooks: Emitter,
 }
@@ -66,6 +70,7 @@ impl Shared {
             store: Mutex::new(store),
             limiter: Mutex::new(RateLimiter::new(limits)),
             faults: Mutex::new(Faults::default()),
+            batch_cap: Mutex::new(BatchCap::vendor(BATCH_MAX_INPUTS)),
             counters,
             webhooks,
         })
@@ -85,12 +90,14 @@ impl Shared {
         self.webhooks.publish(changes, source, disorder);
     }
 
-    /// Control-API reset: no records, counters, usage, faults or queued events.
+    /// Control-API reset: no records, counters, usage, faults or queued events; HubSpot's
+    /// batch cap.
     pub fn reset(&self) {
         lock(&self.store).clear();
         *lock(&self.counters) = Counters::default();
         lock(&self.limiter).reset();
         *lock(&self.faults) = Faults::default();
+        *lock(&self.batch_cap) = BatchCap::vendor(BATCH_MAX_INPUTS);
         self.webhooks.set_paused(false);
         self.webhooks.clear();
     }
