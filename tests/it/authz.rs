@@ -1,5 +1,5 @@
 //! Scoped keys, per-key limits and the audit log, black-box: a read-only key reads and changes
-//! nothing, a key over its rate or in-flight cap gets 429 while another key is served, admin
+//! nothing (nor does an unknown key), a key over its rate or in-flight cap gets 429 while another key is served, admin
 //! replays and discards leave rows in `GET /admin/audit`, and a failed authentication leaves an
 //! audit event in the log of a `syncroot api` process.
 //!
@@ -30,23 +30,6 @@ fn with_env(mut opts: Options, env: &[(&str, &str)]) -> Options {
     opts
 }
 
-/// Messages waiting in every contact-change queue.
-async fn queued(app: &TestApp) -> u32 {
-    let topo = app.topology();
-    let mut n = 0;
-    for s in 0..app.cfg.queue.shards {
-        n += app.queue_depth(&topo.shard_queue(s)).await;
-    }
-    n
-}
-
-async fn rows(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted_or_queued() {
     // No forwarder: what the API published stays in the queues, countable.
@@ -58,12 +41,15 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
     let id = app
         .create(json!({"email": "ada@example.com", "first_name": "Ada"}))
         .await;
-    let (heads, versions, messages) = (
-        rows(&app, "contact_heads").await,
-        rows(&app, "contact_versions").await,
-        queued(&app).await,
+    let before = app.footprint().await;
+    assert_eq!(
+        (
+            before.tables["contact_heads"].count,
+            before.messages_total()
+        ),
+        (1, 1),
+        "the write key's create"
     );
-    assert_eq!((heads, messages), (1, 1), "the write key's create");
 
     let read = |method: Method, path: &str| {
         app.http
@@ -89,7 +75,7 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
         ),
         (Method::DELETE, format!("/contacts/{id}"), None),
     ];
-    for (method, path, body) in writes {
+    for (method, path, body) in writes.clone() {
         let mut req = read(method.clone(), &path);
         if let Some(b) = body {
             req = req.json(&b);
@@ -110,9 +96,24 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
         );
     }
     // Nothing of the refused writes reached Postgres or RabbitMQ.
-    assert_eq!(rows(&app, "contact_heads").await, heads);
-    assert_eq!(rows(&app, "contact_versions").await, versions);
-    assert_eq!(queued(&app).await, messages);
+    app.assert_unchanged(&before, "writes with a read key")
+        .await;
+    // Nor of the same writes with an unknown key, or none.
+    for (method, path, body) in writes {
+        for key in [Some("not-a-key-0123456789"), None] {
+            let mut req = app.http.request(method.clone(), app.url(&path));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} with {key:?}");
+        }
+    }
+    app.assert_unchanged(&before, "writes with an unknown key or none")
+        .await;
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
     assert_eq!(c["first_name"], "Ada");
     assert_eq!(c["version"], 1);
