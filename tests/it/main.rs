@@ -24,5 +24,6 @@ mod openapi;
 mod ordering;
 mod outbound_message;
 mod production;
+mod refused_publish;
 mod salesforce_client;
 mod two_way;

@@ -8,6 +8,9 @@
 //! runs without forwarders (`Options { forwarders: 0, .. }`): what the API publishes stays
 //! ready and countable, where a forwarder could hold it unacknowledged, not yet persisted.
 //!
+//! With forwarders running, [`TestApp::wait_forwarded`] waits for their acknowledgements
+//! (counted in the process's metrics) before a footprint is read.
+//!
 //! Not here: the CRMs' side; the sandboxes' own counters tell what reached them.
 
 use std::collections::BTreeMap;
@@ -15,7 +18,7 @@ use std::collections::BTreeMap;
 use lapin::options::QueueDeclareOptions;
 use lapin::{Connection, ConnectionProperties};
 
-use crate::{AMQP, TestApp};
+use crate::{AMQP, TestApp, eventually};
 
 /// The tables a write to a contact can touch: the accepted heads, the applied contacts, the
 /// idempotency records, the history, the CRM links and the dead letters.
@@ -138,5 +141,31 @@ impl TestApp {
                 "{what}: table {table} changed"
             );
         }
+    }
+}
+
+impl TestApp {
+    /// Messages of this app's queues that its in-process forwarders have settled (acknowledged
+    /// after applying or skipping them, sent to a retry tier or dead-lettered), from the
+    /// process's metrics: a settlement is counted once the broker took the acknowledgement, and
+    /// the queue label carries this app's prefix, so other tests' apps do not count.
+    pub fn forwarded(&self) -> u64 {
+        let queue = format!("queue=\"{}.", self.cfg.queue.prefix);
+        let total: f64 = syncroot::metrics::render()
+            .lines()
+            .filter(|l| l.starts_with(syncroot::metrics::MESSAGES))
+            .filter(|l| l.contains("role=\"forwarder\"") && l.contains(&queue))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        total as u64
+    }
+
+    /// Waits until the forwarders have settled `n` messages of this app in all.
+    pub async fn wait_forwarded(&self, n: u64) {
+        eventually(
+            &format!("the forwarders to settle {n} messages"),
+            || async { (self.forwarded() >= n).then_some(()) },
+        )
+        .await;
     }
 }
