@@ -416,16 +416,6 @@ impl TestApp {
         q.message_count()
     }
 
-    /// Messages in `queue` that are ready or delivered and not yet acknowledged, as the broker
-    /// counts them (see [`footprint::broker_queues`]). Zero means everything published was
-    /// settled.
-    pub async fn queue_unsettled(&self, queue: &str) -> u64 {
-        footprint::broker_queues()
-            .await
-            .remove(queue)
-            .unwrap_or_else(|| panic!("the broker lists no queue {queue}"))
-    }
-
     /// Stops the application (as SIGTERM would) and waits for every task to finish.
     pub async fn stop(&mut self) {
         self.shutdown.cancel();
