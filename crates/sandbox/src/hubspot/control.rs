@@ -1,8 +1,8 @@
 //! The control API under `/__sandbox/`: inspect and reset state, simulate edits made by a
-//! person in the CRM UI, inject faults, change quotas and the webhook target, and read the
-//! usage counters. It needs the control token
-//! (`X-Sandbox-Token`, see [`crate::kit::control`]), not the HubSpot token; it is never
-//! rate-limited and is not counted.
+//! person in the CRM UI, inject faults, change quotas, the batch cap and the webhook target,
+//! and read the usage counters. It needs the control token (`X-Sandbox-Token`, see
+//! [`crate::kit::control`]), not the HubSpot token; it is never rate-limited and is not
+//! counted.
 //!
 //! The paths and bodies match the Salesforce sandbox's control API.
 

@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules, set usage, expire sessions, point the
-//! webhook and the Outbound Message endpoint, read counters.
+//! Lightning, inject faults, set validation rules, set usage and the batch cap, expire
+//! sessions, point the webhook and the Outbound Message endpoint, read counters.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
 //! session; they are not counted and are never faulted. Paths and shapes are
