@@ -1,5 +1,6 @@
 //! Scoped keys, per-key limits and the audit log, black-box: a read-only key reads and changes
-//! nothing, a key over its rate or in-flight cap gets 429 while another key is served, admin
+//! nothing (nor does an unknown key), one Idempotency-Key used by two keys replays neither's
+//! answer to the other, a key over its rate or in-flight cap gets 429 while another key is served, admin
 //! replays and discards leave rows in `GET /admin/audit`, and a failed authentication leaves an
 //! audit event in the log of a `syncroot api` process.
 //!
@@ -30,23 +31,6 @@ fn with_env(mut opts: Options, env: &[(&str, &str)]) -> Options {
     opts
 }
 
-/// Messages waiting in every contact-change queue.
-async fn queued(app: &TestApp) -> u32 {
-    let topo = app.topology();
-    let mut n = 0;
-    for s in 0..app.cfg.queue.shards {
-        n += app.queue_depth(&topo.shard_queue(s)).await;
-    }
-    n
-}
-
-async fn rows(app: &TestApp, table: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted_or_queued() {
     // No forwarder: what the API published stays in the queues, countable.
@@ -58,12 +42,15 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
     let id = app
         .create(json!({"email": "ada@example.com", "first_name": "Ada"}))
         .await;
-    let (heads, versions, messages) = (
-        rows(&app, "contact_heads").await,
-        rows(&app, "contact_versions").await,
-        queued(&app).await,
+    let before = app.footprint().await;
+    assert_eq!(
+        (
+            before.tables["contact_heads"].count,
+            before.messages_total()
+        ),
+        (1, 1),
+        "the write key's create"
     );
-    assert_eq!((heads, messages), (1, 1), "the write key's create");
 
     let read = |method: Method, path: &str| {
         app.http
@@ -89,7 +76,7 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
         ),
         (Method::DELETE, format!("/contacts/{id}"), None),
     ];
-    for (method, path, body) in writes {
+    for (method, path, body) in writes.clone() {
         let mut req = read(method.clone(), &path);
         if let Some(b) = body {
             req = req.json(&b);
@@ -110,9 +97,24 @@ async fn a_read_only_key_reads_but_every_write_is_a_403_and_nothing_is_persisted
         );
     }
     // Nothing of the refused writes reached Postgres or RabbitMQ.
-    assert_eq!(rows(&app, "contact_heads").await, heads);
-    assert_eq!(rows(&app, "contact_versions").await, versions);
-    assert_eq!(queued(&app).await, messages);
+    app.assert_unchanged(&before, "writes with a read key")
+        .await;
+    // Nor of the same writes with an unknown key, or none.
+    for (method, path, body) in writes {
+        for key in [Some("not-a-key-0123456789"), None] {
+            let mut req = app.http.request(method.clone(), app.url(&path));
+            if let Some(k) = key {
+                req = req.bearer_auth(k);
+            }
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} with {key:?}");
+        }
+    }
+    app.assert_unchanged(&before, "writes with an unknown key or none")
+        .await;
     let c: Value = app.get_contact(&id).await.json().await.unwrap();
     assert_eq!(c["first_name"], "Ada");
     assert_eq!(c["version"], 1);
@@ -135,6 +137,53 @@ async fn two_keys(env: &[(&str, &str)]) -> TestApp {
     let keys = format!("{KEY},{OTHER_KEY}");
     let opts = with_env(Options::default(), &[("SYNCROOT_API_KEYS", &keys)]);
     TestApp::spawn_with(with_env(opts, env)).await
+}
+
+/// Posts `body` as the holder of `key` with Idempotency-Key `idem`: status, replayed, body.
+async fn post_as(app: &TestApp, key: &str, idem: &str, body: &Value) -> (u16, bool, Value) {
+    let r = app
+        .http
+        .post(app.url("/contacts"))
+        .bearer_auth(key)
+        .header("idempotency-key", idem)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let replayed = r.headers().get("idempotent-replayed").is_some();
+    (r.status().as_u16(), replayed, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn one_idempotency_key_used_by_two_api_keys_never_replays_one_callers_answer_to_the_other() {
+    let app = two_keys(&[]).await;
+    let (ada, eve) = (
+        json!({"email": "ada@example.com"}),
+        json!({"email": "eve@example.com"}),
+    );
+    let (status, replayed, first) = post_as(&app, KEY, "order-1", &ada).await;
+    assert_eq!((status, replayed), (202, false), "{first}");
+    // The other caller sending the same body under the same key is not answered with the
+    // first caller's contact: its request is its own (refused only for the e-mail in use).
+    let (status, replayed, p) = post_as(&app, OTHER_KEY, "order-1", &ada).await;
+    assert_eq!((status, replayed), (409, false), "{p}");
+    assert_eq!(p["type"], "urn:syncroot:problem:email-taken", "{p}");
+    // And another body under that key is neither a replay nor a conflict with a body it
+    // never sent.
+    let (status, replayed, other) = post_as(&app, OTHER_KEY, "order-1", &eve).await;
+    assert_eq!((status, replayed), (202, false), "{other}");
+    assert_ne!(other["id"], first["id"]);
+    // Each caller's own retry replays its own answer.
+    for (key, body, answer) in [(KEY, &ada, &first), (OTHER_KEY, &eve, &other)] {
+        let (status, replayed, again) = post_as(&app, key, "order-1", body).await;
+        assert_eq!((status, replayed), (202, true), "{again}");
+        assert_eq!(again["id"], answer["id"]);
+    }
+    let heads: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_heads")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(heads, 2);
 }
 
 #[tokio::test]

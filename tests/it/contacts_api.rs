@@ -2,7 +2,7 @@
 
 use syncroot_testkit as common;
 
-use common::{KEY, TestApp, eventually};
+use common::{KEY, Options, TestApp, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -158,10 +158,20 @@ fn pointers(problem: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An app without forwarders: what the API publishes stays ready in the queues, so a test
+/// can prove a refused request queued nothing (see `testkit::footprint`).
+fn no_forwarder() -> Options {
+    Options {
+        forwarders: 0,
+        ..Options::default()
+    }
+}
+
 #[tokio::test]
 async fn every_bad_request_gets_a_problem_document_naming_what_is_wrong() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(no_forwarder()).await;
     let existing = app.create(json!({"email": "taken@example.com"})).await;
+    let before = app.footprint().await;
     let post = || {
         app.authed(Method::POST, "/contacts")
             .header("content-type", "application/json")
@@ -316,6 +326,8 @@ async fn every_bad_request_gets_a_problem_document_naming_what_is_wrong() {
                 "{name}: pointer {p:?} missing in {body}"
             );
         }
+        // Refused: nothing persisted, nothing queued.
+        app.assert_unchanged(&before, name).await;
     }
     let (_, _, conflict) = send(post().body(r#"{"email": "taken@example.com"}"#)).await;
     assert_eq!(conflict["existing_id"], existing.as_str());
@@ -323,7 +335,7 @@ async fn every_bad_request_gets_a_problem_document_naming_what_is_wrong() {
 
 #[tokio::test]
 async fn contacts_need_a_valid_bearer_key_and_health_routes_do_not() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(no_forwarder()).await;
     let no_key = app.http.get(app.url("/contacts")).send().await.unwrap();
     assert_eq!(no_key.status(), 401);
     assert_eq!(no_key.headers()["www-authenticate"], "Bearer");
@@ -343,6 +355,7 @@ async fn contacts_need_a_valid_bearer_key_and_health_routes_do_not() {
         .await
         .unwrap();
     assert_eq!(basic.status(), 401);
+    let before = app.footprint().await;
     let write = app
         .http
         .post(app.url("/contacts"))
@@ -351,6 +364,7 @@ async fn contacts_need_a_valid_bearer_key_and_health_routes_do_not() {
         .await
         .unwrap();
     assert_eq!(write.status(), 401);
+    app.assert_unchanged(&before, "a write without a key").await;
     for open in ["/healthz", "/readyz", "/openapi.json", "/docs"] {
         assert_eq!(
             app.http.get(app.url(open)).send().await.unwrap().status(),
@@ -528,7 +542,8 @@ async fn the_history_lists_every_version_with_its_origin_and_changed_fields() {
 
 #[tokio::test]
 async fn names_with_bidi_overrides_or_zero_width_characters_get_a_422_naming_the_field() {
-    let mut app = TestApp::spawn().await;
+    let mut app = TestApp::spawn_with(no_forwarder()).await;
+    let before = app.footprint().await;
     for (field, value) in [
         ("first_name", "Ada\u{202E}ecalevoL"),
         ("last_name", "Love\u{200B}lace"),
@@ -550,6 +565,7 @@ async fn names_with_bidi_overrides_or_zero_width_characters_get_a_422_naming_the
             message.contains("control or invisible formatting characters"),
             "{problem}"
         );
+        app.assert_unchanged(&before, field).await;
     }
     app.stop().await;
 }

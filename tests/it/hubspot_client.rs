@@ -342,20 +342,25 @@ async fn a_linked_record_deleted_in_hubspot_is_reported_gone_not_recreated() {
 }
 
 #[tokio::test]
-async fn two_hundred_and_fifty_contacts_take_three_calls_of_at_most_one_hundred() {
+async fn two_hundred_and_fifty_contacts_in_one_call_go_out_in_three_batches_within_the_cap() {
     let sb = Sandbox::start().await;
     let client = sb.client();
     assert_eq!(client.batch_cap(), 100);
     let items: Vec<_> = (0..250)
         .map(|n| live(contact(&format!("c{n}@example.com"), "C")))
         .collect();
-    for batch in items.chunks(client.batch_cap()) {
-        let outcomes = client.sync(batch).await.unwrap();
-        assert!(outcomes.iter().all(|o| !synced(o).is_empty()));
-    }
+    // More than the cap in one call: splitting it is the client's job.
+    let outcomes = client.sync(&items).await.unwrap();
+    assert!(outcomes.iter().all(|o| !synced(o).is_empty()));
+    // What the sandbox received, refused calls included.
     let counters = sb.control(Method::GET, "/counters", None).await;
-    assert_eq!(counters["calls"][UPSERT], 3);
-    assert_eq!(counters["records_per_call"][UPSERT]["max"], 100);
+    let tally = &counters["batches"][UPSERT];
+    assert!(tally["max_records"].as_u64().unwrap() <= 100, "{tally}");
+    assert_eq!(tally["refused_oversized"], 0, "{tally}");
+    assert_eq!(
+        (&tally["calls"], &tally["records"]),
+        (&json!(3), &json!(250))
+    );
     assert_eq!(sb.live().await.len(), 250);
 }
 
@@ -640,10 +645,14 @@ async fn fetch_of_more_than_one_hundred_ids_takes_several_calls_of_at_most_one_h
     assert_eq!(records.len(), 150);
     let counters = sb.control(Method::GET, "/counters", None).await;
     assert_eq!(counters["calls"][READ], 2);
-    let tally = &counters["records_per_call"][READ];
+    let tally = &counters["batches"][READ];
     assert_eq!(
-        (tally["sum"].as_u64(), tally["max"].as_u64()),
-        (Some(150), Some(100))
+        (
+            &tally["records"],
+            &tally["max_records"],
+            &tally["refused_oversized"]
+        ),
+        (&json!(150), &json!(100), &json!(0))
     );
 }
 

@@ -25,6 +25,7 @@ mod openapi;
 mod ordering;
 mod outbound_message;
 mod production;
+mod refused_publish;
 mod salesforce_client;
 mod stale;
 mod two_way;

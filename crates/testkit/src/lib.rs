@@ -7,12 +7,14 @@
 
 pub mod control;
 pub mod dlq;
+pub mod footprint;
 pub mod install;
 pub mod process;
 pub mod proxy;
 pub mod roles;
 
 pub use control::{Control, free_port, http_client};
+pub use footprint::Footprint;
 pub use install::Installation;
 
 use std::future::Future;
@@ -412,34 +414,6 @@ impl TestApp {
             .unwrap();
         let _ = conn.close(200, "bye".into()).await;
         q.message_count()
-    }
-
-    /// Messages in `queue` that are ready or delivered and not yet acknowledged, as the broker
-    /// counts them (`rabbitmqctl`: AMQP itself reports only ready ones, so a message a consumer
-    /// is still working on would look gone). Zero means everything published was settled.
-    pub async fn queue_unsettled(&self, queue: &str) -> u64 {
-        let out = tokio::process::Command::new("rabbitmqctl")
-            .args([
-                "-q",
-                "list_queues",
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-            ])
-            .output()
-            .await
-            .expect("rabbitmqctl runs (make services installs RabbitMQ)");
-        assert!(out.status.success(), "rabbitmqctl list_queues failed");
-        let listing = String::from_utf8_lossy(&out.stdout);
-        let row = listing
-            .lines()
-            .map(|line| line.split('\t').collect::<Vec<_>>())
-            .find(|cols| cols.first() == Some(&queue))
-            .unwrap_or_else(|| panic!("the broker lists no queue {queue}"));
-        row[1..]
-            .iter()
-            .map(|n| n.trim().parse::<u64>().expect("a message count"))
-            .sum()
     }
 
     /// Stops the application (as SIGTERM would) and waits for every task to finish.

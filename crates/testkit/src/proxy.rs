@@ -1,11 +1,14 @@
 //! A TCP proxy that a test can cut and restore, to take a service "down" for one test only
-//! without touching the shared service; and a TLS front that terminates TLS with a test's own
+//! without touching the shared service, or stall, to hold back what the service answers (a
+//! broker whose confirms never come); and a TLS front that terminates TLS with a test's own
 //! certificate and forwards in clear (the shared RabbitMQ as an `amqps://` broker).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -13,6 +16,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     down: Arc<AtomicBool>,
     cut: watch::Sender<u64>,
+    /// While true, what the service sends is held back (the client's bytes still go through).
+    stalled: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -23,26 +28,35 @@ impl Proxy {
         let down = Arc::new(AtomicBool::new(false));
         let (cut, _) = watch::channel(0u64);
         let target = target.to_owned();
-        let (d, c) = (down.clone(), cut.clone());
+        let (stalled, _) = watch::channel(false);
+        let (d, c, st) = (down.clone(), cut.clone(), stalled.clone());
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if d.load(Ordering::SeqCst) {
                     continue; // dropped: connection refused in effect
                 }
                 let target = target.clone();
-                let mut cut_rx = c.subscribe();
+                let (mut cut_rx, held) = (c.subscribe(), st.subscribe());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                    let Ok(outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
+                    let (client_rx, client_tx) = inbound.into_split();
+                    let (service_rx, service_tx) = outbound.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(client_rx, service_tx, None) => {}
+                        _ = pump(service_rx, client_tx, Some(held)) => {}
                         _ = cut_rx.changed() => {}
                     }
                 });
             }
         });
-        Self { addr, down, cut }
+        Self {
+            addr,
+            down,
+            cut,
+            stalled,
+        }
     }
 
     /// Severs every open connection and refuses new ones.
@@ -53,6 +67,43 @@ impl Proxy {
 
     pub fn bring_up(&self) {
         self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// Holds back everything the service sends on open connections, which stay open: the
+    /// client's requests arrive, their answers (a broker's confirms) do not, until [`resume`].
+    ///
+    /// [`resume`]: Proxy::resume
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Delivers what was held back and forwards as before.
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
+}
+
+/// Copies `from` to `to` until either side ends; with `held`, bytes read while it is true
+/// are written only once it is false again.
+async fn pump(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    mut held: Option<watch::Receiver<bool>>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if let Some(held) = held.as_mut()
+            && held.wait_for(|stalled| !stalled).await.is_err()
+        {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 

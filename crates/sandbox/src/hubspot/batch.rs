@@ -10,14 +10,15 @@ use std::collections::{BTreeMap, HashSet};
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, RawQuery, State};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::counters::RecordsCarried;
 use super::errors::ApiError;
 use super::extract::HubJson;
+use super::gate::route_key;
 use super::schema::Schema;
 use super::state::{AppState, lock};
 use super::store::{Change, Store};
@@ -32,14 +33,22 @@ pub const BATCH_MAX_INPUTS: usize = 100;
 
 type Handled = Result<Response, ApiError>;
 
-/// Refuses oversized batches before anything is looked at.
-pub fn check_size(inputs: usize) -> Result<(), ApiError> {
-    if inputs > BATCH_MAX_INPUTS {
-        return Err(ApiError::validation(format!(
-            "Batch input size {inputs} exceeds the limit of {BATCH_MAX_INPUTS} inputs per request"
-        )));
+/// Counts the call in the batch tally (refused or not) and refuses it when it carries more
+/// inputs than the cap (HubSpot's 100, or a lower one a test set), before anything is looked at.
+fn admit(state: &AppState, matched: &MatchedPath, inputs: usize) -> Result<(), ApiError> {
+    let route = route_key(&Method::POST, Some(matched.as_str()));
+    let cap = lock(&state.batch_cap).batch_cap;
+    if lock(&state.counters).batches.admit(&route, inputs, cap) {
+        return Ok(());
     }
-    Ok(())
+    Err(oversized(inputs, cap))
+}
+
+/// HubSpot's answer to a batch over the cap: a 400 `VALIDATION_ERROR`.
+fn oversized(inputs: usize, cap: usize) -> ApiError {
+    ApiError::validation(format!(
+        "Batch input size {inputs} exceeds the limit of {cap} inputs per request"
+    ))
 }
 
 /// Ids that repeat within one batch, as HubSpot refuses them for update and upsert.
@@ -148,10 +157,11 @@ fn respond(
 
 pub async fn create(
     State(state): State<AppState>,
+    matched: MatchedPath,
     HubJson(body): HubJson<BatchIn<WriteInput>>,
 ) -> Handled {
     let started = Utc::now();
-    check_size(body.inputs.len())?;
+    admit(&state, &matched, body.inputs.len())?;
     let multi = wants_multi_status(&body.inputs);
     let schema = state.schema.clone();
     let applied = apply(&state, &body.inputs, multi, |store, input, now| {
@@ -172,10 +182,11 @@ pub async fn create(
 
 pub async fn update(
     State(state): State<AppState>,
+    matched: MatchedPath,
     HubJson(body): HubJson<BatchIn<WriteInput>>,
 ) -> Handled {
     let started = Utc::now();
-    check_size(body.inputs.len())?;
+    admit(&state, &matched, body.inputs.len())?;
     check_distinct(body.inputs.iter().filter_map(|i| i.id.as_deref()))?;
     let multi = wants_multi_status(&body.inputs);
     let schema = state.schema.clone();
@@ -209,10 +220,11 @@ pub async fn update(
 /// email as the idProperty", so an email-keyed batch is always all-or-nothing.
 pub async fn upsert(
     State(state): State<AppState>,
+    matched: MatchedPath,
     HubJson(body): HubJson<BatchIn<WriteInput>>,
 ) -> Handled {
     let started = Utc::now();
-    check_size(body.inputs.len())?;
+    admit(&state, &matched, body.inputs.len())?;
     check_distinct(body.inputs.iter().filter_map(|i| i.id.as_deref()))?;
     let fallback = body.id_property.clone();
     let id_property_of = |i: &WriteInput| i.id_property.clone().or_else(|| fallback.clone());
@@ -268,11 +280,12 @@ fn upsert_one(
 /// Missing ids are reported together in one 207 `OBJECT_NOT_FOUND` error.
 pub async fn read(
     State(state): State<AppState>,
+    matched: MatchedPath,
     RawQuery(raw): RawQuery,
     HubJson(body): HubJson<BatchIn<IdInput>>,
 ) -> Handled {
     let started = Utc::now();
-    check_size(body.inputs.len())?;
+    admit(&state, &matched, body.inputs.len())?;
     let archived = ReadQuery::parse(raw.as_deref()).archived;
     let selection = Selection::from_request(body.properties);
     let store = lock(&state.store);
@@ -314,9 +327,10 @@ pub async fn read(
 /// 204 without a body; unknown ids are ignored.
 pub async fn archive(
     State(state): State<AppState>,
+    matched: MatchedPath,
     HubJson(body): HubJson<BatchIn<IdInput>>,
 ) -> Handled {
-    check_size(body.inputs.len())?;
+    admit(&state, &matched, body.inputs.len())?;
     let now = Utc::now();
     let changes: Vec<_> = {
         let mut store = lock(&state.store);
@@ -336,14 +350,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_of_more_than_100_are_validation_errors() {
-        assert!(check_size(100).is_ok());
-        let err = check_size(101).err();
-        assert_eq!(
-            err.as_ref().map(|e| e.status),
-            Some(StatusCode::BAD_REQUEST)
+    fn oversized_batches_are_validation_errors() {
+        let err = oversized(101, BATCH_MAX_INPUTS);
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.body.category, Some("VALIDATION_ERROR"));
+        assert!(
+            err.body.message.contains("limit of 100"),
+            "{}",
+            err.body.message
         );
-        assert_eq!(err.and_then(|e| e.body.category), Some("VALIDATION_ERROR"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset state, simulate edits made by a
-//! person in the CRM UI, inject faults, change quotas and the webhook target, and read the
-//! usage counters and the write log. It needs the control token
+//! person in the CRM UI, inject faults, change quotas, the batch cap and the webhook target,
+//! and read the usage counters and the write log. It needs the control token
 //! (`X-Sandbox-Token`, see [`crate::kit::control`]), not the HubSpot token; it is never
 //! rate-limited and is not counted.
 //!
@@ -13,16 +13,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::counters::Counters;
 use super::errors::ApiError;
 use super::extract::HubJson;
 use super::faults::FaultsPatch;
+use super::ratelimit::Limits;
 use super::state::{AppState, lock};
 use super::webhooks::ChangeSource;
 use super::wire::{PropertiesIn, Selection, contact_out, stringify};
+use crate::kit::batches::BatchCap;
 use crate::kit::control::{self, ControlToken};
 use crate::kit::writes::SinceQuery;
 
@@ -162,27 +164,49 @@ async fn put_faults(State(state): State<AppState>, Json(patch): Json<FaultsPatch
     Json(snapshot).into_response()
 }
 
-/// Partial update of the quotas; usage so far is kept.
+/// Partial update of the quotas and the batch cap; usage so far is kept.
 #[derive(Debug, Deserialize)]
 struct LimitsPatch {
     burst_limit: Option<u32>,
     daily_limit: Option<u32>,
     search_limit_per_second: Option<u32>,
+    /// Inputs per batch call, 1 to HubSpot's 100 (see [`crate::kit::batches`]).
+    batch_cap: Option<usize>,
+}
+
+/// The quotas and the batch cap, in one object.
+#[derive(Serialize)]
+struct LimitsOut {
+    #[serde(flatten)]
+    quotas: Limits,
+    #[serde(flatten)]
+    batches: BatchCap,
 }
 
 async fn get_limits(State(state): State<AppState>) -> Response {
-    Json(lock(&state.limiter).limits).into_response()
+    let quotas = lock(&state.limiter).limits;
+    let batches = *lock(&state.batch_cap);
+    Json(LimitsOut { quotas, batches }).into_response()
 }
 
 async fn put_limits(State(state): State<AppState>, Json(patch): Json<LimitsPatch>) -> Response {
-    let mut limiter = lock(&state.limiter);
-    let limits = &mut limiter.limits;
-    limits.burst_limit = patch.burst_limit.unwrap_or(limits.burst_limit);
-    limits.daily_limit = patch.daily_limit.unwrap_or(limits.daily_limit);
-    limits.search_limit_per_second = patch
-        .search_limit_per_second
-        .unwrap_or(limits.search_limit_per_second);
-    Json(limiter.limits).into_response()
+    {
+        let mut cap = lock(&state.batch_cap);
+        if let Some(problem) = cap.problem(patch.batch_cap) {
+            return control::problem(problem);
+        }
+        cap.set(patch.batch_cap);
+    }
+    {
+        let mut limiter = lock(&state.limiter);
+        let limits = &mut limiter.limits;
+        limits.burst_limit = patch.burst_limit.unwrap_or(limits.burst_limit);
+        limits.daily_limit = patch.daily_limit.unwrap_or(limits.daily_limit);
+        limits.search_limit_per_second = patch
+            .search_limit_per_second
+            .unwrap_or(limits.search_limit_per_second);
+    }
+    get_limits(State(state)).await
 }
 
 /// `url`: a string sets the target, `null` or `""` stops deliveries, absent keeps it.

@@ -1,5 +1,6 @@
 //! Usage counters the control API exposes, so a benchmark can see how the client used the
-//! API: calls per route template, records carried per call, refusals and webhook deliveries.
+//! API: calls per route template, records carried per call, every batch call (refused ones
+//! too, see [`crate::kit::batches`]), refusals and webhook deliveries.
 //!
 //! Only API traffic is counted; control-API calls never are.
 
@@ -7,14 +8,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// How many records the calls of one route carried (batch inputs, or 1 for single-record
-/// writes), so `sum / count` is the mean batch fill.
+use crate::kit::batches::BatchCalls;
+
+/// How many records the successful calls of one route carried (batch inputs, or 1 for
+/// single-record writes). What a client sent, refused calls included, is [`BatchCalls`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RecordsTally {
     pub count: u64,
     pub sum: u64,
     pub max: u64,
-    pub mean: f64,
 }
 
 /// Response extension a handler sets to report how many records its call carried.
@@ -28,8 +30,10 @@ pub struct Counters {
     pub calls_total: u64,
     /// Records accepted by successful create, update, upsert and archive calls.
     pub records_written: u64,
-    /// Per route, for calls that reached their handler.
+    /// Per route, for calls their handler answered with success.
     pub records_per_call: BTreeMap<String, RecordsTally>,
+    /// Every call of a batch endpoint that passed the gate, refused or not.
+    pub batches: BatchCalls,
     /// 429s, whether from the quotas or from `force_429`.
     pub rate_limited: u64,
     /// Failures injected by `error_rate` or `outage`.
@@ -60,8 +64,6 @@ impl Counters {
         tally.count += 1;
         tally.sum += n;
         tally.max = tally.max.max(n);
-        // Lossy only beyond 2^53 records, far past anything a sandbox sees.
-        tally.mean = tally.sum as f64 / tally.count as f64;
     }
 }
 
@@ -70,12 +72,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_per_call_tracks_mean_fill() {
+    fn records_per_call_tracks_sum_and_maximum() {
         let mut c = Counters::default();
         c.count_records("POST /x", 100);
         c.count_records("POST /x", 50);
         let t = &c.records_per_call["POST /x"];
         assert_eq!((t.count, t.sum, t.max), (2, 150, 100));
-        assert!((t.mean - 75.0).abs() < f64::EPSILON);
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::batch::BATCH_MAX_INPUTS;
 use super::config::HubspotSandboxConfig;
 use super::counters::Counters;
 use super::delivery::{self, DeliveryContext, DeliverySettings};
@@ -21,6 +22,7 @@ use super::schema::Schema;
 use super::store::{Change, ChangeKind, Store};
 use super::webhooks::{ChangeSource, Disorder, Emitter, Identity, WebhookTarget};
 use crate::kit::writes::{Kind, Source, WriteLog, Written};
+use crate::kit::batches::BatchCap;
 
 pub type AppState = Arc<Shared>;
 
@@ -31,6 +33,8 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub limiter: Mutex<RateLimiter>,
     pub faults: Mutex<Faults>,
+    /// Inputs per batch call: HubSpot's 100, or lower for a test.
+    pub batch_cap: Mutex<BatchCap>,
     pub counters: Arc<Mutex<Counters>>,
     pub webhooks: Emitter,
     /// Every record version written, for `GET /__sandbox/writes`.
@@ -69,6 +73,7 @@ impl Shared {
             store: Mutex::new(store),
             limiter: Mutex::new(RateLimiter::new(limits)),
             faults: Mutex::new(Faults::default()),
+            batch_cap: Mutex::new(BatchCap::vendor(BATCH_MAX_INPUTS)),
             counters,
             webhooks,
             writes: Mutex::new(WriteLog::default()),
@@ -130,13 +135,15 @@ impl Shared {
         versions.into_iter().for_each(|w| log.record(w));
     }
 
-    /// Control-API reset: no records, counters, usage, faults, queued events or write log.
+    /// Control-API reset: no records, counters, usage, faults, queued events or write log;
+    /// HubSpot's batch cap.
     pub fn reset(&self) {
         lock(&self.writes).clear();
         lock(&self.store).clear();
         *lock(&self.counters) = Counters::default();
         lock(&self.limiter).reset();
         *lock(&self.faults) = Faults::default();
+        *lock(&self.batch_cap) = BatchCap::vendor(BATCH_MAX_INPUTS);
         self.webhooks.set_paused(false);
         self.webhooks.clear();
     }

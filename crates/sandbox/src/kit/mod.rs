@@ -1,12 +1,14 @@
 //! What both sandboxes share, so their control APIs (`/__sandbox/`) behave the same: the
-//! answers of control routes (`control`), the checks of fault settings (`faults`) and the
-//! faults that hit an answer after its write was committed (`after_write`), and the log of
-//! record versions written (`writes`).
+//! answers of control routes (`control`), the checks of fault settings (`faults`), the
+//! faults that hit an answer after its write was committed (`after_write`), the log of
+//! record versions written (`writes`), and the batch cap with its tally of every batch call
+//! (`batches`).
 //!
 //! Not here: anything of a vendor's own wire protocol; each sandbox renders faults and errors
 //! in its vendor's shape.
 
 pub mod after_write;
+pub mod batches;
 pub mod control;
 pub mod faults;
 pub mod writes;

@@ -64,12 +64,26 @@ fn too_many(cap: usize) -> SfError {
     )
 }
 
+/// Counts the call in the batch tally (refused or not) and refuses it over `cap`.
+fn admit(call: &Call<'_>, records: usize, cap: usize) -> Result<(), SfError> {
+    if lock(&call.sb.counters)
+        .batches
+        .admit(call.template, records, cap)
+    {
+        return Ok(());
+    }
+    Err(too_many(cap))
+}
+
+/// Records per write call now: [`WRITE_CAP`], or lower for a test.
+fn write_cap(call: &Call<'_>) -> usize {
+    lock(&call.sb.batch_cap).batch_cap
+}
+
 fn parse_in(call: &Call<'_>) -> Result<CollectionIn, SfError> {
     let input: CollectionIn =
         serde_json::from_value(wire::parse_value(call.body)?).map_err(SfError::json_parser)?;
-    if input.records.len() > WRITE_CAP {
-        return Err(too_many(WRITE_CAP));
-    }
+    admit(call, input.records.len(), write_cap(call))?;
     Ok(input)
 }
 
@@ -124,9 +138,7 @@ pub fn typed(call: &Call<'_>, name: &str) -> Result<Response, SfErrors> {
         }
         _ => return Err(method_not_allowed(call.method, "GET,POST,HEAD").into()),
     };
-    if ids.len() > READ_CAP {
-        return Err(too_many(READ_CAP).into());
-    }
+    admit(call, ids.len(), READ_CAP)?;
     let mut select = call.sb.schema.select(&fields)?;
     if !select.iter().any(|d| d.name == "Id") {
         select.extend(call.sb.schema.find("Id"));
@@ -192,9 +204,7 @@ fn delete(call: &Call<'_>) -> Result<Response, SfErrors> {
             SfError::new(ErrorCode::MissingArgument, "The ids parameter is required").into(),
         );
     }
-    if ids.len() > WRITE_CAP {
-        return Err(too_many(WRITE_CAP).into());
-    }
+    admit(call, ids.len(), write_cap(call))?;
     let all_or_none = call
         .param("allOrNone")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));

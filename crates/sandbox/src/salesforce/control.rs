@@ -1,6 +1,7 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules and the duplicate rule, set usage, expire sessions, point the
-//! webhook and the Outbound Message endpoint, read counters and the write log.
+//! Lightning, inject faults, set validation rules and the duplicate rule, set usage and the
+//! batch cap, expire sessions, point the webhook and the Outbound Message endpoint, read
+//! counters and the write log.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
 //! session; they are not counted and are never faulted. Paths and shapes are
@@ -235,11 +236,19 @@ async fn put_duplicate_rule(State(sb): Shared, body: Bytes) -> Response {
 struct LimitsPatch {
     daily_limit: Option<u32>,
     used: Option<u32>,
+    /// Records per collection write, 1 to Salesforce's 200 (see [`crate::kit::batches`]).
+    batch_cap: Option<usize>,
 }
 
 async fn limits(State(sb): Shared) -> Response {
     let m = lock(&sb.meter).clone();
-    ok(json!({"daily_limit": m.daily_limit, "used": m.used}))
+    let cap = *lock(&sb.batch_cap);
+    ok(json!({
+        "daily_limit": m.daily_limit,
+        "used": m.used,
+        "batch_cap": cap.batch_cap,
+        "batch_cap_ceiling": cap.batch_cap_ceiling,
+    }))
 }
 
 async fn put_limits(State(sb): Shared, body: Bytes) -> Response {
@@ -247,13 +256,19 @@ async fn put_limits(State(sb): Shared, body: Bytes) -> Response {
         Ok(p) => p,
         Err(e) => return control::problem(e),
     };
-    let m = {
+    {
+        let mut cap = lock(&sb.batch_cap);
+        if let Some(problem) = cap.problem(patch.batch_cap) {
+            return control::problem(problem);
+        }
+        cap.set(patch.batch_cap);
+    }
+    {
         let mut m = lock(&sb.meter);
         m.daily_limit = patch.daily_limit.unwrap_or(m.daily_limit);
         m.used = patch.used.unwrap_or(m.used);
-        m.clone()
-    };
-    ok(json!({"daily_limit": m.daily_limit, "used": m.used}))
+    }
+    limits(State(sb)).await
 }
 
 async fn expire_sessions(State(sb): Shared) -> Response {

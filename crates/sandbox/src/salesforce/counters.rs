@@ -1,12 +1,15 @@
 //! Counters for benchmarks and tests, served by `GET /__sandbox/counters`.
 //!
 //! What it is: how many calls each route template received (errors included), how many records
-//! were written and by which route, and webhook delivery figures. What it is not: Salesforce's
+//! were written and by which route, every collection call with its size (refused ones too, see
+//! [`crate::kit::batches`]), and webhook delivery figures. What it is not: Salesforce's
 //! API usage, which is `limits.rs` (the token endpoint and control API never count there).
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
+
+use crate::kit::batches::BatchCalls;
 
 /// All counters; reset by `POST /__sandbox/counters/reset`.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -16,6 +19,8 @@ pub struct Counters {
     /// Records written (created, updated or deleted) per route template.
     pub records: BTreeMap<String, u64>,
     pub records_written: u64,
+    /// Every sObject Collections call, refused or not.
+    pub batches: BatchCalls,
     /// Calls refused with 403 `REQUEST_LIMIT_EXCEEDED` or a forced 429.
     pub rate_limited: u64,
     /// Calls answered with an injected `error_rate` error or an `outage` 503.
@@ -49,22 +54,14 @@ impl Counters {
         }
     }
 
-    /// The JSON served by the control API. `records_per_call` is, per write route, records
-    /// written divided by calls received (so failed calls lower it, as they cost a call).
+    /// The JSON served by the control API.
     pub fn snapshot(&self) -> Value {
-        let per_call: BTreeMap<&str, f64> = self
-            .records
-            .iter()
-            .map(|(route, n)| {
-                let calls = self.calls.get(route).copied().unwrap_or(1).max(1);
-                (route.as_str(), *n as f64 / calls as f64)
-            })
-            .collect();
         json!({
             "calls": self.calls,
             "calls_total": self.calls.values().sum::<u64>(),
             "records_written": self.records_written,
-            "records_per_call": per_call,
+            "records": self.records,
+            "batches": self.batches,
             "rate_limited": self.rate_limited,
             "errors_injected": self.errors_injected,
             "token_requests": self.token_requests,
@@ -84,15 +81,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_per_call_is_batch_fill() {
+    fn batch_calls_show_their_largest_call_refused_or_not() {
         let mut c = Counters::default();
         let route = "POST /services/data/{version}/composite/sobjects";
         c.call(route);
         c.call(route);
-        c.written(route, 300);
+        assert!(c.batches.admit(route, 150, 200));
+        assert!(!c.batches.admit(route, 201, 200));
+        c.written(route, 150);
         let s = c.snapshot();
         assert_eq!(s["calls_total"], 2);
-        assert_eq!(s["records_per_call"][route], 150.0);
-        assert_eq!(s["records_written"], 300);
+        assert_eq!(s["records"][route], 150);
+        let b = &s["batches"][route];
+        assert_eq!(
+            (
+                &b["calls"],
+                &b["records"],
+                &b["max_records"],
+                &b["refused_oversized"]
+            ),
+            (&json!(2), &json!(351), &json!(201), &json!(1))
+        );
+        assert_eq!(s["records_written"], 150);
     }
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::SalesforceSandboxConfig;
 use super::auth::Sessions;
+use super::composite::WRITE_CAP;
 use super::counters::Counters;
 use super::errors::SfError;
 use super::faults::Faults;
@@ -27,6 +28,7 @@ use super::store::{Actor, Change, ChangeType, Store, Undo};
 use super::validation::ValidationRules;
 use super::{ids, jwt};
 use crate::kit::writes::{Kind, Source, WriteLog, Written};
+use crate::kit::batches::BatchCap;
 
 /// Most recent changes kept for `/__sandbox/state`.
 const CHANGE_LOG_CAPACITY: usize = 10_000;
@@ -64,6 +66,8 @@ pub struct Sandbox {
     pub meter: Mutex<Meter>,
     pub counters: Mutex<Counters>,
     pub faults: Mutex<Faults>,
+    /// Records per collection write: Salesforce's 200, or lower for a test.
+    pub batch_cap: Mutex<BatchCap>,
     pub cursors: Mutex<Cursors>,
     /// Committed changes, newest last, with the client that made each.
     pub changes: Mutex<VecDeque<Value>>,
@@ -107,6 +111,7 @@ impl Sandbox {
             meter: Mutex::new(Meter::new(cfg.daily_limit)),
             counters: Mutex::new(Counters::default()),
             faults: Mutex::new(Faults::default()),
+            batch_cap: Mutex::new(BatchCap::vendor(WRITE_CAP)),
             cursors: Mutex::new(Cursors::default()),
             changes: Mutex::new(VecDeque::new()),
             jwt_certificate: Mutex::new(jwt_certificate),
@@ -209,8 +214,9 @@ impl Sandbox {
         }
     }
 
-    /// Forgets records, validation rules, the duplicate rule, usage (and a changed allowance), faults, cursors, the
-    /// change log, the write log and queued notifications;
+    /// Forgets records, validation rules, the duplicate rule, usage (and a changed allowance), a
+    /// lowered batch cap, faults, cursors, the change log, the write log and queued
+    /// notifications;
     /// keeps sessions, counters, the webhook target and the id counter.
     pub fn reset(&self) {
         {
@@ -221,6 +227,7 @@ impl Sandbox {
         }
         *lock(&self.meter) = Meter::new(self.daily_limit);
         *lock(&self.faults) = Faults::default();
+        *lock(&self.batch_cap) = BatchCap::vendor(WRITE_CAP);
         *lock(&self.cursors) = Cursors::default();
         lock(&self.changes).clear();
         lock(&self.writes).clear();

@@ -178,3 +178,44 @@ async fn search_filters_sorts_and_pages_without_rate_limit_headers() {
     assert_eq!(too_far.status(), StatusCode::BAD_REQUEST);
     sb.stop().await;
 }
+
+#[tokio::test]
+async fn a_lowered_batch_cap_refuses_larger_calls_and_the_tally_counts_them() {
+    let sb = Sandbox::default().await;
+    let set = |cap: u64| {
+        sb.control(Method::PUT, "/limits")
+            .json(&json!({"batch_cap": cap}))
+            .send()
+    };
+    assert_eq!(
+        set(101).await.unwrap().status(),
+        StatusCode::BAD_REQUEST,
+        "100 is the ceiling"
+    );
+    let limits = json_of(set(2).await.unwrap()).await;
+    assert_eq!(
+        (&limits["batch_cap"], &limits["batch_cap_ceiling"]),
+        (&json!(2), &json!(100))
+    );
+    let inputs = |n: usize| {
+        let list: Vec<Value> = (0..n)
+            .map(|i| json!({"properties": {"email": format!("l{i}@x.io")}}))
+            .collect();
+        json!({"inputs": list})
+    };
+    let refused = post(&sb, "/crm/v3/objects/contacts/batch/create", inputs(3)).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(refused).await["category"], "VALIDATION_ERROR");
+    let taken = post(&sb, "/crm/v3/objects/contacts/batch/create", inputs(2)).await;
+    assert_eq!(taken.status(), StatusCode::CREATED);
+    let counters = sb.counters().await;
+    assert_eq!(
+        counters["batches"]["POST /crm/v3/objects/contacts/batch/create"],
+        json!({"calls": 2, "records": 5, "max_records": 3, "refused_oversized": 1})
+    );
+    assert_eq!(counters["records_written"], 2);
+    sb.control(Method::POST, "/reset").send().await.unwrap();
+    let limits = json_of(sb.control(Method::GET, "/limits").send().await.unwrap()).await;
+    assert_eq!(limits["batch_cap"], 100, "reset restores HubSpot's cap");
+    sb.stop().await;
+}

@@ -217,3 +217,57 @@ async fn after_write_faults_commit_the_write_and_lose_its_answer() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_lowered_batch_cap_refuses_larger_calls_and_the_tally_counts_them() {
+    let h = Harness::start(SalesforceSandboxConfig::default()).await;
+    let over = h
+        .control_request(Method::PUT, "limits")
+        .json(&json!({"batch_cap": 201}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST, "200 is the ceiling");
+    let limits = h
+        .control(Method::PUT, "limits", json!({"batch_cap": 2}))
+        .await;
+    assert_eq!(
+        (&limits["batch_cap"], &limits["batch_cap_ceiling"]),
+        (&json!(2), &json!(200))
+    );
+    let records = |n: usize| {
+        let list: Vec<Value> = (0..n)
+            .map(|i| {
+                let mut c = super::contact(&format!("L{i}"), &format!("l{i}@example.com"));
+                c["attributes"] = json!({"type": "Contact"});
+                c
+            })
+            .collect();
+        json!({"records": list})
+    };
+    let (status, refused) = status_json(
+        h.api(Method::POST, "composite/sobjects", Some(records(3)))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&refused)),
+        (StatusCode::BAD_REQUEST, "EXCEEDED_ID_LIMIT")
+    );
+    let (status, _) = status_json(
+        h.api(Method::POST, "composite/sobjects", Some(records(2)))
+            .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let counters = h.control(Method::GET, "counters", Value::Null).await;
+    let tally = &counters["batches"]["POST /services/data/{version}/composite/sobjects"];
+    assert_eq!(
+        tally,
+        &json!({"calls": 2, "records": 5, "max_records": 3, "refused_oversized": 1})
+    );
+    assert_eq!(counters["records_written"], 2);
+    h.control(Method::POST, "reset", Value::Null).await;
+    let limits = h.control(Method::GET, "limits", Value::Null).await;
+    assert_eq!(limits["batch_cap"], 200, "reset restores Salesforce's cap");
+}

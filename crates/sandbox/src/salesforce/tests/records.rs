@@ -127,9 +127,15 @@ async fn token_create_upsert_composite_and_query_round_trip() {
         counters["calls"]["POST /services/data/{version}/composite/sobjects"],
         1
     );
+    // Three records were sent, one of them failed: the tally counts what was sent.
+    let tally = &counters["batches"]["POST /services/data/{version}/composite/sobjects"];
     assert_eq!(
-        counters["records_per_call"]["POST /services/data/{version}/composite/sobjects"],
-        2.0
+        (&tally["max_records"], &tally["records"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(
+        counters["records"]["POST /services/data/{version}/composite/sobjects"],
+        2
     );
 }
 
