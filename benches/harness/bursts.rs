@@ -36,6 +36,10 @@ pub struct Burst {
 impl Burst {
     /// Seconds until both sandboxes held every contact; NaN unless they do.
     pub fn both_secs(&self) -> f64 {
+        // Not `f64::max`: it answers the other operand when one is NaN.
+        if self.hubspot_secs.is_nan() || self.salesforce_secs.is_nan() {
+            return f64::NAN;
+        }
         self.hubspot_secs.max(self.salesforce_secs)
     }
 }

@@ -86,10 +86,11 @@ pub fn held_by_all_at(all: &[Holdings]) -> HashMap<String, DateTime<Utc>> {
         .written_at
         .iter()
         .filter_map(|(email, t)| {
-            rest.iter().try_fold(*t, |latest, h| {
-                h.written_at.get(email).map(|u| latest.max(*u))
-            })
-            .map(|t| (email.clone(), t))
+            rest.iter()
+                .try_fold(*t, |latest, h| {
+                    h.written_at.get(email).map(|u| latest.max(*u))
+                })
+                .map(|t| (email.clone(), t))
         })
         .collect()
 }

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::{Value, json};
+use syncroot_testkit::holdings::Crm;
 pub use syncroot_testkit::process::Binaries;
 use syncroot_testkit::process::{self, Processes};
 pub use syncroot_testkit::{AMQP, KEY};
-use syncroot_testkit::holdings::Crm;
 use syncroot_testkit::{Control, Installation, free_port};
 use tokio::process::Child;
 
@@ -176,6 +176,10 @@ impl SyncRoot {
             ("SYNCROOT_HUBSPOT_BASE_URL", sb.hubspot.clone()),
             ("SYNCROOT_SALESFORCE_LOGIN_URL", sb.salesforce.clone()),
             ("SYNCROOT_HUBSPOT_RATE_LIMIT", "100000".to_owned()),
+            // The bench's one key sends everything: its own limits (500/s by default, a burst
+            // of 1,000) would be measured instead of SyncRoot, and would refuse a burst.
+            ("SYNCROOT_API_KEY_RATE_PER_SEC", "1000000".to_owned()),
+            ("SYNCROOT_API_KEY_BURST", "1000000".to_owned()),
         ]);
         install.set_all(extra.iter().copied());
         let mut sr = Self {

@@ -37,9 +37,12 @@ pub fn row(date: &str, commit: &str, opts: &Opts, goals: &[Goal]) -> String {
     let cells: Vec<String> = COLUMNS
         .iter()
         .map(|(key, _)| {
-            goals.iter().find(|g| g.key == *key).map_or("—".into(), |g| {
-                format!("{} {}", g.figure_text(), g.verdict)
-            })
+            goals
+                .iter()
+                .find(|g| g.key == *key)
+                .map_or("—".into(), |g| {
+                    format!("{} {}", g.figure_text(), g.verdict)
+                })
         })
         .collect();
     let run = format!(
@@ -79,7 +82,10 @@ pub fn record(date: &str, opts: &Opts, goals: &[Goal]) -> anyhow::Result<PathBuf
         header()
     );
     ensure!(
-        text.trim_end().lines().last().is_some_and(|l| l.starts_with('|')),
+        text.trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with('|')),
         "docs/benchmarks.md must end with its results table"
     );
     let commit = commit(root)?;

@@ -115,7 +115,11 @@ impl Report {
             print_two_way(t, &row);
         }
         if let Some(mb) = self.peak_rss_mb {
-            row("SyncRoot process peak memory, MB", format!("{mb:.0}"), String::new());
+            row(
+                "SyncRoot process peak memory, MB",
+                format!("{mb:.0}"),
+                String::new(),
+            );
         }
         println!("{:-<96}", "");
         self.print_verdicts();
@@ -178,7 +182,10 @@ impl Report {
 fn print_burst(b: &Burst, unbatched: Option<&Burst>, row: Row) {
     row(
         &format!("burst {}: held by HubSpot / Salesforce / both", b.contacts),
-        format!("{} / {} / {}", b.hubspot_held, b.salesforce_held, b.held_by_both),
+        format!(
+            "{} / {} / {}",
+            b.hubspot_held, b.salesforce_held, b.held_by_both
+        ),
         String::new(),
     );
     row(

@@ -111,7 +111,10 @@ fn burst_goals(b: &Burst) -> Vec<Goal> {
 /// the rate over the whole backlog.
 fn quota_goals(q: &Quota) -> Vec<Goal> {
     let (name, rate) = if q.sustained_contacts_per_sec.is_nan() {
-        ("quota: contacts/s ÷ the quota's ceiling", q.contacts_per_sec)
+        (
+            "quota: contacts/s ÷ the quota's ceiling",
+            q.contacts_per_sec,
+        )
     } else {
         (
             "quota: contacts/s after the first 10 s ÷ the quota's ceiling",

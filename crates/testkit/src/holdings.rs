@@ -49,11 +49,10 @@ impl Crm {
             // `2024-03-05T09:00:00.000Z`
             Self::HubSpot => DateTime::parse_from_rfc3339(r["updatedAt"].as_str()?).ok(),
             // `2024-03-05T09:00:00.000+0000`
-            Self::Salesforce => DateTime::parse_from_str(
-                r["LastModifiedDate"].as_str()?,
-                "%Y-%m-%dT%H:%M:%S%.3f%z",
-            )
-            .ok(),
+            Self::Salesforce => {
+                DateTime::parse_from_str(r["LastModifiedDate"].as_str()?, "%Y-%m-%dT%H:%M:%S%.3f%z")
+                    .ok()
+            }
         }
         .map(|t| t.with_timezone(&Utc))
     }

@@ -23,7 +23,9 @@ fn hubspot(i: usize, last: &str, archived: bool) -> Value {
 
 #[test]
 fn a_dump_with_every_contact_once_is_complete_with_its_write_times() {
-    let records: Vec<Value> = (0..3).map(|i| hubspot(i, &format!("Last{i}"), false)).collect();
+    let records: Vec<Value> = (0..3)
+        .map(|i| hubspot(i, &format!("Last{i}"), false))
+        .collect();
     let h = Holdings::of(Crm::HubSpot, &records, &expected(3));
     assert!(h.complete(), "{h:?}");
     assert_eq!(h.held(), 3);
@@ -48,8 +50,10 @@ fn archived_duplicated_and_wrong_valued_records_are_not_held() {
 
 #[test]
 fn salesforce_records_are_read_with_their_last_modified_date_to_the_millisecond() {
-    let records = vec![json!({"Id": "003", "IsDeleted": false, "Email": "c0@holdings.example",
-        "LastName": "Last0", "LastModifiedDate": "2026-12-06T10:00:00.042+0000"})];
+    let records = vec![
+        json!({"Id": "003", "IsDeleted": false, "Email": "c0@holdings.example",
+        "LastName": "Last0", "LastModifiedDate": "2026-12-06T10:00:00.042+0000"}),
+    ];
     let h = Holdings::of(Crm::Salesforce, &records, &expected(1));
     assert!(h.complete(), "{h:?}");
     let t = DateTime::parse_from_rfc3339("2026-12-06T10:00:00.042Z").unwrap();
@@ -57,7 +61,11 @@ fn salesforce_records_are_read_with_their_last_modified_date_to_the_millisecond(
 }
 
 /// Both sandboxes, in process; stopped when the token is dropped at the end of the test.
-async fn sandboxes() -> (syncroot_sandbox::RunningSandboxes, Control, CancellationToken) {
+async fn sandboxes() -> (
+    syncroot_sandbox::RunningSandboxes,
+    Control,
+    CancellationToken,
+) {
     let shutdown = CancellationToken::new();
     let running = syncroot_sandbox::start(&crate::sandbox_settings(), shutdown.clone())
         .await
