@@ -147,7 +147,7 @@ impl Report {
     fn print_latency(&self, row: Row) {
         let lost = self.latency_ms.iter().filter(|l| l.is_infinite()).count();
         row(
-            "light load: 202 → held by both sandboxes, p50 / p95 / p99 ms",
+            "light load: 202 → in both sandboxes, p50/p95/p99 ms",
             format!(
                 "{:.1} / {:.1} / {:.1}",
                 self.latency_p50_ms, self.latency_p95_ms, self.latency_p99_ms
