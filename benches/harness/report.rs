@@ -1,8 +1,10 @@
-//! The benchmark's results: printed as a table, saved as JSON.
+//! The benchmark's results: printed as a table of measures and one of verdicts (a goal's
+//! figure, target, PASS or MISS), saved as JSON.
 
 use serde::Serialize;
+use syncroot_testkit::goals::{Goal, missed};
 
-use super::{Burst, Opts, Quota, TwoWay};
+use super::{Burst, Opts, Quota, TwoWay, goals};
 
 /// Median and range of repeated measurements.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -35,6 +37,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// One run's measurements (`None`: the scenario did not run) and its verdicts.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub cores: usize,
@@ -46,17 +49,21 @@ pub struct Report {
     pub accept: Stats,
     /// The same with every worker in the same process (`syncroot all`).
     pub accept_all_in_one: Stats,
+    /// 202 → held by both sandboxes, ms; infinite for a contact that never was.
     #[serde(skip)]
     pub latency_ms: Vec<f64>,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub latency_p99_ms: f64,
-    pub burst: Burst,
-    pub burst_unbatched: Burst,
-    pub quota: Quota,
-    pub two_way: TwoWay,
-    pub peak_rss_mb: f64,
+    pub burst: Option<Burst>,
+    pub burst_unbatched: Option<Burst>,
+    pub quota: Option<Quota>,
+    pub two_way: Option<TwoWay>,
+    pub peak_rss_mb: Option<f64>,
+    pub goals: Vec<Goal>,
 }
+
+type Row<'a> = &'a dyn Fn(&str, String, String);
 
 impl Report {
     pub fn new(opts: &Opts) -> Self {
@@ -68,162 +75,98 @@ impl Report {
         }
     }
 
-    fn finish(&mut self) {
+    /// Percentiles and verdicts from the measurements.
+    pub fn finish(&mut self) {
         let mut l = self.latency_ms.clone();
         l.sort_by(f64::total_cmp);
         self.latency_p50_ms = percentile(&l, 50.0);
         self.latency_p95_ms = percentile(&l, 95.0);
         self.latency_p99_ms = percentile(&l, 99.0);
+        self.goals = goals(self);
     }
 
-    pub fn print(&mut self) {
-        self.finish();
-        if self.opts.as_ref().is_some_and(|o| o.only_two_way) {
-            println!(
-                "\nSyncRoot benchmark — {} — {} cores",
-                self.date, self.cores
-            );
-            self.print_two_way();
-            return;
-        }
-        let (b, u, q) = (&self.burst, &self.burst_unbatched, &self.quota);
-        let both = |b: &Burst| b.hubspot_secs.max(b.salesforce_secs);
-        let fill = |records: usize, calls: u64, cap: f64| {
-            100.0 * records as f64 / (calls.max(1) as f64 * cap)
-        };
+    /// How many goals were missed.
+    pub fn missed(&self) -> usize {
+        missed(&self.goals)
+    }
+
+    pub fn print(&self) {
         println!(
             "\nSyncRoot benchmark — {} — {} cores",
             self.date, self.cores
         );
         println!("{:-<96}", "");
-        println!("{:<58} {:>18} {:>18}", "measure", "value", "range / target");
+        println!("{:<58} {:>18} {:>18}", "measure", "value", "range / note");
         println!("{:-<96}", "");
         let row = |name: &str, v: String, r: String| println!("{name:<58} {v:>18} {r:>18}");
+        if !self.accept.runs.is_empty() {
+            self.print_accept(&row);
+        }
+        if !self.latency_ms.is_empty() {
+            self.print_latency(&row);
+        }
+        if let Some(b) = &self.burst {
+            print_burst(b, self.burst_unbatched.as_ref(), &row);
+        }
+        if let Some(q) = &self.quota {
+            print_quota(q, &row);
+        }
+        if let Some(t) = &self.two_way {
+            print_two_way(t, &row);
+        }
+        if let Some(mb) = self.peak_rss_mb {
+            row(
+                "SyncRoot process peak memory, MB",
+                format!("{mb:.0}"),
+                String::new(),
+            );
+        }
+        println!("{:-<96}", "");
+        self.print_verdicts();
+    }
+
+    fn print_accept(&self, row: Row) {
+        let range = |s: &Stats| format!("{:.0}–{:.0}", s.min, s.max);
         row(
             "RabbitMQ confirmed publishes/s (ceiling, median)",
             format!("{:.0}", self.ceiling.median),
-            format!("{:.0}–{:.0}", self.ceiling.min, self.ceiling.max),
+            range(&self.ceiling),
         );
         row(
             "API accepted creates/s at 64 clients (median)",
             format!("{:.0}", self.accept.median),
-            format!("{:.0}–{:.0}", self.accept.min, self.accept.max),
-        );
-        row(
-            "  accept rate / broker ceiling",
-            format!("{:.2}", self.accept.median / self.ceiling.median),
-            "≥ 0.50".into(),
+            range(&self.accept),
         );
         row(
             "API accepted creates/s, all-in-one beside every worker",
             format!("{:.0}", self.accept_all_in_one.median),
-            format!(
-                "{:.0}–{:.0}",
-                self.accept_all_in_one.min, self.accept_all_in_one.max
-            ),
+            range(&self.accept_all_in_one),
         );
-        row(
-            "light load: 202 → synced in both CRMs, p50 ms",
-            format!("{:.1}", self.latency_p50_ms),
-            "< 50".into(),
-        );
-        row(
-            "  p95 ms",
-            format!("{:.1}", self.latency_p95_ms),
-            String::new(),
-        );
-        row(
-            "  p99 ms",
-            format!("{:.1}", self.latency_p99_ms),
-            "< 200".into(),
-        );
-        row(
-            &format!("burst {}: seconds until both CRMs hold all", b.contacts),
-            format!("{:.2}", both(b)),
-            "≤ 5".into(),
-        );
-        row(
-            "  seconds to accept all",
-            format!("{:.2}", b.accept_secs),
-            String::new(),
-        );
-        row(
-            "  HubSpot calls (minimum)",
-            format!("{} ({})", b.hubspot_calls, b.hubspot_min_calls),
-            format!("fill {:.0}%", fill(b.contacts, b.hubspot_calls, 100.0)),
-        );
-        row(
-            "  Salesforce calls (minimum)",
-            format!("{} ({})", b.salesforce_calls, b.salesforce_min_calls),
-            format!("fill {:.0}%", fill(b.contacts, b.salesforce_calls, 200.0)),
-        );
-        row("  429s", b.rate_limited.to_string(), "0".into());
-        row(
-            "burst, batching off: seconds until both hold all",
-            format!("{:.2}", both(u)),
-            format!("×{:.1} slower", both(u) / both(b)),
-        );
-        row(
-            "  HubSpot / Salesforce calls",
-            format!("{} / {}", u.hubspot_calls, u.salesforce_calls),
-            format!(
-                "×{:.0} / ×{:.0}",
-                u.hubspot_calls as f64 / b.hubspot_calls.max(1) as f64,
-                u.salesforce_calls as f64 / b.salesforce_calls.max(1) as f64
-            ),
-        );
-        row(
-            &format!(
-                "quota {} req/10 s: contacts/s delivered (ceiling)",
-                q.burst_limit_per_10s
-            ),
-            format!(
-                "{:.0} ({:.0})",
-                q.contacts_per_sec, q.ceiling_contacts_per_sec
-            ),
-            format!(
-                "{:.0}% ≥ 95%",
-                100.0 * q.contacts_per_sec / q.ceiling_contacts_per_sec
-            ),
-        );
-        row(
-            "  sustained, after the first 10 s window (ceiling)",
-            format!(
-                "{:.0} ({:.0})",
-                q.sustained_contacts_per_sec, q.ceiling_contacts_per_sec
-            ),
-            format!(
-                "{:.0}% ≥ 95%",
-                100.0 * q.sustained_contacts_per_sec / q.ceiling_contacts_per_sec
-            ),
-        );
-        row(
-            "  calls/s (allowance 10/s), 429s",
-            format!("{:.2}, {}", q.calls_per_sec, q.rate_limited),
-            "0 429s".into(),
-        );
-        self.print_two_way();
-        row(
-            "SyncRoot process peak memory, MB",
-            format!("{:.0}", self.peak_rss_mb),
-            "< 150".into(),
-        );
-        println!("{:-<96}", "");
     }
 
-    fn print_two_way(&self) {
-        let row = |name: &str, v: String, r: String| println!("{name:<58} {v:>18} {r:>18}");
-        let t = &self.two_way;
+    fn print_latency(&self, row: Row) {
+        let lost = self.latency_ms.iter().filter(|l| l.is_infinite()).count();
         row(
-            "two-way: UI edit in one CRM → in the other, p50 / p99 ms",
-            format!("{:.0} / {:.0}", t.arrival_p50_ms, t.arrival_p99_ms),
-            format!("{} edits", t.edits),
+            "light load: 202 → in both sandboxes, p50/p95/p99 ms",
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                self.latency_p50_ms, self.latency_p95_ms, self.latency_p99_ms
+            ),
+            format!("{lost} never held"),
         );
-        row(
-            "  CRM calls per edit (reads included), echo writes",
-            format!("{:.1}, {}", t.calls_per_edit, t.echo_writes),
-            "0 echo writes".into(),
-        );
+    }
+
+    fn print_verdicts(&self) {
+        println!("{:<66} {:>12} {:>12} {:>4}", "goal", "figure", "target", "");
+        for g in &self.goals {
+            let (figure, target) = (g.figure_text(), g.target_text());
+            println!("{:<66} {figure:>12} {target:>12} {}", g.name, g.verdict);
+        }
+        println!("{:-<96}", "");
+        match self.missed() {
+            0 => println!("all {} goals met", self.goals.len()),
+            m => println!("{m} of {} goals MISSED", self.goals.len()),
+        }
     }
 
     pub fn save(&self) -> anyhow::Result<()> {
@@ -234,4 +177,69 @@ impl Report {
         println!("results written to {}", path.display());
         Ok(())
     }
+}
+
+fn print_burst(b: &Burst, unbatched: Option<&Burst>, row: Row) {
+    row(
+        &format!("burst {}: held by HubSpot / Salesforce / both", b.contacts),
+        format!(
+            "{} / {} / {}",
+            b.hubspot_held, b.salesforce_held, b.held_by_both
+        ),
+        String::new(),
+    );
+    row(
+        "  seconds until both hold all; to accept all",
+        format!("{:.2}; {:.2}", b.both_secs(), b.accept_secs),
+        String::new(),
+    );
+    row(
+        "  HubSpot / Salesforce calls (minimum)",
+        format!("{} / {}", b.hubspot_calls, b.salesforce_calls),
+        format!("({} / {})", b.hubspot_min_calls, b.salesforce_min_calls),
+    );
+    if let Some(u) = unbatched {
+        row(
+            "burst, batching off: seconds until both hold all",
+            format!("{:.2}", u.both_secs()),
+            format!("×{:.1} slower", u.both_secs() / b.both_secs()),
+        );
+        row(
+            "  HubSpot / Salesforce calls; held by both",
+            format!("{} / {}", u.hubspot_calls, u.salesforce_calls),
+            format!("{} of {}", u.held_by_both, u.contacts),
+        );
+    }
+}
+
+fn print_quota(q: &Quota, row: Row) {
+    row(
+        &format!(
+            "quota {} req/10 s: contacts/s delivered, sustained (ceiling)",
+            q.burst_limit_per_10s
+        ),
+        format!(
+            "{:.0}, {:.0} ({:.0})",
+            q.contacts_per_sec, q.sustained_contacts_per_sec, q.ceiling_contacts_per_sec
+        ),
+        format!("{} of {} held", q.held, q.backlog),
+    );
+    row(
+        "  calls/s (allowance 10/s), 429s",
+        format!("{:.2}, {}", q.calls_per_sec, q.rate_limited),
+        String::new(),
+    );
+}
+
+fn print_two_way(t: &TwoWay, row: Row) {
+    row(
+        "two-way: UI edit in one CRM → in the other, p50 / p99 ms",
+        format!("{:.0} / {:.0}", t.arrival_p50_ms, t.arrival_p99_ms),
+        format!("{} edits", t.edits),
+    );
+    row(
+        "  CRM calls per edit (reads included), echo writes",
+        format!("{:.1}, {}", t.calls_per_edit, t.echo_writes),
+        String::new(),
+    );
 }

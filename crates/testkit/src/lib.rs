@@ -8,6 +8,8 @@
 pub mod control;
 pub mod dlq;
 pub mod footprint;
+pub mod goals;
+pub mod holdings;
 pub mod install;
 pub mod process;
 pub mod proxy;
