@@ -207,6 +207,45 @@ impl Known {
     }
 }
 
+/// Of these contacts not yet linked in `crm` (with their addresses), the ones whose address a
+/// record of another contact in `crm` may still carry: that contact was deleted or moved to
+/// another address, and the CRM has not been told yet (its link is behind its version).
+/// Written now, such a contact would be matched to that record by its address (HubSpot's
+/// upsert by e-mail, Salesforce's matching) and adopt it, and the other contact's pending
+/// deletion or change would then remove or rewrite it under this one.
+pub async fn held_by_another(
+    pool: &PgPool,
+    crm: Crm,
+    unlinked: &[(ContactId, &str)],
+) -> Result<std::collections::HashSet<ContactId>, sqlx::Error> {
+    if unlinked.is_empty() {
+        return Ok(Default::default());
+    }
+    let ids: Vec<Uuid> = unlinked.iter().map(|(id, _)| id.0).collect();
+    let emails: Vec<String> = unlinked.iter().map(|(_, e)| e.to_lowercase()).collect();
+    let held: Vec<Uuid> = sqlx::query_scalar(
+        "WITH u(id, email) AS (SELECT * FROM UNNEST($2::uuid[], $3::text[]))
+         SELECT u.id FROM u
+           JOIN crm_links l ON l.crm = $1 AND l.remote_id IS NOT NULL
+            AND lower(COALESCE(l.remote_values->>'email', l.written_values->>'email')) = u.email
+           JOIN contacts c ON c.id = l.contact_id
+          WHERE l.contact_id <> u.id AND l.detached IS NULL
+            AND (l.synced_version IS NULL OR l.synced_version < c.version)
+         UNION
+         SELECT u.id FROM u
+           JOIN contacts c ON c.email = u.email AND c.deleted_at IS NOT NULL AND c.id <> u.id
+           JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id AND l.remote_id IS NOT NULL
+          WHERE l.detached IS NULL
+            AND (l.synced_version IS NULL OR l.synced_version < c.version)",
+    )
+    .bind(crm.as_str())
+    .bind(&ids)
+    .bind(&emails)
+    .fetch_all(pool)
+    .await?;
+    Ok(held.into_iter().map(ContactId).collect())
+}
+
 /// The contact linked to a CRM record, if any: a live contact before a deleted one (a record
 /// adopted from a merged-away contact belongs to the survivor), detached links included (a
 /// restored record finds its contact again).

@@ -227,30 +227,22 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .filter_map(|r| Some((r.id.0, r.synced_version?)))
             .chain(held.iter().map(|a| (a.contact_id.0, a.version)))
             .collect();
-        if !items.is_empty() {
-            let writes: Vec<_> = items
-                .iter()
-                .filter_map(|i| {
-                    let values = self.client.project(i.contact.as_ref()?);
-                    Some((i.contact_id, i.version, values))
-                })
-                .collect();
-            links::note_writes(&self.db, crm, &writes).await?;
-            // A spent daily allowance comes back as `QuotaExhausted` without a call.
+        // A contact not yet linked whose address another contact's record may still carry
+        // waits (see `links::held_by_another`): written now, it would adopt that record.
+        let unlinked: Vec<(ContactId, &str)> = items
+            .iter()
+            .filter(|i| i.remote_id.is_none())
+            .filter_map(|i| Some((i.contact_id, i.contact.as_ref()?.email.as_str())))
+            .collect();
+        let held_back = links::held_by_another(&self.db, crm, &unlinked).await?;
+        let (mut items, waiting): (Vec<SyncItem>, Vec<SyncItem>) = items
+            .into_iter()
+            .partition(|i| !held_back.contains(&i.contact_id));
+        if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
-            let started = std::time::Instant::now();
-            let synced = self.client.sync(&items).await;
-            // A spent daily allowance is answered without a call: nothing to time.
-            if !matches!(synced, Err(ProviderError::QuotaExhausted { .. })) {
-                metrics::delivery_call(crm.as_str(), started.elapsed(), items.len());
-            }
-            let results: Vec<_> = match synced {
-                Ok(outcomes) => pair(&items, outcomes, &mut gone),
-                Err(e) => {
-                    tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed");
-                    items.iter().map(|_| Err(e.clone())).collect()
-                }
-            };
+            let mut results = self.call(&items, &mut gone).await?;
+            results.extend(waiting.iter().map(|_| Err(address_held(crm))));
+            items.extend(waiting);
             let attempts: Vec<Attempt> = items
                 .iter()
                 .zip(&results)
@@ -283,6 +275,40 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// Notes what is about to be written and makes the CRM call: each item's result, in order
+    /// (records found gone are listed in `gone`).
+    async fn call(
+        &self,
+        items: &[SyncItem],
+        gone: &mut Vec<(ContactId, i64, String)>,
+    ) -> Result<Vec<Result<Option<String>, ProviderError>>, sqlx::Error> {
+        let crm = self.client.crm();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writes: Vec<_> = items
+            .iter()
+            .filter_map(|i| {
+                let values = self.client.project(i.contact.as_ref()?);
+                Some((i.contact_id, i.version, values))
+            })
+            .collect();
+        links::note_writes(&self.db, crm, &writes).await?;
+        let started = std::time::Instant::now();
+        let synced = self.client.sync(items).await;
+        // A spent daily allowance is answered without a call: nothing to time.
+        if !matches!(synced, Err(ProviderError::QuotaExhausted { .. })) {
+            metrics::delivery_call(crm.as_str(), started.elapsed(), items.len());
+        }
+        Ok(match synced {
+            Ok(outcomes) => pair(items, outcomes, gone),
+            Err(e) => {
+                tracing::warn!(%crm, contacts = items.len(), error = %e, "delivery call failed");
+                items.iter().map(|_| Err(e.clone())).collect()
+            }
+        })
+    }
+
     /// Linked records the CRM no longer has (deleted or merged away there, perhaps with the
     /// webhook saying so still on its way): detached, so SyncRoot does not bring back a record
     /// someone removed, or, when deletions are ignored, unlinked and written again (a new one).
@@ -419,6 +445,20 @@ fn count_attempt(
 }
 
 /// The `crm_links` row of one attempt; a spent allowance shows the pause's reason.
+/// Why a contact not yet linked waits: a record of another contact in `crm` still carries
+/// its address, and that contact's deletion (or change of address) has not reached `crm` yet.
+/// Retried like a transient refusal, so a wait that never ends is dead-lettered with this
+/// reason.
+fn address_held(crm: crate::domain::Crm) -> ProviderError {
+    ProviderError::Rejected {
+        code: "ADDRESS_HELD".into(),
+        message: format!(
+            "a record in {crm} still carries this e-mail address for another contact whose deletion or change of address has not reached {crm} yet; waiting for it"
+        ),
+        retryable: true,
+    }
+}
+
 fn attempt_row(
     item: &SyncItem,
     result: &Result<Option<String>, ProviderError>,

@@ -166,3 +166,79 @@ async fn a_dead_letter_is_resolved_once_the_crm_holds_a_later_version() {
     let (status, _) = send(app.admin(Method::POST, &format!("/dlq/{entry_id}/replay"))).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn an_address_reused_after_a_delete_waits_for_the_delete_and_gets_its_own_record() {
+    let mut opts = admin_options(true);
+    // The deleted contact's delivery parks at once, so its deletion is held until replayed;
+    // the new contact's retries last long enough to be waiting when it is.
+    opts.extra_env.extend([
+        ("SYNCROOT_DLQ_RETRY_TIMES".into(), "0".into()),
+        (
+            "SYNCROOT_DELIVERY_RETRY_TIERS".into(),
+            "200ms,500ms,1s,2s,4s,8s".into(),
+        ),
+    ]);
+    let app = TestApp::spawn_with(opts).await;
+    let email = "reused@example.com";
+    let old = app
+        .create(json!({"email": email, "last_name": "Old"}))
+        .await;
+    let old_record = common::remote_id(&app.wait_synced(&old, 1).await, "hubspot");
+
+    // The old contact is deleted while HubSpot is down: its deletion is parked.
+    outage(&app, app.hubspot(), true).await;
+    let r = app
+        .authed(Method::DELETE, &format!("/contacts/{old}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let parked = parked_entry(&app, &old, 2).await;
+    outage(&app, app.hubspot(), false).await;
+
+    // A new contact with the same address: HubSpot still holds the old record with it.
+    let new = app
+        .create(json!({"email": email, "last_name": "New"}))
+        .await;
+    eventually(
+        "the new contact to wait for the old one's deletion",
+        || async {
+            let c: Value = app.get_contact(&new).await.json().await.ok()?;
+            let error = c["sync"]["hubspot"]["last_error"].as_str()?;
+            error.contains("ADDRESS_HELD").then_some(())
+        },
+    )
+    .await;
+    assert!(
+        app.sandbox_record(app.hubspot(), &old_record).await["archived"] == false,
+        "the old record is still there, untouched"
+    );
+    let id = parked["id"].as_str().unwrap();
+    let (status, _) = send(app.admin(Method::POST, &format!("/dlq/{id}/replay"))).await;
+    assert_eq!(status, 202);
+
+    let c = app.wait_synced(&new, 1).await;
+    let new_record = common::remote_id(&c, "hubspot");
+    assert_ne!(
+        new_record, old_record,
+        "the new contact has a record of its own"
+    );
+    let old_now = app.sandbox_record(app.hubspot(), &old_record).await;
+    assert_eq!(
+        old_now["archived"], true,
+        "the old record was deleted: {old_now}"
+    );
+    for base in [app.hubspot(), app.salesforce()] {
+        let live = live_records(&app, base, &new, email).await;
+        assert_eq!(
+            live.len(),
+            1,
+            "{base}: one live record of the address: {live:?}"
+        );
+        let last = live[0]["properties"]["lastname"]
+            .as_str()
+            .or(live[0]["LastName"].as_str());
+        assert_eq!(last, Some("New"), "{live:?}");
+    }
+}
