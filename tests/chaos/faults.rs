@@ -60,6 +60,34 @@ pub fn schedule(plan: &FaultPlan) -> Vec<(Duration, Fault)> {
             Fault::Salesforce(json!({"outage": true})),
         ),
         (at(&mut rng, 0.25), Fault::Hubspot(json!({"force_429": 40}))),
+        // The CRM commits a write but SyncRoot never hears so: the connection drops, the
+        // answer comes after SyncRoot gave up (CHAOS's CRM timeout is 5 s), or it is a 5xx.
+        (
+            at(&mut rng, 0.18),
+            Fault::Hubspot(json!({"after_write": "drop", "after_write_count": 4})),
+        ),
+        (
+            at(&mut rng, 0.30),
+            Fault::Salesforce(json!({"after_write": "error", "after_write_count": 4})),
+        ),
+        (
+            at(&mut rng, 0.48),
+            Fault::Hubspot(json!({"after_write": "stall", "after_write_count": 2,
+                                  "after_write_stall_ms": 6000})),
+        ),
+        (
+            at(&mut rng, 0.58),
+            Fault::Salesforce(json!({"after_write": "drop", "after_write_rate": 0.05})),
+        ),
+        (
+            at(&mut rng, 0.68),
+            Fault::Salesforce(json!({"after_write": "stall", "after_write_rate": 0.02,
+                                     "after_write_stall_ms": 6000})),
+        ),
+        (
+            at(&mut rng, 0.78),
+            Fault::Salesforce(json!({"after_write": "off", "after_write_rate": 0.0})),
+        ),
         (at(&mut rng, 0.35), Fault::Kill("delivery", pause(&mut rng))),
         (
             at(&mut rng, 0.45),
@@ -129,21 +157,27 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Counts the settings that turn a fault on (an `outage: false` or a zero rate ends one).
+    /// Counts the settings that turn a fault on (an `outage: false`, a zero rate or an
+    /// `after_write: "off"` ends one; a count, a stall length or a status only shapes one).
     fn count_crm_fault(&mut self, crm: &str, body: &Value) {
         let Some(settings) = body.as_object() else {
             return;
         };
         for (name, value) in settings {
-            let on = match value {
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64().is_some_and(|n| n > 0.0) && name != "error_status",
-                Value::String(s) => !s.is_empty() && s != "off",
-                _ => false,
+            let family = match value {
+                Value::Bool(true) => name.clone(),
+                Value::Number(n) if n.as_f64().is_some_and(|n| n > 0.0) => name.clone(),
+                Value::String(mode) if mode != "off" => format!("{name} {mode}"),
+                _ => continue,
             };
-            if on {
-                *self.crm_faults.entry(format!("{crm} {name}")).or_default() += 1;
+            // How many, how long, which status: parts of the `after_write` or error fault.
+            if name == "error_status" || name.starts_with("after_write_") {
+                continue;
             }
+            *self
+                .crm_faults
+                .entry(format!("{crm} {family}"))
+                .or_default() += 1;
         }
     }
 

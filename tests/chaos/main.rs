@@ -16,6 +16,7 @@
 mod alerts;
 mod cluster;
 mod faults;
+mod history;
 mod load;
 mod model;
 mod services;
@@ -219,6 +220,13 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
     control.put(&salesforce, "validation-rules", &rule).await?;
 
     let cluster = Arc::new(tokio::sync::Mutex::new(cluster));
+    let stop_reading = tokio_util::sync::CancellationToken::new();
+    let write_logs = history::collect(
+        control.clone(),
+        hubspot.clone(),
+        salesforce.clone(),
+        stop_reading.clone(),
+    );
     let start = Instant::now();
     let events = faults::schedule(&faults::FaultPlan {
         seed: k.seed,
@@ -255,7 +263,8 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         start.elapsed().as_secs_f64(),
         model.accepted
     );
-    let off = json!({"error_rate": 0.0, "force_429": 0, "outage": false});
+    let off = json!({"error_rate": 0.0, "force_429": 0, "outage": false,
+                     "after_write": "off", "after_write_count": 0, "after_write_rate": 0.0});
     faults::set_faults(&control, &hubspot, &off).await?;
     faults::set_faults(&control, &salesforce, &off).await?;
 
@@ -307,6 +316,16 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         print_problems("after the replay", &after_replay);
     }
 
+    stop_reading.cancel();
+    let logs_read = write_logs.await?;
+    let history = history::check_both(&logs_read, &model, &verify::links(&db).await?);
+    print_problems(
+        "history",
+        &Findings {
+            problems: history.problems.clone(),
+            ..Findings::default()
+        },
+    );
     if !settled.problems.is_empty() || !after_replay.problems.is_empty() {
         // The sandboxes stop with the cluster: keep what they held for inspection.
         for (name, base) in [("hubspot", &hubspot), ("salesforce", &salesforce)] {
@@ -365,9 +384,27 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
         (settled.orphans + after_replay.orphans).to_string(),
     );
     row("lost", (settled.lost + after_replay.lost).to_string());
+    row(
+        "CRM writes checked in version order",
+        format!(
+            "{} ({} out of order or unknown)",
+            history.writes,
+            history.problems.len()
+        ),
+    );
     println!("chaos: faults (seed {})", k.seed);
     for (family, count) in applied.families() {
         row(&family, count.to_string());
+    }
+    for (crm, c) in [("HubSpot", &hs_counters), ("Salesforce", &sf_counters)] {
+        let injected = &c["after_write_faults"];
+        row(
+            &format!("{crm} writes answered badly"),
+            format!(
+                "{} dropped, {} stalled, {} 5xx (after committing)",
+                injected["drop"], injected["stall"], injected["error"]
+            ),
+        );
     }
 
     let mut failures = Vec::new();
@@ -385,6 +422,13 @@ async fn run(k: Knobs) -> anyhow::Result<bool> {
             .iter()
             .take(20)
             .map(|u| format!("API: {u}")),
+    );
+    failures.extend(
+        history
+            .problems
+            .iter()
+            .take(20)
+            .map(|p| format!("history: {p}")),
     );
     failures.extend(cluster.unexpected_exits.iter().cloned());
     failures.extend(applied.failures.iter().map(|f| format!("fault: {f}")));

@@ -67,13 +67,23 @@ fn crm_field(crm: Crm, field: &str) -> Option<&'static str> {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Crm {
+pub enum Crm {
     Hubspot,
     Salesforce,
 }
 
+impl Crm {
+    /// The name SyncRoot stores (`crm_links.crm`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Crm::Hubspot => "hubspot",
+            Crm::Salesforce => "salesforce",
+        }
+    }
+}
+
 /// A CRM record reduced to SyncRoot's fields, with empty values as `None`.
-fn read_record(crm: Crm, rec: &Value) -> Fields {
+pub fn read_record(crm: Crm, rec: &Value) -> Fields {
     let props = match crm {
         Crm::Hubspot => &rec["properties"],
         Crm::Salesforce => rec,
@@ -106,7 +116,7 @@ fn read_record(crm: Crm, rec: &Value) -> Fields {
 }
 
 /// The differences between the accepted fields and what a CRM (or Postgres) holds.
-fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
+pub fn differences(crm: Option<Crm>, want: &Fields, got: &Fields) -> Vec<String> {
     let mut out = Vec::new();
     if want.email != got.email {
         out.push(format!("email {:?} != {:?}", got.email, want.email));
@@ -267,9 +277,9 @@ impl<'a> Record<'a> {
 }
 
 /// The record id each contact's link names, per CRM (`"hubspot"`, `"salesforce"`).
-type Links = BTreeMap<(Uuid, String), String>;
+pub type Links = BTreeMap<(Uuid, String), String>;
 
-async fn links(db: &PgPool) -> anyhow::Result<Links> {
+pub async fn links(db: &PgPool) -> anyhow::Result<Links> {
     let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
         "SELECT contact_id, crm, remote_id FROM crm_links WHERE remote_id IS NOT NULL",
     )
@@ -291,10 +301,7 @@ fn check_crm(
     skip: &BTreeSet<Uuid>,
     f: &mut Findings,
 ) {
-    let crm_name = match crm {
-        Crm::Hubspot => "hubspot",
-        Crm::Salesforce => "salesforce",
-    };
+    let crm_name = crm.name();
     let mut by_email: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut by_id: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_syncroot_id: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
