@@ -21,8 +21,8 @@ use super::ratelimit::{Limits, RateLimiter};
 use super::schema::Schema;
 use super::store::{Change, ChangeKind, Store};
 use super::webhooks::{ChangeSource, Disorder, Emitter, Identity, WebhookTarget};
-use crate::kit::writes::{Kind, Source, WriteLog, Written};
 use crate::kit::batches::BatchCap;
+use crate::kit::writes::{Kind, Source, WriteLog, Written};
 
 pub type AppState = Arc<Shared>;
 

@@ -27,8 +27,8 @@ use super::query::Cursors;
 use super::store::{Actor, Change, ChangeType, Store, Undo};
 use super::validation::ValidationRules;
 use super::{ids, jwt};
-use crate::kit::writes::{Kind, Source, WriteLog, Written};
 use crate::kit::batches::BatchCap;
+use crate::kit::writes::{Kind, Source, WriteLog, Written};
 
 /// Most recent changes kept for `/__sandbox/state`.
 const CHANGE_LOG_CAPACITY: usize = 10_000;
