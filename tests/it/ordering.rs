@@ -240,3 +240,72 @@ async fn stopping_finishes_in_flight_work_and_leaves_nothing_unacknowledged() {
         .unwrap();
     assert_eq!(persisted + i64::from(queued), 20);
 }
+
+/// Concurrent updates of one contact reach each CRM in the order the API gave them: the
+/// sandboxes' own write logs show the record's job title never going back to an older
+/// version's, and ending at the last one.
+#[tokio::test]
+async fn concurrent_updates_of_one_contact_reach_each_crm_in_version_order() {
+    let app = TestApp::spawn_with(Options {
+        delivery: true,
+        forwarders: 2,
+        ..Options::default()
+    })
+    .await;
+    let id = app
+        .create(json!({"email": "in-order@example.com", "last_name": "Order"}))
+        .await;
+    let path = format!("/contacts/{id}");
+    // Five clients, eight updates each, all at once; the API numbers them.
+    let clients = (0..5).map(|c| {
+        let (app, path) = (&app, path.clone());
+        async move {
+            let mut accepted = Vec::new();
+            for i in 0..8 {
+                let title = format!("title-{c}-{i}");
+                let r = app
+                    .authed(Method::PATCH, &path)
+                    .json(&json!({"job_title": title}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 202);
+                let v = r.json::<Value>().await.unwrap()["version"]
+                    .as_i64()
+                    .unwrap();
+                accepted.push((title, v));
+            }
+            accepted
+        }
+    });
+    let version_of: std::collections::HashMap<String, i64> =
+        futures_util::future::join_all(clients)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+    let last = *version_of.values().max().unwrap();
+    let c = app.wait_synced(&id, last).await;
+    for (crm, base, title_field) in [
+        ("hubspot", app.hubspot(), "jobtitle"),
+        ("salesforce", app.salesforce(), "Title"),
+    ] {
+        let record = common::remote_id(&c, crm);
+        let writes = app.sandbox_control().writes(base, 0).await.unwrap();
+        let written: Vec<i64> = writes
+            .iter()
+            .filter(|w| w["record_id"] == record.as_str() && w["source"] == "integration")
+            .filter_map(|w| version_of.get(w["values"][title_field].as_str()?).copied())
+            .collect();
+        assert!(!written.is_empty(), "{crm}: no write carried a title");
+        assert!(
+            written.windows(2).all(|w| w[0] <= w[1]),
+            "{crm}: versions written out of order: {written:?}"
+        );
+        assert_eq!(
+            written.last(),
+            Some(&last),
+            "{crm}: ends at the last version"
+        );
+    }
+}
