@@ -439,3 +439,44 @@ fn by_test() -> syncroot::store::audit::Requested {
         filter: None,
     }
 }
+
+/// Salesforce refuses a save while another transaction holds the record
+/// (`UNABLE_TO_LOCK_ROW`, per item of a collection write): a transient refusal, retried
+/// until it goes through, never dead-lettered.
+#[tokio::test]
+async fn a_salesforce_record_lock_is_retried_until_the_save_goes_through() {
+    let app = app_with(&[]).await;
+    let locks = app
+        .control(
+            app.salesforce(),
+            Method::PUT,
+            "record-locks",
+            Some(json!({"next": 3})),
+        )
+        .await;
+    assert_eq!(locks["next"], 3);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = app
+            .create(json!({"email": format!("locked-{i}@example.com"), "last_name": "Locked"}))
+            .await;
+        ids.push(id);
+    }
+    for id in &ids {
+        app.wait_synced(id, 1).await;
+    }
+    let left = app
+        .control(app.salesforce(), Method::GET, "record-locks", None)
+        .await;
+    assert_eq!(left["next"], 0, "every lock was met by a save");
+    assert!(entries(&app, for_crm("salesforce")).await.is_empty());
+    let records = app.sandbox_contacts(app.salesforce()).await;
+    for i in 0..3 {
+        let email = format!("locked-{i}@example.com");
+        let n = records
+            .iter()
+            .filter(|r| r["Email"] == email.as_str())
+            .count();
+        assert_eq!(n, 1, "one Salesforce record of {email}");
+    }
+}

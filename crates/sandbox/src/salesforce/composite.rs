@@ -235,6 +235,19 @@ fn execute(
     let mut store = lock(&call.sb.store);
     let mut undo = Undo::default();
     for i in 0..n {
+        if store.record_locks > 0 {
+            store.record_locks -= 1;
+            outcomes.push(Outcome {
+                id: None,
+                created: None,
+                errors: vec![SfError::new(
+                    ErrorCode::UnableToLockRow,
+                    "unable to obtain exclusive access to this record",
+                )],
+                was_create: false,
+            });
+            continue;
+        }
         match step(i, &mut store, &mut undo) {
             Ok((ch, created)) => {
                 let was_create = ch.change_type == ChangeType::Create;

@@ -1,5 +1,5 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules and the duplicate rule, set usage and the
+//! Lightning, inject faults, set validation rules, the duplicate rule and record locks, set usage and the
 //! batch cap, expire sessions, point the webhook and the Outbound Message endpoint, read
 //! counters and the write log.
 //!
@@ -54,6 +54,10 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
         .route(
             "/__sandbox/duplicate-rule",
             get(duplicate_rule).put(put_duplicate_rule),
+        )
+        .route(
+            "/__sandbox/record-locks",
+            get(record_locks).put(put_record_locks),
         )
         .route("/__sandbox/limits", get(limits).put(put_limits))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
@@ -229,6 +233,29 @@ async fn put_duplicate_rule(State(sb): Shared, body: Bytes) -> Response {
     let mut store = lock(&sb.store);
     store.duplicates.action = rule.action;
     ok(serde_json::to_value(&store.duplicates).unwrap_or_default())
+}
+
+async fn record_locks(State(sb): Shared) -> Response {
+    ok(json!({"next": lock(&sb.store).record_locks}))
+}
+
+/// `PUT /__sandbox/record-locks` with `{"next": n}`: the next `n` record saves in collection
+/// writes fail with `UNABLE_TO_LOCK_ROW` (another transaction holds the record), each on its
+/// own item; answers what is left.
+async fn put_record_locks(State(sb): Shared, body: Bytes) -> Response {
+    let locks: RecordLocksIn = match parse(&body) {
+        Ok(r) => r,
+        Err(e) => return control::problem(e),
+    };
+    let mut store = lock(&sb.store);
+    store.record_locks = locks.next;
+    ok(json!({"next": store.record_locks}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordLocksIn {
+    next: u32,
 }
 
 #[derive(Deserialize)]

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     AllOrNoneOperationRolledBack,
     MethodNotAllowed,
     ServerUnavailable,
+    /// Another transaction holds the record (SOAP API `StatusCode` enum, `UNABLE_TO_LOCK_ROW`:
+    /// "unable to obtain exclusive access to this record"); a retry can succeed.
+    UnableToLockRow,
     UnknownException,
 }
 
@@ -73,6 +76,7 @@ impl ErrorCode {
             Self::ExceededIdLimit => "EXCEEDED_ID_LIMIT",
             Self::MissingArgument => "MISSING_ARGUMENT",
             Self::InvalidCrossReferenceKey => "INVALID_CROSS_REFERENCE_KEY",
+            Self::UnableToLockRow => "UNABLE_TO_LOCK_ROW",
             Self::AllOrNoneOperationRolledBack => "ALL_OR_NONE_OPERATION_ROLLED_BACK",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::ServerUnavailable => "SERVER_UNAVAILABLE",

@@ -214,7 +214,7 @@ impl Sandbox {
         }
     }
 
-    /// Forgets records, validation rules, the duplicate rule, usage (and a changed allowance), a
+    /// Forgets records, validation rules, the duplicate rule, pending record locks, usage (and a changed allowance), a
     /// lowered batch cap, faults, cursors, the change log, the write log and queued
     /// notifications;
     /// keeps sessions, counters, the webhook target and the id counter.
@@ -224,6 +224,7 @@ impl Sandbox {
             store.reset();
             store.set_rules(ValidationRules::default());
             store.duplicates = Default::default();
+            store.record_locks = 0;
         }
         *lock(&self.meter) = Meter::new(self.daily_limit);
         *lock(&self.faults) = Faults::default();

@@ -66,6 +66,9 @@ pub struct Store {
     rules: ValidationRules,
     /// The duplicate rule on Email, checked after the validation rules; off by default.
     pub duplicates: DuplicateRule,
+    /// The next this many record saves in collection writes fail with `UNABLE_TO_LOCK_ROW`, as
+    /// when another transaction holds the record; set through the control API.
+    pub record_locks: u32,
 }
 
 impl Store {
@@ -77,6 +80,7 @@ impl Store {
             next_number: 0,
             rules: ValidationRules::default(),
             duplicates: DuplicateRule::default(),
+            record_locks: 0,
         }
     }
 
