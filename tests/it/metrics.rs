@@ -65,11 +65,12 @@ impl Scrape {
     }
 }
 
-/// Parses an exposition with the Python parser (installing the venv's pinned tools if needed).
-fn parse(role: &'static str, text: &str) -> Scrape {
-    use std::io::Write as _;
+/// Parses an exposition with the Python parser (installing the venv's pinned tools if needed),
+/// without blocking the test's runtime while it runs.
+async fn parse(role: &'static str, text: &str) -> Scrape {
+    use tokio::io::AsyncWriteExt as _;
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = std::process::Command::new("bash")
+    let mut child = tokio::process::Command::new("bash")
         .args([
             "-c",
             ". scripts/python.sh && exec \"$PYBIN/python\" scripts/metrics_parse.py",
@@ -80,13 +81,10 @@ fn parse(role: &'static str, text: &str) -> Scrape {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("bash runs scripts/python.sh");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
     assert!(
         out.status.success(),
         "{role}: prometheus_client refused the exposition: {}\n{text}",
@@ -126,7 +124,7 @@ async fn scrape(roles: &Roles, role: &'static str) -> Scrape {
     assert_eq!(r.status(), 200, "{role} /metrics");
     let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ct.starts_with("text/plain; version=0.0.4"), "{role}: {ct}");
-    parse(role, &r.text().await.unwrap())
+    parse(role, &r.text().await.unwrap()).await
 }
 
 #[tokio::test]
