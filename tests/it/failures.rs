@@ -148,8 +148,9 @@ async fn a_permanent_refusal_is_parked_at_once_with_its_reason_and_holds_up_nobo
     assert_eq!(entry.version, Some(1));
     assert_eq!(entry.errors.len(), 1);
     assert!(!entry.errors[0].retryable);
-    let c = wait_state(&app, &bad, "salesforce", "failed").await;
-    assert_eq!(c["sync"]["hubspot"]["state"], "synced");
+    wait_state(&app, &bad, "salesforce", "failed").await;
+    // HubSpot's delivery of the same contact goes its own way (it may finish later).
+    wait_state(&app, &bad, "hubspot", "synced").await;
 
     let good = app.create(json!({"email": "good@example.com"})).await;
     wait_state(&app, &good, "salesforce", "synced").await;
