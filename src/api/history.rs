@@ -169,7 +169,7 @@ pub async fn history(
     }))
 }
 
-fn change_out(c: FieldChange) -> FieldChangeOut {
+pub(super) fn change_out(c: FieldChange) -> FieldChangeOut {
     FieldChangeOut {
         field: c.field,
         old: c.old,

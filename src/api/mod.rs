@@ -11,6 +11,7 @@
 pub mod accept;
 pub mod audit;
 pub mod auth;
+pub mod changes;
 pub mod contacts;
 pub mod dlq;
 pub mod docs;
@@ -110,6 +111,7 @@ fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
             contacts::delete
         ))
         .routes(routes!(history::history))
+        .routes(routes!(changes::changes))
         .route_layer(gate(Area::Contacts));
     let admin = OpenApiRouter::new()
         .routes(routes!(dlq::list))

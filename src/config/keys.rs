@@ -44,7 +44,7 @@ pub const KEYS: &[Key] = &[
     secret(
         "read_keys",
         "",
-        "comma-separated bearer keys that may only read /contacts (scope read: GET; other methods get 403); at least 16 characters each, distinct from the other lists",
+        "comma-separated bearer keys that may only read /contacts and /changes (scope read: GET; other methods get 403); at least 16 characters each, distinct from the other lists",
     ),
     secret(
         "admin_keys",

@@ -1,6 +1,6 @@
 //! `contact_versions`: every accepted version of a contact, with where it came from, what it
 //! changed and which conflicts were resolved. Written by `heads` in the accepting statement;
-//! read here for `GET /contacts/{id}/history`.
+//! read here for `GET /contacts/{id}/history` and for the change feed (`GET /changes`).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row, postgres::PgRow};
@@ -92,18 +92,80 @@ pub async fn list(
     .bind(id.0)
     .bind(after)
     .bind(limit)
+    .try_map(|r: PgRow| version_row(&r))
+    .fetch_all(pool)
+    .await
+}
+
+fn version_row(r: &PgRow) -> Result<VersionRow, sqlx::Error> {
+    let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+    Ok(VersionRow {
+        entry: r.try_get("entry")?,
+        version: r.try_get("version")?,
+        origin: r.try_get("origin")?,
+        operation: r.try_get("operation")?,
+        changes: serde_json::from_value(r.try_get("changes")?).map_err(decode)?,
+        conflicts: serde_json::from_value(r.try_get("conflicts")?).map_err(decode)?,
+        accepted_at: r.try_get("accepted_at")?,
+        note: r.try_get("note")?,
+        via: r.try_get("via")?,
+    })
+}
+
+/// A position in the change feed: the writing transaction's id and the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct FeedPosition {
+    pub txid: u64,
+    pub entry: i64,
+}
+
+/// One entry of the change feed: a history entry and the contact it belongs to.
+#[derive(Debug, Clone)]
+pub struct FeedRow {
+    pub position: FeedPosition,
+    pub contact_id: uuid::Uuid,
+    pub row: VersionRow,
+}
+
+/// The feed's entries after `after`, at most `limit`, in feed order.
+///
+/// Entry numbers come from a sequence, so a transaction can take a smaller number and commit
+/// after a larger one: a reader that had moved past the larger would never see it. Ordering
+/// by the writing transaction's id instead, and serving only transactions older than every
+/// one still running (the snapshot's `xmin`), no entry can later appear before a position
+/// already served. Each version takes its contact's head lock before its transaction writes
+/// anything, so one contact's versions come in version order. A long-running transaction
+/// anywhere on the server holds the feed back until it ends.
+pub async fn feed(
+    pool: &PgPool,
+    after: FeedPosition,
+    limit: i64,
+) -> Result<Vec<FeedRow>, sqlx::Error> {
+    sqlx::query(
+        "SELECT txid::text AS txid, entry, contact_id, version, origin, operation, changes, conflicts,
+                accepted_at, note, via
+           FROM contact_versions
+          WHERE (txid, entry) > ($1::text::xid8, $2)
+            AND txid < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY txid, entry
+          LIMIT $3",
+    )
+    .bind(after.txid.to_string())
+    .bind(after.entry)
+    .bind(limit)
     .try_map(|r: PgRow| {
-        let decode = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
-        Ok(VersionRow {
-            entry: r.try_get("entry")?,
-            version: r.try_get("version")?,
-            origin: r.try_get("origin")?,
-            operation: r.try_get("operation")?,
-            changes: serde_json::from_value(r.try_get("changes")?).map_err(decode)?,
-            conflicts: serde_json::from_value(r.try_get("conflicts")?).map_err(decode)?,
-            accepted_at: r.try_get("accepted_at")?,
-            note: r.try_get("note")?,
-            via: r.try_get("via")?,
+        let txid: String = r.try_get("txid")?;
+        let txid = txid
+            .parse::<u64>()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let row = version_row(&r)?;
+        Ok(FeedRow {
+            position: FeedPosition {
+                txid,
+                entry: row.entry,
+            },
+            contact_id: r.try_get("contact_id")?,
+            row,
         })
     })
     .fetch_all(pool)

@@ -6,6 +6,7 @@ mod after_write;
 mod authz;
 mod broker;
 mod broker_tls;
+mod change_feed;
 mod contacts_api;
 mod convergence;
 mod crm_transport;

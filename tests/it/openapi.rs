@@ -49,7 +49,7 @@ fn every_keyed_operation_names_its_scope_and_documents_403_and_429() {
     let spec: serde_json::Value = serde_json::from_str(&syncroot::api::openapi_pretty()).unwrap();
     // What the README promises, written out rather than derived from the code.
     let expected = |method: &str, path: &str| -> Option<(&str, &str)> {
-        if path.starts_with("/contacts") {
+        if path.starts_with("/contacts") || path == "/changes" {
             Some(("api_key", if method == "get" { "read" } else { "write" }))
         } else if path.starts_with("/dlq") || path.starts_with("/admin") {
             Some(("admin_key", "admin"))
@@ -83,5 +83,8 @@ fn every_keyed_operation_names_its_scope_and_documents_403_and_429() {
             }
         }
     }
-    assert_eq!(keyed, 14, "every /contacts, /dlq and /admin operation");
+    assert_eq!(
+        keyed, 15,
+        "every /contacts, /changes, /dlq and /admin operation"
+    );
 }
