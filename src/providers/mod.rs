@@ -25,6 +25,9 @@ pub struct SyncItem {
     pub contact: Option<ContactFields>,
     /// The linked remote record, once known.
     pub remote_id: Option<String>,
+    /// A deleted contact's last e-mail address: a CRM that matches records by address finds by
+    /// it a record created for the contact whose answer was lost (so it was never linked).
+    pub last_email: Option<String>,
 }
 
 /// What happened to one item of a batch.

@@ -39,8 +39,8 @@ use crate::metrics::{self, AttemptOutcome, Settled};
 use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
-use crate::store::dead_letters;
 use crate::store::links::{self, Attempt, Deliverable};
+use crate::store::{dead_letters, heads};
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
@@ -213,11 +213,12 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let (held, rows): (Vec<_>, Vec<_>) = rows.partition(|r| needs_sync(r) && self.holds(r));
         let held: Vec<Attempt> = held.iter().map(|r| self.held(r)).collect();
         links::record(&self.db, crm, &held).await?;
-        let items: Vec<SyncItem> = rows
+        let mut items: Vec<SyncItem> = rows
             .iter()
             .filter(|r| needs_sync(r))
             .map(sync_item)
             .collect();
+        self.keep_others_records(&mut items).await?;
         let accepted: HashMap<ContactId, chrono::DateTime<chrono::Utc>> =
             rows.iter().map(|r| (r.id, r.accepted_at)).collect();
         let mut outcomes = HashMap::new();
@@ -275,6 +276,28 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// A deleted contact never linked here is looked for in the CRM by its last address; but
+    /// when a live contact has that address now, a record with it is (or will be) that
+    /// contact's, never this one's to delete.
+    async fn keep_others_records(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
+        for item in items
+            .iter_mut()
+            .filter(|i| i.contact.is_none() && i.remote_id.is_none())
+        {
+            let Some(email) = item.last_email.as_deref() else {
+                continue;
+            };
+            let mut conn = self.db.acquire().await?;
+            if heads::find_live_by_email(&mut conn, email)
+                .await?
+                .is_some_and(|other| other != item.contact_id)
+            {
+                item.last_email = None;
+            }
+        }
+        Ok(())
+    }
+
     /// Notes what is about to be written and makes the CRM call: each item's result, in order
     /// (records found gone are listed in `gone`).
     async fn call(
@@ -392,6 +415,7 @@ fn sync_item(r: &Deliverable) -> SyncItem {
         version: r.version,
         contact: r.contact.clone(),
         remote_id: r.remote_id.clone(),
+        last_email: r.last_email.as_ref().map(|e| e.as_str().to_owned()),
     }
 }
 

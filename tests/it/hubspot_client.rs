@@ -135,6 +135,7 @@ fn live(contact: ContactFields) -> SyncItem {
         version: 1,
         contact: Some(contact),
         remote_id: None,
+        last_email: None,
     }
 }
 
@@ -236,6 +237,35 @@ async fn deleted_contacts_archive_their_record_and_a_record_already_gone_counts_
         2,
         "the unlinked delete needs no call"
     );
+}
+
+/// A create HubSpot committed but whose answer was lost leaves a record SyncRoot never linked;
+/// when the contact is then deleted, its last address finds that record (by `batch/read`,
+/// which unlike `search` does not lag) and it is archived.
+#[tokio::test]
+async fn a_deleted_contact_never_linked_has_its_record_found_by_its_last_address_and_archived() {
+    let sb = Sandbox::start().await;
+    let orphan = sb
+        .created_in_ui(json!({"email": "lost-answer@example.com", "lastname": "Lost"}))
+        .await;
+    let client = sb.client();
+    let gone = SyncItem {
+        contact: None,
+        last_email: Some("Lost-Answer@example.com".into()),
+        ..live(contact("lost-answer@example.com", "Lost"))
+    };
+    let nowhere = SyncItem {
+        contact: None,
+        last_email: Some("never-there@example.com".into()),
+        ..live(contact("never-there@example.com", "None"))
+    };
+    let outcomes = client.sync(&[gone, nowhere]).await.unwrap();
+    assert_eq!(synced(&outcomes[0]), orphan);
+    assert!(matches!(
+        outcomes[1],
+        ItemOutcome::Synced { remote_id: None }
+    ));
+    assert_eq!(sb.record(&orphan).await["archived"], true);
 }
 
 #[tokio::test]

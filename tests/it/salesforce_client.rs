@@ -131,6 +131,7 @@ fn item(fields: ContactFields) -> SyncItem {
         version: 1,
         contact: Some(fields),
         remote_id: None,
+        last_email: None,
     }
 }
 

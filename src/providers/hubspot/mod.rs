@@ -106,18 +106,19 @@ impl CrmClient for HubspotClient {
         }
         let mut run = Run::new(items.len());
         let (mut archives, mut updates, mut upserts) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unlinked_gone = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match (&item.contact, &item.remote_id) {
-                (None, Some(_)) => archives.push(i),
-                // Never linked, so no record SyncRoot knows of. One may exist if a crash came
-                // between its creation and recording the link; finding it takes a `batch/read`
-                // by the contact's last e-mail, which a tombstone item does not carry until
-                // delivery passes the last known state along.
-                (None, None) => run.settle(i, ItemOutcome::Synced { remote_id: None }),
+                (None, Some(id)) => archives.push((i, id.clone())),
+                // Never linked, so no record SyncRoot knows of. One exists if its create was
+                // committed but the answer lost (a crash, a timeout, a dropped connection):
+                // found by the contact's last address.
+                (None, None) => unlinked_gone.push(i),
                 (Some(_), Some(_)) => updates.push(i),
                 (Some(_), None) => upserts.push(i),
             }
         }
+        archives.extend(self.find_unlinked(&mut run, items, unlinked_gone).await);
         self.archive(&mut run, items, archives).await;
         self.update(&mut run, items, updates).await;
         let taken = self.upsert(&mut run, items, upserts).await;
@@ -153,18 +154,47 @@ impl CrmClient for HubspotClient {
 }
 
 impl HubspotClient {
+    /// The records of deleted contacts that were never linked, found by their last address;
+    /// an item with no record there is done, and a failed read fails the items.
+    async fn find_unlinked(
+        &self,
+        run: &mut Run,
+        items: &[SyncItem],
+        which: Vec<usize>,
+    ) -> Vec<(usize, String)> {
+        let emails: Vec<String> = which
+            .iter()
+            .filter_map(|&i| items[i].last_email.as_ref().map(|e| e.to_lowercase()))
+            .collect();
+        let found = match emails.is_empty() {
+            true => Ok(Default::default()),
+            false => read::ids_by_email(&self.transport, &emails).await,
+        };
+        let mut out = Vec::new();
+        for i in which {
+            let email = items[i].last_email.as_ref().map(|e| e.to_lowercase());
+            match (&found, email) {
+                (Err(e), Some(_)) => run.settle(i, ItemOutcome::Failed(e.clone())),
+                (Ok(ids), Some(email)) if ids.contains_key(&email) => {
+                    out.push((i, ids[&email].clone()));
+                }
+                _ => run.settle(i, ItemOutcome::Synced { remote_id: None }),
+            }
+        }
+        out
+    }
+
     /// Archives the records of deleted contacts; a record already gone counts as deleted.
-    async fn archive(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) {
+    async fn archive(&self, run: &mut Run, items: &[SyncItem], which: Vec<(usize, String)>) {
         let inputs: Vec<_> = which
             .into_iter()
-            .filter_map(|i| {
-                let id = items[i].remote_id.clone()?;
+            .map(|(i, id)| {
                 let input = IdInput { id: id.clone() };
-                Some(Pending {
+                Pending {
                     item: i,
                     key: id,
                     input,
-                })
+                }
             })
             .collect();
         let Some(report) = run

@@ -32,6 +32,7 @@ pub async fn records(
         let body = ReadRequest {
             properties: &properties,
             inputs: chunk.iter().map(|id| IdInput { id: id.clone() }).collect(),
+            id_property: None,
         };
         let bytes = transport
             .post(PATH, &body)
@@ -47,6 +48,42 @@ pub async fn records(
         }
         for record in answer.results.iter().filter(|r| !r.archived) {
             out.push(transformers::remote_record(record, map).map_err(ProviderError::Decode)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The ids of the live records with these e-mail addresses (`batch/read` with `idProperty`
+/// `email`, which reads the record itself, unlike `search`, whose index lags behind writes),
+/// by lower-cased address.
+pub async fn ids_by_email(
+    transport: &Transport,
+    emails: &[String],
+) -> Result<std::collections::HashMap<String, String>, ProviderError> {
+    let properties = vec!["email".to_owned()];
+    let mut out = std::collections::HashMap::new();
+    for chunk in emails.chunks(BATCH_MAX) {
+        let body = ReadRequest {
+            properties: &properties,
+            inputs: chunk.iter().map(|e| IdInput { id: e.clone() }).collect(),
+            id_property: Some("email"),
+        };
+        let bytes = transport
+            .post(PATH, &body)
+            .await
+            .map_err(Failure::into_error)?;
+        let answer: BatchResponse = serde_json::from_slice(&bytes)
+            .map_err(|e| errors::undecodable("HubSpot's batch/read answer", &e).into_error())?;
+        for err in &answer.errors {
+            match errors::classify_item(err) {
+                Failure::Gone => {}
+                other => return Err(other.into_error()),
+            }
+        }
+        for record in answer.results.iter().filter(|r| !r.archived) {
+            if let Some(Some(email)) = record.properties.get("email") {
+                out.insert(email.to_lowercase(), record.id.clone());
+            }
         }
     }
     Ok(out)

@@ -49,6 +49,9 @@ pub struct IdInput {
 pub struct ReadRequest<'a> {
     pub properties: &'a [String],
     pub inputs: Vec<IdInput>,
+    /// Read by this unique property instead of the record id (`email`).
+    #[serde(rename = "idProperty", skip_serializing_if = "Option::is_none")]
+    pub id_property: Option<&'a str>,
 }
 
 /// The body of `POST /crm/v3/objects/contacts/search` (`PublicObjectSearchRequest`): filter

@@ -91,6 +91,7 @@ mod tests {
                 job_title: None,
             }),
             remote_id: None,
+            last_email: None,
         }
     }
 
