@@ -110,12 +110,23 @@ pub fn check(crm: Crm, log: &Log, model: &Model, links: &Links) -> History {
         ));
     }
     let crm_name = crm.name();
-    let mut by_record: BTreeMap<&str, Uuid> = BTreeMap::new();
+    // A record can be linked to more than one contact (a deleted contact's record taken over
+    // by a new contact with the same address): a write is then the contact's whose state it
+    // carries.
+    let mut by_record: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
     for ((contact, c), remote) in links {
         if c == crm_name {
-            by_record.insert(remote.as_str(), *contact);
+            by_record.entry(remote.as_str()).or_default().push(*contact);
         }
     }
+    let carries = |contact: &Uuid, w: &Value| {
+        model.contacts.get(contact).is_some_and(|expected| {
+            let written = written_state(crm, w);
+            versions(&expected.changes)
+                .iter()
+                .any(|(_, s)| same(crm, s, &written))
+        })
+    };
     let mut per_contact: BTreeMap<Uuid, Vec<&Value>> = BTreeMap::new();
     for e in &log.entries {
         if e["source"] != "integration" {
@@ -125,7 +136,17 @@ pub fn check(crm: Crm, log: &Log, model: &Model, links: &Links) -> History {
         let carried = e["values"]["SyncRoot_Id__c"]
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok());
-        let Some(contact) = by_record.get(record).copied().or(carried) else {
+        let linked = by_record.get(record).cloned().unwrap_or_default();
+        let contact = match linked.as_slice() {
+            [] => carried,
+            [one] => Some(*one),
+            many => many
+                .iter()
+                .find(|c| carries(c, e))
+                .or(many.first())
+                .copied(),
+        };
+        let Some(contact) = contact else {
             continue;
         };
         per_contact.entry(contact).or_default().push(e);
@@ -138,21 +159,8 @@ pub fn check(crm: Crm, log: &Log, model: &Model, links: &Links) -> History {
         let mut floor = 0i64;
         for w in writes {
             h.writes += 1;
-            let written = match w["kind"].as_str() {
-                Some("deleted") => None,
-                _ => {
-                    let shaped = match crm {
-                        Crm::Hubspot => json!({"properties": w["values"]}),
-                        Crm::Salesforce => w["values"].clone(),
-                    };
-                    Some(read_record(crm, &shaped))
-                }
-            };
-            let matches = |state: &Option<Fields>| match (state, &written) {
-                (None, None) => true,
-                (Some(want), Some(got)) => differences(Some(crm), want, got).is_empty(),
-                _ => false,
-            };
+            let written = written_state(crm, w);
+            let matches = |state: &Option<Fields>| same(crm, state, &written);
             let candidates: Vec<i64> = states
                 .iter()
                 .filter(|(_, s)| matches(s))
@@ -172,6 +180,29 @@ pub fn check(crm: Crm, log: &Log, model: &Model, links: &Links) -> History {
         }
     }
     h
+}
+
+/// The contact state a write left (`None`: the record was deleted).
+fn written_state(crm: Crm, w: &Value) -> Option<Fields> {
+    match w["kind"].as_str() {
+        Some("deleted") => None,
+        _ => {
+            let shaped = match crm {
+                Crm::Hubspot => json!({"properties": w["values"]}),
+                Crm::Salesforce => w["values"].clone(),
+            };
+            Some(read_record(crm, &shaped))
+        }
+    }
+}
+
+/// Whether an accepted state and a written one agree on every field the CRM holds.
+fn same(crm: Crm, state: &Option<Fields>, written: &Option<Fields>) -> bool {
+    match (state, written) {
+        (None, None) => true,
+        (Some(want), Some(got)) => differences(Some(crm), want, got).is_empty(),
+        _ => false,
+    }
 }
 
 /// Both CRMs' verdicts.
