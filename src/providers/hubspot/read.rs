@@ -13,7 +13,7 @@ use super::batch::BATCH_MAX;
 use super::errors::{self, Failure};
 use super::transformers;
 use super::transport::Transport;
-use super::wire::{BatchResponse, IdInput, ReadRequest};
+use super::wire::{BatchResponse, IdInput, ReadRequest, Record};
 use crate::providers::mapping::FieldMap;
 use crate::providers::{ProviderError, RemoteRecord};
 
@@ -29,24 +29,7 @@ pub async fn records(
     let properties = transformers::read_properties(map);
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(BATCH_MAX) {
-        let body = ReadRequest {
-            properties: &properties,
-            inputs: chunk.iter().map(|id| IdInput { id: id.clone() }).collect(),
-            id_property: None,
-        };
-        let bytes = transport
-            .post(PATH, &body)
-            .await
-            .map_err(Failure::into_error)?;
-        let answer: BatchResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| errors::undecodable("HubSpot's batch/read answer", &e).into_error())?;
-        for err in &answer.errors {
-            match errors::classify_item(err) {
-                Failure::Gone => {}
-                other => return Err(other.into_error()),
-            }
-        }
-        for record in answer.results.iter().filter(|r| !r.archived) {
+        for record in &live(transport, &properties, chunk, None).await? {
             out.push(transformers::remote_record(record, map).map_err(ProviderError::Decode)?);
         }
     }
@@ -63,30 +46,41 @@ pub async fn ids_by_email(
     let properties = vec!["email".to_owned()];
     let mut out = std::collections::HashMap::new();
     for chunk in emails.chunks(BATCH_MAX) {
-        let body = ReadRequest {
-            properties: &properties,
-            inputs: chunk.iter().map(|e| IdInput { id: e.clone() }).collect(),
-            id_property: Some("email"),
-        };
-        let bytes = transport
-            .post(PATH, &body)
-            .await
-            .map_err(Failure::into_error)?;
-        let answer: BatchResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| errors::undecodable("HubSpot's batch/read answer", &e).into_error())?;
-        for err in &answer.errors {
-            match errors::classify_item(err) {
-                Failure::Gone => {}
-                other => return Err(other.into_error()),
-            }
-        }
-        for record in answer.results.iter().filter(|r| !r.archived) {
+        for record in live(transport, &properties, chunk, Some("email")).await? {
             if let Some(Some(email)) = record.properties.get("email") {
                 out.insert(email.to_lowercase(), record.id.clone());
             }
         }
     }
     Ok(out)
+}
+
+/// One `batch/read` call: the live records among `keys` (record ids, or values of
+/// `id_property`); keys HubSpot does not find are left out, any other per-input error fails.
+async fn live(
+    transport: &Transport,
+    properties: &[String],
+    keys: &[String],
+    id_property: Option<&str>,
+) -> Result<Vec<Record>, ProviderError> {
+    let body = ReadRequest {
+        properties,
+        inputs: keys.iter().map(|k| IdInput { id: k.clone() }).collect(),
+        id_property,
+    };
+    let bytes = transport
+        .post(PATH, &body)
+        .await
+        .map_err(Failure::into_error)?;
+    let answer: BatchResponse = serde_json::from_slice(&bytes)
+        .map_err(|e| errors::undecodable("HubSpot's batch/read answer", &e).into_error())?;
+    for err in &answer.errors {
+        match errors::classify_item(err) {
+            Failure::Gone => {}
+            other => return Err(other.into_error()),
+        }
+    }
+    Ok(answer.results.into_iter().filter(|r| !r.archived).collect())
 }
 
 /// The distinct ids that are HubSpot record ids (digits only), in first-seen order.
