@@ -1,9 +1,13 @@
 //! Accepting a write from the API: validated request → new state → `intake`'s transaction
-//! (lock the head, publish with confirm, commit), plus what only the API has: idempotency keys
-//! and the reply.
+//! (lock the head, publish with confirm, commit), shared with the other writes waiting in its
+//! lane (`intake::group`), plus what only the API has: idempotency keys and the reply.
+
+use std::future::Future;
+use std::hash::{Hash, Hasher};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::AppState;
@@ -13,8 +17,9 @@ use super::schema::{AcceptedOut, Operation};
 use crate::domain::fields::{Field, FieldValue};
 use crate::domain::merge::{Stamp, Stamps, changes};
 use crate::domain::{ChangeOp, ContactFields, ContactId, Origin};
-use crate::intake::{self, Draft, IntakeError};
-use crate::store::heads::{self, Head, VersionNote};
+use crate::intake::group::{Job, Step};
+use crate::intake::{Draft, IntakeError};
+use crate::store::heads::{self, Head, HeadError, VersionNote};
 use crate::store::idempotency::{self, Remembered};
 
 /// A write's outcome, as the client sees it.
@@ -39,6 +44,110 @@ pub async fn create(
     idem: Option<(Principal, String)>,
 ) -> Result<Reply, ApiError> {
     let id = ContactId::new();
+    let ttl = state.idempotency_ttl;
+    state
+        .accept
+        .submit(Accept::Create { id, doc, idem, ttl })
+        .await
+}
+
+/// Accepts a replace, patch or delete of an existing contact.
+pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<Reply, ApiError> {
+    state.accept.submit(Accept::Modify { id, m }).await
+}
+
+/// A write the API accepts, in a transaction it may share with others (`intake::group`).
+pub enum Accept {
+    Create {
+        id: ContactId,
+        doc: ContactFields,
+        idem: Option<(Principal, String)>,
+        /// How long the idempotency key is remembered.
+        ttl: std::time::Duration,
+    },
+    Modify {
+        id: ContactId,
+        m: Modification,
+    },
+}
+
+type Ran = Result<Result<Step<Reply>, ApiError>, sqlx::Error>;
+
+impl Job for Accept {
+    type Output = Reply;
+    type Refusal = ApiError;
+
+    /// A contact's writes share a lane; a new contact's lane is its address's, so two creates
+    /// of one address are decided in the same lane.
+    fn lane_key(&self) -> u64 {
+        match self {
+            Accept::Create { doc, .. } => {
+                let mut h = std::hash::DefaultHasher::new();
+                doc.email.as_str().hash(&mut h);
+                h.finish()
+            }
+            Accept::Modify { id, .. } => heads::lock_key(*id) as u64,
+        }
+    }
+
+    /// An idempotent create remembers its key before it may find the address taken.
+    fn guarded(&self) -> bool {
+        matches!(self, Accept::Create { idem: Some(_), .. })
+    }
+
+    fn run<'a>(&'a self, conn: &'a mut PgConnection) -> impl Future<Output = Ran> + Send + 'a {
+        async move {
+            match self {
+                Accept::Create { id, doc, idem, ttl } => {
+                    create_in(conn, *id, doc, idem.as_ref(), *ttl).await
+                }
+                Accept::Modify { id, m } => modify_in(conn, *id, m).await,
+            }
+        }
+    }
+
+    fn failed(&self, e: sqlx::Error) -> ApiError {
+        e.into()
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> Self {
+        match e {
+            // The transaction rolled back, and the forwarder skips a change whose head did not
+            // commit, even if the broker took it: the write was not accepted.
+            IntakeError::NotConfirmed => ApiError::Unavailable(
+                "the message broker did not confirm the change; nothing was accepted, retry shortly"
+                    .into(),
+            ),
+            IntakeError::CommitFailed => ApiError::Unavailable(
+                "the database failed while recording the change; nothing was accepted, retry shortly"
+                    .into(),
+            ),
+            IntakeError::Database => {
+                ApiError::Unavailable("the database is unavailable; retry shortly".into())
+            }
+            IntakeError::Interrupted => ApiError::internal(e),
+        }
+    }
+}
+
+/// A head that could not be written: the address taken is the client's problem, anything else
+/// a failed statement.
+fn refused(e: HeadError) -> Ran {
+    match e {
+        HeadError::EmailTaken(existing) => Ok(Err(ApiError::EmailTaken(existing))),
+        HeadError::Db(e) => Err(e),
+    }
+}
+
+async fn create_in(
+    tx: &mut PgConnection,
+    id: ContactId,
+    doc: &ContactFields,
+    idem: Option<&(Principal, String)>,
+    ttl: std::time::Duration,
+) -> Ran {
     let now = Utc::now();
     let accepted = AcceptedOut {
         id: id.0,
@@ -46,32 +155,29 @@ pub async fn create(
         operation: Operation::Create,
         accepted_at: now,
     };
-    let mut tx = state.db.begin().await?;
     if let Some((principal, key)) = idem {
+        let body = match serde_json::to_value(&accepted) {
+            Ok(body) => body,
+            Err(e) => return Ok(Err(ApiError::internal(e))),
+        };
         let outcome = Remembered {
-            request_hash: request_hash(&doc),
+            request_hash: request_hash(doc),
             status: 202,
             location: Some(location(id)),
-            body: serde_json::to_value(&accepted).map_err(ApiError::internal)?,
+            body,
         };
-        if let Some(earlier) = idempotency::claim(
-            &mut tx,
-            &principal.id,
-            &key,
-            &outcome,
-            state.idempotency_ttl,
-        )
-        .await?
-        {
-            return replay(earlier, &outcome.request_hash);
+        if let Some(earlier) = idempotency::claim(tx, &principal.id, key, &outcome, ttl).await? {
+            return Ok(replay(earlier, &outcome.request_hash).map(Step::Answer));
         }
     }
     let message_id = Uuid::new_v4();
     let mut stamps = Stamps::default();
-    stamps.touch(None, &doc, api_stamp(now));
-    let changed = changes(None, &doc);
+    stamps.touch(None, doc, api_stamp(now));
+    let changed = changes(None, doc);
     let note = VersionNote::new(Origin::Api, &changed, &[]);
-    heads::insert(&mut tx, id, &doc, &stamps, now, message_id, &note).await?;
+    if let Err(e) = heads::insert(tx, id, doc, &stamps, now, message_id, &note).await {
+        return refused(e);
+    }
     let draft = Draft {
         id,
         seq: 1,
@@ -79,20 +185,18 @@ pub async fn create(
         origin: Origin::Api,
         accepted_at: now,
         created_at: now,
-        contact: doc,
+        contact: doc.clone(),
     };
-    publish_and_commit(state, tx, draft, message_id).await?;
-    Ok(Reply {
+    let reply = Reply {
         accepted,
         replayed: false,
-    })
+    };
+    Ok(Ok(Step::Publish(draft.into_change(message_id), reply)))
 }
 
-/// Accepts a replace, patch or delete of an existing contact.
-pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<Reply, ApiError> {
-    let mut tx = state.db.begin().await?;
-    let head = match heads::lock(&mut tx, id).await? {
-        None => return Err(ApiError::NotFound(format!("no contact has id {id}"))),
+async fn modify_in(tx: &mut PgConnection, id: ContactId, m: &Modification) -> Ran {
+    let head = match heads::lock(tx, id).await? {
+        None => return Ok(Err(ApiError::NotFound(format!("no contact has id {id}")))),
         // Deleting again is a success that changes nothing, so clients can retry deletes.
         Some(h) if h.deleted_at.is_some() && matches!(m, Modification::Delete) => {
             let accepted = AcceptedOut {
@@ -101,22 +205,22 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
                 operation: Operation::Delete,
                 accepted_at: Utc::now(),
             };
-            return Ok(Reply {
+            return Ok(Ok(Step::Answer(Reply {
                 accepted,
                 replayed: false,
-            });
+            })));
         }
         Some(h) if h.deleted_at.is_some() => {
-            return Err(ApiError::NotFound(format!("contact {id} was deleted")));
+            return Ok(Err(ApiError::NotFound(format!("contact {id} was deleted"))));
         }
         Some(h) => h,
     };
     let now = Utc::now();
     let (op, operation, doc) = match m {
-        Modification::Replace(doc) => (ChangeOp::Upsert, Operation::Update, doc),
+        Modification::Replace(doc) => (ChangeOp::Upsert, Operation::Update, doc.clone()),
         Modification::Patch(values) => {
             let mut doc = head.doc.clone();
-            doc.apply(values);
+            doc.apply(values.clone());
             (ChangeOp::Upsert, Operation::Update, doc)
         }
         Modification::Delete => (ChangeOp::Delete, Operation::Delete, head.doc.clone()),
@@ -130,10 +234,10 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
             operation,
             accepted_at: now,
         };
-        return Ok(Reply {
+        return Ok(Ok(Step::Answer(Reply {
             accepted,
             replayed: false,
-        });
+        })));
     }
     let mut stamps = head.stamps.clone();
     stamps.touch(Some(&head.doc), &doc, api_stamp(now));
@@ -151,7 +255,9 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
     };
     let message_id = Uuid::new_v4();
     let note = VersionNote::new(Origin::Api, &changed, &[]);
-    heads::advance(&mut tx, id, &next, message_id, &note).await?;
+    if let Err(e) = heads::advance(tx, id, &next, message_id, &note).await {
+        return refused(e);
+    }
     let draft = Draft {
         id,
         seq: next.seq,
@@ -161,8 +267,7 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
         created_at: head.created_at,
         contact: doc,
     };
-    publish_and_commit(state, tx, draft, message_id).await?;
-    Ok(Reply {
+    let reply = Reply {
         accepted: AcceptedOut {
             id: id.0,
             version: next.seq,
@@ -170,7 +275,8 @@ pub async fn modify(state: &AppState, id: ContactId, m: Modification) -> Result<
             accepted_at: now,
         },
         replayed: false,
-    })
+    };
+    Ok(Ok(Step::Publish(draft.into_change(message_id), reply)))
 }
 
 fn api_stamp(at: chrono::DateTime<Utc>) -> Stamp {
@@ -178,29 +284,6 @@ fn api_stamp(at: chrono::DateTime<Utc>) -> Stamp {
         at,
         by: Origin::Api,
     }
-}
-
-async fn publish_and_commit(
-    state: &AppState,
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    draft: Draft,
-    message_id: Uuid,
-) -> Result<(), ApiError> {
-    let change = draft.into_change(message_id);
-    intake::publish_and_commit(&state.publisher, tx, &change)
-        .await
-        .map_err(|e| match e {
-            // Dropping the transaction rolled the head back, and the forwarder skips a change
-            // whose head did not commit, even if the broker took it: the write was not accepted.
-            IntakeError::NotConfirmed => ApiError::Unavailable(
-                "the message broker did not confirm the change; nothing was accepted, retry shortly"
-                    .into(),
-            ),
-            IntakeError::CommitFailed => ApiError::Unavailable(
-                "the database failed while recording the change; nothing was accepted, retry shortly"
-                    .into(),
-            ),
-        })
 }
 
 fn replay(earlier: Remembered, hash: &str) -> Result<Reply, ApiError> {

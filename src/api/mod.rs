@@ -44,6 +44,8 @@ use auth::{Area, Grant, Keys};
 pub struct AppState {
     pub db: PgPool,
     pub publisher: Publisher,
+    /// Accepts writes in groups (`intake::group`).
+    pub accept: crate::intake::group::GroupCommit<accept::Accept>,
     pub max_body_bytes: usize,
     pub idempotency_ttl: Duration,
     /// The enabled CRMs, each shown in a contact's `sync` section.
@@ -173,6 +175,7 @@ pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) 
     );
     let (routes, spec) = routes(Arc::new(keys));
     let state = AppState {
+        accept: crate::intake::group::GroupCommit::start(db.clone(), publisher.clone(), cfg.accept),
         db,
         publisher,
         max_body_bytes: cfg.max_body_bytes,

@@ -77,6 +77,16 @@ pub const KEYS: &[Key] = &[
         "how long the API waits for RabbitMQ's publisher confirm before answering 503",
     ),
     key(
+        "api_accept_lanes",
+        "4",
+        "writes accepted side by side: each lane takes every write waiting for it into one transaction and one batch of publisher confirms (group commit), and holds one pooled database connection while it works; a contact's writes always share a lane",
+    ),
+    key(
+        "api_accept_batch_max",
+        "256",
+        "most writes one lane accepts in one transaction",
+    ),
+    key(
         "api_idempotency_ttl_hours",
         "24",
         "how long an Idempotency-Key is remembered",

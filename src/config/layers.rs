@@ -166,6 +166,10 @@ impl Layers {
                     100,
                     120_000,
                 )),
+                accept: crate::intake::group::GroupSettings {
+                    lanes: p.ranged("api_accept_lanes", 1, 64),
+                    max_batch: p.ranged("api_accept_batch_max", 1, 10_000),
+                },
                 idempotency_ttl: Duration::from_secs(
                     3600 * p.ranged::<u64>("api_idempotency_ttl_hours", 1, 24 * 30),
                 ),

@@ -125,6 +125,8 @@ pub struct ApiConfig {
     pub key_limits: KeyLimits,
     pub max_body_bytes: usize,
     pub publish_timeout: Duration,
+    /// How writes are grouped into shared transactions (group commit).
+    pub accept: crate::intake::group::GroupSettings,
     pub idempotency_ttl: Duration,
 }
 

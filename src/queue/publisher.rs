@@ -185,44 +185,21 @@ impl Publisher {
         body: &[u8],
         props: lapin::BasicProperties,
     ) -> Result<(), PublishError> {
-        // Every message says when it became ready, which bounds a queue's oldest-message age
-        // (`metrics::backlog`); changes carry their acceptance time already.
-        let props = match props.timestamp() {
-            Some(_) => props,
-            None => props.with_timestamp(epoch_secs(Duration::ZERO)),
-        };
-        let destination = if exchange.is_empty() {
-            routing_key
-        } else {
-            exchange
-        };
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = %format_args!("publish {destination}"),
-            otel.kind = "producer",
-            messaging.destination.name = %destination,
-            messaging.rabbitmq.destination.routing_key = %routing_key,
+        let out = Outgoing::new(
+            exchange,
+            routing_key,
+            body.to_vec(),
+            props,
+            &tracing::Span::current(),
         );
-        let props = span.in_scope(|| crate::telemetry::context::inject_message(props));
-        self.publish_confirmed(exchange, routing_key, body, props)
-            .instrument(span)
-            .await
-    }
-
-    /// [`Publisher::publish`] without the span.
-    async fn publish_confirmed(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        props: lapin::BasicProperties,
-    ) -> Result<(), PublishError> {
+        let span = out.span.clone();
         let deadline = tokio::time::Instant::now() + self.inner.confirm_timeout;
         let mut pause = NACK_PAUSE_MIN;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self
-                .publish_once(exchange, routing_key, body, props.clone(), left)
+                .send_all(std::slice::from_ref(&out), left)
+                .instrument(span.clone())
                 .await
             {
                 Err(PublishError::Nacked) if pause < left => {
@@ -235,15 +212,31 @@ impl Publisher {
         }
     }
 
-    /// One publish and its confirm, bounded by `timeout`.
-    async fn publish_once(
+    /// Publishes several changes on one channel, in the order given (so one contact's changes
+    /// enter its shard queue in that order), and waits for all the broker's confirms. Each
+    /// message's `publish` span is a child of the span paired with it (the request that made
+    /// the change). Any refusal fails the whole call and nothing is tried again: the caller
+    /// decides (see `intake::group`).
+    pub async fn publish_changes(
         &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        props: lapin::BasicProperties,
-        timeout: Duration,
+        changes: &[(&ContactChange, &tracing::Span)],
     ) -> Result<(), PublishError> {
+        let topology = &self.inner.topology;
+        let exchange = topology.contacts_exchange();
+        let outgoing: Vec<Outgoing> = changes
+            .iter()
+            .map(|(change, parent)| {
+                let (body, props) = envelope::encode(change);
+                let key = topology.routing_key(change.contact_id);
+                Outgoing::new(&exchange, &key, body, props, parent)
+            })
+            .collect();
+        self.send_all(&outgoing, self.inner.confirm_timeout).await
+    }
+
+    /// Sends the messages on one channel in order, then waits for every confirm, all within
+    /// `timeout`. The first failure is the result.
+    async fn send_all(&self, msgs: &[Outgoing], timeout: Duration) -> Result<(), PublishError> {
         let guard = self.inner.link.read().await;
         let link = guard.as_ref().ok_or(PublishError::Unavailable)?;
         // `mandatory` turns a missing binding into a returned message instead of a silent drop.
@@ -251,23 +244,39 @@ impl Publisher {
             mandatory: true,
             ..Default::default()
         };
+        let channel = link.channel();
         // lapin can hang on a publish while the broker shuts down, so the whole exchange with
         // the broker is bounded by the timeout.
         let outcome = tokio::time::timeout(timeout, async {
-            let confirm = link
-                .channel()
-                .basic_publish(exchange.into(), routing_key.into(), opts, body, props)
-                .await?;
-            confirm.await
+            let mut confirms = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                let confirm = channel
+                    .basic_publish(
+                        m.exchange.as_str().into(),
+                        m.routing_key.as_str().into(),
+                        opts,
+                        &m.body,
+                        m.props.clone(),
+                    )
+                    .await?;
+                confirms.push(confirm);
+            }
+            let mut answers = Vec::with_capacity(confirms.len());
+            for confirm in confirms {
+                answers.push(confirm.await?);
+            }
+            Ok::<_, lapin::Error>(answers)
         })
         .await;
         drop(guard);
         let result = match outcome {
             Err(_) => Err(PublishError::Timeout(self.inner.confirm_timeout)),
             Ok(Err(e)) => Err(PublishError::Amqp(e)),
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
-            Ok(Ok(Confirmation::Ack(Some(_)))) => Err(PublishError::Unroutable),
-            Ok(Ok(Confirmation::Nack(_) | Confirmation::NotRequested)) => Err(PublishError::Nacked),
+            Ok(Ok(answers)) => answers.into_iter().try_for_each(|a| match a {
+                Confirmation::Ack(None) => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable),
+                Confirmation::Nack(_) | Confirmation::NotRequested => Err(PublishError::Nacked),
+            }),
         };
         if matches!(
             result,
@@ -276,6 +285,53 @@ impl Publisher {
             self.inner.broken.notify_one();
         }
         result
+    }
+}
+
+/// A message ready to send, with its `publish` span (whose trace context it carries).
+struct Outgoing {
+    exchange: String,
+    routing_key: String,
+    body: Vec<u8>,
+    props: lapin::BasicProperties,
+    span: tracing::Span,
+}
+
+impl Outgoing {
+    fn new(
+        exchange: &str,
+        routing_key: &str,
+        body: Vec<u8>,
+        props: lapin::BasicProperties,
+        parent: &tracing::Span,
+    ) -> Self {
+        // Every message says when it became ready, which bounds a queue's oldest-message age
+        // (`metrics::backlog`); changes carry their acceptance time already.
+        let props = match props.timestamp() {
+            Some(_) => props,
+            None => props.with_timestamp(epoch_secs(Duration::ZERO)),
+        };
+        let destination = if exchange.is_empty() {
+            routing_key
+        } else {
+            exchange
+        };
+        let span = tracing::info_span!(
+            parent: parent,
+            "publish",
+            otel.name = %format_args!("publish {destination}"),
+            otel.kind = "producer",
+            messaging.destination.name = %destination,
+            messaging.rabbitmq.destination.routing_key = %routing_key,
+        );
+        let props = span.in_scope(|| crate::telemetry::context::inject_message(props));
+        Self {
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            body,
+            props,
+            span,
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod dlq_cli;
 mod dlq_replay;
 mod docs_page;
 mod failures;
+mod group_commit;
 mod hubspot_client;
 mod listeners;
 mod metrics;

@@ -16,6 +16,8 @@
 //!
 //! Not here: deciding the new state (the API's request, or `domain::merge`).
 
+pub mod group;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -23,8 +25,8 @@ use crate::domain::change::CHANGE_FORMAT_VERSION;
 use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId, Origin};
 use crate::queue::publisher::Publisher;
 
-/// Why a change could not be accepted (nothing was).
-#[derive(Debug, thiserror::Error)]
+/// Why a change could not be accepted (nothing was, except for [`IntakeError::Interrupted`]).
+#[derive(Clone, Copy, Debug, thiserror::Error)]
 pub enum IntakeError {
     /// The broker did not confirm the change.
     #[error("the message broker did not confirm the change")]
@@ -32,6 +34,12 @@ pub enum IntakeError {
     /// The commit failed after the broker confirmed; the forwarder will skip the message.
     #[error("the database failed while recording the change")]
     CommitFailed,
+    /// No transaction could be begun.
+    #[error("the database is unavailable")]
+    Database,
+    /// The acceptance's task ended without an answer (a bug); it may or may not have committed.
+    #[error("the acceptance was interrupted")]
+    Interrupted,
 }
 
 /// A change about to be published.

@@ -1,0 +1,293 @@
+//! Group commit: acceptances that arrive together share one transaction, one batch of
+//! publishes and one commit, with the same promise as one at a time (`intake`).
+//!
+//! ```text
+//! lane (a contact's jobs always land in the same lane, so they keep their order)
+//!   take every job waiting, up to the batch size      -- no timer: a lone job goes at once
+//!   BEGIN
+//!     job 1 … job n, each in turn                     -- locks, new states, history rows
+//!   publish every change on one channel, in order; wait for all confirms
+//!   COMMIT                                            -- every change in the batch is accepted
+//! ```
+//!
+//! While a lane waits for the broker and Postgres, the next jobs queue up behind it and form
+//! the next batch, so batches grow with the load and a lone job waits for nobody. Lanes run
+//! side by side; jobs are spread over them by a key (the contact, or for a new contact its
+//! e-mail address), so two lanes never hold the same contact's lock.
+//!
+//! When the batch cannot be accepted together, nothing of it is: a statement fails (a lost
+//! race for an address, a deadlock with another process) or the broker refuses one of the
+//! messages, the transaction rolls back, and each job runs again alone (`single`), with the
+//! answer it would have had by itself. A broker that is away or silent, or a commit that
+//! fails, gets every job of the batch the same refusal, as it would have alone: nothing is
+//! run twice once a commit was attempted.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
+
+use super::IntakeError;
+use crate::domain::ContactChange;
+use crate::queue::publisher::{PublishError, Publisher};
+
+/// What a job decided, inside the transaction.
+pub enum Step<O> {
+    /// A new version: publish this change, then answer `O` once committed.
+    Publish(ContactChange, O),
+    /// Nothing to queue (an unchanged write, a replayed idempotent request): answer `O`.
+    Answer(O),
+}
+
+/// One acceptance: the statements it runs in the shared transaction, and how it answers.
+///
+/// `run` may be called twice (together, then alone), so it must not consume the job.
+pub trait Job: Send + Sync + 'static {
+    type Output: Send + 'static;
+    /// A refusal the client sees; batch-wide failures arrive as an [`IntakeError`].
+    type Refusal: From<IntakeError> + Send + 'static;
+
+    /// Jobs with the same key run in the same lane, in the order submitted.
+    fn lane_key(&self) -> u64;
+
+    /// True when the job may write and then refuse: in a shared transaction it runs inside a
+    /// savepoint, so its writes roll back without the others'.
+    fn guarded(&self) -> bool {
+        false
+    }
+
+    /// Runs the job's statements. The outer error is a failed statement (the transaction is
+    /// then unusable); the inner one a refusal that wrote nothing (or only under a guard).
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+    ) -> impl Future<Output = Result<Result<Step<Self::Output>, Self::Refusal>, sqlx::Error>> + Send + 'a;
+
+    /// A failed statement, as the client sees it when the job ran alone.
+    fn failed(&self, e: sqlx::Error) -> Self::Refusal;
+}
+
+/// How acceptances are grouped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// Lanes running side by side (each holds one database connection while it works).
+    pub lanes: usize,
+    /// Most jobs in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            lanes: 4,
+            max_batch: 256,
+        }
+    }
+}
+
+struct Pending<J: Job> {
+    job: J,
+    /// The submitter's span: the job's statements and publish are traced under it.
+    span: tracing::Span,
+    reply: oneshot::Sender<Result<J::Output, J::Refusal>>,
+}
+
+struct Ctx {
+    db: PgPool,
+    publisher: Publisher,
+}
+
+/// The lanes. Cheap to clone; the lanes stop when the last clone is dropped.
+pub struct GroupCommit<J: Job> {
+    lanes: Arc<[mpsc::Sender<Pending<J>>]>,
+}
+
+impl<J: Job> Clone for GroupCommit<J> {
+    fn clone(&self) -> Self {
+        Self {
+            lanes: self.lanes.clone(),
+        }
+    }
+}
+
+impl<J: Job> GroupCommit<J> {
+    /// Starts the lanes (on the current runtime).
+    pub fn start(db: PgPool, publisher: Publisher, settings: GroupSettings) -> Self {
+        let ctx = Arc::new(Ctx { db, publisher });
+        let max_batch = settings.max_batch.max(1);
+        let lanes: Vec<_> = (0..settings.lanes.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(max_batch * 4);
+                tokio::spawn(lane(ctx.clone(), rx, max_batch));
+                tx
+            })
+            .collect();
+        Self {
+            lanes: lanes.into(),
+        }
+    }
+
+    /// Jobs submitted and not yet taken into a batch, over all lanes.
+    pub fn waiting(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|l| l.max_capacity() - l.capacity())
+            .sum()
+    }
+
+    /// Accepts `job` with whatever else is waiting in its lane; answers once it is committed
+    /// (or refused).
+    pub async fn submit(&self, job: J) -> Result<J::Output, J::Refusal> {
+        let lane = &self.lanes[(job.lane_key() % self.lanes.len() as u64) as usize];
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            job,
+            span: tracing::Span::current(),
+            reply,
+        };
+        if lane.send(pending).await.is_err() {
+            return Err(IntakeError::Interrupted.into());
+        }
+        // No answer means the batch's task panicked; whether it committed is unknown.
+        answer
+            .await
+            .unwrap_or_else(|_| Err(IntakeError::Interrupted.into()))
+    }
+}
+
+/// One lane: takes whatever is waiting, runs it as one batch, and again.
+async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+        // In its own task, so a panic loses this batch's answers, not the lane.
+        if let Err(e) = tokio::spawn(run_batch(ctx.clone(), jobs)).await {
+            tracing::error!(error = %e, "an acceptance batch failed");
+        }
+    }
+}
+
+async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>) {
+    if batch.len() == 1 {
+        let pending = batch.remove(0);
+        return single(&ctx, pending).await;
+    }
+    match together(&ctx, &batch).await {
+        Together::Done(answers) => {
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                let _ = pending.reply.send(answer);
+            }
+        }
+        Together::Refused(e) => {
+            for pending in batch {
+                let _ = pending.reply.send(Err(e.into()));
+            }
+        }
+        Together::Alone => {
+            for pending in batch {
+                single(&ctx, pending).await;
+            }
+        }
+    }
+}
+
+enum Together<O, R> {
+    /// Committed: each job's answer, in order.
+    Done(Vec<Result<O, R>>),
+    /// Nothing accepted, and running the jobs alone would fail the same way.
+    Refused(IntakeError),
+    /// Nothing accepted: run each job alone.
+    Alone,
+}
+
+async fn together<J: Job>(ctx: &Ctx, batch: &[Pending<J>]) -> Together<J::Output, J::Refusal> {
+    let mut tx = match ctx.db.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = batch.len(), "cannot begin an acceptance batch");
+            return Together::Refused(IntakeError::Database);
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut changes = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let ran = run_in(&mut tx, &pending.job)
+            .instrument(pending.span.clone())
+            .await;
+        match ran {
+            Ok(Ok(Step::Publish(change, out))) => {
+                changes.push((change, &pending.span));
+                answers.push(Ok(out));
+            }
+            Ok(Ok(Step::Answer(out))) => answers.push(Ok(out)),
+            Ok(Err(refusal)) => answers.push(Err(refusal)),
+            Err(e) => {
+                tracing::debug!(error = %e, jobs = batch.len(), "an acceptance batch is run again one by one");
+                return Together::Alone;
+            }
+        }
+    }
+    if !changes.is_empty() {
+        let refs: Vec<_> = changes.iter().map(|(c, s)| (c, *s)).collect();
+        match ctx.publisher.publish_changes(&refs).await {
+            Ok(()) => {}
+            // One message refused: the others may well be taken alone.
+            Err(e @ (PublishError::Nacked | PublishError::Unroutable)) => {
+                tracing::debug!(error = %e, jobs = batch.len(), "an acceptance batch is run again one by one");
+                return Together::Alone;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = batch.len(), "publish not confirmed; changes refused");
+                return Together::Refused(IntakeError::NotConfirmed);
+            }
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        tracing::error!(error = %e, jobs = batch.len(), "commit failed after the broker confirmed");
+        return Together::Refused(IntakeError::CommitFailed);
+    }
+    Together::Done(answers)
+}
+
+/// Runs a job in the shared transaction, inside a savepoint when it is guarded.
+async fn run_in<J: Job>(
+    tx: &mut PgConnection,
+    job: &J,
+) -> Result<Result<Step<J::Output>, J::Refusal>, sqlx::Error> {
+    if !job.guarded() {
+        return job.run(tx).await;
+    }
+    sqlx::query("SAVEPOINT job").execute(&mut *tx).await?;
+    let ran = job.run(tx).await?;
+    let end = match ran {
+        Ok(_) => "RELEASE SAVEPOINT job",
+        Err(_) => "ROLLBACK TO SAVEPOINT job",
+    };
+    sqlx::query(end).execute(&mut *tx).await?;
+    Ok(ran)
+}
+
+/// One job in its own transaction: the answer it gets when nothing else is waiting, or when
+/// its batch could not be accepted together.
+async fn single<J: Job>(ctx: &Ctx, pending: Pending<J>) {
+    let Pending { job, span, reply } = pending;
+    let answer = async {
+        let mut tx = ctx.db.begin().await.map_err(|e| job.failed(e))?;
+        match job.run(&mut tx).await.map_err(|e| job.failed(e))?? {
+            // Committed as it would be in a batch; an answer usually wrote nothing.
+            Step::Answer(out) => {
+                tx.commit().await.map_err(|e| job.failed(e))?;
+                Ok(out)
+            }
+            Step::Publish(change, out) => {
+                super::publish_and_commit(&ctx.publisher, tx, &change).await?;
+                Ok(out)
+            }
+        }
+    }
+    .instrument(span)
+    .await;
+    let _ = reply.send(answer);
+}

@@ -1,0 +1,380 @@
+//! Group commit (`intake::group`): jobs waiting in a lane share one transaction and one batch
+//! of confirms, a refusal undoes only its own job, a failed statement sends the batch back to
+//! run one job at a time, and one contact's changes enter its queue in the order submitted.
+//! Then the API's writes, all in one lane, racing each other.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use lapin::options::BasicConsumeOptions;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use syncroot::domain::change::CHANGE_FORMAT_VERSION;
+use syncroot::domain::{ChangeOp, ContactChange, ContactFields, ContactId, Email, Origin};
+use syncroot::intake::IntakeError;
+use syncroot::intake::group::{GroupCommit, GroupSettings, Job, Step};
+use syncroot::queue::publisher::Publisher;
+use syncroot_testkit as common;
+use syncroot_testkit::{Options, TestApp, eventually};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// The job said no.
+    Said,
+    /// One of its statements failed.
+    Statement,
+    Intake(String),
+}
+
+impl From<IntakeError> for Refused {
+    fn from(e: IntakeError) -> Self {
+        Refused::Intake(e.to_string())
+    }
+}
+
+enum Kind {
+    /// Holds its lane until released.
+    Block {
+        started: Arc<AtomicBool>,
+        release: Arc<Notify>,
+    },
+    /// Writes its number; publishes its change if it has one.
+    Write(i32, Option<ContactChange>),
+    /// Writes its number, then refuses.
+    WriteThenRefuse(i32),
+    /// Runs a statement that fails.
+    Fail,
+}
+
+struct Probe(Kind);
+
+/// The job's transaction, so a test sees which jobs shared one.
+type Txid = i64;
+
+impl Job for Probe {
+    type Output = Txid;
+    type Refusal = Refused;
+
+    fn lane_key(&self) -> u64 {
+        0
+    }
+
+    fn guarded(&self) -> bool {
+        matches!(self.0, Kind::WriteThenRefuse(_))
+    }
+
+    #[allow(clippy::manual_async_fn)]
+    fn run<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+    ) -> impl Future<Output = Result<Result<Step<Txid>, Refused>, sqlx::Error>> + Send + 'a {
+        async move {
+            let txid: i64 = sqlx::query_scalar("SELECT txid_current()")
+                .fetch_one(&mut *conn)
+                .await?;
+            match &self.0 {
+                Kind::Block { started, release } => {
+                    started.store(true, Ordering::SeqCst);
+                    release.notified().await;
+                    Ok(Ok(Step::Answer(txid)))
+                }
+                Kind::Write(n, change) => {
+                    write(conn, *n).await?;
+                    Ok(Ok(match change {
+                        Some(c) => Step::Publish(c.clone(), txid),
+                        None => Step::Answer(txid),
+                    }))
+                }
+                Kind::WriteThenRefuse(n) => {
+                    write(conn, *n).await?;
+                    Ok(Err(Refused::Said))
+                }
+                Kind::Fail => {
+                    sqlx::query("SELECT 1 / 0").execute(&mut *conn).await?;
+                    Ok(Ok(Step::Answer(txid)))
+                }
+            }
+        }
+    }
+
+    fn failed(&self, _: sqlx::Error) -> Refused {
+        Refused::Statement
+    }
+}
+
+async fn write(conn: &mut PgConnection, n: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO probe_writes (n) VALUES ($1)")
+        .bind(n)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+struct Bench {
+    app: TestApp,
+    group: GroupCommit<Probe>,
+    _publisher: Publisher,
+    stop: CancellationToken,
+}
+
+impl Bench {
+    /// One lane; no forwarder, so the test reads the shard queues itself.
+    async fn start() -> Self {
+        let app = TestApp::spawn_with(Options {
+            forwarders: 0,
+            ..Options::default()
+        })
+        .await;
+        sqlx::query("CREATE TABLE probe_writes (n int NOT NULL)")
+            .execute(&app.db)
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let (publisher, _) = Publisher::start(
+            app.cfg.queue.clone(),
+            app.topology(),
+            std::time::Duration::from_secs(5),
+            "test",
+            stop.clone(),
+        );
+        eventually("the test publisher to connect", || async {
+            publisher.is_connected().await.then_some(())
+        })
+        .await;
+        let settings = GroupSettings {
+            lanes: 1,
+            max_batch: 64,
+        };
+        let group = GroupCommit::start(app.db.clone(), publisher.clone(), settings);
+        Self {
+            app,
+            group,
+            _publisher: publisher,
+            stop,
+        }
+    }
+
+    /// Runs `jobs` as one batch: holds the lane with a blocking job until every one of them is
+    /// waiting, then lets them go. Their answers, in order.
+    async fn batch(&self, jobs: Vec<Kind>) -> Vec<Result<Txid, Refused>> {
+        let started = Arc::new(AtomicBool::new(false));
+        let release = Arc::new(Notify::new());
+        let blocker = {
+            let group = self.group.clone();
+            let kind = Kind::Block {
+                started: started.clone(),
+                release: release.clone(),
+            };
+            tokio::spawn(async move { group.submit(Probe(kind)).await })
+        };
+        eventually("the blocking job to hold the lane", || async {
+            started.load(Ordering::SeqCst).then_some(())
+        })
+        .await;
+        let n = jobs.len();
+        let mut answers = Vec::new();
+        for kind in jobs {
+            let group = self.group.clone();
+            answers.push(tokio::spawn(async move { group.submit(Probe(kind)).await }));
+            // Submitted in this order: each is queued before the next is spawned.
+            let queued = answers.len();
+            eventually("the job to be queued", || async {
+                (self.group.waiting() == queued).then_some(())
+            })
+            .await;
+        }
+        assert_eq!(self.group.waiting(), n);
+        release.notify_one();
+        blocker.await.unwrap().unwrap();
+        let mut out = Vec::new();
+        for a in join_all(answers).await {
+            out.push(a.unwrap());
+        }
+        out
+    }
+
+    async fn written(&self) -> Vec<i32> {
+        sqlx::query_scalar("SELECT n FROM probe_writes ORDER BY n")
+            .fetch_all(&self.app.db)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn change(id: ContactId, seq: i64) -> ContactChange {
+    let now = chrono::Utc::now();
+    ContactChange {
+        v: CHANGE_FORMAT_VERSION,
+        message_id: uuid::Uuid::new_v4(),
+        contact_id: id,
+        seq,
+        op: ChangeOp::Upsert,
+        origin: Origin::Api,
+        accepted_at: now,
+        created_at: now,
+        contact: ContactFields {
+            email: Email::parse("grouped@example.com").unwrap(),
+            first_name: None,
+            last_name: None,
+            phone: None,
+            company: None,
+            job_title: Some(format!("v{seq}")),
+        },
+    }
+}
+
+#[tokio::test]
+async fn jobs_waiting_in_a_lane_commit_in_one_transaction_and_publish_in_order() {
+    let bench = Bench::start().await;
+    let id = ContactId::new();
+    let jobs = (1..=20)
+        .map(|seq| Kind::Write(seq as i32, Some(change(id, seq))))
+        .collect();
+    let answers = bench.batch(jobs).await;
+    let txids: Vec<Txid> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(
+        txids.iter().all(|t| *t == txids[0]),
+        "one transaction for the whole batch: {txids:?}"
+    );
+    assert_eq!(bench.written().await, (1..=20).collect::<Vec<_>>());
+
+    // The contact's changes are in its shard queue in the order the jobs were submitted.
+    let topo = bench.app.topology();
+    let queue = topo.shard_queue(id.shard(topo.shards));
+    let conn = lapin::Connection::connect(common::AMQP, Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut deliveries = ch
+        .basic_consume(
+            queue.as_str().into(),
+            "group-commit-test".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    while seqs.len() < 20 {
+        let m = deliveries.next().await.unwrap().unwrap();
+        let c = syncroot::queue::envelope::decode(&m.data).unwrap();
+        seqs.push(c.seq);
+    }
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_refusal_undoes_only_its_own_job_and_a_failed_statement_sends_the_batch_back_one_by_one()
+{
+    let bench = Bench::start().await;
+    let answers = bench
+        .batch(vec![
+            Kind::Write(1, None),
+            Kind::WriteThenRefuse(2),
+            Kind::Write(3, None),
+        ])
+        .await;
+    assert_eq!(answers[1], Err(Refused::Said));
+    let (a, c) = (answers[0].as_ref().unwrap(), answers[2].as_ref().unwrap());
+    assert_eq!(a, c, "the others committed together");
+    assert_eq!(
+        bench.written().await,
+        vec![1, 3],
+        "the refusal's write is undone"
+    );
+
+    let answers = bench
+        .batch(vec![Kind::Write(4, None), Kind::Fail, Kind::Write(5, None)])
+        .await;
+    assert_eq!(answers[1], Err(Refused::Statement));
+    let (d, e) = (answers[0].as_ref().unwrap(), answers[2].as_ref().unwrap());
+    assert_ne!(d, e, "after the failed statement, each job ran alone");
+    assert_eq!(bench.written().await, vec![1, 3, 4, 5]);
+}
+
+/// Everything in one lane, so the writes racing each other share transactions.
+async fn one_lane_app() -> TestApp {
+    TestApp::spawn_with(Options {
+        extra_env: vec![("SYNCROOT_API_ACCEPT_LANES".into(), "1".into())],
+        ..Options::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn racing_writes_through_the_api_keep_every_promise() {
+    let app = one_lane_app().await;
+    // Ten addresses, each sent twice at once: one create wins, the other is told who has it.
+    let creates = (0..20).map(|i| {
+        let body = json!({"email": format!("race{}@example.com", i % 10), "last_name": "Race"});
+        let req = app.authed(Method::POST, "/contacts").json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    });
+    // Ten retries of one request with one idempotency key: one contact.
+    let keyed = (0..10).map(|_| {
+        let body = json!({"email": "keyed@example.com", "last_name": "Keyed"});
+        let req = app
+            .authed(Method::POST, "/contacts")
+            .header("Idempotency-Key", "one-request")
+            .json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            r.json::<Value>().await.unwrap()["id"].clone()
+        }
+    });
+    let (statuses, ids) = tokio::join!(join_all(creates), join_all(keyed));
+    let mut statuses = statuses;
+    statuses.sort();
+    assert_eq!(statuses, [vec![202; 10], vec![409; 10]].concat());
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_heads")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 11);
+
+    // Thirty patches of one contact at once: every version once, the last one read back.
+    let id = app
+        .create(json!({"email": "patched@example.com", "last_name": "Patched"}))
+        .await;
+    let patches = (0..30).map(|i| {
+        let req = app
+            .authed(Method::PATCH, &format!("/contacts/{id}"))
+            .json(&json!({"job_title": format!("title {i}")}));
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 202);
+            let v = r.json::<Value>().await.unwrap()["version"]
+                .as_i64()
+                .unwrap();
+            (v, format!("title {i}"))
+        }
+    });
+    let mut done = join_all(patches).await;
+    done.sort();
+    let versions: Vec<i64> = done.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, (2..=31).collect::<Vec<_>>());
+    let last_title = &done.last().unwrap().1;
+    let applied = app.wait_applied(&id, 31).await;
+    assert_eq!(applied["job_title"], last_title.as_str());
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_versions")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(history, 11 + 31, "one history entry per accepted version");
+}
