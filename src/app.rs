@@ -202,6 +202,7 @@ pub fn start_delivery(
                 client: std::sync::Arc::new(client),
                 linger: cfg.delivery.linger,
                 prefetch: cfg.delivery.prefetch,
+                concurrency: cfg.delivery.concurrency,
                 publisher: parts.publisher.clone(),
                 tiers: cfg.delivery.retry_tiers.clone(),
                 grace: cfg.shutdown_grace,

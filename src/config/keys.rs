@@ -162,6 +162,11 @@ pub const KEYS: &[Key] = &[
         "how long a delivery worker waits for more changes before sending a partial batch",
     ),
     key(
+        "delivery_concurrency",
+        "1",
+        "CRM calls a delivery worker makes at once per CRM, each for other contacts (a contact is in one call at a time, so its order holds); all within the CRM's quota. Worth raising when calls are slow",
+    ),
+    key(
         "delivery_prefetch",
         "1000",
         "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",

@@ -106,6 +106,8 @@ pub struct DeliveryConfig {
     pub batching: bool,
     pub linger: Duration,
     pub prefetch: u16,
+    /// CRM calls in flight at once per CRM.
+    pub concurrency: usize,
     /// Waits of the retry tiers, shortest first.
     pub retry_tiers: Vec<Duration>,
     pub hubspot: crate::providers::hubspot::HubspotSettings,

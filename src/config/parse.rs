@@ -125,6 +125,7 @@ impl Parser<'_> {
             batching,
             linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
             prefetch: self.ranged("delivery_prefetch", 1, 10_000),
+            concurrency: self.ranged("delivery_concurrency", 1, 16),
             retry_tiers: self.retry_tiers(),
             hubspot: hubspot::HubspotSettings {
                 base_url: self.base_url("hubspot_base_url"),

@@ -34,26 +34,31 @@ impl Batch {
     /// Adds a task; a contact already in the batch keeps one entry with the newest version
     /// (and its first task's span).
     pub fn add(&mut self, task: DeliveryTask, acker: Acker, span: tracing::Span) {
-        let contact_id = task.contact_id;
-        match self.index.get(&contact_id) {
+        self.absorb(Entry {
+            contact_id: task.contact_id,
+            version: task.version,
+            task,
+            ackers: vec![acker],
+            span,
+        });
+    }
+
+    /// Adds an entry (a new task's, or one taken from another batch), merged into the
+    /// contact's entry if it has one.
+    pub fn absorb(&mut self, entry: Entry) {
+        match self.index.get(&entry.contact_id) {
             Some(&i) => {
                 let e = &mut self.entries[i];
-                e.version = e.version.max(task.version);
-                if task.attempt > e.task.attempt {
-                    e.task = task;
+                e.version = e.version.max(entry.version);
+                if entry.task.attempt > e.task.attempt {
+                    e.task = entry.task;
                 }
                 e.task.version = e.version;
-                e.ackers.push(acker);
+                e.ackers.extend(entry.ackers);
             }
             None => {
-                self.index.insert(contact_id, self.entries.len());
-                self.entries.push(Entry {
-                    contact_id,
-                    version: task.version,
-                    task,
-                    ackers: vec![acker],
-                    span,
-                });
+                self.index.insert(entry.contact_id, self.entries.len());
+                self.entries.push(entry);
             }
         }
     }

@@ -33,6 +33,7 @@ use super::batch::{Batch, Entry};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
+use super::settle::Acker;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, Crm, FieldValues};
 use crate::metrics::{self, AttemptOutcome, Settled};
@@ -51,6 +52,8 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub linger: Duration,
     /// Unacknowledged tasks held; at least a batch.
     pub prefetch: u16,
+    /// Batches in flight at once, never two holding one contact.
+    pub concurrency: usize,
     /// Publishes retries and dead letters (its own connection, confirm mode).
     pub publisher: Publisher,
     /// Waits of the retry tiers, shortest first.
@@ -79,31 +82,167 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
         self.prefetch.max(self.client.batch_cap() as u16)
     }
 
-    /// Collects a batch, delivers it and settles every task, until shutdown.
+    /// Collects a batch, delivers it and settles every task, until shutdown; with a
+    /// concurrency above one, collects the next batch while earlier ones are in flight.
     async fn consume(
         &self,
         session: &mut Session,
         shutdown: &CancellationToken,
     ) -> Result<(), SessionEnd> {
         metrics::attempts_known(self.client.crm().as_str());
-        while let Some(batch) = self.collect(session, shutdown).await? {
-            self.deliver(batch, shutdown).await?;
+        let mut flights = Flights::default();
+        let me = Arc::new(self.clone());
+        let result = loop {
+            if let Err(e) = flights.land_finished() {
+                break Err(e);
+            }
+            if flights.len() >= self.concurrency.max(1) {
+                if let Err(e) = flights.land_next().await {
+                    break Err(e);
+                }
+                continue;
+            }
+            let batch = match self.collect(session, shutdown, &mut flights).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            let (me, stop) = (me.clone(), shutdown.clone());
+            flights.start(batch, async move |batch| me.deliver(batch, &stop).await);
+        };
+        // The batches in flight finish (each within its own grace) before the session ends.
+        let drained = flights.drain().await;
+        result.and(drained)
+    }
+}
+
+impl<C: CrmClient> Clone for DeliveryWorker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            topology: self.topology.clone(),
+            client: self.client.clone(),
+            linger: self.linger,
+            prefetch: self.prefetch,
+            concurrency: self.concurrency,
+            publisher: self.publisher.clone(),
+            tiers: self.tiers.clone(),
+            grace: self.grace,
+            recreate_gone: self.recreate_gone,
+        }
+    }
+}
+
+/// Batches in flight, the contacts they hold, and the tasks of those contacts that arrived
+/// meanwhile (held back for a later batch, so a contact is never in two calls at once).
+#[derive(Default)]
+struct Flights {
+    running: tokio::task::JoinSet<(Vec<ContactId>, Result<(), SessionEnd>)>,
+    busy: std::collections::HashSet<ContactId>,
+    held: Batch,
+    /// Wakes a collector waiting with an empty batch when a flight lands.
+    landed: Arc<tokio::sync::Notify>,
+}
+
+impl Flights {
+    fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    fn start<F>(&mut self, batch: Batch, deliver: impl FnOnce(Batch) -> F + Send + 'static)
+    where
+        F: std::future::Future<Output = Result<(), SessionEnd>> + Send,
+    {
+        let ids: Vec<ContactId> = batch.entries.iter().map(|e| e.contact_id).collect();
+        self.busy.extend(ids.iter().copied());
+        let landed = self.landed.clone();
+        self.running.spawn(async move {
+            let result = deliver(batch).await;
+            landed.notify_one();
+            (ids, result)
+        });
+    }
+
+    fn land(
+        &mut self,
+        done: Result<(Vec<ContactId>, Result<(), SessionEnd>), tokio::task::JoinError>,
+    ) -> Result<(), SessionEnd> {
+        let (ids, result) = match done {
+            Ok(done) => done,
+            // A panic goes on up, as it would have without the task.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return Err(SessionEnd::ConsumerClosed),
+        };
+        for id in ids {
+            self.busy.remove(&id);
+        }
+        result
+    }
+
+    fn land_finished(&mut self) -> Result<(), SessionEnd> {
+        while let Some(done) = self.running.try_join_next() {
+            self.land(done)?;
         }
         Ok(())
+    }
+
+    async fn land_next(&mut self) -> Result<(), SessionEnd> {
+        match self.running.join_next().await {
+            Some(done) => self.land(done),
+            None => Ok(()),
+        }
+    }
+
+    async fn drain(&mut self) -> Result<(), SessionEnd> {
+        let mut result = Ok(());
+        while let Some(done) = self.running.join_next().await {
+            result = result.and(self.land(done));
+        }
+        result
+    }
+
+    /// Adds a task to `batch`, or holds it back while its contact is in flight.
+    fn add(&mut self, batch: &mut Batch, task: DeliveryTask, acker: Acker, span: tracing::Span) {
+        if self.busy.contains(&task.contact_id) {
+            self.held.add(task, acker, span);
+        } else {
+            batch.add(task, acker, span);
+        }
+    }
+
+    /// Moves held tasks whose contacts are no longer in flight into `batch`, up to `cap`.
+    fn release_into(&mut self, batch: &mut Batch, cap: usize) {
+        let busy = &self.busy;
+        let mut free = self.held.take_where(|e| !busy.contains(&e.contact_id));
+        let keep = free.split_off(free.len().min(cap.saturating_sub(batch.len())));
+        for entry in free {
+            batch.absorb(entry);
+        }
+        for entry in keep {
+            self.held.absorb(entry);
+        }
     }
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
     /// Waits for a first task, then gathers more until the batch is full or the linger ends.
     /// `None` on shutdown before any task arrived.
+    /// Tasks of contacts in flight are held back in `flights`; held tasks whose contacts have
+    /// landed come first. An empty batch when a flight lands before any task could be taken.
     async fn collect(
         &self,
         session: &mut Session,
         shutdown: &CancellationToken,
+        flights: &mut Flights,
     ) -> Result<Option<Batch>, SessionEnd> {
         let cap = self.client.batch_cap();
         let mut batch = Batch::default();
-        let mut deadline = None;
+        flights.release_into(&mut batch, cap);
+        let mut deadline = (!batch.is_empty()).then(|| tokio::time::Instant::now() + self.linger);
+        let landed = flights.landed.clone();
         while batch.len() < cap {
             let linger = async {
                 match deadline {
@@ -113,13 +252,14 @@ impl<C: CrmClient> DeliveryWorker<C> {
             };
             let delivery = tokio::select! {
                 _ = shutdown.cancelled(), if batch.is_empty() => return Ok(None),
+                _ = landed.notified(), if batch.is_empty() && !flights.held.is_empty() => break,
                 _ = linger => break,
                 next = session.recv() => next?,
             };
             match envelope::decode_delivery(&delivery.data) {
                 Ok(task) => {
                     let span = task_span(&task, &delivery.properties);
-                    batch.add(task, delivery.acker, span)
+                    flights.add(&mut batch, task, delivery.acker, span)
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "dead-lettering an unreadable delivery task");

@@ -246,37 +246,67 @@ async fn stopping_finishes_in_flight_work_and_leaves_nothing_unacknowledged() {
 /// version's, and ending at the last one.
 #[tokio::test]
 async fn concurrent_updates_of_one_contact_reach_each_crm_in_version_order() {
+    updates_reach_each_crm_in_version_order(1, Vec::new()).await;
+}
+
+/// The same with two CRM calls in flight per CRM, each slowed down so they overlap: a
+/// contact's tasks that arrive while it is in one call wait for the next.
+#[tokio::test]
+async fn with_two_calls_in_flight_per_crm_each_contact_still_reaches_it_in_version_order() {
+    let env = vec![("SYNCROOT_DELIVERY_CONCURRENCY".into(), "2".into())];
+    updates_reach_each_crm_in_version_order(4, env).await;
+}
+
+async fn updates_reach_each_crm_in_version_order(contacts: usize, env: Vec<(String, String)>) {
     let app = TestApp::spawn_with(Options {
         delivery: true,
         forwarders: 2,
+        extra_env: env,
         ..Options::default()
     })
     .await;
-    let id = app
-        .create(json!({"email": "in-order@example.com", "last_name": "Order"}))
-        .await;
-    let path = format!("/contacts/{id}");
-    // Five clients, eight updates each, all at once; the API numbers them.
-    let clients = (0..5).map(|c| {
-        let (app, path) = (&app, path.clone());
-        async move {
-            let mut accepted = Vec::new();
-            for i in 0..8 {
-                let title = format!("title-{c}-{i}");
-                let r = app
-                    .authed(Method::PATCH, &path)
-                    .json(&json!({"job_title": title}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202);
-                let v = r.json::<Value>().await.unwrap()["version"]
-                    .as_i64()
-                    .unwrap();
-                accepted.push((title, v));
-            }
-            accepted
+    if contacts > 1 {
+        for base in [app.hubspot(), app.salesforce()] {
+            app.sandbox_control()
+                .put(
+                    base,
+                    "faults",
+                    &json!({"latency_ms": 10, "latency_jitter_ms": 60}),
+                )
+                .await
+                .unwrap();
         }
+    }
+    let mut ids = Vec::new();
+    for n in 0..contacts {
+        let body = json!({"email": format!("in-order-{n}@example.com"), "last_name": "Order"});
+        ids.push(app.create(body).await);
+    }
+    // Five clients per contact, eight updates each, all at once; the API numbers them.
+    let app = &app;
+    let clients = ids.iter().flat_map(|id| {
+        let path = format!("/contacts/{id}");
+        (0..5).map(move |c| {
+            let path = path.clone();
+            async move {
+                let mut accepted = Vec::new();
+                for i in 0..8 {
+                    let title = format!("title-{c}-{i}-{path}");
+                    let r = app
+                        .authed(Method::PATCH, &path)
+                        .json(&json!({"job_title": title}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 202);
+                    let v = r.json::<Value>().await.unwrap()["version"]
+                        .as_i64()
+                        .unwrap();
+                    accepted.push((title, v));
+                }
+                accepted
+            }
+        })
     });
     let version_of: std::collections::HashMap<String, i64> =
         futures_util::future::join_all(clients)
@@ -284,28 +314,36 @@ async fn concurrent_updates_of_one_contact_reach_each_crm_in_version_order() {
             .into_iter()
             .flatten()
             .collect();
-    let last = *version_of.values().max().unwrap();
-    let c = app.wait_synced(&id, last).await;
-    for (crm, base, title_field) in [
-        ("hubspot", app.hubspot(), "jobtitle"),
-        ("salesforce", app.salesforce(), "Title"),
-    ] {
-        let record = common::remote_id(&c, crm);
-        let writes = app.sandbox_control().writes(base, 0).await.unwrap();
-        let written: Vec<i64> = writes
+    for id in &ids {
+        let mine = |title: &str| title.ends_with(&format!("/contacts/{id}"));
+        let last = *version_of
             .iter()
-            .filter(|w| w["record_id"] == record.as_str() && w["source"] == "integration")
-            .filter_map(|w| version_of.get(w["values"][title_field].as_str()?).copied())
-            .collect();
-        assert!(!written.is_empty(), "{crm}: no write carried a title");
-        assert!(
-            written.windows(2).all(|w| w[0] <= w[1]),
-            "{crm}: versions written out of order: {written:?}"
-        );
-        assert_eq!(
-            written.last(),
-            Some(&last),
-            "{crm}: ends at the last version"
-        );
+            .filter(|(t, _)| mine(t))
+            .map(|(_, v)| v)
+            .max()
+            .unwrap();
+        let c = app.wait_synced(id, last).await;
+        for (crm, base, title_field) in [
+            ("hubspot", app.hubspot(), "jobtitle"),
+            ("salesforce", app.salesforce(), "Title"),
+        ] {
+            let record = common::remote_id(&c, crm);
+            let writes = app.sandbox_control().writes(base, 0).await.unwrap();
+            let written: Vec<i64> = writes
+                .iter()
+                .filter(|w| w["record_id"] == record.as_str() && w["source"] == "integration")
+                .filter_map(|w| version_of.get(w["values"][title_field].as_str()?).copied())
+                .collect();
+            assert!(!written.is_empty(), "{crm}: no write carried a title");
+            assert!(
+                written.windows(2).all(|w| w[0] <= w[1]),
+                "{crm}: versions written out of order: {written:?}"
+            );
+            assert_eq!(
+                written.last(),
+                Some(&last),
+                "{crm}: ends at the last version"
+            );
+        }
     }
 }

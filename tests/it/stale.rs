@@ -161,8 +161,15 @@ async fn a_dead_letter_is_resolved_once_the_crm_holds_a_later_version() {
             .then_some(())
     })
     .await;
-    let (status, _) = send(app.admin(Method::GET, &format!("/dlq/{entry_id}"))).await;
-    assert_eq!(status, 404, "the entry was resolved when HubSpot caught up");
+    // The delivery records the link, then resolves the entry: a moment apart.
+    eventually(
+        "the entry to be resolved when HubSpot caught up",
+        || async {
+            let (status, _) = send(app.admin(Method::GET, &format!("/dlq/{entry_id}"))).await;
+            (status == 404).then_some(())
+        },
+    )
+    .await;
     let (status, _) = send(app.admin(Method::POST, &format!("/dlq/{entry_id}/replay"))).await;
     assert_eq!(status, 404);
 }

@@ -26,9 +26,9 @@ pub async fn gate(
 ) -> Response {
     let route = route_key(req.method(), matched.as_ref().map(MatchedPath::as_str));
     lock(&state.counters).count_call(&route);
-    let latency_ms = lock(&state.faults).common.latency_ms;
-    if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+    let delay = lock(&state.faults).common.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let is_search = route.ends_with("/search");
     let quota = match admit(&state, req.headers(), is_search) {

@@ -24,6 +24,9 @@ pub struct Faults {
     pub error_status: u16,
     /// Added before every API call is handled, in ms.
     pub latency_ms: u64,
+    /// Up to this much more, drawn for each call, in ms: calls made together may finish in
+    /// any order, as real ones do.
+    pub latency_jitter_ms: u64,
     /// The next N API calls are answered with 429.
     pub force_429: u32,
     /// Every API call fails with 503 while true.
@@ -48,6 +51,7 @@ impl Default for Faults {
             error_rate: 0.0,
             error_status: 503,
             latency_ms: 0,
+            latency_jitter_ms: 0,
             force_429: 0,
             outage: false,
             webhooks_paused: false,
@@ -67,6 +71,7 @@ pub struct FaultsPatch {
     pub error_rate: Option<f64>,
     pub error_status: Option<u16>,
     pub latency_ms: Option<u64>,
+    pub latency_jitter_ms: Option<u64>,
     pub force_429: Option<u32>,
     pub outage: Option<bool>,
     pub webhooks_paused: Option<bool>,
@@ -100,6 +105,15 @@ impl FaultsPatch {
 }
 
 impl Faults {
+    /// How long the next call waits before it is handled: the latency plus its jitter.
+    pub fn delay(&self) -> Duration {
+        let jitter = match self.latency_jitter_ms {
+            0 => 0,
+            j => rand::random_range(0..=j),
+        };
+        Duration::from_millis(self.latency_ms + jitter)
+    }
+
     /// Applies a patch, or lists every problem without changing anything.
     pub fn apply(&mut self, p: FaultsPatch) -> Result<(), Vec<String>> {
         let problems = p.problems();
@@ -109,6 +123,7 @@ impl Faults {
         self.error_rate = p.error_rate.unwrap_or(self.error_rate);
         self.error_status = p.error_status.unwrap_or(self.error_status);
         self.latency_ms = p.latency_ms.unwrap_or(self.latency_ms);
+        self.latency_jitter_ms = p.latency_jitter_ms.unwrap_or(self.latency_jitter_ms);
         self.force_429 = p.force_429.unwrap_or(self.force_429);
         self.outage = p.outage.unwrap_or(self.outage);
         self.webhooks_paused = p.webhooks_paused.unwrap_or(self.webhooks_paused);

@@ -117,9 +117,9 @@ async fn gate(sb: &Sandbox, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(injected) = early {
         return Err(injected_response(sb, injected));
     }
-    let latency = lock(&sb.faults).latency_ms;
-    if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+    let delay = lock(&sb.faults).delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let live = auth::bearer(headers)
         .is_some_and(|t| lock(&sb.sessions).touch(t, Instant::now(), sb.idle_timeout));
