@@ -37,10 +37,34 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&opts);
     let sandboxes = Sandboxes::start(&bin).await?;
 
-    if !opts.only_two_way {
+    if !opts.only_two_way && !opts.only_scale_out {
         measure_one_way(&bin, &sandboxes, &opts, &mut report).await?;
     }
-    if !opts.only_accept {
+    if !opts.only_accept && !opts.only_two_way {
+        println!(
+            "scale-out: a backlog of {} at +{SCALE_OUT_LATENCY_MS} ms per CRM call, 1 then 2 calls in flight …",
+            opts.scale_backlog
+        );
+        let mut runs = Vec::new();
+        for concurrency in [1, 2] {
+            sandboxes.reset().await?;
+            runs.push(
+                scale_out(
+                    &bin,
+                    &sandboxes,
+                    opts.scale_backlog,
+                    concurrency,
+                    SCALE_OUT_LATENCY_MS,
+                    opts.settle(),
+                )
+                .await?,
+            );
+        }
+        let two = runs.pop().unwrap_or_default();
+        let one = runs.pop().unwrap_or_default();
+        report.scale_out = Some((one, two));
+    }
+    if !opts.only_accept && !opts.only_scale_out {
         println!("5/5 two-way: edits in each CRM's UI until the other CRM holds them …");
         sandboxes.reset().await?;
         let env = two_way_env();

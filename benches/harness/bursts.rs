@@ -167,3 +167,65 @@ pub async fn quota(
         rate_limited: c["rate_limited"].as_u64().unwrap_or(0),
     })
 }
+
+/// Delivery of a backlog to both CRMs with every CRM call slowed down, at one concurrency.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ScaleOut {
+    pub backlog: usize,
+    /// CRM calls in flight per CRM (`SYNCROOT_DELIVERY_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Added to every sandbox call, ms.
+    pub latency_ms: u64,
+    /// From the first record written to the last, both CRMs; NaN unless both hold all.
+    pub seconds: f64,
+    pub contacts_per_sec: f64,
+}
+
+/// Queues `backlog` creates with no delivery worker, slows every sandbox call by
+/// `latency_ms`, then starts one delivery process with `concurrency` calls in flight per CRM
+/// and times the backlog from the first record written to the last.
+pub async fn scale_out(
+    bin: &Binaries,
+    sb: &Sandboxes,
+    backlog: usize,
+    concurrency: usize,
+    latency_ms: u64,
+    settle: Duration,
+) -> anyhow::Result<ScaleOut> {
+    let c = concurrency.to_string();
+    let mut sr = SyncRoot::start(
+        bin,
+        sb,
+        Mode::Roles,
+        &[("SYNCROOT_DELIVERY_CONCURRENCY", c.as_str())],
+    )
+    .await?;
+    let tag = format!("scale{concurrency}-");
+    create_many(&sr, backlog, &tag).await?;
+    wait_queued(&sr, "deliver.hubspot", backlog).await?;
+    wait_queued(&sr, "deliver.salesforce", backlog).await?;
+    sb.set_latency(latency_ms).await?;
+    sr.start_delivery()?;
+    let crms = [Crm::HubSpot, Crm::Salesforce];
+    let held = wait_held(sb, &crms, &expected(&tag, backlog, "Bench"), settle).await;
+    sb.set_latency(0).await?;
+    sr.stop().await;
+    let held = held?;
+    let times: Vec<_> = held
+        .iter()
+        .flat_map(|h| h.written_at.values().copied())
+        .collect();
+    let seconds = match (times.iter().min(), times.iter().max()) {
+        (Some(&first), Some(&last)) if held.iter().all(|h| h.complete()) => {
+            secs_between(first, last).max(1e-3)
+        }
+        _ => f64::NAN,
+    };
+    Ok(ScaleOut {
+        backlog,
+        concurrency,
+        latency_ms,
+        seconds,
+        contacts_per_sec: backlog as f64 / seconds,
+    })
+}

@@ -43,6 +43,10 @@ pub struct Opts {
     pub only_accept: bool,
     /// Measure only two-way sync (`BENCH_ONLY=two-way`).
     pub only_two_way: bool,
+    /// Measure only the scale-out of delivery (`BENCH_ONLY=scale-out`).
+    pub only_scale_out: bool,
+    /// The backlog the scale-out scenario delivers (`BENCH_SCALE_BACKLOG`).
+    pub scale_backlog: usize,
     /// Print the verdicts but exit 0 when goals are missed (`BENCH_REPORT_ONLY=1`).
     pub report_only: bool,
     /// Append the results to docs/benchmarks.md (`BENCH_RECORD=1`).
@@ -72,6 +76,8 @@ impl Opts {
             settle_seconds: get("BENCH_SETTLE_SECONDS", 120),
             only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
             only_two_way: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "two-way"),
+            only_scale_out: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale-out"),
+            scale_backlog: get("BENCH_SCALE_BACKLOG", 6_000) as usize,
             report_only: get("BENCH_REPORT_ONLY", 0) == 1,
             record: get("BENCH_RECORD", 0) == 1,
         }
@@ -115,6 +121,16 @@ impl Sandboxes {
     }
 
     /// Empties both sandboxes and their counters; generous limits.
+    /// Adds `ms` to every API call of both sandboxes (0: none).
+    pub async fn set_latency(&self, ms: u64) -> anyhow::Result<()> {
+        for base in [&self.hubspot, &self.salesforce] {
+            self.control
+                .put(base, "faults", &json!({"latency_ms": ms}))
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn reset(&self) -> anyhow::Result<()> {
         for base in [&self.hubspot, &self.salesforce] {
             self.control.reset(base).await?;

@@ -11,7 +11,7 @@ use syncroot_testkit::goals::{Goal, missed};
 use super::Opts;
 
 /// The table's goal columns: a goal's key and its header.
-pub const COLUMNS: [(&str, &str); 12] = [
+pub const COLUMNS: [(&str, &str); 13] = [
     ("accept_ratio", "Accept ÷ ceiling (≥ 0.50)"),
     ("burst_held", "Burst held (100 %)"),
     ("burst_secs", "Burst in both (≤ 5 s / 10k)"),
@@ -24,6 +24,7 @@ pub const COLUMNS: [(&str, &str); 12] = [
     ("quota_rate", "Quota (≥ 95 %)"),
     ("quota_429s", "Quota 429s (0)"),
     ("echo_writes", "Echo writes (0)"),
+    ("scale_out", "Scale-out (≥ 1.6×)"),
 ];
 
 /// The table's header line, as docs/benchmarks.md must hold it.
@@ -57,6 +58,8 @@ pub fn row(date: &str, commit: &str, opts: &Opts, goals: &[Goal]) -> String {
             "; accept only"
         } else if opts.only_two_way {
             "; two-way only"
+        } else if opts.only_scale_out {
+            "; scale-out only"
         } else {
             ""
         }

@@ -59,6 +59,8 @@ pub struct Report {
     pub burst_unbatched: Option<Burst>,
     pub quota: Option<Quota>,
     pub two_way: Option<TwoWay>,
+    /// Delivery of a backlog with slow CRM calls, at one call in flight per CRM and at two.
+    pub scale_out: Option<(ScaleOut, ScaleOut)>,
     pub peak_rss_mb: Option<f64>,
     pub goals: Vec<Goal>,
 }
@@ -113,6 +115,18 @@ impl Report {
         }
         if let Some(t) = &self.two_way {
             print_two_way(t, &row);
+        }
+        if let Some((one, two)) = &self.scale_out {
+            for s in [one, two] {
+                row(
+                    &format!(
+                        "Scale-out: backlog of {} at +{} ms per call, {} in flight, contacts/s",
+                        s.backlog, s.latency_ms, s.concurrency
+                    ),
+                    format!("{:.0}", s.contacts_per_sec),
+                    format!("{:.2} s", s.seconds),
+                );
+            }
         }
         if let Some(mb) = self.peak_rss_mb {
             row(

@@ -7,6 +7,9 @@ use syncroot_testkit::goals::{Bound, Goal};
 
 use super::{Burst, Quota, Report, TwoWay};
 
+/// What the scale-out scenario adds to every sandbox call, ms.
+pub const SCALE_OUT_LATENCY_MS: u64 = 150;
+
 /// The burst size the burst goals are stated for; other sizes scale them in proportion.
 pub const GOAL_BURST: usize = 10_000;
 
@@ -60,6 +63,17 @@ pub fn goals(r: &Report) -> Vec<Goal> {
     }
     if let Some(t) = &r.two_way {
         goals.push(echo_goal(t));
+    }
+    if let Some((one, two)) = &r.scale_out {
+        goals.push(
+            Goal::new(
+                "scale_out",
+                "scale-out: backlog delivered with 2 calls in flight per CRM ÷ with 1 (+150 ms per call)",
+                two.contacts_per_sec / one.contacts_per_sec,
+                Bound::AtLeast(1.6),
+            )
+            .shown("×", 2),
+        );
     }
     goals
 }

@@ -3,7 +3,7 @@
 //! HubSpot's rate-limit headers. Control-API routes bypass it.
 //! <https://developers.hubspot.com/docs/api/usage-details>
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
