@@ -77,7 +77,7 @@ async fn reset(State(state): State<AppState>) -> Response {
 async fn seed_contacts(State(state): State<AppState>, body: Bytes) -> Response {
     let records = match seed::parse(&body) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let (now, count) = (Utc::now(), records.len());
     let mut problems = seed::Problems::default();
@@ -103,7 +103,7 @@ async fn seed_contacts(State(state): State<AppState>, body: Bytes) -> Response {
     drop(store);
     match problems.into_result(ids) {
         Ok(ids) => seed::created(ids),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 

@@ -25,15 +25,29 @@ const MAX_PROBLEMS: usize = 20;
 /// Seeded records were created over the year before the seed call.
 const SPAN_DAYS: i64 = 365;
 
-/// The records of a seed body, each a JSON object; `Err` is the `400` to answer.
-pub fn parse(body: &[u8]) -> Result<Vec<Map<String, Value>>, Response> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| control::problem(format!("the body is not JSON: {e}")))?;
+/// Why a seed call was refused: every problem found, answered as the control API's `400`.
+#[derive(Debug)]
+pub struct Refused(Vec<String>);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        control::problems(self.0)
+    }
+}
+
+fn refused(problem: impl Into<String>) -> Refused {
+    Refused(vec![problem.into()])
+}
+
+/// The records of a seed body, each a JSON object.
+pub fn parse(body: &[u8]) -> Result<Vec<Map<String, Value>>, Refused> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| refused(format!("the body is not JSON: {e}")))?;
     let Value::Array(items) = value else {
-        return Err(control::problem("the body must be a JSON array of records"));
+        return Err(refused("the body must be a JSON array of records"));
     };
     if items.len() > MAX_RECORDS {
-        return Err(control::problem(format!(
+        return Err(refused(format!(
             "{} records in one seed call; at most {MAX_RECORDS}",
             items.len()
         )));
@@ -90,8 +104,8 @@ impl Problems {
         self.total == 0
     }
 
-    /// `Ok(value)` when no record was refused; else the `400` listing them (nothing seeded).
-    pub fn into_result<T>(mut self, value: T) -> Result<T, Response> {
+    /// `Ok(value)` when no record was refused; else the refusal listing them (nothing seeded).
+    pub fn into_result<T>(mut self, value: T) -> Result<T, Refused> {
         if self.total == 0 {
             return Ok(value);
         }
@@ -99,7 +113,7 @@ impl Problems {
             let more = self.total - self.listed.len();
             self.listed.push(format!("and {more} more records refused"));
         }
-        Err(control::problems(self.listed))
+        Err(Refused(self.listed))
     }
 }
 
@@ -144,7 +158,7 @@ mod tests {
         assert!(parse(b"{}").is_err());
         assert!(parse(b"nope").is_err());
         assert_eq!(parse(b"[{\"a\":1},{}]").map(|r| r.len()).ok(), Some(2));
-        let refused = parse(b"[{}, 3, \"x\"]").unwrap_err();
+        let refused = parse(b"[{}, 3, \"x\"]").unwrap_err().into_response();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
     }
 }

@@ -118,7 +118,7 @@ async fn reset(State(sb): Shared) -> Response {
 async fn seed_contacts(State(sb): Shared, body: Bytes) -> Response {
     let records = match seed::parse(&body) {
         Ok(r) => r,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let (now, count, actor) = (chrono::Utc::now(), records.len(), sb.ui_actor());
     let mut problems = seed::Problems::default();
@@ -147,7 +147,7 @@ async fn seed_contacts(State(sb): Shared, body: Bytes) -> Response {
     drop(store);
     match problems.into_result(ids) {
         Ok(ids) => seed::created(ids),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
