@@ -14,6 +14,14 @@ fn people(n: usize) -> Value {
     Value::Array(list)
 }
 
+/// Creates a query job for `soql`; returns its id.
+async fn new_job(h: &Harness, soql: &str) -> String {
+    let body = json!({"operation": "query", "query": soql});
+    let (status, job) = status_json(h.api(Method::POST, "jobs/query", Some(body)).await).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    job["id"].as_str().unwrap().to_owned()
+}
+
 async fn seed(h: &Harness, records: Value) -> (StatusCode, Value) {
     let resp = h
         .control_request(Method::POST, "seed")
@@ -219,16 +227,7 @@ async fn a_bulk_query_job_completes_after_polls_and_pages_its_csv_by_locator() {
 async fn bulk_query_jobs_can_be_aborted_made_to_fail_and_refuse_bad_requests() {
     let h = Harness::start(SalesforceSandboxConfig::default()).await;
     let create = |q: &str| json!({"operation": "query", "query": q});
-    let (_, job) = status_json(
-        h.api(
-            Method::POST,
-            "jobs/query",
-            Some(create("SELECT Id FROM Contact")),
-        )
-        .await,
-    )
-    .await;
-    let id = job["id"].as_str().unwrap();
+    let id = new_job(&h, "SELECT Id FROM Contact").await;
     let (status, aborted) = status_json(
         h.api(
             Method::PATCH,
@@ -249,24 +248,9 @@ async fn bulk_query_jobs_can_be_aborted_made_to_fail_and_refuse_bad_requests() {
         json!({"polls_in_progress": 0, "fail": true}),
     )
     .await;
-    let (_, job) = status_json(
-        h.api(
-            Method::POST,
-            "jobs/query",
-            Some(create("SELECT Id FROM Contact")),
-        )
-        .await,
-    )
-    .await;
-    let (_, failed) = status_json(
-        h.api(
-            Method::GET,
-            &format!("jobs/query/{}", job["id"].as_str().unwrap()),
-            None,
-        )
-        .await,
-    )
-    .await;
+    let job = new_job(&h, "SELECT Id FROM Contact").await;
+    let (_, failed) =
+        status_json(h.api(Method::GET, &format!("jobs/query/{job}"), None).await).await;
     assert_eq!(failed["state"], "Failed");
     assert!(failed["errorMessage"].is_string());
 
