@@ -348,6 +348,16 @@ pub const KEYS: &[Key] = &[
         "Salesforce requests per second SyncRoot allows itself (0: unlimited; Salesforce limits per day)",
     ),
     key(
+        "salesforce_bulk_read_threshold",
+        "100000",
+        "a full read of Salesforce (a backfill) uses a Bulk API 2.0 query job when the org holds more live Contacts than this, SOQL pages of 2,000 otherwise (0: always Bulk API)",
+    ),
+    key(
+        "salesforce_bulk_read_page_records",
+        "10000",
+        "records per Bulk API 2.0 results set a full read of Salesforce asks for (maxRecords)",
+    ),
+    key(
         "health_listen",
         "",
         "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz, /readyz and /metrics (e.g. 0.0.0.0:9090); empty: none of them",

@@ -149,6 +149,15 @@ impl Parser<'_> {
                 rate_limit_per_second: self.ranged("salesforce_rate_limit_per_second", 0, 100_000),
                 batching,
                 timeout,
+                reads: salesforce::ReadSettings {
+                    bulk_threshold: Some(self.ranged(
+                        "salesforce_bulk_read_threshold",
+                        0,
+                        u64::MAX,
+                    )),
+                    bulk_page_records: self.ranged("salesforce_bulk_read_page_records", 1, 50_000),
+                    ..salesforce::ReadSettings::default()
+                },
             },
         }
     }

@@ -1,5 +1,6 @@
 //! CRM clients: the contract every CRM implements ([`CrmClient`]: writing contacts, reading
-//! records back as [`RemoteRecord`]s), its error vocabulary ([`ProviderError`], classified once
+//! records back as [`RemoteRecord`]s; reading every record page by page is
+//! [`reading::ContactReader`]), its error vocabulary ([`ProviderError`], classified once
 //! per CRM in that CRM's `errors.rs`), and what they share (field mapping, request pacing, the
 //! HTTP client).
 //!
@@ -8,6 +9,7 @@
 pub mod hubspot;
 pub mod mapping;
 pub mod pacing;
+pub mod reading;
 pub mod salesforce;
 
 use std::future::Future;
@@ -57,6 +59,16 @@ pub struct RemoteRecord {
     /// The SyncRoot contact id the record carries, where the CRM stores one (Salesforce's
     /// external id field, `SyncRoot_Id__c` by default); `None` for HubSpot.
     pub external_id: Option<String>,
+}
+
+impl RemoteRecord {
+    /// The record's e-mail address, normalised as [`FieldValues::set_reported`] does (trimmed,
+    /// lower-cased); `None` when the record has none or the field map does not read it.
+    pub fn email(&self) -> Option<&str> {
+        self.values
+            .get(crate::domain::fields::Field::Email)
+            .and_then(Option::as_deref)
+    }
 }
 
 /// Every way a CRM call can fail, in SyncRoot's vocabulary.

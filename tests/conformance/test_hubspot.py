@@ -6,6 +6,7 @@ Drives a running sandbox (HUBSPOT_BASE_URL, HUBSPOT_TOKEN) through `hubspot-api-
 state; it does reset the webhook target it borrows.
 """
 
+import datetime
 import json
 import os
 import threading
@@ -246,3 +247,40 @@ def test_sdk_signature_class_accepts_sandbox_v3_signature(webhook_receiver):
     ours = [e for e in events if e["objectId"] == int(created["id"])]
     assert ours[0]["subscriptionType"] == "contact.creation"
     assert all(e["changeSource"] == "CRM_UI" for e in ours)
+
+
+def test_get_all_pages_over_a_seeded_population_and_returns_exactly_the_seeded_records(client):
+    """50,000 contacts seeded through the control API in one call, then read back with the
+    SDK's own paging (`crm.contacts.get_all`: `basic_api.get_page` along `paging.next.after`,
+    100 a page). The burst quota is raised for the walk (500 calls) and put back after."""
+    tag = uuid.uuid4().hex[:10]
+    records = [
+        {"email": f"Seed{i}-{tag}@Conformance.Test", "firstname": f"S{i}", "lastname": "Seeded"}
+        for i in range(50_000)
+    ]
+    seeded = control("POST", "/seed", records)
+    assert seeded["created"] == 50_000
+    archived = seeded["ids"][:7]
+    for record_id in archived:
+        control("DELETE", f"/ui/contacts/{record_id}")
+    limits = control("GET", "/limits")
+    control("PUT", "/limits", {"burst_limit": 1_000_000})
+    try:
+        everything = client.crm.contacts.get_all(properties=["email", "firstname", "lastmodifieddate"])
+    finally:
+        control("PUT", "/limits", {"burst_limit": limits["burst_limit"]})
+    ours = [c for c in everything if (c.properties.get("email") or "").endswith(f"-{tag}@conformance.test")]
+    expected = seeded["ids"][7:]
+    assert [c.id for c in ours] == expected, "every live seeded record once, in id order"
+    assert all(c.archived is False for c in ours)
+    first = ours[0]
+    assert first.properties["email"] == f"seed7-{tag}@conformance.test"
+    assert first.properties["firstname"] == "S7"
+    assert first.created_at <= first.updated_at
+    # Seeded records are dated in the past year, not at the seed call.
+    assert first.created_at.year >= datetime.datetime.now().year - 1
+
+    page = client.crm.contacts.basic_api.get_page(limit=500, after=expected[0])
+    assert len(page.results) == 100, "limit is capped at 100"
+    gone = client.crm.contacts.basic_api.get_page(limit=100, after=archived[0], archived=True)
+    assert [c.id for c in gone.results[:7]] == archived

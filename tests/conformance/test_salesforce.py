@@ -19,8 +19,11 @@ Login uses the client-credentials flow as simple-salesforce implements it: ``con
 ``https://{domain}.salesforce.com/services/oauth2/token``.
 """
 
+import csv
 import datetime
+import io
 import os
+import tempfile
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -251,3 +254,78 @@ def test_jwt_bearer_login():
     )
     assert sf.auth_type == "jwt-bearer"
     assert sf.Contact.create({"LastName": "ViaJwt"})["success"] is True
+
+
+def seed_population(count, deleted=0):
+    """`count` Contacts seeded through the control API in one call, the first `deleted` then
+    deleted by a person; returns the live ids."""
+    records = [
+        {"LastName": f"Seeded{i}", "Email": f"Seed{i}@Conformance.Test",
+         "Title": 'Says "hi", then\nleaves' if i % 2 else None}
+        for i in range(count)
+    ]
+    seeded = control("POST", "seed", records)
+    assert seeded["created"] == count
+    for record_id in seeded["ids"][:deleted]:
+        control("DELETE", f"ui/contacts/{record_id}")
+    return seeded["ids"][deleted:]
+
+
+def test_query_all_follows_next_records_url_over_a_seeded_population(sf):
+    live = seed_population(30_000, deleted=5)
+    result = sf.query_all("SELECT Id, Email, Title FROM Contact")
+    assert result["done"] is True
+    assert result["totalSize"] == len(live)
+    assert [r["Id"] for r in result["records"]] == live
+    assert result["records"][1]["Email"] == "Seed6@Conformance.Test", "Salesforce keeps the address as entered"
+    calls = control("GET", "counters")["calls"]
+    assert calls["GET /services/data/{version}/query"] == 1
+    assert calls["GET /services/data/{version}/query/{locator}"] == 14, "2,000 a page"
+
+
+def bulk_rows(csv_sets):
+    rows = []
+    for text in csv_sets:
+        rows.extend(csv.DictReader(io.StringIO(text)))
+    return rows
+
+
+def test_bulk2_query_returns_exactly_the_seeded_records_in_sets(sf):
+    live = seed_population(12_345, deleted=3)
+    sets = list(sf.bulk2.Contact.query("SELECT Id, Email, Title, SystemModstamp FROM Contact",
+                                       max_records=5_000, wait=0.05))
+    assert len(sets) == 3
+    rows = bulk_rows(sets)
+    assert [r["Id"] for r in rows] == live
+    by_id = {r["Id"]: r for r in rows}
+    assert by_id[live[0]]["Title"] == 'Says "hi", then\nleaves'
+    assert by_id[live[1]]["Title"] == ""
+    assert by_id[live[0]]["Email"] == "Seed3@Conformance.Test"
+    assert by_id[live[0]]["SystemModstamp"].endswith(".000Z")
+    calls = control("GET", "counters")["calls"]
+    assert calls["POST /services/data/{version}/jobs/query"] == 1
+    assert calls["GET /services/data/{version}/jobs/query/{jobId}/results"] == 3
+
+
+def test_bulk2_download_writes_every_set_to_files(sf):
+    live = seed_population(2_500)
+    with tempfile.TemporaryDirectory() as path:
+        results = sf.bulk2.Contact.download("SELECT Id FROM Contact", path=path, max_records=1_000, wait=0.05)
+        assert [r["number_of_records"] for r in results] == [1_000, 1_000, 500]
+        texts = []
+        for r in results:
+            with open(r["file"], encoding="utf-8") as f:
+                texts.append(f.read())
+    assert [r["Id"] for r in bulk_rows(texts)] == live
+
+
+def test_bulk2_failed_job_raises_and_an_open_job_can_be_aborted(sf):
+    seed_population(10)
+    control("PUT", "bulk-query", {"polls_in_progress": 5, "fail": False})
+    job = sf.bulk2.Contact._client.create_job("query", "SELECT Id FROM Contact")
+    assert job["state"] == "UploadComplete" and job["jobType"] == "V2Query"
+    aborted = sf.bulk2.Contact._client.abort_job(job["id"], True)
+    assert aborted["state"] == "Aborted"
+    control("PUT", "bulk-query", {"polls_in_progress": 0, "fail": True})
+    with pytest.raises(Exception, match="Job failure"):
+        list(sf.bulk2.Contact.query("SELECT Id FROM Contact", wait=0.05))

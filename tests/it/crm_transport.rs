@@ -72,6 +72,7 @@ async fn a_redirecting_salesforce_login_is_not_followed() {
         rate_limit_per_second: 0,
         batching: true,
         timeout: Duration::from_secs(5),
+        reads: Default::default(),
     });
     let res = client.changed_since(chrono::Utc::now(), 10).await;
     assert!(res.is_err(), "a 302 is not a token response: {res:?}");

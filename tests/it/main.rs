@@ -9,6 +9,7 @@ mod broker_tls;
 mod change_feed;
 mod contacts_api;
 mod convergence;
+mod crm_readers;
 mod crm_transport;
 mod database;
 mod delivery;

@@ -65,6 +65,7 @@ impl Org {
             rate_limit_per_second: 0,
             batching: true,
             timeout: Duration::from_secs(5),
+            reads: Default::default(),
         }
     }
 

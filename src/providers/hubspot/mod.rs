@@ -10,7 +10,9 @@
 //! more update call.
 //!
 //! [`CrmClient::fetch`] reads records back with `batch/read` (`read`);
-//! [`CrmClient::changed_since`] finds changed records with one `search` page (`changes`).
+//! [`CrmClient::changed_since`] finds changed records with one `search` page (`changes`);
+//! [`ContactReader::read_page`] reads every live record along the list endpoint's cursor
+//! (`list`).
 //!
 //! Here: the client and that algorithm. Elsewhere in this folder: pacing and the HTTP call
 //! (`transport`), splitting refused batches (`batch`), per-call bookkeeping (`run`), reading
@@ -22,6 +24,7 @@
 mod batch;
 mod changes;
 mod errors;
+mod list;
 mod read;
 mod run;
 pub mod transformers;
@@ -35,6 +38,7 @@ use crate::domain::{ContactFields, Crm, FieldValues};
 use crate::secret::Secret;
 
 use super::mapping::FieldMap;
+use super::reading::{ContactReader, ReadPage, ReadPosition};
 use super::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem};
 use batch::{Endpoint, Key, Pending};
 use errors::Failure;
@@ -150,6 +154,15 @@ impl CrmClient for HubspotClient {
 
     fn paused(&self) -> Option<String> {
         self.transport.paused()
+    }
+}
+
+impl ContactReader for HubspotClient {
+    async fn read_page(&self, from: Option<&ReadPosition>) -> Result<ReadPage, ProviderError> {
+        if let Some(wait) = self.transport.daily_allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        list::page(&self.transport, &self.settings.fields, from).await
     }
 }
 

@@ -4,7 +4,8 @@
 //!
 //! Two lanes, because HubSpot counts two allowances: the search endpoints have their own
 //! per-second limit and send no rate-limit headers ([`Transport::search`]); every other call
-//! is paced by the rolling 10 s burst window its headers describe ([`Transport::post`]).
+//! is paced by the rolling 10 s burst window its headers describe ([`Transport::post`],
+//! [`Transport::get`]).
 //!
 //! It knows nothing of contacts or batches, and never retries: what to do about a failure is
 //! the caller's decision. The token is only ever written into the `Authorization` header.
@@ -67,7 +68,7 @@ impl Transport {
         path: &str,
         body: &T,
     ) -> Result<Vec<u8>, Failure> {
-        self.send(Lane::Burst, path, body).await
+        self.post_json(Lane::Burst, path, body).await
     }
 
     /// Like [`Transport::post`], for a search endpoint: paced by the search allowance instead
@@ -77,21 +78,35 @@ impl Transport {
         path: &str,
         body: &T,
     ) -> Result<Vec<u8>, Failure> {
-        self.send(Lane::Search, path, body).await
+        self.post_json(Lane::Search, path, body).await
     }
 
-    async fn send<T: Serialize + ?Sized>(
+    /// GETs `path` with the `query` pairs (a list page) and returns the body of a 2xx
+    /// answer; paced like [`Transport::post`].
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Vec<u8>, Failure> {
+        let request = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .query(query);
+        self.send(Lane::Burst, request).await
+    }
+
+    async fn post_json<T: Serialize + ?Sized>(
         &self,
         lane: Lane,
         path: &str,
         body: &T,
     ) -> Result<Vec<u8>, Failure> {
-        self.lane(lane).acquire().await;
         let request = self
             .http
             .post(format!("{}{path}", self.base_url))
-            .bearer_auth(self.token.expose())
             .json(body);
+        self.send(lane, request).await
+    }
+
+    async fn send(&self, lane: Lane, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+        self.lane(lane).acquire().await;
+        let request = request.bearer_auth(self.token.expose());
         let sent = crate::providers::send(Crm::Hubspot, request).await;
         let response = sent.map_err(errors::transport)?;
         let now = Utc::now();

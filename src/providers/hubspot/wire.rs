@@ -103,6 +103,31 @@ pub struct SearchResponse {
     pub results: Vec<Record>,
 }
 
+/// One page of `GET /crm/v3/objects/contacts` (`CollectionResponseSimplePublicObjectWithAssociationsForwardPaging`):
+/// records in id order and, while more follow, the cursor of the next page.
+/// <https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/guide>
+/// (crm-apis.md §1.2, "Paging (list)")
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ListResponse {
+    pub results: Vec<Record>,
+    pub paging: Option<Paging>,
+}
+
+/// `paging` of a list answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Paging {
+    pub next: Option<NextPage>,
+}
+
+/// `paging.next`: `after` is the opaque cursor to send for the next page.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct NextPage {
+    pub after: String,
+}
+
 /// The batch response envelope: records written, and on a 207 the inputs that failed.
 /// Every field is optional on the wire as far as this client is concerned.
 /// <https://developers.hubspot.com/docs/api-reference/legacy/crm/using-object-apis>

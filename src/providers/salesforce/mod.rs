@@ -10,7 +10,8 @@
 //! Reading back ([`CrmClient::fetch`]): one SOQL query by record id (more when the ids would
 //! make the URL too long) for the mapped fields, the external id and `SystemModstamp`.
 //! Finding changes ([`CrmClient::changed_since`]): one SOQL query by `SystemModstamp`, for
-//! the same fields.
+//! the same fields. Reading every Contact ([`ContactReader::read_page`]): SOQL pages, or a Bulk
+//! API 2.0 query job above a threshold (`reader`, `bulk`).
 //!
 //! Reading order: this file, `plan` (what each item needs), `lookup` (the queries), `writes`
 //! (the collection calls), `rest` (one call: pacing, session, limits), `auth`, `transformers`,
@@ -19,9 +20,11 @@
 //! Accounts or any object but Contact.
 
 mod auth;
+mod bulk;
 mod errors;
 mod lookup;
 mod plan;
+mod reader;
 mod rest;
 mod soql;
 mod transformers;
@@ -39,12 +42,15 @@ use crate::secret::Secret;
 
 use super::mapping::FieldMap;
 use super::pacing::Pacer;
+use super::reading::{ContactReader, ReadPage, ReadPosition};
 use super::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem, http_client};
 use auth::Auth;
 use plan::Action;
 use rest::Rest;
 use transformers::RecordShape;
 
+pub use bulk::Polling as BulkPolling;
+pub use reader::ReadSettings;
 pub use transformers::UnifiedFields;
 
 /// Records per sObject Collections write (crm-apis.md §2.5).
@@ -76,6 +82,8 @@ pub struct SalesforceSettings {
     /// False sends one contact per call (for comparison; the sObject Collections cap is 200).
     pub batching: bool,
     pub timeout: Duration,
+    /// How a full read ([`ContactReader`]) reads the org.
+    pub reads: ReadSettings,
 }
 
 /// Salesforce's standard Contact fields for each unified field. Contact has no company field
@@ -199,6 +207,15 @@ impl CrmClient for SalesforceClient {
 
     fn paused(&self) -> Option<String> {
         self.rest.paused()
+    }
+}
+
+impl ContactReader for SalesforceClient {
+    async fn read_page(&self, from: Option<&ReadPosition>) -> Result<ReadPage, ProviderError> {
+        if let Some(wait) = self.rest.allowance_spent() {
+            return Err(ProviderError::QuotaExhausted { retry_after: wait });
+        }
+        reader::page(&self.rest, self.shape(), &self.settings.reads, from).await
     }
 }
 

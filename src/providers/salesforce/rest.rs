@@ -92,15 +92,7 @@ impl Rest {
     /// Sends `req` and reads the JSON answer. A 401 leads to one fresh login and one resend;
     /// a second 401 is final.
     pub async fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T, ProviderError> {
-        let session = self.auth.session().await?;
-        let body = match self.send(&session, req).await {
-            Err(ProviderError::Unauthorized(why)) => {
-                tracing::info!(%why, "salesforce session refused; logging in again");
-                let fresh = self.auth.refresh(&session).await?;
-                self.send(&fresh, req).await?
-            }
-            other => other?,
-        };
+        let (_, body) = self.call_raw(req).await?;
         serde_json::from_slice(&body).map_err(|e| {
             ProviderError::Decode(format!(
                 "unreadable answer to {} {}: {e}",
@@ -109,21 +101,44 @@ impl Rest {
         })
     }
 
+    /// Like [`Rest::call`], for an answer that is not JSON (Bulk API CSV results): its
+    /// headers and body as sent.
+    pub async fn call_raw(&self, req: &Request) -> Result<(HeaderMap, Vec<u8>), ProviderError> {
+        let session = self.auth.session().await?;
+        match self.send(&session, req).await {
+            Err(ProviderError::Unauthorized(why)) => {
+                tracing::info!(%why, "salesforce session refused; logging in again");
+                let fresh = self.auth.refresh(&session).await?;
+                self.send(&fresh, req).await
+            }
+            other => other,
+        }
+    }
+
     /// Every record a SOQL query matches, following `nextRecordsUrl` across pages.
     pub async fn query(&self, soql: &str) -> Result<Vec<Map<String, Value>>, ProviderError> {
-        let mut page: QueryPage = self
-            .call(&Request::new(Method::GET, "query").param("q", soql))
-            .await?;
+        let mut page = self.query_page(soql).await?;
         let mut records = std::mem::take(&mut page.records);
         while let (false, Some(next)) = (page.done, page.next_records_url.as_deref()) {
-            let prefix = format!("/services/data/v{}/", self.api_version);
-            let path = next.strip_prefix(&prefix).ok_or_else(|| {
-                ProviderError::Decode(format!("unexpected nextRecordsUrl {next}"))
-            })?;
-            page = self.call(&Request::new(Method::GET, path)).await?;
+            page = self.query_more(next).await?;
             records.append(&mut page.records);
         }
         Ok(records)
+    }
+
+    /// The first page of a SOQL query (`GET query?q=`).
+    pub async fn query_page(&self, soql: &str) -> Result<QueryPage, ProviderError> {
+        self.call(&Request::new(Method::GET, "query").param("q", soql))
+            .await
+    }
+
+    /// The page a `nextRecordsUrl` names (`queryMore`).
+    pub async fn query_more(&self, next_records_url: &str) -> Result<QueryPage, ProviderError> {
+        let prefix = format!("/services/data/v{}/", self.api_version);
+        let path = next_records_url.strip_prefix(&prefix).ok_or_else(|| {
+            ProviderError::Decode(format!("unexpected nextRecordsUrl {next_records_url}"))
+        })?;
+        self.call(&Request::new(Method::GET, path)).await
     }
 
     /// How much longer the daily allowance is known to be spent, if it is.
@@ -137,7 +152,11 @@ impl Rest {
         self.pacer.paused()
     }
 
-    async fn send(&self, session: &Session, req: &Request) -> Result<Vec<u8>, ProviderError> {
+    async fn send(
+        &self,
+        session: &Session,
+        req: &Request,
+    ) -> Result<(HeaderMap, Vec<u8>), ProviderError> {
         self.pacer.acquire().await;
         let url = format!(
             "{}/services/data/v{}/{}",
@@ -160,9 +179,10 @@ impl Rest {
         self.note_usage(resp.headers());
         let status = resp.status();
         let retry_after = retry_after(resp.headers());
+        let headers = resp.headers().clone();
         let body = errors::read_body(resp).await?;
         if status.is_success() {
-            return Ok(body);
+            return Ok((headers, body));
         }
         let e = errors::classify(status, retry_after, &body);
         match &e {

@@ -104,12 +104,53 @@ pub struct ItemError {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueryPage {
+    /// Records the whole query matches, over every page.
+    #[serde(default)]
+    pub total_size: u64,
     pub done: bool,
     /// Path of the next page (`/services/data/vXX.X/query/…`) while `done` is false.
     #[serde(default)]
     pub next_records_url: Option<String>,
     pub records: Vec<Map<String, Value>>,
 }
+
+/// The body of `POST /jobs/query`: a Bulk API 2.0 query job, results as comma-separated CSV
+/// with LF line endings.
+///
+/// Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_create_job.htm
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryJobIn<'a> {
+    /// `query` (live records) or `queryAll` (recycled ones too).
+    pub operation: &'static str,
+    pub query: &'a str,
+    pub content_type: &'static str,
+    pub column_delimiter: &'static str,
+    pub line_ending: &'static str,
+}
+
+/// A Bulk API 2.0 query job as creating it or reading its state answers (only what this client
+/// reads). `state` is `UploadComplete`, `InProgress`, `JobComplete`, `Failed` or `Aborted`.
+///
+/// Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_one_job.htm
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryJobInfo {
+    pub id: String,
+    pub state: String,
+    #[serde(default)]
+    pub number_records_processed: u64,
+    /// Why a `Failed` job failed.
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+/// Response headers of a query job's results: how many records this set holds, and the
+/// locator of the next set (`null` after the last).
+///
+/// Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_job_results.htm
+pub const NUMBER_OF_RECORDS_HEADER: &str = "Sforce-NumberOfRecords";
+pub const LOCATOR_HEADER: &str = "Sforce-Locator";
 
 /// A text field of a query record, `None` when null, empty or absent. Salesforce matches
 /// field names case-insensitively, so the lookup does too.

@@ -6,7 +6,8 @@
 //!
 //! The paths and bodies match the Salesforce sandbox's control API.
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -26,12 +27,17 @@ use super::webhooks::ChangeSource;
 use super::wire::{PropertiesIn, Selection, contact_out, stringify};
 use crate::kit::batches::BatchCap;
 use crate::kit::control::{self, ControlToken};
+use crate::kit::seed;
 use crate::kit::writes::SinceQuery;
 
 pub fn routes(token: ControlToken) -> Router<AppState> {
     Router::new()
         .route("/__sandbox/state", get(dump_state))
         .route("/__sandbox/reset", post(reset))
+        .route(
+            "/__sandbox/seed",
+            post(seed_contacts).layer(DefaultBodyLimit::max(seed::MAX_BODY_BYTES)),
+        )
         .route("/__sandbox/ui/contacts", post(ui_create))
         .route("/__sandbox/ui/contacts/merge", post(ui_merge))
         .route("/__sandbox/ui/contacts/{id}/gdpr-delete", post(ui_erase))
@@ -61,6 +67,44 @@ async fn dump_state(State(state): State<AppState>) -> Response {
 async fn reset(State(state): State<AppState>) -> Response {
     state.reset();
     control::done()
+}
+
+/// `POST /__sandbox/seed`: a JSON array of contacts, each its properties (`{"email": …}`) or
+/// a create body (`{"properties": {…}}`), stored at once with realistic creation and
+/// modification dates: no webhooks, not counted, not in the write log. All or nothing: a
+/// refused record (an invalid property, a duplicate e-mail) refuses the call with a `400`
+/// naming it. Answers `201 {"created", "ids"}`.
+async fn seed_contacts(State(state): State<AppState>, body: Bytes) -> Response {
+    let records = match seed::parse(&body) {
+        Ok(r) => r,
+        Err(refused) => return refused.into_response(),
+    };
+    let (now, count) = (Utc::now(), records.len());
+    let mut problems = seed::Problems::default();
+    let mut ids = Vec::with_capacity(count);
+    let mut store = lock(&state.store);
+    store.begin();
+    for (i, record) in records.into_iter().enumerate() {
+        let props = match record.get("properties") {
+            Some(serde_json::Value::Object(p)) => p.clone().into_iter().collect(),
+            _ => record.into_iter().collect(),
+        };
+        let (created, modified) = seed::times(i, count, now);
+        match store.seed(&stringify(&props), created, modified) {
+            Ok(id) => ids.push(id.to_string()),
+            Err(e) => problems.push(i, format!("was refused: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        store.commit();
+    } else {
+        store.rollback();
+    }
+    drop(store);
+    match problems.into_result(ids) {
+        Ok(ids) => seed::created(ids),
+        Err(refused) => refused.into_response(),
+    }
 }
 
 async fn ui_create(

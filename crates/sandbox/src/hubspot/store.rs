@@ -206,6 +206,23 @@ impl Store {
         })
     }
 
+    /// Creates a record for `POST /__sandbox/seed`: validated like an API create, but
+    /// created at `created` and last modified at `modified`, and reporting no changes.
+    pub fn seed(
+        &mut self,
+        props: &BTreeMap<String, String>,
+        created: DateTime<Utc>,
+        modified: DateTime<Utc>,
+    ) -> Result<u64, WriteError> {
+        let id = self.create(props, created)?.contact.id;
+        if let Some(c) = self.records.get_mut(&id) {
+            c.updated_at = modified;
+            c.properties
+                .insert("lastmodifieddate".into(), format_timestamp(modified));
+        }
+        Ok(id)
+    }
+
     /// Partial update: only the given properties change; an empty string clears one.
     pub fn update(
         &mut self,

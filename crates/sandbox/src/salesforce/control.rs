@@ -1,6 +1,6 @@
 //! The control API under `/__sandbox/`: inspect and reset the org, simulate a person editing in
-//! Lightning, inject faults, set validation rules, the duplicate rule and record locks, set usage and the
-//! batch cap, expire sessions, point the webhook and the Outbound Message endpoint, read
+//! Lightning, seed a population, inject faults, set validation rules, the duplicate rule and
+//! record locks, set how Bulk API 2.0 query jobs behave, set usage and the batch cap, expire sessions, point the webhook and the Outbound Message endpoint, read
 //! counters and the write log.
 //!
 //! These routes need the control token (`X-Sandbox-Token`, see [`crate::kit::control`]), not a
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,7 @@ use super::validation::ValidationRules;
 use super::wire::Ordered;
 use super::{jwt, outbound_message as om, record, wire};
 use crate::kit::control::{self, ControlToken};
+use crate::kit::seed;
 use crate::kit::writes::SinceQuery;
 
 type Shared = State<Arc<Sandbox>>;
@@ -40,6 +41,10 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
     Router::new()
         .route("/__sandbox/state", get(state))
         .route("/__sandbox/reset", post(reset))
+        .route(
+            "/__sandbox/seed",
+            post(seed_contacts).layer(DefaultBodyLimit::max(seed::MAX_BODY_BYTES)),
+        )
         .route("/__sandbox/ui/contacts", post(ui_create))
         .route("/__sandbox/ui/contacts/merge", post(ui_merge))
         .route(
@@ -60,6 +65,7 @@ pub fn routes(token: ControlToken) -> Router<Arc<Sandbox>> {
             get(record_locks).put(put_record_locks),
         )
         .route("/__sandbox/limits", get(limits).put(put_limits))
+        .route("/__sandbox/bulk-query", get(bulk_query).put(put_bulk_query))
         .route("/__sandbox/expire-sessions", post(expire_sessions))
         .route("/__sandbox/webhook", get(webhook).put(put_webhook))
         .route(
@@ -100,6 +106,49 @@ async fn state(State(sb): Shared) -> Response {
 async fn reset(State(sb): Shared) -> Response {
     sb.reset();
     control::done()
+}
+
+/// `POST /__sandbox/seed`: a JSON array of Contacts (`{"LastName": …, "Email": …}`, API field
+/// names), stored at once as if people had created them over the past year: realistic
+/// `CreatedDate`/`LastModifiedDate`/`SystemModstamp`, created by the UI user, no notifications,
+/// not counted against the allowance, not in the write log. Checked like API creates (required
+/// `LastName`, validation rules, unique external id, the duplicate rule); all or nothing, a
+/// refused record refuses the call with a `400` naming it. Answers `201 {"created", "ids"}`
+/// with 18-character ids.
+async fn seed_contacts(State(sb): Shared, body: Bytes) -> Response {
+    let records = match seed::parse(&body) {
+        Ok(r) => r,
+        Err(refused) => return refused.into_response(),
+    };
+    let (now, count, actor) = (chrono::Utc::now(), records.len(), sb.ui_actor());
+    let mut problems = seed::Problems::default();
+    let mut ids = Vec::with_capacity(count);
+    let mut undo = super::store::Undo::default();
+    let mut store = lock(&sb.store);
+    for (i, record) in records.iter().enumerate() {
+        let written = sb
+            .schema
+            .parse_write(record)
+            .map_err(|errors| errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>())
+            .and_then(|fields| {
+                let times = seed::times(i, count, now);
+                store
+                    .seed(fields, times, &actor, &mut undo)
+                    .map_err(|e| vec![e.message])
+            });
+        match written {
+            Ok(id) => ids.push(id),
+            Err(why) => problems.push(i, format!("was refused: {}", why.join("; "))),
+        }
+    }
+    if !problems.is_empty() {
+        store.rollback(undo);
+    }
+    drop(store);
+    match problems.into_result(ids) {
+        Ok(ids) => seed::created(ids),
+        Err(refused) => refused.into_response(),
+    }
 }
 
 /// `POST /__sandbox/ui/contacts`: a person creates a Contact in Lightning.
@@ -250,6 +299,22 @@ async fn put_record_locks(State(sb): Shared, body: Bytes) -> Response {
     let mut store = lock(&sb.store);
     store.record_locks = locks.next;
     ok(json!({"next": store.record_locks}))
+}
+
+async fn bulk_query(State(sb): Shared) -> Response {
+    wire::json(StatusCode::OK, &lock(&sb.bulk_jobs).settings)
+}
+
+/// `PUT /__sandbox/bulk-query` with `{"polls_in_progress": n, "fail": bool}`: how Bulk API 2.0
+/// query jobs created from now on behave — `n` state reads answer `InProgress` before the job
+/// completes (default 1), and `fail` ends them `Failed` instead.
+async fn put_bulk_query(State(sb): Shared, body: Bytes) -> Response {
+    let settings: super::bulk::JobSettings = match parse(&body) {
+        Ok(s) => s,
+        Err(e) => return control::problem(e),
+    };
+    lock(&sb.bulk_jobs).settings = settings;
+    wire::json(StatusCode::OK, &settings)
 }
 
 #[derive(Deserialize)]

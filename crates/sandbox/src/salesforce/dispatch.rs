@@ -2,7 +2,7 @@
 //! check, daily allowance, handler, after-write faults, `Sforce-Limit-Info`.
 //!
 //! What it is not: path parsing (`routes.rs`) or the resources themselves (`sobjects.rs`,
-//! `composite.rs`, `query.rs`).
+//! `composite.rs`, `query.rs`, `bulk.rs`).
 //!
 //! Vendor doc: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_rest_resources.htm
 
@@ -20,7 +20,7 @@ use super::faults::{Inject as _, Injected, RETRY_AFTER_SECS, error_for_status};
 use super::limits::LIMIT_INFO_HEADER;
 use super::routes::{ApiVersion, Route, parse, resources, versions};
 use super::state::{Sandbox, lock};
-use super::{auth, composite, query, sobjects, wire};
+use super::{auth, bulk, composite, query, sobjects, wire};
 use crate::kit::after_write as kit_after_write;
 use crate::kit::writes as kit_writes;
 
@@ -202,6 +202,9 @@ fn route_call(call: &Call<'_>, route: &Route) -> Result<Response, SfErrors> {
         Route::Collection => composite::collection(call),
         Route::CollectionTyped { name } => composite::typed(call, name),
         Route::CollectionUpsert { name, field } => composite::upsert(call, name, field),
+        Route::QueryJobs => bulk::jobs(call),
+        Route::QueryJob { id } => bulk::job(call, id),
+        Route::QueryJobResults { id } => bulk::results(call, id),
         Route::Versions | Route::Unknown => Err(SfError::not_found().into()),
     }
 }

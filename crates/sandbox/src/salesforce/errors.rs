@@ -47,6 +47,12 @@ pub enum ErrorCode {
     /// Another transaction holds the record (SOAP API `StatusCode` enum, `UNABLE_TO_LOCK_ROW`:
     /// "unable to obtain exclusive access to this record"); a retry can succeed.
     UnableToLockRow,
+    /// Bulk API 2.0: a job request that cannot be accepted (a bad body, an unsupported
+    /// option) [UNVERIFIED: the exact code; Bulk API 1.0 names it `InvalidJob`].
+    InvalidJob,
+    /// Bulk API 2.0: the job is not in a state that allows the request (results of a job not
+    /// yet complete, aborting a finished one) [UNVERIFIED: the exact code].
+    InvalidJobState,
     UnknownException,
 }
 
@@ -80,6 +86,8 @@ impl ErrorCode {
             Self::AllOrNoneOperationRolledBack => "ALL_OR_NONE_OPERATION_ROLLED_BACK",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::ServerUnavailable => "SERVER_UNAVAILABLE",
+            Self::InvalidJob => "INVALIDJOB",
+            Self::InvalidJobState => "INVALIDJOBSTATE",
             Self::UnknownException => "UNKNOWN_EXCEPTION",
         }
     }

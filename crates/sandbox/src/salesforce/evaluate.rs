@@ -56,6 +56,24 @@ impl<'s> Plan<'s> {
 
     /// Matching records, ordered, offset and limited, rendered with the selected fields.
     pub fn execute(&self, store: &Store, include_deleted: bool, version: &str) -> Vec<Ordered> {
+        self.matching(store, include_deleted)
+            .into_iter()
+            .map(|c| record::render_fields(c, version, self.select.iter().copied()))
+            .collect()
+    }
+
+    /// The selected fields, in the order the query names them.
+    pub fn selected(&self) -> &[&'s FieldDef] {
+        &self.select
+    }
+
+    /// Whether the query has an `OFFSET` (which Bulk API 2.0 refuses).
+    pub fn has_offset(&self) -> bool {
+        self.offset.is_some()
+    }
+
+    /// Matching records, ordered, offset and limited.
+    pub fn matching<'a>(&self, store: &'a Store, include_deleted: bool) -> Vec<&'a Contact> {
         let mut hits: Vec<&Contact> = store
             .all()
             .filter(|c| include_deleted || !c.is_deleted)
@@ -73,7 +91,6 @@ impl<'s> Plan<'s> {
         hits.into_iter()
             .skip(self.offset.unwrap_or(0))
             .take(self.limit.unwrap_or(usize::MAX))
-            .map(|c| record::render_fields(c, version, self.select.iter().copied()))
             .collect()
     }
 

@@ -22,6 +22,7 @@
 //! `validation`, `duplicates`, `notify`/`notifier`, `control`; `tests/` drives it all over HTTP.
 
 mod auth;
+mod bulk;
 mod change;
 mod composite;
 mod control;

@@ -68,6 +68,14 @@ pub enum Route {
         name: String,
         field: String,
     },
+    /// Bulk API 2.0 query jobs.
+    QueryJobs,
+    QueryJob {
+        id: String,
+    },
+    QueryJobResults {
+        id: String,
+    },
     Unknown,
 }
 
@@ -91,6 +99,9 @@ impl Route {
             Self::CollectionUpsert { .. } => {
                 "/services/data/{version}/composite/sobjects/{sobject}/{field}"
             }
+            Self::QueryJobs => "/services/data/{version}/jobs/query",
+            Self::QueryJob { .. } => "/services/data/{version}/jobs/query/{jobId}",
+            Self::QueryJobResults { .. } => "/services/data/{version}/jobs/query/{jobId}/results",
             Self::Unknown => "/services/data/(unknown)",
         }
     }
@@ -138,6 +149,9 @@ pub fn parse(path: &str) -> (Option<ApiVersion>, Route) {
             name: s(2),
             field: s(3),
         },
+        ["jobs", "query"] => Route::QueryJobs,
+        ["jobs", "query", _] => Route::QueryJob { id: s(2) },
+        ["jobs", "query", _, "results"] => Route::QueryJobResults { id: s(2) },
         _ => Route::Unknown,
     };
     (Some(version), route)
@@ -155,6 +169,7 @@ pub fn resources(call: &Call<'_>) -> Result<Response, SfErrors> {
         "queryAll": format!("{base}/queryAll"),
         "sobjects": format!("{base}/sobjects"),
         "composite": format!("{base}/composite"),
+        "jobs": format!("{base}/jobs"),
     });
     Ok(wire::json(StatusCode::OK, &body))
 }

@@ -26,7 +26,7 @@ use super::notify::{Outbox, Queued, Target};
 use super::query::Cursors;
 use super::store::{Actor, Change, ChangeType, Store, Undo};
 use super::validation::ValidationRules;
-use super::{ids, jwt};
+use super::{bulk, ids, jwt};
 use crate::kit::batches::BatchCap;
 use crate::kit::writes::{Kind, Source, WriteLog, Written};
 
@@ -69,6 +69,8 @@ pub struct Sandbox {
     /// Records per collection write: Salesforce's 200, or lower for a test.
     pub batch_cap: Mutex<BatchCap>,
     pub cursors: Mutex<Cursors>,
+    /// Bulk API 2.0 query jobs.
+    pub bulk_jobs: Mutex<bulk::Jobs>,
     /// Committed changes, newest last, with the client that made each.
     pub changes: Mutex<VecDeque<Value>>,
     /// Certificate of the connected app for the JWT bearer flow; `None` disables the flow.
@@ -113,6 +115,7 @@ impl Sandbox {
             faults: Mutex::new(Faults::default()),
             batch_cap: Mutex::new(BatchCap::vendor(WRITE_CAP)),
             cursors: Mutex::new(Cursors::default()),
+            bulk_jobs: Mutex::new(bulk::Jobs::default()),
             changes: Mutex::new(VecDeque::new()),
             jwt_certificate: Mutex::new(jwt_certificate),
             outbox,
@@ -230,6 +233,7 @@ impl Sandbox {
         *lock(&self.faults) = Faults::default();
         *lock(&self.batch_cap) = BatchCap::vendor(WRITE_CAP);
         *lock(&self.cursors) = Cursors::default();
+        *lock(&self.bulk_jobs) = bulk::Jobs::default();
         lock(&self.changes).clear();
         lock(&self.writes).clear();
         self.outbox.discard_pending();

@@ -158,6 +158,24 @@ impl Store {
         ))
     }
 
+    /// Creates a record for `POST /__sandbox/seed`: checked like an API create, but created at
+    /// `created` and last modified at `modified` (both to the second, as Salesforce keeps them).
+    pub fn seed(
+        &mut self,
+        fields: Vec<(String, Value)>,
+        (created, modified): (DateTime<Utc>, DateTime<Utc>),
+        actor: &Actor,
+        undo: &mut Undo,
+    ) -> Result<String, SfError> {
+        let id = self.create(fields, actor, undo)?.record.id;
+        if let Some(c) = self.records.get_mut(&id[..15]) {
+            c.created_date = wire::to_second(created);
+            c.last_modified_date = wire::to_second(modified);
+            c.system_modstamp = c.last_modified_date;
+        }
+        Ok(id)
+    }
+
     pub fn update(
         &mut self,
         key: &str,

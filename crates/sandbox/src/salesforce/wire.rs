@@ -85,8 +85,12 @@ pub fn event_datetime(at: DateTime<Utc>) -> String {
 /// `now` truncated to whole seconds: Salesforce stores date-times at second precision, which is
 /// why every value it returns ends in `.000`.
 pub fn now_seconds() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
+    to_second(Utc::now())
+}
+
+/// `at` truncated to whole seconds.
+pub fn to_second(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at)
 }
 
 /// Query-string pairs, decoded (`+` is a space).

@@ -2,6 +2,7 @@
 
 mod api;
 mod batch_search;
+mod seed;
 mod webhooks;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! with reqwest, as a client would.
 
 mod auth_flows;
+mod bulk_query;
 mod duplicate_rule;
 mod faults_and_limits;
 mod notifications;
