@@ -29,4 +29,5 @@ mod production;
 mod refused_publish;
 mod salesforce_client;
 mod stale;
+mod subscriptions;
 mod two_way;
