@@ -170,6 +170,7 @@ async fn wait_caught_up(app: &TestApp, rx: &Receiver, secret: &str) -> Vec<Value
     eventually("the subscriber to have taken the whole feed", || async {
         let want = feed(app).await;
         let got = rx.received(secret).await;
+        all_verified(&got);
         (pairs(&taken(&got)) == pairs(&want) && !want.is_empty()).then_some(got)
     })
     .await
@@ -394,6 +395,7 @@ async fn a_subscription_failing_too_long_is_disabled_and_resumes_from_its_cursor
     let secret = secret_of(&app, &id).await;
     let got = eventually("every change since the subscription began", || async {
         let got = rx.received(&secret).await;
+        all_verified(&got);
         (pairs(&taken(&got)) == pairs(&want)).then_some(got)
     })
     .await;
