@@ -34,6 +34,11 @@ impl Role {
         }
     }
 
+    /// Roles that use RabbitMQ (the subscription sender reads Postgres only).
+    fn uses_broker(self) -> bool {
+        self != Role::Subscriptions
+    }
+
     /// Roles that call the CRMs.
     fn calls_crms(self) -> bool {
         matches!(self, Role::Delivery | Role::Webhooks)
@@ -72,7 +77,7 @@ pub fn production_problems(cfg: &Config, role: Role) -> Vec<String> {
             env("read_keys")
         ));
     }
-    if !allowed.broker && broker_is_guest(cfg.queue.amqp_url.expose()) {
+    if role.uses_broker() && !allowed.broker && broker_is_guest(cfg.queue.amqp_url.expose()) {
         problems.push(format!(
             "{}: RabbitMQ's development default credential guest:guest (set a user and password; {}=true allows it for local testing)",
             env("amqp_url"),
