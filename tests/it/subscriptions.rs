@@ -154,6 +154,17 @@ async fn subscribe(app: &TestApp, url: &str, since: &str) -> (String, String) {
     (id, secret)
 }
 
+/// An admin request without a body; its JSON answer.
+async fn admin_json(app: &TestApp, method: Method, path: &str) -> Value {
+    app.admin(method, path)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn subscription(app: &TestApp, id: &str) -> Value {
     let r = app
         .admin(Method::GET, &format!("/admin/subscriptions/{id}"))
@@ -257,17 +268,12 @@ async fn every_change_arrives_signed_once_in_feed_order_through_the_subscriber_f
     assert!(done["last_failure_at"].is_string() && done["last_success_at"].is_string());
 
     // The delivery log has every attempt, with its status.
-    let log: Value = app
-        .admin(
-            Method::GET,
-            &format!("/admin/subscriptions/{id}/deliveries?limit=500"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = admin_json(
+        &app,
+        Method::GET,
+        &format!("/admin/subscriptions/{id}/deliveries?limit=500"),
+    )
+    .await;
     let items = log["items"].as_array().unwrap();
     assert_eq!(items.len(), received.len(), "{log}");
     assert!(
@@ -357,17 +363,12 @@ async fn a_subscription_failing_too_long_is_disabled_and_resumes_from_its_cursor
             .contains("connection"),
         "{disabled}"
     );
-    let log: Value = app
-        .admin(
-            Method::GET,
-            &format!("/admin/subscriptions/{id}/deliveries"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let log: Value = admin_json(
+        &app,
+        Method::GET,
+        &format!("/admin/subscriptions/{id}/deliveries"),
+    )
+    .await;
     let first = log["items"].as_array().unwrap().last().unwrap().clone();
     assert!(
         first["status_code"].is_null() && first["error"].is_string(),
@@ -402,14 +403,7 @@ async fn a_subscription_failing_too_long_is_disabled_and_resumes_from_its_cursor
     all_verified(&got);
 
     // The audit log has the admin's create and update.
-    let audit: Value = app
-        .admin(Method::GET, "/admin/audit")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = admin_json(&app, Method::GET, "/admin/audit").await;
     let actions: Vec<_> = audit["items"]
         .as_array()
         .unwrap()
@@ -552,25 +546,11 @@ async fn the_admin_api_needs_the_admin_key_and_names_bad_input() {
         !shown.to_string().contains("whsec_"),
         "the secret is shown once: {shown}"
     );
-    let listed: Value = app
-        .admin(Method::GET, "/admin/subscriptions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = admin_json(&app, Method::GET, "/admin/subscriptions").await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 
     let path = format!("/admin/subscriptions/{id}");
-    let rotated: Value = app
-        .admin(Method::POST, &format!("{path}/rotate-secret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rotated: Value = admin_json(&app, Method::POST, &format!("{path}/rotate-secret")).await;
     assert_ne!(rotated["secret"], created["secret"]);
     for (method, p, body, status) in [
         (Method::PATCH, path.clone(), json!({"enabled": "no"}), 422),

@@ -31,23 +31,31 @@ use schema::{
     SubscriptionOut, SubscriptionPatch,
 };
 
-/// The `{id}` path segment. Anything that is not a UUID cannot name a subscription: 404.
+/// The `{id}` path segment of a subscription.
 pub struct SubscriptionPath(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for SubscriptionPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such subscription".into()))?;
-        Uuid::parse_str(&raw).map(Self).map_err(|_| {
-            ApiError::NotFound(format!(
-                "no subscription has id '{raw}' (subscription ids are UUIDs)"
-            ))
-        })
+        super::extract::uuid_path(parts, state, "subscription")
+            .await
+            .map(Self)
     }
+}
+
+/// Records `action` on subscription `id` in the audit log, commits the change with it, and
+/// logs the audit event.
+async fn commit_audited(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    by: &audit::Requested,
+    action: Action,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    audit::record(&mut tx, by, action, &[id]).await?;
+    tx.commit().await?;
+    audited(by, action, 1);
+    Ok(())
 }
 
 fn no_subscription(id: Uuid) -> ApiError {
@@ -101,9 +109,7 @@ pub async fn create(
         },
     )
     .await?;
-    audit::record(&mut tx, &by, Action::SubscriptionCreate, &[id]).await?;
-    tx.commit().await?;
-    audited(&by, Action::SubscriptionCreate, 1);
+    commit_audited(tx, &by, Action::SubscriptionCreate, id).await?;
     let subscription = out(&state, row).await?;
     let body = CreatedOut {
         subscription,
@@ -195,9 +201,7 @@ pub async fn update(
     let row = store::update(&mut tx, id, &patch)
         .await?
         .ok_or_else(|| no_subscription(id))?;
-    audit::record(&mut tx, &by, Action::SubscriptionUpdate, &[id]).await?;
-    tx.commit().await?;
-    audited(&by, Action::SubscriptionUpdate, 1);
+    commit_audited(tx, &by, Action::SubscriptionUpdate, id).await?;
     Ok(axum::Json(out(&state, row).await?))
 }
 
@@ -225,9 +229,7 @@ pub async fn delete(
     if !store::delete(&mut tx, id).await? {
         return Err(no_subscription(id));
     }
-    audit::record(&mut tx, &by, Action::SubscriptionDelete, &[id]).await?;
-    tx.commit().await?;
-    audited(&by, Action::SubscriptionDelete, 1);
+    commit_audited(tx, &by, Action::SubscriptionDelete, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,9 +259,7 @@ pub async fn rotate_secret(
     if !store::rotate_secret(&mut tx, id, &secret).await? {
         return Err(no_subscription(id));
     }
-    audit::record(&mut tx, &by, Action::SubscriptionRotateSecret, &[id]).await?;
-    tx.commit().await?;
-    audited(&by, Action::SubscriptionRotateSecret, 1);
+    commit_audited(tx, &by, Action::SubscriptionRotateSecret, id).await?;
     Ok(axum::Json(SecretOut { secret }))
 }
 
@@ -296,9 +296,7 @@ pub async fn replay(
     let row = store::rewind(&mut tx, id, cursor)
         .await?
         .ok_or_else(|| no_subscription(id))?;
-    audit::record(&mut tx, &by, Action::SubscriptionReplay, &[id]).await?;
-    tx.commit().await?;
-    audited(&by, Action::SubscriptionReplay, 1);
+    commit_audited(tx, &by, Action::SubscriptionReplay, id).await?;
     Ok(axum::Json(out(&state, row).await?))
 }
 
