@@ -554,7 +554,7 @@ async fn the_admin_api_needs_the_admin_key_and_names_bad_input() {
     assert_ne!(rotated["secret"], created["secret"]);
     for (method, p, body, status) in [
         (Method::PATCH, path.clone(), json!({"enabled": "no"}), 422),
-        (Method::PATCH, path.clone(), json!({}), 422),
+        (Method::PATCH, path.clone(), json!({"url": "https://"}), 422),
         (
             Method::POST,
             format!("{path}/replay"),

@@ -2,7 +2,7 @@
 //! read into checked values (every problem named by its JSON pointer, 422).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -152,30 +152,55 @@ pub struct DeliveryPage {
     pub next_cursor: Option<String>,
 }
 
+// The bodies derive `Deserialize` only for `deny_unknown_fields` in their schemas: the handlers
+// read them member by member, naming each problem.
+
 /// The body of `POST /admin/subscriptions`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SubscriptionIn {
     /// `https://` URL each change is POSTed to (`http://` only on loopback, or with
     /// `SYNCROOT_ALLOW_INSECURE_CRMS` for local testing); no user or password in it.
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, format = "uri")]
     url: String,
     #[schema(max_length = 500)]
     description: Option<String>,
-    /// Where delivery starts: `now` (default: only changes from now on), `beginning` (the
-    /// whole feed), or an RFC 3339 time (the first change accepted at or after it).
-    #[schema(nullable = false)]
+    #[schema(schema_with = since_schema)]
     since: Option<String>,
 }
 
-/// The body of `PATCH /admin/subscriptions/{id}`: any of its members.
-#[derive(ToSchema)]
+/// `since` of a create: `now`, `beginning` or an RFC 3339 time, stated as one of the two, so a
+/// schema-valid value is one the handler takes.
+fn since_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .description(Some(
+            "Where delivery starts: `now` (default: only changes from now on), `beginning` (the \
+             whole feed), or an RFC 3339 time (the first change accepted at or after it).",
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["now", "beginning"])),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .into()
+}
+
+/// The body of `PATCH /admin/subscriptions/{id}`: any of its members (none: no change).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SubscriptionPatch {
     /// `false` stops delivery; `true` resumes it from the cursor, clearing the failures.
     #[schema(nullable = false)]
     enabled: Option<bool>,
-    #[schema(nullable = false, max_length = 2048)]
+    #[schema(nullable = false, max_length = 2048, format = "uri")]
     url: Option<String>,
     /// null clears it.
     #[schema(max_length = 500)]
@@ -183,7 +208,8 @@ pub struct SubscriptionPatch {
 }
 
 /// The body of `POST /admin/subscriptions/{id}/replay`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ReplayIn {
     /// RFC 3339 time: the cursor goes back to just before the first change accepted at or
@@ -321,12 +347,6 @@ pub fn patch(body: &Value, allow_insecure: bool) -> Result<Patch, Vec<FieldError
     let mut errors = Vec::new();
     unknown(obj, &["enabled", "url", "description"], &mut errors);
     let mut p = Patch::default();
-    if obj.is_empty() {
-        errors.push(FieldError::new(
-            "",
-            "give at least one of enabled, url, description",
-        ));
-    }
     if let Some(v) = obj.get("enabled") {
         match v.as_bool() {
             Some(b) => p.enabled = Some(b),
@@ -416,7 +436,10 @@ mod tests {
             false,
         );
         assert_eq!(pointers(e.unwrap_err()), ["/secret"]);
-        assert_eq!(pointers(patch(&json!({}), false).unwrap_err()), [""]);
+        assert!(
+            patch(&json!({}), false).is_ok(),
+            "an empty merge patch changes nothing"
+        );
         assert_eq!(pointers(patch(&json!([]), false).unwrap_err()), [""]);
         assert_eq!(
             pointers(patch(&json!({"enabled": "yes"}), false).unwrap_err()),
