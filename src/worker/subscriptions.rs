@@ -101,7 +101,7 @@ impl Sender {
                     away = crate::queue::backoff(Duration::from_secs(30));
                     // A delivery in flight at shutdown finishes (within its timeout): its
                     // outcome is written, so nothing is sent twice for want of a cursor.
-                    if let Err(e) = self.deliver(&claimed).await {
+                    if let Err(e) = self.deliver(&claimed, &shutdown).await {
                         tracing::warn!(subscription = %claimed.id, error = %e, "subscription delivery interrupted; its lease runs out and it is taken again");
                     }
                     continue;
@@ -121,8 +121,12 @@ impl Sender {
     }
 
     /// Delivers a page of the feed to a claimed subscription, in feed order, stopping at the
-    /// first failure.
-    async fn deliver(&self, claimed: &Claimed) -> Result<(), sqlx::Error> {
+    /// first failure or at shutdown (between two entries).
+    async fn deliver(
+        &self,
+        claimed: &Claimed,
+        shutdown: &CancellationToken,
+    ) -> Result<(), sqlx::Error> {
         let entries = store::next_entries(&self.db, claimed, PAGE).await?;
         let full = entries.len() as i64 == PAGE;
         let Some(key) = SigningKey::parse(&claimed.secret) else {
@@ -132,6 +136,10 @@ impl Sender {
         };
         let mut failures = claimed.consecutive_failures.max(0);
         for entry in &entries {
+            if shutdown.is_cancelled() {
+                // Stopping: what was taken is recorded; the next sender goes on from there.
+                return store::release(&self.db, claimed, Duration::ZERO).await;
+            }
             let answer = self.post(claimed, &key, entry).await;
             crate::metrics::subscription_delivery(answer.outcome());
             let event_id = entry.position.cursor();

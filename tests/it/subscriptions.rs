@@ -245,6 +245,7 @@ async fn every_change_arrives_signed_once_in_feed_order_through_the_subscriber_f
         "an entry was taken twice: {received:#?}"
     );
     // Retries of one entry carry its id: every refused id was later taken.
+    let refused_attempts = received.iter().filter(|r| r["status"] == 500).count();
     let refused: BTreeSet<_> = received
         .iter()
         .filter(|r| r["status"] == 500)
@@ -282,6 +283,28 @@ async fn every_change_arrives_signed_once_in_feed_order_through_the_subscriber_f
             .any(|i| i["status_code"] == 500 && i["attempt"].as_i64() > Some(1))
     );
     assert!(items.iter().any(|i| i["status_code"] == 204));
+
+    // The delivery counter (this test process's one recorder: other tests add to it, so at
+    // least what this one saw).
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |outcome: &str| -> f64 {
+        let series = format!("syncroot_subscription_deliveries_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series}in {metrics}"))
+    };
+    assert!(counted("refused") >= refused_attempts as f64);
+    assert!(counted("success") >= accepted as f64);
 }
 
 #[tokio::test]
