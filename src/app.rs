@@ -305,6 +305,19 @@ pub fn start_dead_letter_worker(
     }))
 }
 
+/// Starts the subscription sender; the handle ends after shutdown, once deliveries in flight
+/// have their outcome written. It reads Postgres only (no broker), so it has no readiness flag
+/// of its own: its probe's `/readyz` is Postgres answering.
+pub fn start_subscriptions(
+    cfg: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    crate::metrics::install();
+    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    let sender = crate::worker::subscriptions::Sender::new(db, cfg.subscriptions.clone());
+    Ok(tokio::spawn(sender.run(shutdown)))
+}
+
 /// Runs a worker role: its health probes (when `health_listen` is set) and the workers `start`
 /// returns, until shutdown.
 pub async fn run_worker(
@@ -332,7 +345,8 @@ pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Resul
     tasks.push(start_forwarder(cfg, &readiness, shutdown.clone())?);
     tasks.extend(start_delivery(cfg, &readiness, shutdown.clone())?);
     tasks.extend(start_inbound(cfg, &readiness, shutdown.clone())?);
-    tasks.push(start_dead_letter_worker(cfg, &readiness, shutdown)?);
+    tasks.push(start_dead_letter_worker(cfg, &readiness, shutdown.clone())?);
+    tasks.push(start_subscriptions(cfg, shutdown)?);
     futures_util::future::join_all(tasks).await;
     Ok(())
 }

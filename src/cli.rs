@@ -37,6 +37,9 @@ pub enum Command {
     /// Run the dead-letter worker: keeps what reached the dead-letter queue, retries deliveries
     /// on a slower schedule, parks the rest, sends alerts.
     DlqWorker,
+    /// Run the subscription sender: POSTs every change of the feed to each enabled push
+    /// subscription, signed (Standard Webhooks), retrying what fails.
+    Subscriptions,
     /// Run everything in one process: migrations, the API and every worker. A development
     /// mode: it serves on loopback only.
     ///

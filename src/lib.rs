@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod probe;
 /// CRM clients: the contract, HubSpot, Salesforce, field mapping, pacing.
 pub mod providers;
+/// Push subscriptions to the change feed: the event shape and its Standard Webhooks signature.
+pub mod push;
 /// RabbitMQ: topology, confirmed publisher, message encoding.
 pub mod queue;
 /// Sending dead letters through the normal path again (admin API, dead-letter worker).
@@ -36,5 +38,6 @@ pub mod store;
 pub mod telemetry;
 /// What the CRMs push: webhook signatures and payloads (pure).
 pub mod webhooks;
-/// Queue consumers: the forwarder, the delivery workers, the webhook workers, the dead-letter worker.
+/// Queue consumers: the forwarder, the delivery workers, the webhook workers, the dead-letter worker;
+/// and the subscriptions' sender.
 pub mod worker;

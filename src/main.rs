@@ -83,6 +83,12 @@ async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<(
             })
             .await
         }
+        Command::Subscriptions => {
+            app::run_worker(&cfg, shutdown::on_signal(), |c, _, s| {
+                Ok(vec![app::start_subscriptions(c, s)?])
+            })
+            .await
+        }
         Command::All => {
             let problems = config::development_problems(&cfg);
             anyhow::ensure!(
@@ -120,6 +126,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Delivery => "delivery",
         Command::Webhooks => "webhooks",
         Command::DlqWorker => "dlq-worker",
+        Command::Subscriptions => "subscriptions",
         Command::All => "all",
         Command::Migrate => "migrate",
         Command::Dlq(_) => "dlq",
@@ -136,6 +143,7 @@ fn production_role(command: &Command) -> Option<config::Role> {
         Command::Delivery => config::Role::Delivery,
         Command::Webhooks => config::Role::Webhooks,
         Command::DlqWorker => config::Role::DeadLetter,
+        Command::Subscriptions => config::Role::Subscriptions,
         _ => return None,
     })
 }
@@ -143,7 +151,7 @@ fn production_role(command: &Command) -> Option<config::Role> {
 /// `all` is for a laptop: say so where nobody can miss it, on the terminal and in the log.
 fn announce_development_mode() {
     eprintln!(
-        "\n*** DEVELOPMENT MODE: `syncroot all` runs everything in one process on loopback, with\n*** generated keys when none are set and whatever CRMs the configuration names (by default\n*** the local sandboxes). Do not use it in production: run the roles (api, forwarder,\n*** delivery, webhooks, dlq-worker), which refuse development settings.\n"
+        "\n*** DEVELOPMENT MODE: `syncroot all` runs everything in one process on loopback, with\n*** generated keys when none are set and whatever CRMs the configuration names (by default\n*** the local sandboxes). Do not use it in production: run the roles (api, forwarder,\n*** delivery, webhooks, dlq-worker, subscriptions), which refuse development settings.\n"
     );
     tracing::warn!("development mode (`syncroot all`): not for production");
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use syncroot_testkit::goals::{Goal, missed};
 
-use super::{Burst, Opts, Quota, TwoWay, goals};
+use super::{Burst, Opts, Quota, ScaleOut, TwoWay, goals};
 
 /// Median and range of repeated measurements.
 #[derive(Clone, Debug, Default, Serialize)]

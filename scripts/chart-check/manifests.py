@@ -90,7 +90,7 @@ def metrics(contract, files):
     print(f"{len(listed)} metrics in the contract; every one read is listed")
 
 
-ROLES = ("api", "forwarder", "delivery", "webhooks", "dlq-worker")
+ROLES = ("api", "forwarder", "delivery", "webhooks", "dlq-worker", "subscriptions")
 
 
 def compose_roles(compose):

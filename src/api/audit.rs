@@ -1,5 +1,6 @@
-//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters, who made
-//! it (a key id), when, and which entries — newest first, a page at a time. Admin scope.
+//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters and every
+//! change to a push subscription, who made it (a key id), when, and which entries — newest
+//! first, a page at a time. Admin scope.
 //!
 //! Not here: writing the rows (in the transaction of each change, `store::audit`) or the log
 //! events of failed authentications and the start-up configuration (target `audit`).
@@ -18,7 +19,7 @@ use crate::store::audit::{self, Action, AuditRow};
 
 pub const TAG: &str = "admin";
 
-/// One admin action that changed the dead-letter queue.
+/// One admin action that changed the dead-letter queue or a subscription.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntryOut {
     pub id: Uuid,
@@ -29,10 +30,11 @@ pub struct AuditEntryOut {
     pub key_id: String,
     pub action: AuditAction,
     /// For `replay_matching` and `discard_matching`: the request's query string (its filter)
-    /// as given; null for an action on one entry.
+    /// as given; for a subscription's update or replay, what was asked (`enabled=false`,
+    /// `since=…`); null otherwise.
     pub filter: Option<String>,
-    /// The entries replayed or discarded. A bulk replay commits 200 entries at a time, each
-    /// chunk with its own row.
+    /// The entries replayed or discarded (a bulk replay commits 200 entries at a time, each
+    /// chunk with its own row), or the subscription acted on.
     pub entry_ids: Vec<Uuid>,
 }
 
@@ -48,6 +50,16 @@ pub enum AuditAction {
     Discard,
     /// `POST /dlq/discard`.
     DiscardMatching,
+    /// `POST /admin/subscriptions`.
+    SubscriptionCreate,
+    /// `PATCH /admin/subscriptions/{id}`.
+    SubscriptionUpdate,
+    /// `DELETE /admin/subscriptions/{id}`.
+    SubscriptionDelete,
+    /// `POST /admin/subscriptions/{id}/replay`.
+    SubscriptionReplay,
+    /// `POST /admin/subscriptions/{id}/rotate-secret`.
+    SubscriptionRotateSecret,
 }
 
 impl From<Action> for AuditAction {
@@ -57,6 +69,11 @@ impl From<Action> for AuditAction {
             Action::ReplayMatching => Self::ReplayMatching,
             Action::Discard => Self::Discard,
             Action::DiscardMatching => Self::DiscardMatching,
+            Action::SubscriptionCreate => Self::SubscriptionCreate,
+            Action::SubscriptionUpdate => Self::SubscriptionUpdate,
+            Action::SubscriptionDelete => Self::SubscriptionDelete,
+            Action::SubscriptionReplay => Self::SubscriptionReplay,
+            Action::SubscriptionRotateSecret => Self::SubscriptionRotateSecret,
         }
     }
 }

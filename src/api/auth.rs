@@ -7,7 +7,7 @@
 //! |---------------|-------------|---------------------------------------------------|
 //! | `read_keys`   | read        | `GET /contacts…`                                  |
 //! | `api_keys`    | read, write | everything under `/contacts` (as before scopes)   |
-//! | `admin_keys`  | admin       | `/dlq…` and `/admin/audit`, nothing else          |
+//! | `admin_keys`  | admin       | `/dlq…` and `/admin/…`, nothing else              |
 //!
 //! A missing or unknown key is a 401; a known key without the scope an operation needs is a
 //! 403 naming the scope ([`required_scope`] says which, from the route's [`Area`] and the

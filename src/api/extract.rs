@@ -90,20 +90,30 @@ fn check_media_type(headers: &HeaderMap, kind: BodyKind) -> Result<(), ApiError>
     }
 }
 
-/// The `{id}` path segment. Anything that is not a UUID cannot name a contact: 404.
+/// The `{id}` path segment as a UUID. Anything else cannot name a `noun` (`contact`,
+/// `dead-letter entry`, `subscription`): 404 saying so.
+pub async fn uuid_path<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    noun: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no such {noun}")))?;
+    uuid::Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::NotFound(format!("no {noun} has id '{raw}' ({noun} ids are UUIDs)")))
+}
+
+/// The `{id}` path segment of a contact.
 pub struct ContactPath(pub ContactId);
 
 impl<S: Send + Sync> FromRequestParts<S> for ContactPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such contact".into()))?;
-        ContactId::parse(&raw).map(Self).ok_or_else(|| {
-            ApiError::NotFound(format!("no contact has id '{raw}' (contact ids are UUIDs)"))
-        })
+        uuid_path(parts, state, "contact")
+            .await
+            .map(|id| Self(ContactId(id)))
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
 //! in the spec. `/contacts` routes sit behind the bearer-key middleware in the contacts area
-//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API) and `/admin/audit`
-//! behind the same middleware in the admin area (scope admin); each key is held to its own
+//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API), `/admin/audit`
+//! and `/admin/subscriptions` behind the same middleware in the admin area (scope admin); each key is held to its own
 //! limits there. Webhook receivers verify signatures instead; operations routes (health,
 //! readiness, `/metrics`, the document) are open. Every request is counted and timed by its
 //! route template (`metrics::track`).
@@ -23,6 +23,7 @@ pub mod observe;
 pub mod outbound_message;
 pub mod problem;
 pub mod schema;
+pub mod subscriptions;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub inbound: Arc<crate::config::InboundConfig>,
     /// The `client=` name SyncRoot writes to Salesforce with (its change events' origin).
     pub salesforce_client_name: String,
+    /// Subscription URLs may be `http://` to any host (`allow_insecure_crms`).
+    pub allow_insecure_urls: bool,
 }
 
 #[derive(OpenApi)]
@@ -71,7 +74,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
-        (name = "admin", description = "The admin audit log: every replay and discard, by whom (admin key)"),
+        (name = "admin", description = "Push subscriptions to the change feed, and the admin audit log: every replay, discard and subscription change, by whom (admin key)"),
         (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature, or for Salesforce Outbound Messages by org id and secret path (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
@@ -93,8 +96,7 @@ impl Modify for BearerAuth {
         components.add_security_scheme(Area::Contacts.scheme(), SecurityScheme::Http(http));
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some(
-            "An admin key from SYNCROOT_ADMIN_KEYS (scope admin: /dlq and /admin/audit only)"
-                .into(),
+            "An admin key from SYNCROOT_ADMIN_KEYS (scope admin: /dlq and /admin/… only)".into(),
         );
         components.add_security_scheme(Area::Admin.scheme(), SecurityScheme::Http(admin));
         spec.servers = Some(vec![ServerBuilder::new().url("/").build()]);
@@ -122,6 +124,15 @@ fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
         .routes(routes!(dlq::replay_matching))
         .routes(routes!(dlq::discard_matching))
         .routes(routes!(audit::list))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(
+            subscriptions::get,
+            subscriptions::update,
+            subscriptions::delete
+        ))
+        .routes(routes!(subscriptions::rotate_secret))
+        .routes(routes!(subscriptions::replay))
+        .routes(routes!(subscriptions::deliveries))
         .route_layer(gate(Area::Admin));
     let receivers = OpenApiRouter::new()
         .routes(routes!(webhooks::hubspot))
@@ -184,6 +195,7 @@ pub fn router(db: PgPool, publisher: Publisher, config: &crate::config::Config) 
         spec: Arc::new(spec.to_pretty_json().unwrap_or_default()),
         inbound: Arc::new(config.inbound.clone()),
         salesforce_client_name: config.delivery.salesforce.client_name.clone(),
+        allow_insecure_urls: config.insecure.crms,
     };
     routes
         .fallback(problem::not_found)

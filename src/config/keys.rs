@@ -202,6 +202,41 @@ pub const KEYS: &[Key] = &[
         "at most one alert per this many seconds; what happens meanwhile is summed up in the next one",
     ),
     key(
+        "subscription_poll_ms",
+        "1000",
+        "how often the subscriptions role looks for new change-feed entries for subscriptions that are caught up, in ms",
+    ),
+    key(
+        "subscription_timeout_ms",
+        "10000",
+        "timeout of one delivery to a subscriber (connecting, sending, and its answer), in ms",
+    ),
+    key(
+        "subscription_retry_min_ms",
+        "1000",
+        "the first wait before a subscription's failed delivery is tried again (doubling, with jitter), in ms",
+    ),
+    key(
+        "subscription_retry_max_ms",
+        "600000",
+        "the longest wait between a subscription's delivery attempts, in ms",
+    ),
+    key(
+        "subscription_disable_after_secs",
+        "432000",
+        "a subscription whose deliveries have failed without a success for this long is disabled with a reason (an admin re-enables it; it resumes from its cursor)",
+    ),
+    key(
+        "subscription_concurrency",
+        "4",
+        "subscriptions one subscriptions process delivers to at once (each one's deliveries stay sequential)",
+    ),
+    key(
+        "subscription_log_retention_hours",
+        "168",
+        "how long each delivery attempt is kept in a subscription's delivery log",
+    ),
+    key(
         "webhook_public_url",
         "",
         "URL prefix the CRMs call SyncRoot's webhooks at, as they see it (https://sync.example.com behind an ingress); HubSpot signs the full URL. Empty: http:// and the address the API is bound to",
@@ -360,7 +395,7 @@ pub const KEYS: &[Key] = &[
     key(
         "health_listen",
         "",
-        "where a worker process (forwarder, delivery, webhooks, dlq-worker) serves /healthz, /readyz and /metrics (e.g. 0.0.0.0:9090); empty: none of them",
+        "where a worker process (forwarder, delivery, webhooks, dlq-worker, subscriptions) serves /healthz, /readyz and /metrics (e.g. 0.0.0.0:9090); empty: none of them",
     ),
     key(
         "http_header_timeout_ms",
@@ -390,7 +425,7 @@ pub const KEYS: &[Key] = &[
     key(
         "allow_insecure_broker",
         "false",
-        "let a production role (api, forwarder, delivery, webhooks, dlq-worker) use RabbitMQ as guest:guest; for local testing only",
+        "let a production role (api, forwarder, delivery, webhooks, dlq-worker, subscriptions) use RabbitMQ as guest:guest; for local testing only",
     ),
     key(
         "allow_insecure_database",
@@ -405,7 +440,7 @@ pub const KEYS: &[Key] = &[
     key(
         "allow_insecure_crms",
         "false",
-        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret), and CRM and webhook URLs be `http://` to any host (the sandboxes on a Compose network); for local testing only",
+        "let the delivery and webhooks roles use the CRM sandboxes' addresses and credentials (loopback URLs, sandbox token and client id/secret), and CRM, webhook and subscription URLs be `http://` to any host (the sandboxes on a Compose network); for local testing only",
     ),
     key(
         "log",

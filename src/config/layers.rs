@@ -206,6 +206,7 @@ impl Layers {
             trace: p.trace(),
             delivery: p.delivery(),
             dead_letter: p.dead_letter(),
+            subscriptions: p.subscriptions(),
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);

@@ -22,7 +22,8 @@ mod production;
 
 pub use keys::{KEYS, Key, STANDARD_ENV};
 pub use production::{
-    InsecureAllowed, Role, development_problems, is_loopback_url, production_problems, refusal,
+    InsecureAllowed, OutboundUrlError, Role, development_problems, is_loopback_url, outbound_url,
+    production_problems, refusal,
 };
 
 /// The loaded configuration.
@@ -42,6 +43,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
+    pub subscriptions: SubscriptionConfig,
     /// Opt-outs of the production roles' refusals, for local testing.
     pub insecure: InsecureAllowed,
 }
@@ -82,6 +84,24 @@ pub struct InboundConfig {
     /// How often each CRM is asked for records modified since the last poll (changes whose
     /// webhooks were lost); `None`: never.
     pub poll_interval: Option<std::time::Duration>,
+}
+
+/// The subscriptions role: delivering the change feed to subscribers.
+#[derive(Clone, Debug)]
+pub struct SubscriptionConfig {
+    /// How often a caught-up subscription is looked at for new feed entries.
+    pub poll: Duration,
+    /// Timeout of one delivery (connect, send, answer).
+    pub timeout: Duration,
+    /// Bounds of the waits between a failing delivery's attempts (doubling, with jitter).
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Failing without a success for this long disables a subscription.
+    pub disable_after: Duration,
+    /// Subscriptions one process delivers to at once.
+    pub concurrency: usize,
+    /// How long delivery-log rows are kept.
+    pub log_retention: Duration,
 }
 
 /// The dead-letter worker and alerts.

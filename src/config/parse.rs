@@ -223,15 +223,14 @@ impl Parser<'_> {
     /// the sandboxes on another host of a Compose network) lets `http://` reach any host.
     pub(super) fn base_url(&mut self, name: &str) -> String {
         let raw = self.raw(name).trim().trim_end_matches('/').to_owned();
-        match url::Url::parse(&raw) {
-            Ok(u) if u.scheme() == "https" => {}
-            Ok(u) if u.scheme() == "http" && super::is_loopback_url(&raw) => {}
-            Ok(u) if u.scheme() == "http" && self.boolean("allow_insecure_crms") => {}
-            Ok(u) if u.scheme() == "http" => self.fail(
+        let allow_insecure = self.boolean("allow_insecure_crms");
+        match super::outbound_url(&raw, allow_insecure) {
+            Ok(_) => {}
+            Err(super::OutboundUrlError::PlainHttp) => self.fail(
                 name,
                 format!("'{raw}' is http:// to a host that is not loopback; CRM calls carry credentials, so https:// is required (SYNCROOT_ALLOW_INSECURE_CRMS=true allows it for local testing)"),
             ),
-            _ => self.fail(name, format!("'{raw}' is not an https URL")),
+            Err(_) => self.fail(name, format!("'{raw}' is not an https URL")),
         }
         raw
     }
@@ -426,6 +425,35 @@ impl Parser<'_> {
             );
         }
         limits
+    }
+
+    pub(super) fn subscriptions(&mut self) -> SubscriptionConfig {
+        let ms = |p: &mut Self, name: &str, min: u64, max: u64| {
+            Duration::from_millis(p.ranged(name, min, max))
+        };
+        let retry_min = ms(self, "subscription_retry_min_ms", 10, 86_400_000);
+        let retry_max = ms(self, "subscription_retry_max_ms", 10, 86_400_000);
+        if retry_max < retry_min {
+            self.fail(
+                "subscription_retry_max_ms",
+                "must not be less than subscription_retry_min_ms".into(),
+            );
+        }
+        SubscriptionConfig {
+            poll: ms(self, "subscription_poll_ms", 10, 3_600_000),
+            timeout: ms(self, "subscription_timeout_ms", 100, 300_000),
+            retry_min,
+            retry_max,
+            disable_after: Duration::from_secs(self.ranged(
+                "subscription_disable_after_secs",
+                1,
+                90 * 86_400,
+            )),
+            concurrency: self.ranged("subscription_concurrency", 1, 1000),
+            log_retention: Duration::from_secs(
+                3600 * self.ranged::<u64>("subscription_log_retention_hours", 1, 24 * 365),
+            ),
+        }
     }
 
     pub(super) fn dead_letter(&mut self) -> DeadLetterConfig {

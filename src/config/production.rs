@@ -1,4 +1,5 @@
-//! What a production role (`api`, `forwarder`, `delivery`, `webhooks`, `dlq-worker`) refuses to
+//! What a production role (`api`, `forwarder`, `delivery`, `webhooks`, `dlq-worker`,
+//! `subscriptions`) refuses to
 //! start with: no API keys, a development default credential (RabbitMQ's `guest:guest`, a
 //! password-less Postgres URL), the CRM sandboxes' addresses or credentials for an enabled CRM.
 //! Each has an explicit opt-out (`allow_insecure_*`) for running the roles against local
@@ -18,6 +19,7 @@ pub enum Role {
     Delivery,
     Webhooks,
     DeadLetter,
+    Subscriptions,
 }
 
 impl Role {
@@ -28,7 +30,13 @@ impl Role {
             Role::Delivery => "delivery",
             Role::Webhooks => "webhooks",
             Role::DeadLetter => "dlq-worker",
+            Role::Subscriptions => "subscriptions",
         }
+    }
+
+    /// Roles that use RabbitMQ (the subscription sender reads Postgres only).
+    fn uses_broker(self) -> bool {
+        self != Role::Subscriptions
     }
 
     /// Roles that call the CRMs.
@@ -69,7 +77,7 @@ pub fn production_problems(cfg: &Config, role: Role) -> Vec<String> {
             env("read_keys")
         ));
     }
-    if !allowed.broker && broker_is_guest(cfg.queue.amqp_url.expose()) {
+    if role.uses_broker() && !allowed.broker && broker_is_guest(cfg.queue.amqp_url.expose()) {
         problems.push(format!(
             "{}: RabbitMQ's development default credential guest:guest (set a user and password; {}=true allows it for local testing)",
             env("amqp_url"),
@@ -185,6 +193,31 @@ fn sandbox_crm_settings(cfg: &Config) -> Vec<String> {
     problems
 }
 
+/// Why a URL SyncRoot sends credentials or signed data to is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboundUrlError {
+    /// Not a URL, or not `http(s)://` with a host.
+    NotHttps,
+    /// `http://` to a host that is not loopback, without `allow_insecure_crms`.
+    PlainHttp,
+}
+
+/// The rule for every URL SyncRoot calls out to (a CRM's base URL, a subscription's target):
+/// `https://`; `http://` on loopback only (the sandboxes, a local receiver); `http://` to any
+/// host with `allow_insecure_crms` (local testing: the sandboxes on a Compose network).
+pub fn outbound_url(raw: &str, allow_insecure: bool) -> Result<url::Url, OutboundUrlError> {
+    let u = url::Url::parse(raw).map_err(|_| OutboundUrlError::NotHttps)?;
+    if !u.has_host() {
+        return Err(OutboundUrlError::NotHttps);
+    }
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if allow_insecure || is_loopback_url(raw) => Ok(u),
+        "http" => Err(OutboundUrlError::PlainHttp),
+        _ => Err(OutboundUrlError::NotHttps),
+    }
+}
+
 /// True for `http(s)://` URLs whose host is `localhost` or a loopback IP address.
 pub fn is_loopback_url(url: &str) -> bool {
     match url::Url::parse(url)
@@ -228,5 +261,23 @@ mod tests {
         assert!(!is_loopback_url("http://127.0.0.1.example.com"));
         assert!(is_loopback_url("postgres://u@127.0.0.1:5432/db"));
         assert!(!is_loopback_url("postgres://u@10.0.0.5:5432/db"));
+    }
+
+    #[test]
+    fn outbound_urls_are_https_or_loopback_http_unless_insecure_is_allowed() {
+        assert!(outbound_url("https://hooks.example.com/x", false).is_ok());
+        assert!(outbound_url("http://127.0.0.1:9000/x", false).is_ok());
+        assert_eq!(
+            outbound_url("http://hooks.example.com/x", false),
+            Err(OutboundUrlError::PlainHttp)
+        );
+        assert!(outbound_url("http://hooks.example.com/x", true).is_ok());
+        for bad in ["ftp://example.com", "not a url", "https://", "mailto:a@b.c"] {
+            assert_eq!(
+                outbound_url(bad, true),
+                Err(OutboundUrlError::NotHttps),
+                "{bad}"
+            );
+        }
     }
 }

@@ -57,6 +57,7 @@ pub const QUEUE_MESSAGES: &str = "syncroot_queue_messages";
 pub const QUEUE_AGE: &str = "syncroot_queue_oldest_message_age_seconds";
 pub const SYNC_LATENCY: &str = "syncroot_sync_latency_seconds";
 pub const WEBHOOK_EVENTS: &str = "syncroot_webhook_events_total";
+pub const SUBSCRIPTION_DELIVERIES: &str = "syncroot_subscription_deliveries_total";
 
 /// Request latencies, in seconds: a fast read to a slow publish confirm.
 const HTTP_BUCKETS: &[f64] = &[
@@ -159,6 +160,12 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         labels: &["crm", "outcome"],
         help: "CRM change notifications: accepted, rejected (requests refused), duplicate, echo",
+    },
+    Family {
+        name: SUBSCRIPTION_DELIVERIES,
+        kind: Kind::Counter,
+        labels: &["outcome"],
+        help: "Change-feed entries POSTed to subscribers, by outcome: success (2xx), refused (another status), unreachable (timeout, connection)",
     },
 ];
 
@@ -353,6 +360,41 @@ impl WebhookOutcome {
 pub fn webhook_events(crm: &'static str, outcome: WebhookOutcome, n: usize) {
     metrics::counter!(WEBHOOK_EVENTS, "crm" => crm, "outcome" => outcome.as_str())
         .increment(n as u64);
+}
+
+/// How one POST to a subscriber ended, for [`SUBSCRIPTION_DELIVERIES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriptionOutcome {
+    /// A 2xx: the cursor moves on.
+    Success,
+    /// Any other status (redirects included: they are not followed).
+    Refused,
+    /// No answer: a timeout, a refused or dropped connection.
+    Unreachable,
+}
+
+impl SubscriptionOutcome {
+    pub const ALL: [SubscriptionOutcome; 3] = [Self::Success, Self::Refused, Self::Unreachable];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Counts one POST to a subscriber.
+pub fn subscription_delivery(outcome: SubscriptionOutcome) {
+    metrics::counter!(SUBSCRIPTION_DELIVERIES, "outcome" => outcome.as_str()).increment(1);
+}
+
+/// Creates the subscription counters at zero (a sender starting).
+pub fn subscription_outcomes_known() {
+    for outcome in SubscriptionOutcome::ALL {
+        metrics::counter!(SUBSCRIPTION_DELIVERIES, "outcome" => outcome.as_str()).absolute(0);
+    }
 }
 
 #[cfg(test)]

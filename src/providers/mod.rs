@@ -268,16 +268,22 @@ impl BodyError {
 
 /// Reads a CRM response's body, at most [`MAX_RESPONSE_BYTES`] of it (checked against
 /// `Content-Length` first, then while streaming).
-pub async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
-    {
+pub async fn read_body(resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    read_body_within(resp, MAX_RESPONSE_BYTES).await
+}
+
+/// Reads a response's body, at most `max` bytes of it (checked against `Content-Length`
+/// first, then while streaming): every body SyncRoot reads from elsewhere goes through here.
+pub async fn read_body_within(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(BodyError::TooLarge);
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);

@@ -49,6 +49,22 @@ pub fn backoff(cap: Duration) -> backon::ExponentialBackoff {
         .build()
 }
 
+/// Wait number `n` (from 0) of a schedule that starts at `min` and doubles up to `max`, with
+/// jitter; `None` once `times` waits are used (endless without a `times`). The dead-letter
+/// worker's rounds and a failing subscription's retries follow it.
+pub fn nth_wait(min: Duration, max: Duration, times: Option<usize>, n: usize) -> Option<Duration> {
+    use backon::BackoffBuilder as _;
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter();
+    let builder = match times {
+        Some(t) => builder.with_max_times(t),
+        None => builder.without_max_times(),
+    };
+    builder.build().nth(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +83,17 @@ mod tests {
             );
         }
         assert!(waits[11] <= cap * 2);
+    }
+
+    #[test]
+    fn nth_wait_doubles_within_its_bounds_and_ends_after_its_times() {
+        let (min, max) = (Duration::from_millis(10), Duration::from_millis(50));
+        for n in 0..8 {
+            let base = (min * (1 << n)).min(max);
+            let w = nth_wait(min, max, None, n).unwrap();
+            assert!(w >= base && w <= base * 2, "wait {n}: {w:?}");
+        }
+        assert!(nth_wait(min, max, Some(3), 2).is_some());
+        assert_eq!(nth_wait(min, max, Some(3), 3), None);
     }
 }

@@ -1,5 +1,6 @@
-//! `admin_audit`: the admin actions that changed the dead-letter queue — who (a key id, never
-//! the key), what, which entries, when — for admins to read back (`GET /admin/audit`).
+//! `admin_audit`: the admin actions that changed the dead-letter queue or a push subscription
+//! — who (a key id, never the key), what, which entries or subscription, when — for admins to
+//! read back (`GET /admin/audit`).
 //!
 //! A row is written in the same transaction as the change it records, so a committed replay or
 //! discard always has its row and a rolled-back one never has. Failed authentications and the
@@ -20,6 +21,16 @@ pub enum Action {
     Discard,
     /// `POST /dlq/discard`.
     DiscardMatching,
+    /// `POST /admin/subscriptions`.
+    SubscriptionCreate,
+    /// `PATCH /admin/subscriptions/{id}`.
+    SubscriptionUpdate,
+    /// `DELETE /admin/subscriptions/{id}`.
+    SubscriptionDelete,
+    /// `POST /admin/subscriptions/{id}/replay`.
+    SubscriptionReplay,
+    /// `POST /admin/subscriptions/{id}/rotate-secret`.
+    SubscriptionRotateSecret,
 }
 
 impl Action {
@@ -29,6 +40,11 @@ impl Action {
             Self::ReplayMatching => "replay_matching",
             Self::Discard => "discard",
             Self::DiscardMatching => "discard_matching",
+            Self::SubscriptionCreate => "subscription_create",
+            Self::SubscriptionUpdate => "subscription_update",
+            Self::SubscriptionDelete => "subscription_delete",
+            Self::SubscriptionReplay => "subscription_replay",
+            Self::SubscriptionRotateSecret => "subscription_rotate_secret",
         }
     }
 
@@ -38,6 +54,11 @@ impl Action {
             Self::ReplayMatching,
             Self::Discard,
             Self::DiscardMatching,
+            Self::SubscriptionCreate,
+            Self::SubscriptionUpdate,
+            Self::SubscriptionDelete,
+            Self::SubscriptionReplay,
+            Self::SubscriptionRotateSecret,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -49,8 +70,9 @@ impl Action {
 pub struct Requested {
     /// The key's id (the first 16 hex digits of its SHA-256).
     pub key_id: String,
-    /// A bulk action's query string as given (`crm=hubspot&status=parked`); `None` for an
-    /// action on one entry.
+    /// A bulk action's query string as given (`crm=hubspot&status=parked`), or what a
+    /// subscription action asked for (`enabled=false`, `since=…`); `None` for an action on one
+    /// entry.
     pub filter: Option<String>,
 }
 

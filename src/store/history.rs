@@ -119,6 +119,32 @@ pub struct FeedPosition {
     pub entry: i64,
 }
 
+impl FeedPosition {
+    /// The feed's cursor of this position: `<transaction id>-<entry>`. The OpenAPI document
+    /// publishes its shape (`^[0-9]{1,19}-[0-9]{1,18}$`) and every string of that shape is a
+    /// position, so a schema-valid request is never refused (schemathesis checks it); a client
+    /// should still only pass back what it was given. Subscriptions' deliveries carry it as
+    /// their `webhook-id`.
+    pub fn cursor(self) -> String {
+        format!("{}-{}", self.txid, self.entry)
+    }
+
+    /// Reads a cursor made by [`FeedPosition::cursor`]; `None` for anything else.
+    pub fn parse_cursor(cursor: &str) -> Option<Self> {
+        let (txid, entry) = cursor.split_once('-')?;
+        let digits = |s: &str, max: usize| {
+            !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+        };
+        if !digits(txid, 19) || !digits(entry, 18) {
+            return None;
+        }
+        Some(Self {
+            txid: txid.parse().ok()?,
+            entry: entry.parse().ok()?,
+        })
+    }
+}
+
 /// One entry of the change feed: a history entry and the contact it belongs to.
 #[derive(Debug, Clone)]
 pub struct FeedRow {
@@ -170,4 +196,43 @@ pub async fn feed(
     })
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FeedPosition;
+
+    #[test]
+    fn a_cursor_round_trips_and_anything_else_is_refused() {
+        let p = FeedPosition {
+            txid: 4_294_967_396,
+            entry: 12,
+        };
+        assert_eq!(FeedPosition::parse_cursor(&p.cursor()), Some(p));
+        assert_eq!(p.cursor(), "4294967396-12");
+        for bad in [
+            "",
+            "x",
+            "1-",
+            "-1",
+            "1--2",
+            "1-2-3",
+            "a-1",
+            "1-99999999999999999999",
+        ] {
+            assert_eq!(FeedPosition::parse_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_published_shape_s_extremes_are_positions() {
+        let max = format!("{}-{}", "9".repeat(19), "9".repeat(18));
+        assert!(FeedPosition::parse_cursor(&max).is_some());
+        assert!(FeedPosition::parse_cursor("0-0").is_some());
+        assert_eq!(
+            FeedPosition::parse_cursor(&format!("{}-0", "9".repeat(20))),
+            None,
+            "longer than published"
+        );
+    }
 }

@@ -11,6 +11,7 @@ pub mod history;
 pub mod idempotency;
 pub mod inbound;
 pub mod links;
+pub mod subscriptions;
 
 use std::str::FromStr as _;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! Queue consumers, each a role under the one supervisor in `consumer` (session, reconnect,
 //! readiness, waiting out a dependency): `forwarder` applies contact changes to Postgres; `delivery` brings each CRM
 //! up to date, handing failures to the retry tiers or the dead-letter queue as `disposition`
-//! decides; `dead_letter` keeps what reached the dead-letter queue and gives it slower rounds.
+//! decides; `dead_letter` keeps what reached the dead-letter queue and gives it slower rounds;
+//! `subscriptions` pushes the change feed to subscribers (it reads Postgres, not a queue).
 //!
 //! Not here: publishing (that is `queue::publisher`) or HTTP.
 
@@ -13,3 +14,4 @@ pub mod disposition;
 pub mod forwarder;
 pub mod inbound;
 pub mod settle;
+pub mod subscriptions;

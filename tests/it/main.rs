@@ -31,4 +31,5 @@ mod production;
 mod refused_publish;
 mod salesforce_client;
 mod stale;
+mod subscriptions;
 mod two_way;

@@ -77,6 +77,12 @@ fn a_production_role_refuses_each_development_default_naming_it() {
             "SYNCROOT_DATABASE_URL: Postgres URL without a password",
         ),
         (
+            "subscriptions",
+            "SYNCROOT_DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/syncroot",
+            "SYNCROOT_DATABASE_URL: Postgres URL without a password",
+        ),
+        (
             "delivery",
             "SYNCROOT_HUBSPOT_TOKEN",
             "pat-na1-sandbox-token",

@@ -31,6 +31,7 @@ forwarder: forwarder
 delivery: delivery
 webhooks: webhooks
 dlqWorker: dlq-worker
+subscriptions: subscriptions
 {{- end -}}
 
 {{- define "syncroot.selectorLabels" -}}
@@ -109,7 +110,7 @@ The credentials: values key → environment variable, which roles get it, and wh
 required. A role receives only the credentials it uses.
 */}}
 {{- define "syncroot.secretTable" -}}
-databaseUrl: {env: SYNCROOT_DATABASE_URL, roles: [api, forwarder, delivery, webhooks, dlq-worker, migrate], required: always}
+databaseUrl: {env: SYNCROOT_DATABASE_URL, roles: [api, forwarder, delivery, webhooks, dlq-worker, subscriptions, migrate], required: always}
 amqpUrl: {env: SYNCROOT_AMQP_URL, roles: [api, forwarder, delivery, webhooks, dlq-worker], required: always}
 apiKeys: {env: SYNCROOT_API_KEYS, roles: [api], required: always}
 readKeys: {env: SYNCROOT_READ_KEYS, roles: [api], required: never}

@@ -48,6 +48,8 @@ pub struct Options {
     /// With `delivery`: also start the webhook workers and point both sandboxes' webhooks at
     /// the app, signed with secrets the app is configured to accept.
     pub two_way: bool,
+    /// Subscription senders to start (each as a `syncroot subscriptions` process would run).
+    pub subscription_senders: usize,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             extra_env: Vec::new(),
             delivery: false,
             two_way: false,
+            subscription_senders: 0,
         }
     }
 }
@@ -141,6 +144,9 @@ impl TestApp {
                 accept_sandbox_webhooks(&mut cfg);
                 tasks.extend(syncroot::app::start_inbound(&cfg, &ready, shutdown.clone()).unwrap());
             }
+        }
+        for _ in 0..opts.subscription_senders {
+            tasks.push(syncroot::app::start_subscriptions(&cfg, shutdown.clone()).unwrap());
         }
         let api = syncroot::app::start_api(&cfg, shutdown.clone())
             .await

@@ -218,7 +218,7 @@ pub async fn discard_matching(
 }
 
 /// What the audit log records of who asked.
-fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested {
+pub(super) fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested {
     audit::Requested {
         key_id: principal.id.clone(),
         filter,
@@ -227,10 +227,10 @@ fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested 
 
 /// The audit event of an admin action that went through (its row, if it changed anything, is
 /// committed by now).
-fn audited(by: &audit::Requested, action: Action, entries: u64) {
+pub(super) fn audited(by: &audit::Requested, action: Action, entries: u64) {
     tracing::info!(
         target: "audit", event = "admin_action", action = action.as_str(), key_id = %by.key_id,
-        filter = by.filter.as_deref().unwrap_or(""), entries, "dead-letter queue changed by an admin"
+        filter = by.filter.as_deref().unwrap_or(""), entries, "admin action"
     );
 }
 

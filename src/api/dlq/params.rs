@@ -19,22 +19,16 @@ pub const LIMIT_DEFAULT: i64 = 100;
 /// Longest `error_code` filter, in characters.
 pub const ERROR_CODE_MAX_LEN: usize = 200;
 
-/// The `{id}` path segment. Anything that is not a UUID cannot name an entry: 404.
+/// The `{id}` path segment of a dead-letter entry.
 pub struct EntryPath(pub Uuid);
 
 impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such dead-letter entry".into()))?;
-        Uuid::parse_str(&raw).map(Self).map_err(|_| {
-            ApiError::NotFound(format!(
-                "no dead-letter entry has id '{raw}' (entry ids are UUIDs)"
-            ))
-        })
+        crate::api::extract::uuid_path(parts, state, "dead-letter entry")
+            .await
+            .map(Self)
     }
 }
 

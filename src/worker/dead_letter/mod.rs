@@ -18,7 +18,6 @@
 
 use std::time::Duration;
 
-use backon::BackoffBuilder;
 use chrono::Utc;
 use lapin::types::FieldTable;
 use sqlx::PgPool;
@@ -205,13 +204,12 @@ impl DeadLetterWorker {
 
     /// The wait before round `done + 1`, or `None` when every round is used.
     fn round_wait(&self, done: u32) -> Option<chrono::Duration> {
-        let schedule = backon::ExponentialBuilder::default()
-            .with_min_delay(self.cfg.retry_min)
-            .with_max_delay(self.cfg.retry_max)
-            .with_jitter()
-            .with_max_times(self.cfg.retry_times as usize)
-            .build();
-        let wait = schedule.into_iter().nth(done as usize)?;
+        let wait = crate::queue::nth_wait(
+            self.cfg.retry_min,
+            self.cfg.retry_max,
+            Some(self.cfg.retry_times as usize),
+            done as usize,
+        )?;
         chrono::Duration::from_std(wait).ok()
     }
 
