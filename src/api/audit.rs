@@ -1,5 +1,5 @@
-//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters, who made
-//! it (a key id), when, and which entries — newest first, a page at a time. Admin scope.
+//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters, every job
+//! created or cancelled, who made it (a key id), when, and which entries — newest first, a page at a time. Admin scope.
 //!
 //! Not here: writing the rows (in the transaction of each change, `store::audit`) or the log
 //! events of failed authentications and the start-up configuration (target `audit`).
@@ -18,7 +18,7 @@ use crate::store::audit::{self, Action, AuditRow};
 
 pub const TAG: &str = "admin";
 
-/// One admin action that changed the dead-letter queue.
+/// One admin action that changed the dead-letter queue or the jobs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntryOut {
     pub id: Uuid,
@@ -29,10 +29,11 @@ pub struct AuditEntryOut {
     pub key_id: String,
     pub action: AuditAction,
     /// For `replay_matching` and `discard_matching`: the request's query string (its filter)
-    /// as given; null for an action on one entry.
+    /// as given; for `job_create` and `job_cancel`: the job's kind; null for an action on one
+    /// dead letter.
     pub filter: Option<String>,
-    /// The entries replayed or discarded. A bulk replay commits 200 entries at a time, each
-    /// chunk with its own row.
+    /// The entries replayed or discarded (a bulk replay commits 200 entries at a time, each
+    /// chunk with its own row), or the job created or cancelled.
     pub entry_ids: Vec<Uuid>,
 }
 
@@ -48,6 +49,10 @@ pub enum AuditAction {
     Discard,
     /// `POST /dlq/discard`.
     DiscardMatching,
+    /// `POST /admin/jobs`: `entry_ids` holds the job's id, `filter` its kind.
+    JobCreate,
+    /// `POST /admin/jobs/{id}/cancel`: `entry_ids` holds the job's id, `filter` its kind.
+    JobCancel,
 }
 
 impl From<Action> for AuditAction {
@@ -57,6 +62,8 @@ impl From<Action> for AuditAction {
             Action::ReplayMatching => Self::ReplayMatching,
             Action::Discard => Self::Discard,
             Action::DiscardMatching => Self::DiscardMatching,
+            Action::JobCreate => Self::JobCreate,
+            Action::JobCancel => Self::JobCancel,
         }
     }
 }

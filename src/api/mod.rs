@@ -18,6 +18,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod jobs;
 pub mod limits;
 pub mod observe;
 pub mod outbound_message;
@@ -69,7 +70,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
-        (name = "admin", description = "The admin audit log: every replay and discard, by whom (admin key)"),
+        (name = "admin", description = "Admin jobs (the drift check) and the admin audit log: every replay, discard and job, by whom (admin key)"),
         (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature, or for Salesforce Outbound Messages by org id and secret path (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
@@ -91,7 +92,7 @@ impl Modify for BearerAuth {
         components.add_security_scheme(Area::Contacts.scheme(), SecurityScheme::Http(http));
         let mut admin = Http::new(HttpAuthScheme::Bearer);
         admin.description = Some(
-            "An admin key from SYNCROOT_ADMIN_KEYS (scope admin: /dlq and /admin/audit only)"
+            "An admin key from SYNCROOT_ADMIN_KEYS (scope admin: /dlq, /admin/audit and /admin/jobs only)"
                 .into(),
         );
         components.add_security_scheme(Area::Admin.scheme(), SecurityScheme::Http(admin));
@@ -120,6 +121,9 @@ fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
         .routes(routes!(dlq::replay_matching))
         .routes(routes!(dlq::discard_matching))
         .routes(routes!(audit::list))
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
         .route_layer(gate(Area::Admin));
     let receivers = OpenApiRouter::new()
         .routes(routes!(webhooks::hubspot))

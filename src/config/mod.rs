@@ -42,6 +42,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
+    pub jobs: JobsConfig,
     /// Opt-outs of the production roles' refusals, for local testing.
     pub insecure: InsecureAllowed,
 }
@@ -82,6 +83,18 @@ pub struct InboundConfig {
     /// How often each CRM is asked for records modified since the last poll (changes whose
     /// webhooks were lost); `None`: never.
     pub poll_interval: Option<std::time::Duration>,
+}
+
+/// The admin job runner (in the webhooks role) and the drift check's schedule.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// How long a runner's claim on a job holds without a heartbeat; a job whose runner died is
+    /// resumed by another after this.
+    pub lease: Duration,
+    /// Queue a drift check when none was created within this long; `None`: never.
+    pub drift_interval: Option<Duration>,
+    /// Whether scheduled drift checks repair what they find.
+    pub drift_repair: bool,
 }
 
 /// The dead-letter worker and alerts.

@@ -1,5 +1,5 @@
-//! `admin_audit`: the admin actions that changed the dead-letter queue — who (a key id, never
-//! the key), what, which entries, when — for admins to read back (`GET /admin/audit`).
+//! `admin_audit`: the admin actions that changed the dead-letter queue or the jobs — who (a key
+//! id, never the key), what, which entries (dead letters, or the job), when — for admins to read back (`GET /admin/audit`).
 //!
 //! A row is written in the same transaction as the change it records, so a committed replay or
 //! discard always has its row and a rolled-back one never has. Failed authentications and the
@@ -20,6 +20,10 @@ pub enum Action {
     Discard,
     /// `POST /dlq/discard`.
     DiscardMatching,
+    /// `POST /admin/jobs`.
+    JobCreate,
+    /// `POST /admin/jobs/{id}/cancel`.
+    JobCancel,
 }
 
 impl Action {
@@ -29,6 +33,8 @@ impl Action {
             Self::ReplayMatching => "replay_matching",
             Self::Discard => "discard",
             Self::DiscardMatching => "discard_matching",
+            Self::JobCreate => "job_create",
+            Self::JobCancel => "job_cancel",
         }
     }
 
@@ -38,6 +44,8 @@ impl Action {
             Self::ReplayMatching,
             Self::Discard,
             Self::DiscardMatching,
+            Self::JobCreate,
+            Self::JobCancel,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -49,8 +57,8 @@ impl Action {
 pub struct Requested {
     /// The key's id (the first 16 hex digits of its SHA-256).
     pub key_id: String,
-    /// A bulk action's query string as given (`crm=hubspot&status=parked`); `None` for an
-    /// action on one entry.
+    /// A bulk action's query string as given (`crm=hubspot&status=parked`), or a job's kind;
+    /// `None` for an action on one dead letter.
     pub filter: Option<String>,
 }
 

@@ -1,7 +1,8 @@
 //! Queue consumers, each a role under the one supervisor in `consumer` (session, reconnect,
 //! readiness, waiting out a dependency): `forwarder` applies contact changes to Postgres; `delivery` brings each CRM
 //! up to date, handing failures to the retry tiers or the dead-letter queue as `disposition`
-//! decides; `dead_letter` keeps what reached the dead-letter queue and gives it slower rounds.
+//! decides; `dead_letter` keeps what reached the dead-letter queue and gives it slower rounds;
+//! `jobs` runs the admin jobs (the drift check) from their table, not from a queue.
 //!
 //! Not here: publishing (that is `queue::publisher`) or HTTP.
 
@@ -12,4 +13,5 @@ pub mod delivery;
 pub mod disposition;
 pub mod forwarder;
 pub mod inbound;
+pub mod jobs;
 pub mod settle;

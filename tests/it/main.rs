@@ -16,6 +16,7 @@ mod dlq_api;
 mod dlq_cli;
 mod dlq_replay;
 mod docs_page;
+mod drift;
 mod failures;
 mod hubspot_client;
 mod listeners;

@@ -218,7 +218,7 @@ pub async fn discard_matching(
 }
 
 /// What the audit log records of who asked.
-fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested {
+pub(super) fn requested(principal: &Principal, filter: Option<String>) -> audit::Requested {
     audit::Requested {
         key_id: principal.id.clone(),
         filter,
