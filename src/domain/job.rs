@@ -204,6 +204,7 @@ impl JobStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Items handled (for a drift check: records compared or found missing).
+    #[serde(default)]
     pub done: u64,
     /// Items in all, where the kind knows it up front (a full drift check counts the linked
     /// records when it starts).
