@@ -5,7 +5,9 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot_testkit::{KEY, TestApp, admin_options, eventually, remote_id};
+use syncroot::domain::job::{DriftParams, JobParams};
+use syncroot::store::jobs;
+use syncroot_testkit::{ADMIN_KEY, KEY, TestApp, admin_options, eventually, remote_id};
 use uuid::Uuid;
 
 /// Both CRMs, webhooks and the job runner, pollers off, a short job lease.
@@ -493,4 +495,134 @@ async fn a_running_job_cancelled_stops_at_its_next_page() {
         .unwrap();
     let done = wait_finished(&app, &id).await;
     assert_eq!(done["status"], "cancelled", "{done}");
+}
+
+#[tokio::test]
+async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
+    let app = app_with_runner().await;
+    let id = app
+        .create(json!({"email": "cli@example.com", "phone": "+1 555 0100"}))
+        .await;
+    let c = app.wait_synced(&id, 1).await;
+    app.control(
+        app.hubspot(),
+        Method::PUT,
+        "webhook",
+        Some(json!({"url": null})),
+    )
+    .await;
+    let record = remote_id(&c, "hubspot");
+    app.control(
+        app.hubspot(),
+        Method::PATCH,
+        &format!("ui/contacts/{record}"),
+        Some(json!({"properties": {"phone": "+1 555 0142"}})),
+    )
+    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .args(["drift", "--full", "--url", &app.base, "--key", ADMIN_KEY])
+        .env_clear()
+        .output()
+        .await
+        .expect("the syncroot binary runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("differing 1"), "a progress line: {stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["counters"]["differing"], 1, "{result}");
+    assert_eq!(result["sample"][0]["fields"], json!(["phone"]), "{result}");
+    assert_eq!(result["repair"], false);
+
+    // --dry-run creates nothing.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .args([
+            "drift",
+            "--repair",
+            "--dry-run",
+            "--url",
+            &app.base,
+            "--key",
+            ADMIN_KEY,
+        ])
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let jobs: Value = app
+        .admin(Method::GET, "/admin/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
+}
+
+#[tokio::test]
+async fn the_schedule_queues_one_drift_check_per_interval_however_many_replicas_ask() {
+    let mut opts = admin_options(true);
+    opts.two_way = true;
+    opts.extra_env.extend([
+        ("SYNCROOT_POLL_INTERVAL_SECS".to_owned(), "0".to_owned()),
+        ("SYNCROOT_JOB_LEASE_SECS".to_owned(), "2".to_owned()),
+        (
+            "SYNCROOT_DRIFT_CHECK_INTERVAL_SECS".to_owned(),
+            "3600".to_owned(),
+        ),
+        ("SYNCROOT_DRIFT_CHECK_REPAIR".to_owned(), "true".to_owned()),
+    ]);
+    let app = TestApp::spawn_with(opts).await;
+    // The runner queues the first check itself, and runs it.
+    let scheduled = eventually("the scheduled drift check", || async {
+        let page: Value = app
+            .admin(Method::GET, "/admin/jobs")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["items"].as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(
+        (&scheduled["requested_by"], &scheduled["params"]),
+        (&Value::Null, &json!({"repair": true, "full": false}))
+    );
+    let done = wait_finished(&app, scheduled["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    let params = JobParams::Drift(DriftParams {
+        repair: true,
+        full: false,
+    });
+    let every = std::time::Duration::from_secs(3600);
+    let created_within = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM admin_jobs WHERE created_at > now() - interval '1 hour'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        n
+    };
+    // Eight replicas' schedules at once, within the interval: nothing.
+    let asks = (0..8).map(|_| jobs::enqueue_scheduled(&app.db, &params, every));
+    for queued in futures_util::future::join_all(asks).await {
+        assert_eq!(queued.unwrap(), None);
+    }
+    assert_eq!(created_within().await, 1);
+    // The interval has passed: one of them (or the runner's own schedule) queues the next.
+    sqlx::query("UPDATE admin_jobs SET created_at = now() - interval '2 hours'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let asks = (0..8).map(|_| jobs::enqueue_scheduled(&app.db, &params, every));
+    futures_util::future::join_all(asks).await;
+    assert_eq!(created_within().await, 1);
 }
