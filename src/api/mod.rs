@@ -2,8 +2,8 @@
 //!
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
 //! in the spec. `/contacts` routes sit behind the bearer-key middleware in the contacts area
-//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API) and `/admin/audit`
-//! behind the same middleware in the admin area (scope admin); each key is held to its own
+//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API), `/admin/audit` and
+//! `/admin/jobs` behind the same middleware in the admin area (scope admin); each key is held to its own
 //! limits there. Webhook receivers verify signatures instead; operations routes (health,
 //! readiness, `/metrics`, the document) are open. Every request is counted and timed by its
 //! route template (`metrics::track`).
