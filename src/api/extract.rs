@@ -97,14 +97,25 @@ impl<S: Send + Sync> FromRequestParts<S> for ContactPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such contact".into()))?;
-        ContactId::parse(&raw).map(Self).ok_or_else(|| {
-            ApiError::NotFound(format!("no contact has id '{raw}' (contact ids are UUIDs)"))
-        })
+        uuid_path(parts, state, "contact", "contact")
+            .await
+            .map(|id| Self(ContactId(id)))
     }
+}
+
+/// The `{id}` path segment as a UUID. Anything else cannot name a `what`: 404, saying so
+/// (`kind` names the ids: "`kind` ids are UUIDs").
+pub async fn uuid_path<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+    kind: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no such {what}")))?;
+    uuid::Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::NotFound(format!("no {what} has id '{raw}' ({kind} ids are UUIDs)")))
 }
 
 /// The query of `GET /contacts`.

@@ -273,13 +273,9 @@ impl<S: Send + Sync> FromRequestParts<S> for JobPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such job".into()))?;
-        Uuid::parse_str(&raw)
+        super::extract::uuid_path(parts, state, "job", "job")
+            .await
             .map(Self)
-            .map_err(|_| ApiError::NotFound(format!("no job has id '{raw}' (job ids are UUIDs)")))
     }
 }
 

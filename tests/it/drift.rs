@@ -12,13 +12,36 @@ use uuid::Uuid;
 
 /// Both CRMs, webhooks and the job runner, pollers off, a short job lease.
 async fn app_with_runner() -> TestApp {
+    app_with_runner_and(&[]).await
+}
+
+async fn app_with_runner_and(env: &[(&str, &str)]) -> TestApp {
     let mut opts = admin_options(true);
     opts.two_way = true;
-    opts.extra_env.extend([
-        ("SYNCROOT_POLL_INTERVAL_SECS".to_owned(), "0".to_owned()),
-        ("SYNCROOT_JOB_LEASE_SECS".to_owned(), "2".to_owned()),
-    ]);
+    let env = [
+        ("SYNCROOT_POLL_INTERVAL_SECS", "0"),
+        ("SYNCROOT_JOB_LEASE_SECS", "2"),
+    ]
+    .iter()
+    .chain(env);
+    opts.extra_env
+        .extend(env.map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     TestApp::spawn_with(opts).await
+}
+
+/// The CRMs stop telling SyncRoot anything.
+async fn webhooks_off(app: &TestApp, bases: &[&str]) {
+    for base in bases {
+        app.control(base, Method::PUT, "webhook", Some(json!({"url": null})))
+            .await;
+    }
+}
+
+/// The newest page of jobs.
+async fn list_jobs(app: &TestApp) -> Value {
+    let r = app.admin(Method::GET, "/admin/jobs").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 async fn start_job(app: &TestApp, body: Value) -> Value {
@@ -109,11 +132,7 @@ async fn drift_check_finds_exactly_the_records_changed_behind_syncroot_and_repai
     for id in &ids {
         contacts.push(app.wait_synced(id, 1).await);
     }
-    // The CRMs stop telling SyncRoot anything.
-    for base in [app.hubspot(), app.salesforce()] {
-        app.control(base, Method::PUT, "webhook", Some(json!({"url": null})))
-            .await;
-    }
+    webhooks_off(&app, &[app.hubspot(), app.salesforce()]).await;
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
     let hubspot_a = remote_id(&contacts[0], "hubspot");
     let salesforce_b = remote_id(&contacts[1], "salesforce");
@@ -236,13 +255,7 @@ async fn a_record_deleted_in_the_crm_is_missing_and_repair_detaches_it_by_the_de
     let app = app_with_runner().await;
     let id = app.create(json!({"email": "gone@example.com"})).await;
     let c = app.wait_synced(&id, 1).await;
-    app.control(
-        app.hubspot(),
-        Method::PUT,
-        "webhook",
-        Some(json!({"url": null})),
-    )
-    .await;
+    webhooks_off(&app, &[app.hubspot()]).await;
     let record = remote_id(&c, "hubspot");
     app.control(
         app.hubspot(),
@@ -353,14 +366,7 @@ async fn the_jobs_api_is_admin_only_validates_lists_and_cancels() {
         .unwrap();
     assert_eq!(r.status(), 409, "one unfinished job per kind");
 
-    let page: Value = app
-        .admin(Method::GET, "/admin/jobs?limit=10")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = list_jobs(&app).await;
     assert_eq!(page["items"][0]["id"], json!(id));
     assert_eq!(job(&app, &id).await["kind"], "drift");
     for missing in [Uuid::now_v7().to_string(), "nope".to_owned()] {
@@ -504,13 +510,7 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
         .create(json!({"email": "cli@example.com", "phone": "+1 555 0100"}))
         .await;
     let c = app.wait_synced(&id, 1).await;
-    app.control(
-        app.hubspot(),
-        Method::PUT,
-        "webhook",
-        Some(json!({"url": null})),
-    )
-    .await;
+    webhooks_off(&app, &[app.hubspot()]).await;
     let record = remote_id(&c, "hubspot");
     app.control(
         app.hubspot(),
@@ -552,42 +552,20 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
         .await
         .unwrap();
     assert!(out.status.success());
-    let jobs: Value = app
-        .admin(Method::GET, "/admin/jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs = list_jobs(&app).await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
 }
 
 #[tokio::test]
 async fn the_schedule_queues_one_drift_check_per_interval_however_many_replicas_ask() {
-    let mut opts = admin_options(true);
-    opts.two_way = true;
-    opts.extra_env.extend([
-        ("SYNCROOT_POLL_INTERVAL_SECS".to_owned(), "0".to_owned()),
-        ("SYNCROOT_JOB_LEASE_SECS".to_owned(), "2".to_owned()),
-        (
-            "SYNCROOT_DRIFT_CHECK_INTERVAL_SECS".to_owned(),
-            "3600".to_owned(),
-        ),
-        ("SYNCROOT_DRIFT_CHECK_REPAIR".to_owned(), "true".to_owned()),
-    ]);
-    let app = TestApp::spawn_with(opts).await;
+    let app = app_with_runner_and(&[
+        ("SYNCROOT_DRIFT_CHECK_INTERVAL_SECS", "3600"),
+        ("SYNCROOT_DRIFT_CHECK_REPAIR", "true"),
+    ])
+    .await;
     // The runner queues the first check itself, and runs it.
     let scheduled = eventually("the scheduled drift check", || async {
-        let page: Value = app
-            .admin(Method::GET, "/admin/jobs")
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        page["items"].as_array()?.first().cloned()
+        list_jobs(&app).await["items"].as_array()?.first().cloned()
     })
     .await;
     assert_eq!(

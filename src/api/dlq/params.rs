@@ -26,15 +26,9 @@ impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| ApiError::NotFound("no such dead-letter entry".into()))?;
-        Uuid::parse_str(&raw).map(Self).map_err(|_| {
-            ApiError::NotFound(format!(
-                "no dead-letter entry has id '{raw}' (entry ids are UUIDs)"
-            ))
-        })
+        crate::api::extract::uuid_path(parts, state, "dead-letter entry", "entry")
+            .await
+            .map(Self)
     }
 }
 
