@@ -604,3 +604,61 @@ async fn the_schedule_queues_one_drift_check_per_interval_however_many_replicas_
     futures_util::future::join_all(asks).await;
     assert_eq!(created_within().await, 1);
 }
+
+#[tokio::test]
+async fn a_runner_that_lost_its_lease_can_no_longer_write_to_the_job() {
+    // No runner here: the test plays two.
+    let app = TestApp::spawn_with(admin_options(false)).await;
+    let params = JobParams::Drift(DriftParams::default());
+    let mut conn = app.db.acquire().await.unwrap();
+    let id = jobs::create(&mut conn, &params, Some("k"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let (stalled, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = jobs::claim(&app.db, stalled, lease).await.unwrap().unwrap();
+    assert_eq!(claimed.id, id);
+    assert!(
+        jobs::claim(&app.db, other, lease).await.unwrap().is_none(),
+        "a held job is not claimed twice"
+    );
+    // The stalled runner's lease runs out; another takes the job over.
+    sqlx::query("UPDATE admin_jobs SET lease_until = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs::claim(&app.db, other, lease)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    let progress = syncroot::domain::job::Progress::default();
+    let empty = json!({});
+    let page = jobs::save_page(&app.db, id, stalled, lease, &progress, &empty);
+    assert_eq!(
+        page.await.unwrap(),
+        None,
+        "the stalled runner's page is refused"
+    );
+    assert!(!jobs::heartbeat(&app.db, id, stalled, lease).await.unwrap());
+    let end = jobs::Outcome {
+        status: syncroot::domain::job::JobStatus::Succeeded,
+        progress: &progress,
+        result: None,
+        error: None,
+    };
+    assert!(!jobs::finish(&app.db, id, stalled, &end).await.unwrap());
+    assert_eq!(
+        jobs::save_page(&app.db, id, other, lease, &progress, &json!({"at": 1}))
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert!(jobs::finish(&app.db, id, other, &end).await.unwrap());
+    assert_eq!(job(&app, &id.to_string()).await["status"], "succeeded");
+}
