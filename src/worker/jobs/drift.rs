@@ -111,7 +111,7 @@ impl Drift {
     ) -> Result<Step, JobError> {
         let params: DriftParams =
             serde_json::from_value(job.params.clone()).map_err(|e| permanent(&e))?;
-        let mut state = match checkpoint {
+        let mut state = match checkpoint.filter(|c| !c.is_null()) {
             Some(c) => serde_json::from_value(c.clone()).map_err(|e| permanent(&e))?,
             None => self.plan(params, progress).await?,
         };
