@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use syncroot::domain::job::{DriftParams, JobParams};
 use syncroot::store::jobs;
+use syncroot_testkit::roles::Roles;
 use syncroot_testkit::{ADMIN_KEY, KEY, TestApp, admin_options, eventually, remote_id};
 use uuid::Uuid;
 
@@ -661,4 +662,79 @@ async fn a_runner_that_lost_its_lease_can_no_longer_write_to_the_job() {
     );
     assert!(jobs::finish(&app.db, id, other, &end).await.unwrap());
     assert_eq!(job(&app, &id.to_string()).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
+    let env = [
+        ("SYNCROOT_ADMIN_KEYS", ADMIN_KEY.to_owned()),
+        ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
+        ("SYNCROOT_JOB_LEASE_SECS", "2".to_owned()),
+    ];
+    let roles = ["api", "forwarder", "delivery", "webhooks"];
+    let mut app = Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await;
+    // Two pages of HubSpot records (100 a page), then Salesforce's.
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        ids.push(
+            app.create(&json!({"email": format!("killed{n}@example.com")}))
+                .await,
+        );
+    }
+    for id in &ids {
+        eventually(&format!("{id} synced"), || async {
+            let c = app.contact(id).await?;
+            let both = ["hubspot", "salesforce"]
+                .iter()
+                .all(|crm| c["sync"][crm]["synced_version"] == 1);
+            both.then_some(())
+        })
+        .await;
+    }
+    // Each HubSpot read takes a while, so the runner is caught between its pages.
+    let faults = json!({"latency_ms": 1500});
+    app.control
+        .put(&app.hubspot, "faults", &faults)
+        .await
+        .unwrap();
+    let queued: Value = app
+        .http
+        .post(app.url("/admin/jobs"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"kind": "drift", "params": {"full": true}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/admin/jobs/{}", queued["id"].as_str().unwrap());
+    let read = |app: &Roles| {
+        let req = app.http.get(app.url(&path)).bearer_auth(ADMIN_KEY);
+        async move { req.send().await.ok()?.json::<Value>().await.ok() }
+    };
+    let midway = eventually("the first page checked", || async {
+        let j = read(&app).await?;
+        (j["status"] == "running" && j["progress"]["done"] == 100).then_some(j)
+    })
+    .await;
+    assert_eq!(midway["progress"]["total"], 240, "{midway}");
+    app.kill("webhooks").await;
+    app.control
+        .put(&app.hubspot, "faults", &json!({"latency_ms": 0}))
+        .await
+        .unwrap();
+    app.restart("webhooks");
+    let done = eventually("the job to finish", || async {
+        let j = read(&app).await?;
+        (j["status"] != "running" && j["status"] != "queued").then_some(j)
+    })
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["progress"]["done"], 240,
+        "the first page is not counted twice: {done}"
+    );
+    assert_eq!(done["result"]["counters"]["same"], 240, "{done}");
+    app.cleanup().await;
 }
