@@ -242,13 +242,44 @@ async fn drift_check_finds_exactly_the_records_changed_behind_syncroot_and_repai
     })
     .await;
 
-    let again = drift(&app, false, false).await;
-    assert_eq!(again["result"]["mode"], "incremental", "{again}");
-    assert_eq!(counter(&again, "differing"), 0, "{again}");
-    assert_eq!(found(&again), vec![], "{again}");
     let full = drift(&app, false, true).await;
     assert_eq!(counter(&full, "same"), 6, "{full}");
     assert_eq!(found(&full), vec![], "{full}");
+    let again = drift(&app, false, false).await;
+    assert_eq!(again["result"]["mode"], "incremental", "{again}");
+    assert_eq!(found(&again), vec![], "{again}");
+
+    // An incremental check asks the CRMs what changed (HubSpot: search by lastmodifieddate),
+    // not for every linked record.
+    let hubspot_b = remote_id(&b_now, "hubspot");
+    app.control(
+        app.hubspot(),
+        Method::PATCH,
+        &format!("ui/contacts/{hubspot_b}"),
+        Some(json!({"properties": {"firstname": "Grace"}})),
+    )
+    .await;
+    app.control(app.hubspot(), Method::POST, "counters/reset", None)
+        .await;
+    let incremental = drift(&app, false, false).await;
+    assert_eq!(
+        found(&incremental),
+        vec![(
+            b.clone(),
+            "hubspot".to_owned(),
+            vec!["first_name".to_owned()]
+        )],
+        "{incremental}"
+    );
+    let calls = app
+        .control(app.hubspot(), Method::GET, "counters", None)
+        .await;
+    let calls = calls["calls"].as_object().unwrap();
+    assert!(
+        calls.keys().any(|k| k.contains("/search"))
+            && !calls.keys().any(|k| k.contains("batch/read")),
+        "{calls:?}"
+    );
 }
 
 #[tokio::test]
