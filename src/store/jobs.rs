@@ -181,23 +181,23 @@ pub async fn claim(
     .await
 }
 
-/// Extends `owner`'s lease; false when it no longer holds the job.
+/// Extends `owner`'s lease; `None` when it no longer holds the job, otherwise whether a cancel
+/// was asked.
 pub async fn heartbeat(
     pool: &PgPool,
     id: Uuid,
     owner: Uuid,
     lease: Duration,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar(
         "UPDATE admin_jobs SET lease_until = now() + make_interval(secs => $3)
-         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+         WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING cancel_requested",
     )
     .bind(id)
     .bind(owner)
     .bind(interval_secs(lease))
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Records a page's progress and checkpoint in one statement (one transaction), extending the

@@ -677,7 +677,10 @@ async fn a_runner_that_lost_its_lease_can_no_longer_write_to_the_job() {
         None,
         "the stalled runner's page is refused"
     );
-    assert!(!jobs::heartbeat(&app.db, id, stalled, lease).await.unwrap());
+    assert_eq!(
+        jobs::heartbeat(&app.db, id, stalled, lease).await.unwrap(),
+        None
+    );
     let end = jobs::Outcome {
         status: syncroot::domain::job::JobStatus::Succeeded,
         progress: &progress,
@@ -768,4 +771,33 @@ async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_che
     );
     assert_eq!(done["result"]["counters"]["same"], 240, "{done}");
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_waiting_out_a_crm_outage_can_be_cancelled() {
+    let app = app_with_runner().await;
+    let id = app.create(json!({"email": "outage@example.com"})).await;
+    app.wait_synced(&id, 1).await;
+    app.control(
+        app.hubspot(),
+        Method::PUT,
+        "faults",
+        Some(json!({"outage": true})),
+    )
+    .await;
+    let queued = start_job(&app, json!({"kind": "drift", "params": {"full": true}})).await;
+    let id = queued["id"].as_str().unwrap().to_owned();
+    eventually("the job to run", || async {
+        (job(&app, &id).await["status"] == "running").then_some(())
+    })
+    .await;
+    let r = app
+        .admin(Method::POST, &format!("/admin/jobs/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let done = wait_finished(&app, &id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(done["progress"]["done"], 0, "{done}");
 }

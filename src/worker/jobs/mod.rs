@@ -160,10 +160,19 @@ impl Runner {
                             return;
                         }
                         // The page is done again from the last checkpoint.
-                        Err(e) => self.wait_out(id, &e.into(), &mut failures).await,
+                        Err(e) => match self.wait_out(id, &e.into(), &mut failures).await {
+                            Some(asked) => cancel = asked,
+                            None => return,
+                        },
                     }
                 }
-                Err(e) if e.transient => self.wait_out(id, &e, &mut failures).await,
+                Err(e) if e.transient => match self.wait_out(id, &e, &mut failures).await {
+                    Some(asked) => cancel = asked,
+                    None => {
+                        tracing::warn!(%id, "lost the job's lease; another runner has it");
+                        return;
+                    }
+                },
                 Err(e) => break (JobStatus::Failed, None, Some(e.message)),
             }
         };
@@ -184,11 +193,27 @@ impl Runner {
         }
     }
 
-    async fn wait_out(&self, id: Uuid, e: &JobError, failures: &mut u32) {
+    /// Waits before a failed page is tried again, holding the lease; then whether a cancel was
+    /// asked meanwhile (`None`: the lease was lost).
+    async fn wait_out(&self, id: Uuid, e: &JobError, failures: &mut u32) -> Option<bool> {
         *failures += 1;
         let wait = Duration::from_millis(250 * 2u64.saturating_pow(*failures)).min(RETRY_MAX);
         tracing::warn!(%id, error = %e, ?wait, "job page failed; trying it again");
-        tokio::time::sleep(wait).await;
+        let mut left = wait;
+        loop {
+            let nap = left.min(self.cfg.lease / 3);
+            tokio::time::sleep(nap).await;
+            left = left.saturating_sub(nap);
+            match jobs::heartbeat(&self.db, id, self.id, self.cfg.lease).await {
+                Ok(None) => return None,
+                Ok(Some(true)) => return Some(true),
+                Ok(Some(false)) if left.is_zero() => return Some(false),
+                Ok(Some(false)) => {}
+                // The database is away too: try the page again (it fails again, or works).
+                Err(_) if left.is_zero() => return Some(false),
+                Err(_) => {}
+            }
+        }
     }
 
     /// One page of the job's kind, with the lease extended while it runs; `None` when the
@@ -212,8 +237,8 @@ impl Runner {
                 done = &mut page => return Some(done),
                 _ = beat.tick() => {
                     match jobs::heartbeat(&self.db, job.id, self.id, self.cfg.lease).await {
-                        Ok(false) => return None,
-                        Ok(true) => {}
+                        Ok(None) => return None,
+                        Ok(Some(_)) => {}
                         Err(e) => tracing::warn!(id = %job.id, error = %e, "cannot extend the job's lease"),
                     }
                 }
