@@ -38,6 +38,12 @@ async fn webhooks_off(app: &TestApp, bases: &[&str]) {
     }
 }
 
+/// A person's edit in a sandbox's UI (`record` may carry `?at=`).
+async fn ui_edit(app: &TestApp, base: &str, record: &str, body: Value) {
+    let path = format!("ui/contacts/{record}");
+    app.control(base, Method::PATCH, &path, Some(body)).await;
+}
+
 /// The newest page of jobs.
 async fn list_jobs(app: &TestApp) -> Value {
     let r = app.admin(Method::GET, "/admin/jobs").send().await.unwrap();
@@ -140,11 +146,11 @@ async fn drift_check_finds_exactly_the_records_changed_behind_syncroot_and_repai
     let hubspot_c = remote_id(&contacts[2], "hubspot");
     // A newer edit in HubSpot, one in Salesforce, and an HubSpot edit dated before SyncRoot's
     // value (last writer wins: it loses).
-    app.control(
+    ui_edit(
+        &app,
         app.hubspot(),
-        Method::PATCH,
-        &format!("ui/contacts/{hubspot_a}"),
-        Some(json!({"properties": {"phone": "+1 555 0199"}})),
+        &hubspot_a,
+        json!({"properties": {"phone": "+1 555 0199"}}),
     )
     .await;
     // Salesforce keeps modification times to the second: its edit must come in a later second
@@ -155,20 +161,20 @@ async fn drift_check_finds_exactly_the_records_changed_behind_syncroot_and_repai
         (chrono::Utc::now().timestamp() > accepted.timestamp()).then_some(())
     })
     .await;
-    app.control(
+    ui_edit(
+        &app,
         app.salesforce(),
-        Method::PATCH,
-        &format!("ui/contacts/{salesforce_b}"),
-        Some(json!({"Title": "Chief Drift Officer"})),
+        &salesforce_b,
+        json!({"Title": "Chief Drift Officer"}),
     )
     .await;
     let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    app.control(
+    ui_edit(
+        &app,
         app.hubspot(),
-        Method::PATCH,
-        &format!("ui/contacts/{hubspot_c}?at={an_hour_ago}"),
-        Some(json!({"properties": {"company": "Stale Corp"}})),
+        &format!("{hubspot_c}?at={an_hour_ago}"),
+        json!({"properties": {"company": "Stale Corp"}}),
     )
     .await;
 
@@ -252,11 +258,11 @@ async fn drift_check_finds_exactly_the_records_changed_behind_syncroot_and_repai
     // An incremental check asks the CRMs what changed (HubSpot: search by lastmodifieddate),
     // not for every linked record.
     let hubspot_b = remote_id(&b_now, "hubspot");
-    app.control(
+    ui_edit(
+        &app,
         app.hubspot(),
-        Method::PATCH,
-        &format!("ui/contacts/{hubspot_b}"),
-        Some(json!({"properties": {"firstname": "Grace"}})),
+        &hubspot_b,
+        json!({"properties": {"firstname": "Grace"}}),
     )
     .await;
     app.control(app.hubspot(), Method::POST, "counters/reset", None)
@@ -544,11 +550,11 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
     let c = app.wait_synced(&id, 1).await;
     webhooks_off(&app, &[app.hubspot()]).await;
     let record = remote_id(&c, "hubspot");
-    app.control(
+    ui_edit(
+        &app,
         app.hubspot(),
-        Method::PATCH,
-        &format!("ui/contacts/{record}"),
-        Some(json!({"properties": {"phone": "+1 555 0142"}})),
+        &record,
+        json!({"properties": {"phone": "+1 555 0142"}}),
     )
     .await;
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
