@@ -70,9 +70,12 @@ pub struct ProgressOut {
     pub total: Option<u64>,
     /// The kind's counters. `drift`: `checked`, `same`, `differing`, `missing` (linked record
     /// absent in the CRM), `pending` (a delivery to it is under way, so it was not compared),
-    /// `errors`, and with `repair` the outcomes (`repair_updated`: the CRM's values won and
-    /// are on their way to the other systems; `repair_kept`: SyncRoot's won and the CRM is
-    /// being corrected; `repair_detached`, `repair_deleted`, `repair_unchanged`, `repair_skipped`).
+    /// `errors`, and with `repair` one `repair_<outcome>` per outcome of the inbound path:
+    /// `repair_updated` (the CRM's values won and are on their way to the other systems),
+    /// `repair_kept` (SyncRoot's won and the CRM is being corrected), `repair_detached` or
+    /// `repair_deleted` (a missing record, by the deletion policy), `repair_unchanged`,
+    /// `repair_echo` (nothing to take: the CRM holds what SyncRoot last wrote there) and
+    /// `repair_skipped`.
     pub counters: std::collections::BTreeMap<String, u64>,
     /// Items per second since the job started.
     pub rate_per_sec: f64,
