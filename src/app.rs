@@ -25,6 +25,8 @@ use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
 use crate::worker::inbound::InboundWorker;
 use crate::worker::inbound::poll::Poller;
+use crate::worker::jobs::drift::Drift;
+use crate::worker::jobs::{Runner, RunnerConfig};
 
 /// A running API server.
 pub struct RunningApi {
@@ -160,20 +162,48 @@ type Tasks = Vec<futures_util::future::BoxFuture<'static, ()>>;
 
 /// What a per-CRM role runs for one CRM, given that CRM's client.
 trait PerCrm {
-    fn tasks<C: CrmClient>(&self, client: C) -> Tasks;
+    fn tasks<C: CrmClient>(&self, client: std::sync::Arc<C>) -> Tasks;
 }
 
-/// Builds each enabled CRM's client once and collects the role's tasks for it.
-fn per_crm(cfg: &Config, role: &impl PerCrm) -> Tasks {
-    let d = &cfg.delivery;
-    let mut tasks = Tasks::new();
-    for crm in &d.crms {
-        tasks.extend(match crm {
-            Crm::Hubspot => role.tasks(HubspotClient::new(d.hubspot.clone())),
-            Crm::Salesforce => role.tasks(SalesforceClient::new(d.salesforce.clone())),
-        });
+/// Each enabled CRM's client, built once per role: the role's workers share it, and so its
+/// pacer.
+#[derive(Default)]
+struct Clients {
+    hubspot: Option<std::sync::Arc<HubspotClient>>,
+    salesforce: Option<std::sync::Arc<SalesforceClient>>,
+}
+
+impl Clients {
+    fn new(cfg: &Config) -> Self {
+        let d = &cfg.delivery;
+        let mut clients = Self::default();
+        for crm in &d.crms {
+            match crm {
+                Crm::Hubspot => {
+                    clients.hubspot =
+                        Some(std::sync::Arc::new(HubspotClient::new(d.hubspot.clone())))
+                }
+                Crm::Salesforce => {
+                    clients.salesforce = Some(std::sync::Arc::new(SalesforceClient::new(
+                        d.salesforce.clone(),
+                    )))
+                }
+            }
+        }
+        clients
     }
-    tasks
+
+    /// Collects the role's tasks for each CRM.
+    fn tasks(&self, role: &impl PerCrm) -> Tasks {
+        let mut tasks = Tasks::new();
+        if let Some(c) = &self.hubspot {
+            tasks.extend(role.tasks(c.clone()));
+        }
+        if let Some(c) = &self.salesforce {
+            tasks.extend(role.tasks(c.clone()));
+        }
+        tasks
+    }
 }
 
 /// Runs a role's consumer under the supervisor until shutdown.
@@ -194,12 +224,12 @@ pub fn start_delivery(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     struct Delivery<'a>(&'a Config, &'a RoleParts, CancellationToken);
     impl PerCrm for Delivery<'_> {
-        fn tasks<C: CrmClient>(&self, client: C) -> Tasks {
+        fn tasks<C: CrmClient>(&self, client: std::sync::Arc<C>) -> Tasks {
             let Self(cfg, parts, shutdown) = self;
             let worker = DeliveryWorker {
                 db: parts.db.clone(),
                 topology: parts.broker.topology.clone(),
-                client: std::sync::Arc::new(client),
+                client,
                 linger: cfg.delivery.linger,
                 prefetch: cfg.delivery.prefetch,
                 concurrency: cfg.delivery.concurrency,
@@ -213,14 +243,16 @@ pub fn start_delivery(
     }
     // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers.
     let parts = RoleParts::new(cfg, readiness, "delivery")?;
-    let workers = per_crm(cfg, &Delivery(cfg, &parts, shutdown));
+    let workers = Clients::new(cfg).tasks(&Delivery(cfg, &parts, shutdown));
     Ok(vec![parts.spawn(async move {
         futures_util::future::join_all(workers).await;
     })])
 }
 
-/// Starts one webhook worker (and, when polling is on, one poller) per enabled CRM, in one
-/// task that ends after shutdown. Handled webhook events are pruned once a day.
+/// Starts one webhook worker (and, when polling is on, one poller) per enabled CRM, and the
+/// admin job runner (which reads the CRMs through the same clients, so within the same
+/// pacing), in one task that ends after shutdown. Handled webhook events are pruned once a
+/// day.
 pub fn start_inbound(
     cfg: &Config,
     readiness: &Readiness,
@@ -228,9 +260,8 @@ pub fn start_inbound(
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     struct Inbound<'a>(&'a Config, &'a RoleParts, CancellationToken);
     impl PerCrm for Inbound<'_> {
-        fn tasks<C: CrmClient>(&self, client: C) -> Tasks {
+        fn tasks<C: CrmClient>(&self, client: std::sync::Arc<C>) -> Tasks {
             let Self(cfg, parts, shutdown) = self;
-            let client = std::sync::Arc::new(client);
             let mut tasks = Tasks::new();
             if let Some(interval) = cfg.inbound.poll_interval {
                 let poller = Poller {
@@ -256,11 +287,40 @@ pub fn start_inbound(
         }
     }
     let parts = RoleParts::new(cfg, readiness, "webhooks")?;
-    let mut workers = per_crm(cfg, &Inbound(cfg, &parts, shutdown.clone()));
-    workers.push(Box::pin(prune_inbound_events(parts.db.clone(), shutdown)));
+    let clients = Clients::new(cfg);
+    let mut workers = clients.tasks(&Inbound(cfg, &parts, shutdown.clone()));
+    workers.push(Box::pin(prune_inbound_events(
+        parts.db.clone(),
+        shutdown.clone(),
+    )));
+    workers.push(Box::pin(job_runner(cfg, &parts, clients).run(shutdown)));
     Ok(vec![parts.spawn(async move {
         futures_util::future::join_all(workers).await;
     })])
+}
+
+/// The webhooks role's job runner: it holds the CRM read clients and the inbound apply path the
+/// drift check needs.
+fn job_runner(cfg: &Config, parts: &RoleParts, clients: Clients) -> Runner {
+    let j = &cfg.jobs;
+    Runner {
+        db: parts.db.clone(),
+        cfg: RunnerConfig {
+            lease: j.lease,
+            idle: (j.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)),
+            drift_every: j.drift_interval,
+            drift_repair: j.drift_repair,
+        },
+        drift: Drift {
+            db: parts.db.clone(),
+            publisher: parts.publisher.clone(),
+            policy: cfg.inbound.policy.clone(),
+            deletes: cfg.inbound.deletes,
+            hubspot: clients.hubspot,
+            salesforce: clients.salesforce,
+        },
+        id: uuid::Uuid::new_v4(),
+    }
 }
 
 async fn prune_inbound_events(db: sqlx::PgPool, shutdown: CancellationToken) {

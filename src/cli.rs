@@ -1,8 +1,10 @@
-//! The command line: one binary, one subcommand per role, and `dlq`, a client of the admin API.
+//! The command line: one binary, one subcommand per role, and `dlq` and `drift`, clients of the
+//! admin API.
 
 pub mod dlq;
 mod dlq_client;
 mod dlq_render;
+pub mod drift;
 
 use std::path::PathBuf;
 
@@ -58,6 +60,12 @@ pub enum Command {
     /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
     /// otherwise.
     Dlq(Box<dlq::DlqArgs>),
+    /// Check the CRMs' records against SyncRoot (a drift check job through the admin API of a
+    /// running SyncRoot), follow its progress, and print what it found.
+    ///
+    /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
+    /// otherwise. The job runs in the webhooks role (or `all`).
+    Drift(drift::DriftArgs),
 }
 
 /// Options of `syncroot config`.

@@ -48,8 +48,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
     }
     let telemetry = telemetry::start(&cfg.log, &cfg.trace, command_name(&cli.command))?;
-    // `syncroot dlq` is a client on an operator's terminal, not a process to audit.
-    if !matches!(cli.command, Command::Dlq(_)) {
+    // `syncroot dlq` and `syncroot drift` are clients on an operator's terminal, not a process to audit.
+    if !matches!(cli.command, Command::Dlq(_) | Command::Drift(_)) {
         config::log_startup(command_name(&cli.command), &settings);
     }
     let result = dispatch(cli.command, cfg).await;
@@ -114,6 +114,7 @@ async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<(
             app::run_all(&cfg, shutdown::on_signal()).await
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
+        Command::Drift(args) => syncroot::cli::drift::run(&cfg, args).await,
         Command::Openapi | Command::Config(_) => Ok(()),
     }
 }
@@ -130,6 +131,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::All => "all",
         Command::Migrate => "migrate",
         Command::Dlq(_) => "dlq",
+        Command::Drift(_) => "drift",
         Command::Openapi => "openapi",
         Command::Config(_) => "config",
     }

@@ -1,6 +1,6 @@
-//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters and every
-//! change to a push subscription, who made it (a key id), when, and which entries — newest
-//! first, a page at a time. Admin scope.
+//! `GET /admin/audit`: the admin audit log — every replay and discard of dead letters, every
+//! change to a push subscription, every job created or cancelled, who made it (a key id), when,
+//! and which entries — newest first, a page at a time. Admin scope.
 //!
 //! Not here: writing the rows (in the transaction of each change, `store::audit`) or the log
 //! events of failed authentications and the start-up configuration (target `audit`).
@@ -19,7 +19,7 @@ use crate::store::audit::{self, Action, AuditRow};
 
 pub const TAG: &str = "admin";
 
-/// One admin action that changed the dead-letter queue or a subscription.
+/// One admin action that changed the dead-letter queue, a subscription or the jobs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntryOut {
     pub id: Uuid,
@@ -31,10 +31,10 @@ pub struct AuditEntryOut {
     pub action: AuditAction,
     /// For `replay_matching` and `discard_matching`: the request's query string (its filter)
     /// as given; for a subscription's update or replay, what was asked (`enabled=false`,
-    /// `since=…`); null otherwise.
+    /// `since=…`); for `job_create` and `job_cancel`, the job's kind; null otherwise.
     pub filter: Option<String>,
     /// The entries replayed or discarded (a bulk replay commits 200 entries at a time, each
-    /// chunk with its own row), or the subscription acted on.
+    /// chunk with its own row), the subscription acted on, or the job created or cancelled.
     pub entry_ids: Vec<Uuid>,
 }
 
@@ -60,6 +60,10 @@ pub enum AuditAction {
     SubscriptionReplay,
     /// `POST /admin/subscriptions/{id}/rotate-secret`.
     SubscriptionRotateSecret,
+    /// `POST /admin/jobs`: `entry_ids` holds the job's id, `filter` its kind.
+    JobCreate,
+    /// `POST /admin/jobs/{id}/cancel`: `entry_ids` holds the job's id, `filter` its kind.
+    JobCancel,
 }
 
 impl From<Action> for AuditAction {
@@ -74,6 +78,8 @@ impl From<Action> for AuditAction {
             Action::SubscriptionDelete => Self::SubscriptionDelete,
             Action::SubscriptionReplay => Self::SubscriptionReplay,
             Action::SubscriptionRotateSecret => Self::SubscriptionRotateSecret,
+            Action::JobCreate => Self::JobCreate,
+            Action::JobCancel => Self::JobCancel,
         }
     }
 }

@@ -90,20 +90,6 @@ fn check_media_type(headers: &HeaderMap, kind: BodyKind) -> Result<(), ApiError>
     }
 }
 
-/// The `{id}` path segment as a UUID. Anything else cannot name a `noun` (`contact`,
-/// `dead-letter entry`, `subscription`): 404 saying so.
-pub async fn uuid_path<S: Send + Sync>(
-    parts: &mut Parts,
-    state: &S,
-    noun: &str,
-) -> Result<uuid::Uuid, ApiError> {
-    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-        .await
-        .map_err(|_| ApiError::NotFound(format!("no such {noun}")))?;
-    uuid::Uuid::parse_str(&raw)
-        .map_err(|_| ApiError::NotFound(format!("no {noun} has id '{raw}' ({noun} ids are UUIDs)")))
-}
-
 /// The `{id}` path segment of a contact.
 pub struct ContactPath(pub ContactId);
 
@@ -111,10 +97,25 @@ impl<S: Send + Sync> FromRequestParts<S> for ContactPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        uuid_path(parts, state, "contact")
+        uuid_path(parts, state, "contact", "contact")
             .await
             .map(|id| Self(ContactId(id)))
     }
+}
+
+/// The `{id}` path segment as a UUID. Anything else cannot name a `what`: 404, saying so
+/// (`kind` names the ids: "`kind` ids are UUIDs").
+pub async fn uuid_path<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    what: &str,
+    kind: &str,
+) -> Result<uuid::Uuid, ApiError> {
+    let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
+        .await
+        .map_err(|_| ApiError::NotFound(format!("no such {what}")))?;
+    uuid::Uuid::parse_str(&raw)
+        .map_err(|_| ApiError::NotFound(format!("no {what} has id '{raw}' ({kind} ids are UUIDs)")))
 }
 
 /// The query of `GET /contacts`.

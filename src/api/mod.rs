@@ -2,8 +2,8 @@
 //!
 //! Every route is registered through `utoipa_axum`, so a route cannot be served without being
 //! in the spec. `/contacts` routes sit behind the bearer-key middleware in the contacts area
-//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API), `/admin/audit`
-//! and `/admin/subscriptions` behind the same middleware in the admin area (scope admin); each key is held to its own
+//! (scope read for GET, write otherwise), `/dlq` (the dead-letter admin API), `/admin/audit`,
+//! `/admin/subscriptions` and `/admin/jobs` behind the same middleware in the admin area (scope admin); each key is held to its own
 //! limits there. Webhook receivers verify signatures instead; operations routes (health,
 //! readiness, `/metrics`, the document) are open. Every request is counted and timed by its
 //! route template (`metrics::track`).
@@ -18,6 +18,7 @@ pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod history;
+pub mod jobs;
 pub mod limits;
 pub mod observe;
 pub mod outbound_message;
@@ -74,7 +75,7 @@ pub struct AppState {
     tags(
         (name = "contacts", description = "Create, read, update and delete contacts"),
         (name = "dead-letters", description = "The dead-letter queue: what could not be delivered, to inspect, replay or discard (admin key)"),
-        (name = "admin", description = "Push subscriptions to the change feed, and the admin audit log: every replay, discard and subscription change, by whom (admin key)"),
+        (name = "admin", description = "Push subscriptions to the change feed, admin jobs (the drift check), and the admin audit log: every replay, discard, subscription change and job, by whom (admin key)"),
         (name = "webhooks", description = "Change notifications from the CRMs, verified by the CRM's signature, or for Salesforce Outbound Messages by org id and secret path (no API key)"),
         (name = "operations", description = "Health, readiness and this document")
     )
@@ -133,6 +134,9 @@ fn routes(keys: Arc<Keys>) -> (Router<AppState>, Spec) {
         .routes(routes!(subscriptions::rotate_secret))
         .routes(routes!(subscriptions::replay))
         .routes(routes!(subscriptions::deliveries))
+        .routes(routes!(jobs::create, jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
         .route_layer(gate(Area::Admin));
     let receivers = OpenApiRouter::new()
         .routes(routes!(webhooks::hubspot))

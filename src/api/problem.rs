@@ -88,6 +88,10 @@ pub enum ApiError {
     EmailTaken(Option<ContactId>),
     #[error("dead letter cannot be replayed: {0}")]
     NotReplayable(String),
+    /// A job's state forbids the request (a second unfinished job of one kind, a cancel of a
+    /// finished job).
+    #[error("job conflict: {0}")]
+    JobConflict(String),
     #[error("idempotency key reused with a different body")]
     IdempotencyMismatch,
     #[error("body larger than {0} bytes")]
@@ -114,9 +118,10 @@ impl ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken(_) | Self::IdempotencyMismatch | Self::NotReplayable(_) => {
-                StatusCode::CONFLICT
-            }
+            Self::EmailTaken(_)
+            | Self::IdempotencyMismatch
+            | Self::NotReplayable(_)
+            | Self::JobConflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -143,6 +148,7 @@ impl ApiError {
                 "this Idempotency-Key was already used with a different request body; use a new key for a new request".into(),
             ),
             Self::NotReplayable(d) => ("not-replayable", "Cannot be replayed", d.clone()),
+            Self::JobConflict(d) => ("job-conflict", "Job conflict", d.clone()),
             Self::PayloadTooLarge(limit) => ("payload-too-large", "Payload too large", format!("the body must be at most {limit} bytes")),
             Self::UnsupportedMediaType(d) => ("unsupported-media-type", "Unsupported media type", d.clone()),
             Self::Unavailable(d) => ("unavailable", "Service unavailable", d.clone()),

@@ -1,4 +1,4 @@
-//! The HTTP side of `syncroot dlq`: one admin API at one base URL with one key, and problem
+//! The HTTP side of `syncroot dlq` and `syncroot drift`: one admin API at one base URL with one key, and problem
 //! documents turned into readable errors.
 
 use anyhow::{Context as _, bail};
@@ -51,12 +51,27 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<Value> {
+        self.send(method, path, query, None).await
+    }
+
+    /// Like [`Client::call`], with a JSON request body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let resp = self
+        let mut req = self
             .http
             .request(method.clone(), &url)
             .query(query)
-            .bearer_auth(&self.key)
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req
             .send()
             .await
             .with_context(|| format!("cannot reach SyncRoot at {}", self.base))?;

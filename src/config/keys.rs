@@ -49,7 +49,7 @@ pub const KEYS: &[Key] = &[
     secret(
         "admin_keys",
         "",
-        "comma-separated bearer keys for the /dlq admin API, /admin/audit and `syncroot dlq` (scope admin, nothing else; at least 16 characters each, distinct from api_keys); `all` generates one when empty",
+        "comma-separated bearer keys for the /dlq admin API, /admin/audit, /admin/jobs, `syncroot dlq` and `syncroot drift` (scope admin, nothing else; at least 16 characters each, distinct from api_keys); `all` generates one when empty",
     ),
     key(
         "api_key_rate_per_sec",
@@ -305,6 +305,21 @@ pub const KEYS: &[Key] = &[
         "poll_interval_secs",
         "300",
         "how often each CRM is asked for records modified since the last poll, to catch changes whose webhooks were lost (0: never)",
+    ),
+    key(
+        "drift_check_interval_secs",
+        "0",
+        "queue a drift check (POST /admin/jobs kind drift: compare every linked CRM record with what SyncRoot holds) when none was started within this many seconds; run by the webhooks role (0: never)",
+    ),
+    key(
+        "drift_check_repair",
+        "false",
+        "whether scheduled drift checks repair what they find (each differing record resolved by the conflict policy as a change from its CRM)",
+    ),
+    key(
+        "job_lease_secs",
+        "30",
+        "how long a runner's claim on an admin job holds without a heartbeat; a job whose runner died is resumed from its checkpoint by another after this",
     ),
     key("crm_timeout_ms", "30000", "timeout of one CRM API call"),
     key(

@@ -207,6 +207,14 @@ impl Layers {
             delivery: p.delivery(),
             dead_letter: p.dead_letter(),
             subscriptions: p.subscriptions(),
+            jobs: JobsConfig {
+                lease: Duration::from_secs(p.ranged("job_lease_secs", 2, 3600)),
+                drift_interval: match p.ranged::<u64>("drift_check_interval_secs", 0, 30 * 86_400) {
+                    0 => None,
+                    secs => Some(Duration::from_secs(secs)),
+                },
+                drift_repair: p.boolean("drift_check_repair"),
+            },
         };
         let mut errors = self.errors.clone();
         errors.extend(p.errors);

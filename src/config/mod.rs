@@ -44,6 +44,7 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub inbound: InboundConfig,
     pub subscriptions: SubscriptionConfig,
+    pub jobs: JobsConfig,
     /// Opt-outs of the production roles' refusals, for local testing.
     pub insecure: InsecureAllowed,
 }
@@ -102,6 +103,18 @@ pub struct SubscriptionConfig {
     pub concurrency: usize,
     /// How long delivery-log rows are kept.
     pub log_retention: Duration,
+}
+
+/// The admin job runner (in the webhooks role) and the drift check's schedule.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    /// How long a runner's claim on a job holds without a heartbeat; a job whose runner died is
+    /// resumed by another after this.
+    pub lease: Duration,
+    /// Queue a drift check when none was created within this long; `None`: never.
+    pub drift_interval: Option<Duration>,
+    /// Whether scheduled drift checks repair what they find.
+    pub drift_repair: bool,
 }
 
 /// The dead-letter worker and alerts.

@@ -9,6 +9,7 @@ pub mod crm;
 pub mod email;
 pub mod fields;
 pub mod inbound;
+pub mod job;
 pub mod merge;
 pub mod values;
 

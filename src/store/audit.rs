@@ -1,6 +1,6 @@
-//! `admin_audit`: the admin actions that changed the dead-letter queue or a push subscription
-//! — who (a key id, never the key), what, which entries or subscription, when — for admins to
-//! read back (`GET /admin/audit`).
+//! `admin_audit`: the admin actions that changed the dead-letter queue, a push subscription or
+//! the jobs — who (a key id, never the key), what, which entries, subscription or job, when — for
+//! admins to read back (`GET /admin/audit`).
 //!
 //! A row is written in the same transaction as the change it records, so a committed replay or
 //! discard always has its row and a rolled-back one never has. Failed authentications and the
@@ -31,6 +31,10 @@ pub enum Action {
     SubscriptionReplay,
     /// `POST /admin/subscriptions/{id}/rotate-secret`.
     SubscriptionRotateSecret,
+    /// `POST /admin/jobs`.
+    JobCreate,
+    /// `POST /admin/jobs/{id}/cancel`.
+    JobCancel,
 }
 
 impl Action {
@@ -45,6 +49,8 @@ impl Action {
             Self::SubscriptionDelete => "subscription_delete",
             Self::SubscriptionReplay => "subscription_replay",
             Self::SubscriptionRotateSecret => "subscription_rotate_secret",
+            Self::JobCreate => "job_create",
+            Self::JobCancel => "job_cancel",
         }
     }
 
@@ -59,6 +65,8 @@ impl Action {
             Self::SubscriptionDelete,
             Self::SubscriptionReplay,
             Self::SubscriptionRotateSecret,
+            Self::JobCreate,
+            Self::JobCancel,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -70,9 +78,9 @@ impl Action {
 pub struct Requested {
     /// The key's id (the first 16 hex digits of its SHA-256).
     pub key_id: String,
-    /// A bulk action's query string as given (`crm=hubspot&status=parked`), or what a
-    /// subscription action asked for (`enabled=false`, `since=…`); `None` for an action on one
-    /// entry.
+    /// A bulk action's query string as given (`crm=hubspot&status=parked`), what a subscription
+    /// action asked for (`enabled=false`, `since=…`), or a job's kind; `None` for an action on
+    /// one entry.
     pub filter: Option<String>,
 }
 

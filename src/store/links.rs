@@ -477,3 +477,82 @@ pub async fn erase_values(conn: &mut PgConnection, contact: ContactId) -> Result
     .await?;
     Ok(())
 }
+
+/// A record linked to a live contact (attached), with the contact's accepted state: what the
+/// drift check compares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linked {
+    pub contact_id: ContactId,
+    pub remote_id: String,
+    /// The contact version the CRM is known to hold (`None`: a write is under way).
+    pub synced_version: Option<i64>,
+    /// The contact's accepted version.
+    pub seq: i64,
+    pub doc: ContactFields,
+}
+
+impl Linked {
+    /// The record should hold the contact's values: nothing is on its way to it.
+    pub fn is_settled(&self) -> bool {
+        self.synced_version == Some(self.seq)
+    }
+}
+
+const LINKED: &str = "SELECT l.contact_id, l.remote_id, l.synced_version, h.seq, h.doc
+     FROM crm_links l JOIN contact_heads h ON h.id = l.contact_id
+     WHERE l.crm = $1 AND l.remote_id IS NOT NULL AND l.detached IS NULL AND h.deleted_at IS NULL";
+
+fn linked(r: &PgRow) -> Result<Linked, sqlx::Error> {
+    Ok(Linked {
+        contact_id: ContactId(r.try_get("contact_id")?),
+        remote_id: r.try_get("remote_id")?,
+        synced_version: r.try_get("synced_version")?,
+        seq: r.try_get("seq")?,
+        doc: serde_json::from_value(r.try_get("doc")?)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+    })
+}
+
+/// Linked records of `crm` in contact id order, after `after`, at most `limit`.
+pub async fn linked_after(
+    pool: &PgPool,
+    crm: Crm,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Linked>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{LINKED} AND ($2::uuid IS NULL OR l.contact_id > $2) ORDER BY l.contact_id LIMIT $3"
+    )))
+    .bind(crm.as_str())
+    .bind(after)
+    .bind(limit)
+    .try_map(|r: PgRow| linked(&r))
+    .fetch_all(pool)
+    .await
+}
+
+/// The linked records of `crm` among `remote_ids`.
+pub async fn linked_records(
+    pool: &PgPool,
+    crm: Crm,
+    remote_ids: &[String],
+) -> Result<Vec<Linked>, sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{LINKED} AND l.remote_id = ANY($2)"
+    )))
+    .bind(crm.as_str())
+    .bind(remote_ids)
+    .try_map(|r: PgRow| linked(&r))
+    .fetch_all(pool)
+    .await
+}
+
+/// How many records of `crm` are linked to live contacts.
+pub async fn count_linked(pool: &PgPool, crm: Crm) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM ({LINKED}) AS linked"
+    )))
+    .bind(crm.as_str())
+    .fetch_one(pool)
+    .await
+}

@@ -10,6 +10,7 @@ pub mod heads;
 pub mod history;
 pub mod idempotency;
 pub mod inbound;
+pub mod jobs;
 pub mod links;
 pub mod subscriptions;
 

@@ -17,6 +17,7 @@ mod dlq_api;
 mod dlq_cli;
 mod dlq_replay;
 mod docs_page;
+mod drift;
 mod failures;
 mod group_commit;
 mod hubspot_client;

@@ -84,7 +84,7 @@ fn every_keyed_operation_names_its_scope_and_documents_403_and_429() {
         }
     }
     assert_eq!(
-        keyed, 23,
+        keyed, 27,
         "every /contacts, /changes, /dlq and /admin operation"
     );
 }

@@ -162,6 +162,16 @@ impl Roles {
         text.lines().map(str::to_owned).collect()
     }
 
+    /// SIGKILL to `role`, as a crash or an evicted pod would end it.
+    pub async fn kill(&mut self, role: &str) {
+        self.processes.kill(role).await;
+    }
+
+    /// Starts `role` again (a new process, as a replacement pod would be).
+    pub fn restart(&mut self, role: &str) {
+        self.processes.restart(role).expect("a role restarts");
+    }
+
     /// Stops the roles as an operator would (SIGTERM), so they flush logs and traces.
     pub async fn stop(&mut self) {
         self.processes.stop(Duration::from_secs(15)).await;

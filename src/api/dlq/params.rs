@@ -26,7 +26,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        crate::api::extract::uuid_path(parts, state, "dead-letter entry")
+        crate::api::extract::uuid_path(parts, state, "dead-letter entry", "entry")
             .await
             .map(Self)
     }
@@ -60,7 +60,7 @@ pub struct ListQuery(pub Query);
 pub struct ReplayQuery(pub Query);
 /// The query of `POST /dlq/discard`: filters and `all`.
 pub struct DiscardQuery(pub Query);
-/// The query of `GET /admin/audit`: paging only.
+/// The query of `GET /admin/audit` and `GET /admin/jobs`: paging only.
 pub struct AuditQuery(pub Query);
 
 /// Parameters every operation on many entries takes.
@@ -92,7 +92,8 @@ macro_rules! query_extractor {
 query_extractor!(ListQuery => FILTERS, ["limit", "cursor"]);
 query_extractor!(ReplayQuery => FILTERS, []);
 query_extractor!(DiscardQuery => FILTERS, ["all"]);
-// The audit log is not filtered by entry: a dead-letter filter there is refused, not ignored.
+// The audit log and the jobs are not filtered by entry: a dead-letter filter there is refused,
+// not ignored.
 query_extractor!(AuditQuery => &[], ["limit", "cursor"]);
 
 /// Cuts rows fetched with one extra (`limit + 1`, which tells whether another page exists) to

@@ -38,7 +38,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscriptionPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        super::extract::uuid_path(parts, state, "subscription")
+        super::extract::uuid_path(parts, state, "subscription", "subscription")
             .await
             .map(Self)
     }

@@ -20,7 +20,7 @@
 //! erases the contact (`apply::erase`) unless configured to count as a deletion. A merge
 //! merges the records' contacts (`apply::merge`) and then reads the surviving record.
 
-mod apply;
+pub(crate) mod apply;
 pub mod poll;
 
 use std::collections::{BTreeMap, BTreeSet};

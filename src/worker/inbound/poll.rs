@@ -24,13 +24,13 @@ use super::BatchError;
 use super::apply::{self, Applied};
 use crate::domain::merge::Policy;
 use crate::domain::{ContactFields, Crm};
-use crate::providers::CrmClient;
+use crate::providers::{CrmClient, RemoteRecord};
 use crate::queue::publisher::Publisher;
 
 /// How far before the checkpoint each poll starts reading again.
 pub const OVERLAP: Duration = Duration::from_secs(60);
 /// Records read per call.
-const PAGE: usize = 200;
+pub const PAGE: usize = 200;
 
 /// One CRM's poller.
 pub struct Poller<C: CrmClient> {
@@ -129,25 +129,38 @@ impl<C: CrmClient> Poller<C> {
             for record in &records {
                 outcomes.push(apply::apply(&ctx, record).await?);
             }
-            let last = records.iter().map(|r| r.modified_at).max();
-            match last {
-                Some(t) if records.len() == PAGE && t > from => from = t,
-                Some(t) if records.len() == PAGE => {
-                    // A full page that all shares one time: the rest of that instant cannot be
-                    // paged by time. Move on; webhooks and the next change bring them.
-                    tracing::warn!(crm = %self.client.crm(), at = %t, "more records share one modification time than a page holds");
-                    newest = newest.max(t);
-                    break;
-                }
-                _ => {
-                    newest = newest.max(last.unwrap_or(newest));
-                    break;
-                }
+            if let Some(last) = records.iter().map(|r| r.modified_at).max() {
+                newest = newest.max(last);
             }
-            newest = newest.max(from);
+            match next_page(self.client.crm(), &records, from, PAGE) {
+                Some(t) => from = t,
+                None => break,
+            }
         }
         Ok(newest)
     }
+}
+
+/// Where the next page of records modified since `from` starts, after `records` (a page read
+/// from `from`, at most `page` long); `None` when they were the last. Records are read oldest
+/// first, so the next page starts at the newest time read (that record is read again).
+pub fn next_page(
+    crm: Crm,
+    records: &[RemoteRecord],
+    from: DateTime<Utc>,
+    page: usize,
+) -> Option<DateTime<Utc>> {
+    let last = records.iter().map(|r| r.modified_at).max()?;
+    if records.len() < page {
+        return None;
+    }
+    if last <= from {
+        // A full page that all shares one time: the rest of that instant cannot be paged by
+        // time. Move on; webhooks and the next change bring them.
+        tracing::warn!(%crm, at = %last, "more records share one modification time than a page holds");
+        return None;
+    }
+    Some(last)
 }
 
 /// The advisory lock one CRM's poller holds while it polls.

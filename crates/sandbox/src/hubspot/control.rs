@@ -117,12 +117,22 @@ async fn ui_create(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// `?at=<RFC 3339>`: when the person made the edit (the record's `lastmodifieddate`), for an
+/// edit made earlier than it reaches anyone (an offline client syncing late, a bulk import
+/// carrying its own dates); default now.
+#[derive(Deserialize)]
+struct EditedAt {
+    at: Option<chrono::DateTime<Utc>>,
+}
+
 async fn ui_update(
     State(state): State<AppState>,
     Path(id): Path<u64>,
+    Query(when): Query<EditedAt>,
     HubJson(body): HubJson<PropertiesIn>,
 ) -> Result<Response, ApiError> {
-    let written = lock(&state.store).update(id, &stringify(&body.properties), Utc::now())?;
+    let at = when.at.unwrap_or_else(Utc::now);
+    let written = lock(&state.store).update(id, &stringify(&body.properties), at)?;
     state.committed(1, &written.changes, ChangeSource::CrmUi);
     Ok(Json(contact_out(
         &written.contact,

@@ -1,0 +1,310 @@
+//! Admin jobs: the kinds of long-running work an admin can ask for, their parameters, and the
+//! progress every kind reports.
+//!
+//! A kind is one variant of [`JobKind`] with its parameters in [`JobParams`]; the API parses a
+//! request's `{kind, params}` here, so a new kind (a backfill, say) is a variant, its params
+//! struct and its runner, nothing else. Progress is generic: a `done` count, a `total` where
+//! the kind knows it up front, and the kind's own named counters.
+//!
+//! Pure: no I/O. Not here: running jobs (`worker::jobs`), storing them (`store::jobs`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::fields::{FieldError, escape_pointer, json_type};
+
+/// The kinds of job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Compare every linked CRM record with what SyncRoot holds; optionally repair.
+    Drift,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 1] = [JobKind::Drift];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Drift => "drift",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A job's parameters, by kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobParams {
+    Drift(DriftParams),
+}
+
+/// Parameters of a drift check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftParams {
+    /// Resolve each differing record by the conflict policy (as a change from its CRM) and
+    /// handle each record missing in its CRM as a deletion made there.
+    #[serde(default)]
+    pub repair: bool,
+    /// Every linked record, not only those the CRM modified since the last completed check
+    /// started.
+    #[serde(default)]
+    pub full: bool,
+}
+
+impl JobParams {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Self::Drift(_) => JobKind::Drift,
+        }
+    }
+
+    /// The parameters as stored and shown.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Drift(p) => serde_json::to_value(p).unwrap_or_default(),
+        }
+    }
+
+    /// Parses a request body `{"kind": …, "params": {…}}`; every problem is reported, each
+    /// with a JSON Pointer. `params` may be left out when the kind's defaults suit.
+    pub fn from_request(body: &Value) -> Result<Self, Vec<FieldError>> {
+        let Some(obj) = body.as_object() else {
+            return Err(vec![FieldError::new(
+                "",
+                format!("must be an object, not {}", json_type(body)),
+            )]);
+        };
+        let mut errors = Vec::new();
+        for name in obj
+            .keys()
+            .filter(|k| !["kind", "params"].contains(&k.as_str()))
+        {
+            errors.push(FieldError::new(
+                format!("/{}", escape_pointer(name)),
+                "is not a member of a job request (kind, params)",
+            ));
+        }
+        let kind = match obj.get("kind") {
+            None => {
+                errors.push(FieldError::new("/kind", "is required"));
+                None
+            }
+            Some(Value::String(s)) => JobKind::parse(s).or_else(|| {
+                errors.push(FieldError::new(
+                    "/kind",
+                    format!("'{s}' is not a job kind (known: {})", known_kinds()),
+                ));
+                None
+            }),
+            Some(other) => {
+                errors.push(FieldError::new(
+                    "/kind",
+                    format!("must be a string, not {}", json_type(other)),
+                ));
+                None
+            }
+        };
+        let empty = Value::Object(Default::default());
+        let params = obj.get("params").unwrap_or(&empty);
+        let parsed = match kind {
+            Some(JobKind::Drift) => drift_params(params, &mut errors).map(Self::Drift),
+            None => None,
+        };
+        match parsed {
+            Some(p) if errors.is_empty() => Ok(p),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn known_kinds() -> String {
+    JobKind::ALL.map(JobKind::as_str).join(", ")
+}
+
+/// `{"repair": bool, "full": bool}`, both optional.
+fn drift_params(params: &Value, errors: &mut Vec<FieldError>) -> Option<DriftParams> {
+    let Some(obj) = params.as_object() else {
+        errors.push(FieldError::new(
+            "/params",
+            format!("must be an object, not {}", json_type(params)),
+        ));
+        return None;
+    };
+    let mut out = DriftParams::default();
+    for (name, value) in obj {
+        let pointer = format!("/params/{}", escape_pointer(name));
+        let slot = match name.as_str() {
+            "repair" => &mut out.repair,
+            "full" => &mut out.full,
+            _ => {
+                errors.push(FieldError::new(
+                    pointer,
+                    "is not a parameter of a drift job (repair, full)",
+                ));
+                continue;
+            }
+        };
+        match value {
+            Value::Bool(b) => *slot = *b,
+            other => errors.push(FieldError::new(
+                pointer,
+                format!("must be true or false, not {}", json_type(other)),
+            )),
+        }
+    }
+    Some(out)
+}
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// What a job has done so far: stored after each page, shown by `GET /admin/jobs/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Items handled (for a drift check: records compared or found missing).
+    #[serde(default)]
+    pub done: u64,
+    /// Items in all, where the kind knows it up front (a full drift check counts the linked
+    /// records when it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// The kind's own counters.
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl Progress {
+    pub fn add(&mut self, counter: &str, n: u64) {
+        *self.counters.entry(counter.to_owned()).or_default() += n;
+    }
+
+    /// Items per second since `started_at`, and the seconds left at that rate where the total
+    /// is known (`None` before anything is done).
+    pub fn rate_and_eta(
+        &self,
+        started_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (f64, Option<u64>) {
+        let secs = (now - started_at).num_milliseconds().max(1) as f64 / 1000.0;
+        let rate = self.done as f64 / secs;
+        let eta = match self.total {
+            Some(total) if rate > 0.0 => {
+                Some((total.saturating_sub(self.done) as f64 / rate).ceil() as u64)
+            }
+            _ => None,
+        };
+        (rate, eta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pointers(e: Vec<FieldError>) -> Vec<String> {
+        e.into_iter().map(|e| e.pointer).collect()
+    }
+
+    #[test]
+    fn a_drift_request_parses_with_defaults() {
+        let p = JobParams::from_request(&json!({"kind": "drift"})).unwrap();
+        assert_eq!(p, JobParams::Drift(DriftParams::default()));
+        let p =
+            JobParams::from_request(&json!({"kind": "drift", "params": {"repair": true}})).unwrap();
+        assert_eq!(
+            p,
+            JobParams::Drift(DriftParams {
+                repair: true,
+                full: false
+            })
+        );
+        assert_eq!(p.to_json(), json!({"repair": true, "full": false}));
+    }
+
+    #[test]
+    fn every_bad_member_is_named() {
+        let e = JobParams::from_request(
+            &json!({"kind": "drift", "params": {"repair": "yes", "fast": true}, "x": 1}),
+        )
+        .unwrap_err();
+        assert_eq!(pointers(e), ["/x", "/params/fast", "/params/repair"]);
+        assert_eq!(
+            pointers(JobParams::from_request(&json!({"kind": "backup"})).unwrap_err()),
+            ["/kind"]
+        );
+        assert_eq!(
+            pointers(JobParams::from_request(&json!({"params": {}})).unwrap_err()),
+            ["/kind"]
+        );
+        assert_eq!(
+            pointers(JobParams::from_request(&json!({"kind": "drift", "params": []})).unwrap_err()),
+            ["/params"]
+        );
+        assert_eq!(
+            pointers(JobParams::from_request(&json!([])).unwrap_err()),
+            [""]
+        );
+    }
+
+    #[test]
+    fn the_eta_needs_a_total_and_a_rate() {
+        let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let now = start + chrono::Duration::seconds(10);
+        let mut p = Progress {
+            done: 50,
+            total: Some(150),
+            ..Progress::default()
+        };
+        assert_eq!(p.rate_and_eta(start, now), (5.0, Some(20)));
+        p.total = None;
+        assert_eq!(p.rate_and_eta(start, now), (5.0, None));
+        p.done = 0;
+        p.total = Some(10);
+        assert_eq!(p.rate_and_eta(start, now), (0.0, None));
+    }
+}
