@@ -84,7 +84,8 @@ async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<(
             .await
         }
         Command::Subscriptions => {
-            app::run_worker(&cfg, shutdown::on_signal(), |c, _, s| {
+            app::run_worker(&cfg, shutdown::on_signal(), |c, ready, s| {
+                ready.without_broker();
                 Ok(vec![app::start_subscriptions(c, s)?])
             })
             .await

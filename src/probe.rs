@@ -23,9 +23,17 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Default)]
 pub struct Readiness {
     consumers: Arc<Mutex<BTreeMap<String, bool>>>,
+    /// The role uses no broker (`subscriptions`): ready with Postgres alone.
+    without_broker: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Readiness {
+    /// Says the process's role consumes no queue, so readiness does not wait for one.
+    pub fn without_broker(&self) {
+        self.without_broker
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Marks a consumer attached (`true`) or reconnecting (`false`).
     pub fn set(&self, consumer: &str, attached: bool) {
         self.lock().insert(consumer.to_owned(), attached);
@@ -81,7 +89,11 @@ async fn readyz(State(p): State<Probe>) -> (StatusCode, axum::Json<serde_json::V
     let mut checks = BTreeMap::new();
     checks.insert("postgres".to_owned(), crate::store::readiness(&p.db).await);
     let consumers = p.readiness.consumers();
-    if consumers.is_empty() {
+    let without_broker = p
+        .readiness
+        .without_broker
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if consumers.is_empty() && !without_broker {
         checks.insert("rabbitmq".to_owned(), "error: not consuming yet".to_owned());
     }
     for (name, attached) in consumers {

@@ -18,7 +18,13 @@ use syncroot::domain::Crm;
 use syncroot::queue::topology::Topology;
 
 /// The worker roles, each with a probe port of its own.
-const WORKERS: [&str; 4] = ["forwarder", "delivery", "webhooks", "dlq-worker"];
+const WORKERS: [&str; 5] = [
+    "forwarder",
+    "delivery",
+    "webhooks",
+    "dlq-worker",
+    "subscriptions",
+];
 
 /// One parsed sample: its name, labels and value.
 #[derive(Debug, Clone)]
@@ -344,8 +350,18 @@ async fn every_role_counts_a_known_sequence_exactly() {
         .await;
     }
 
+    // No subscription: the sender counts nothing, at zero.
+    let subs = scrape(&roles, "subscriptions").await;
+    for outcome in ["success", "refused", "unreachable"] {
+        subs.expect(
+            "syncroot_subscription_deliveries_total",
+            &[("outcome", outcome)],
+            0.0,
+        );
+    }
+
     // Every metric of the contract is exported by some role, with its type.
-    let all: Vec<&Scrape> = vec![&api, &fwd, &dly, &dlq, &hooks];
+    let all: Vec<&Scrape> = vec![&api, &fwd, &dly, &dlq, &hooks, &subs];
     for f in syncroot::metrics::FAMILIES {
         let family = f.name.trim_end_matches("_total");
         assert!(
