@@ -108,7 +108,10 @@ async fn measure_one_way(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     println!("1/5 broker ceiling and API accept rate …");
-    report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds)).await?;
+    report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds, 256)).await?;
+    // The API's clients have at most 64 writes waiting at once, so at most 64 confirms.
+    report.ceiling_at_clients =
+        median_of(opts.runs, || broker_ceiling(opts.seconds, CLIENTS)).await?;
     // The API on its own (`syncroot api`), as the ceiling is the broker on its own …
     report.accept = accept_rates(bin, sandboxes, Mode::ApiOnly, opts).await?;
     // … and beside every worker in the same process, competing for the same two cores.

@@ -45,6 +45,8 @@ pub struct Report {
     pub opts: Option<Opts>,
     /// RabbitMQ confirmed publishes per second (≤256 in flight, quorum queue).
     pub ceiling: Stats,
+    /// The same with no more confirms outstanding than the accept run has clients (64).
+    pub ceiling_at_clients: Stats,
     /// Accepted POST /contacts per second at 64 clients, `syncroot api` alone.
     pub accept: Stats,
     /// The same with every worker in the same process (`syncroot all`).
@@ -145,6 +147,11 @@ impl Report {
             "RabbitMQ confirmed publishes/s (ceiling, median)",
             format!("{:.0}", self.ceiling.median),
             range(&self.ceiling),
+        );
+        row(
+            "… with at most 64 confirms outstanding (the clients')",
+            format!("{:.0}", self.ceiling_at_clients.median),
+            range(&self.ceiling_at_clients),
         );
         row(
             "API accepted creates/s at 64 clients (median)",

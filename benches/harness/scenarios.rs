@@ -25,7 +25,7 @@ use super::{
 };
 
 /// Concurrent API clients for the accept-rate and burst runs.
-const CLIENTS: usize = 64;
+pub const CLIENTS: usize = 64;
 
 /// Runs `f` `runs` times and returns the statistics of its results.
 pub async fn median_of<F, Fut>(runs: usize, mut f: F) -> anyhow::Result<Stats>
@@ -41,8 +41,9 @@ where
 }
 
 /// RabbitMQ's confirmed-publish rate on this machine: persistent 500-byte messages to a
-/// durable quorum queue, up to 256 confirms in flight (as platform-notes measured it).
-pub async fn broker_ceiling(seconds: u64) -> anyhow::Result<f64> {
+/// durable quorum queue, up to `in_flight` confirms outstanding (platform-notes measured it at
+/// 256).
+pub async fn broker_ceiling(seconds: u64, in_flight: usize) -> anyhow::Result<f64> {
     let conn = Connection::connect(AMQP, Default::default()).await?;
     let ch = conn.create_channel().await?;
     let queue = format!("bench.ceiling.{}", std::process::id());
@@ -65,7 +66,7 @@ pub async fn broker_ceiling(seconds: u64) -> anyhow::Result<f64> {
     let end = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     while Instant::now() < end {
-        while inflight.len() < 256 {
+        while inflight.len() < in_flight {
             let c = ch
                 .basic_publish(
                     "".into(),
