@@ -2,7 +2,6 @@
 //! (lock the head, publish with confirm, commit), shared with the other writes waiting in its
 //! lane (`intake::group`), plus what only the API has: idempotency keys and the reply.
 
-use std::future::Future;
 use std::hash::{Hash, Hasher};
 
 use chrono::Utc;
@@ -95,14 +94,12 @@ impl Job for Accept {
         matches!(self, Accept::Create { idem: Some(_), .. })
     }
 
-    fn run<'a>(&'a self, conn: &'a mut PgConnection) -> impl Future<Output = Ran> + Send + 'a {
-        async move {
-            match self {
-                Accept::Create { id, doc, idem, ttl } => {
-                    create_in(conn, *id, doc, idem.as_ref(), *ttl).await
-                }
-                Accept::Modify { id, m } => modify_in(conn, *id, m).await,
+    async fn run(&self, conn: &mut PgConnection) -> Ran {
+        match self {
+            Accept::Create { id, doc, idem, ttl } => {
+                create_in(conn, *id, doc, idem.as_ref(), *ttl).await
             }
+            Accept::Modify { id, m } => modify_in(conn, *id, m).await,
         }
     }
 
@@ -191,7 +188,10 @@ async fn create_in(
         accepted,
         replayed: false,
     };
-    Ok(Ok(Step::Publish(draft.into_change(message_id), reply)))
+    Ok(Ok(Step::Publish(
+        Box::new(draft.into_change(message_id)),
+        reply,
+    )))
 }
 
 async fn modify_in(tx: &mut PgConnection, id: ContactId, m: &Modification) -> Ran {
@@ -276,7 +276,10 @@ async fn modify_in(tx: &mut PgConnection, id: ContactId, m: &Modification) -> Ra
         },
         replayed: false,
     };
-    Ok(Ok(Step::Publish(draft.into_change(message_id), reply)))
+    Ok(Ok(Step::Publish(
+        Box::new(draft.into_change(message_id)),
+        reply,
+    )))
 }
 
 fn api_stamp(at: chrono::DateTime<Utc>) -> Stamp {

@@ -36,7 +36,7 @@ use crate::queue::publisher::{PublishError, Publisher};
 /// What a job decided, inside the transaction.
 pub enum Step<O> {
     /// A new version: publish this change, then answer `O` once committed.
-    Publish(ContactChange, O),
+    Publish(Box<ContactChange>, O),
     /// Nothing to queue (an unchanged write, a replayed idempotent request): answer `O`.
     Answer(O),
 }
@@ -230,7 +230,7 @@ async fn together<J: Job>(ctx: &Ctx, batch: &[Pending<J>]) -> Together<J::Output
         }
     }
     if !changes.is_empty() {
-        let refs: Vec<_> = changes.iter().map(|(c, s)| (c, *s)).collect();
+        let refs: Vec<_> = changes.iter().map(|(c, s)| (&**c, *s)).collect();
         match ctx.publisher.publish_changes(&refs).await {
             Ok(()) => {}
             // One message refused: the others may well be taken alone.

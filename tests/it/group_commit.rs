@@ -44,7 +44,7 @@ enum Kind {
         release: Arc<Notify>,
     },
     /// Writes its number; publishes its change if it has one.
-    Write(i32, Option<ContactChange>),
+    Write(i32, Option<Box<ContactChange>>),
     /// Writes its number, then refuses.
     WriteThenRefuse(i32),
     /// Runs a statement that fails.
@@ -68,12 +68,11 @@ impl Job for Probe {
         matches!(self.0, Kind::WriteThenRefuse(_))
     }
 
-    #[allow(clippy::manual_async_fn)]
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-    ) -> impl Future<Output = Result<Result<Step<Txid>, Refused>, sqlx::Error>> + Send + 'a {
-        async move {
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Result<Step<Txid>, Refused>, sqlx::Error> {
+        {
             let txid: i64 = sqlx::query_scalar("SELECT txid_current()")
                 .fetch_one(&mut *conn)
                 .await?;
@@ -239,7 +238,7 @@ async fn jobs_waiting_in_a_lane_commit_in_one_transaction_and_publish_in_order()
     let bench = Bench::start().await;
     let id = ContactId::new();
     let jobs = (1..=20)
-        .map(|seq| Kind::Write(seq as i32, Some(change(id, seq))))
+        .map(|seq| Kind::Write(seq as i32, Some(Box::new(change(id, seq)))))
         .collect();
     let answers = bench.batch(jobs).await;
     let txids: Vec<Txid> = answers.into_iter().map(Result::unwrap).collect();
