@@ -17,8 +17,10 @@
 //! The schedule (`drift_check_interval_secs`) queues a drift job when none was created within
 //! the interval; see [`crate::store::jobs::enqueue_scheduled`].
 //!
-//! Which kinds there are: [`crate::domain::job`]. Each kind's page: its module (`drift`).
+//! Which kinds there are: [`crate::domain::job`]. Each kind's page: its module (`drift`,
+//! `backfill`).
 
+pub mod backfill;
 pub mod drift;
 
 use std::time::Duration;
@@ -75,6 +77,7 @@ pub struct Runner {
     pub db: PgPool,
     pub cfg: RunnerConfig,
     pub drift: drift::Drift,
+    pub backfill: backfill::Backfill,
     /// Names this runner in the leases it holds.
     pub id: Uuid,
 }
@@ -227,6 +230,7 @@ impl Runner {
         let page = async {
             match job.kind {
                 JobKind::Drift => self.drift.step(job, checkpoint, progress).await,
+                JobKind::Backfill => self.backfill.step(job, checkpoint, progress).await,
             }
         };
         tokio::pin!(page);
