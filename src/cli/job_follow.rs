@@ -73,6 +73,7 @@ fn progress_line(job: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_progress_line_names_each_counter() {

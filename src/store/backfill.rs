@@ -39,30 +39,35 @@ pub async fn note(
     Ok(())
 }
 
-/// Of these addresses, those more than one record of `crm` carries, with their records' ids
-/// (sorted).
-pub async fn shared(
+/// Which records of each CRM were noted with these addresses: per address, per CRM, the
+/// records' ids (sorted).
+pub async fn noted(
     db: &PgPool,
     job: Uuid,
-    crm: Crm,
     addresses: &[Digest],
-) -> Result<BTreeMap<Digest, Vec<String>>, sqlx::Error> {
+) -> Result<BTreeMap<Digest, BTreeMap<Crm, Vec<String>>>, sqlx::Error> {
     let wanted: Vec<Vec<u8>> = addresses.iter().map(|d| d.to_vec()).collect();
-    let rows: Vec<(Vec<u8>, Vec<String>)> = sqlx::query_as(
-        "SELECT address, array_agg(remote_id ORDER BY remote_id)
+    let rows: Vec<(Vec<u8>, String, Vec<String>)> = sqlx::query_as(
+        "SELECT address, crm, array_agg(remote_id ORDER BY remote_id)
          FROM backfill_addresses
-         WHERE job_id = $1 AND crm = $2 AND address = ANY($3)
-         GROUP BY address HAVING count(*) > 1",
+         WHERE job_id = $1 AND address = ANY($2)
+         GROUP BY address, crm",
     )
     .bind(job)
-    .bind(crm.as_str())
     .bind(&wanted)
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(a, ids)| Some((Digest::try_from(a.as_slice()).ok()?, ids)))
-        .collect())
+    let mut out: BTreeMap<Digest, BTreeMap<Crm, Vec<String>>> = BTreeMap::new();
+    for (address, crm, ids) in rows {
+        let (Ok(digest), Some(crm)) = (
+            Digest::try_from(address.as_slice()),
+            crm.parse::<Crm>().ok(),
+        ) else {
+            continue;
+        };
+        out.entry(digest).or_default().insert(crm, ids);
+    }
+    Ok(out)
 }
 
 /// Forgets a finished job's notes.

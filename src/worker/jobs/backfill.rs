@@ -2,9 +2,12 @@
 //! record of each enabled CRM is matched with SyncRoot's contacts by normalised e-mail.
 //!
 //! ```text
-//! per enabled CRM, two passes with the CRM's full reader, a page at a time:
+//! two passes over every enabled CRM with its full reader, a page at a time:
 //!   1 addresses: note which record carries which address (a digest, never the address)
-//!   2 records:   an address several records of this CRM share ─▶ duplicates, skipped
+//!   2 records:   a record not noted in pass 1 ─▶ not counted (it came meanwhile, such as a
+//!                  contact this backfill created, delivered there; the normal paths have it)
+//!                an address several records of one CRM share ─▶ duplicates: every record
+//!                  with it, in every CRM, is skipped (never guessed which is the person's)
 //!                otherwise the record as a change from its CRM (`via` backfill) through the
 //!                inbound apply path:
 //!                  linked, or a live contact with its address ─▶ linked if it was not;
@@ -12,7 +15,9 @@
 //!                    CRM corrected)
 //!                  no contact ─▶ created from the record, linked to it; delivery pushes it to
 //!                    the other CRMs, whose matching by e-mail links a record they hold
-//!   dry run:     pass 2 asks the apply path what it would do, in a transaction rolled back
+//!   dry run:     pass 2 asks the apply path what it would do, in a transaction rolled back;
+//!                an address an earlier CRM's record would have created a contact for counts
+//!                as matched and linked
 //! ```
 //!
 //! The checkpoint is the pass and the reader's position after the page in hand, so a resumed
@@ -78,7 +83,9 @@ enum Pass {
 /// The checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct State {
-    /// The CRMs still to do; the first is in hand.
+    /// The enabled CRMs, in the order they are read.
+    crms: Vec<Crm>,
+    /// The CRMs still to do in this pass; the first is in hand.
     todo: Vec<Crm>,
     pass: Pass,
     /// The reader's position in the CRM in hand (`None`: its first page).
@@ -121,12 +128,10 @@ impl Backfill {
             };
             if !more {
                 state.position = None;
-                match state.pass {
-                    Pass::Addresses => state.pass = Pass::Records,
-                    Pass::Records => {
-                        state.pass = Pass::Addresses;
-                        state.todo.remove(0);
-                    }
+                state.todo.remove(0);
+                if state.todo.is_empty() && state.pass == Pass::Addresses {
+                    state.pass = Pass::Records;
+                    state.todo = state.crms.clone();
                 }
             }
         }
@@ -154,6 +159,7 @@ impl Backfill {
             progress.add(counter, 0);
         }
         State {
+            crms: todo.clone(),
             todo,
             pass: Pass::Addresses,
             position: None,
@@ -191,7 +197,7 @@ impl Backfill {
             }
             Pass::Records => {
                 let digests: Vec<Digest> = addressed.iter().filter_map(|(d, _)| *d).collect();
-                let shared = backfill::shared(&self.db, job.id, crm, &digests).await?;
+                let noted = backfill::noted(&self.db, job.id, &digests).await?;
                 let project = |c: &ContactFields| client.project(c);
                 let ctx = apply::Ctx {
                     db: &self.db,
@@ -202,21 +208,38 @@ impl Backfill {
                     via: "backfill",
                 };
                 for (digest, record) in addressed {
+                    let held = digest.as_ref().and_then(|d| noted.get(d));
+                    let ours = held.and_then(|h| h.get(&crm));
+                    if digest.is_some() && !ours.is_some_and(|ids| ids.contains(&record.remote_id))
+                    {
+                        tracing::debug!(%crm, record = %record.remote_id, "record came after the first pass; left to the normal paths");
+                        continue;
+                    }
                     progress.done += 1;
                     progress.add("read", 1);
-                    if let Some(records) = digest.as_ref().and_then(|d| shared.get(d)) {
+                    let held = held.cloned().unwrap_or_default();
+                    if held.values().any(|ids| ids.len() > 1) {
                         progress.add("duplicates", 1);
-                        let seen = state.sample.iter().any(|s| s.records == *records);
-                        if !seen && state.sample.len() < SAMPLE {
-                            tracing::info!(%crm, ?records, "records share an address; skipped");
-                            state.sample.push(Shared {
+                        for (&crm, records) in held.iter().filter(|(_, ids)| ids.len() > 1) {
+                            let group = Shared {
                                 crm,
                                 records: records.clone(),
-                            });
+                            };
+                            if !state.sample.contains(&group) && state.sample.len() < SAMPLE {
+                                tracing::info!(%crm, ?records, "records share an address; skipped");
+                                state.sample.push(group);
+                            }
                         }
                         continue;
                     }
-                    self.record(&ctx, record, params.dry_run, progress).await?;
+                    // In a dry run, what an earlier CRM's record would have created.
+                    let earlier = state
+                        .crms
+                        .iter()
+                        .take_while(|c| **c != crm)
+                        .any(|c| held.contains_key(c));
+                    let dry_run = params.dry_run.then_some(earlier);
+                    self.record(&ctx, record, dry_run, progress).await?;
                 }
             }
         }
@@ -224,18 +247,26 @@ impl Backfill {
         Ok(state.position.is_some())
     }
 
-    /// Matches one record (or, in a dry run, works out what matching it would do).
+    /// Matches one record, or, in a dry run (`Some(whether an earlier CRM's record would
+    /// have created its contact)`), works out what matching it would do.
     async fn record(
         &self,
         ctx: &apply::Ctx<'_>,
         record: &RemoteRecord,
-        dry_run: bool,
+        dry_run: Option<bool>,
         progress: &mut Progress,
     ) -> Result<(), JobError> {
         let done = async {
             let preview = apply::preview(ctx, record).await?;
-            if dry_run {
-                return Ok(preview);
+            match (dry_run, &preview.outcome) {
+                (Some(true), Applied::Created(_)) => {
+                    return Ok(Preview {
+                        outcome: Applied::Unchanged,
+                        ..preview
+                    });
+                }
+                (Some(_), _) => return Ok(preview),
+                (None, _) => {}
             }
             let outcome = apply::apply(ctx, record).await?;
             Ok::<_, apply::ApplyError>(Preview { outcome, ..preview })
