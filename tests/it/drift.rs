@@ -12,7 +12,7 @@ use syncroot_testkit::{ADMIN_KEY, KEY, TestApp, admin_options, eventually, remot
 use uuid::Uuid;
 
 /// Both CRMs, webhooks and the job runner, pollers off, a short job lease.
-async fn app_with_runner() -> TestApp {
+pub(crate) async fn app_with_runner() -> TestApp {
     app_with_runner_and(&[]).await
 }
 
@@ -31,7 +31,7 @@ async fn app_with_runner_and(env: &[(&str, &str)]) -> TestApp {
 }
 
 /// The CRMs stop telling SyncRoot anything.
-async fn webhooks_off(app: &TestApp, bases: &[&str]) {
+pub(crate) async fn webhooks_off(app: &TestApp, bases: &[&str]) {
     for base in bases {
         app.control(base, Method::PUT, "webhook", Some(json!({"url": null})))
             .await;
@@ -39,7 +39,7 @@ async fn webhooks_off(app: &TestApp, bases: &[&str]) {
 }
 
 /// A person's edit in a sandbox's UI (`record` may carry `?at=`).
-async fn ui_edit(app: &TestApp, base: &str, record: &str, body: Value) {
+pub(crate) async fn ui_edit(app: &TestApp, base: &str, record: &str, body: Value) {
     let path = format!("ui/contacts/{record}");
     app.control(base, Method::PATCH, &path, Some(body)).await;
 }
@@ -51,7 +51,7 @@ async fn list_jobs(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-async fn start_job(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn start_job(app: &TestApp, body: Value) -> Value {
     let r = app
         .admin(Method::POST, "/admin/jobs")
         .json(&body)
@@ -64,7 +64,7 @@ async fn start_job(app: &TestApp, body: Value) -> Value {
     job
 }
 
-async fn job(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn job(app: &TestApp, id: &str) -> Value {
     let r = app
         .admin(Method::GET, &format!("/admin/jobs/{id}"))
         .send()
@@ -74,7 +74,7 @@ async fn job(app: &TestApp, id: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn wait_finished(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn wait_finished(app: &TestApp, id: &str) -> Value {
     eventually(&format!("job {id} to finish"), || async {
         let j = job(app, id).await;
         (!matches!(j["status"].as_str(), Some("queued" | "running"))).then_some(j)
