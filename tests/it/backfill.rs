@@ -209,7 +209,10 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
     assert_eq!(dry_counts["linked"], (created + BOTH) as u64, "{dry}");
     assert_eq!(dry_counts["duplicates"], 3, "{dry}");
     assert_eq!(dry_counts["updated"], 1, "{dry}");
-    assert_eq!(dry_counts["conflicts"], 1, "the HubSpot edit that lost: {dry}");
+    assert_eq!(
+        dry_counts["conflicts"], 1,
+        "the HubSpot edit that lost: {dry}"
+    );
     assert_eq!(dry_counts["errors"], 0, "{dry}");
 
     // The backfill.
