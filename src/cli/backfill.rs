@@ -5,7 +5,6 @@
 use clap::Args;
 use serde_json::json;
 
-use super::dlq_client::Client;
 use super::job_follow;
 use crate::config::Config;
 
@@ -15,16 +14,12 @@ pub struct BackfillArgs {
     /// duplicates) and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Base URL of the SyncRoot API [default: http://<api_listen>].
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// Admin key [default: the first of admin_keys (SYNCROOT_ADMIN_KEYS)].
-    #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub target: job_follow::Target,
 }
 
 pub async fn run(cfg: &Config, args: BackfillArgs) -> anyhow::Result<()> {
     let request = json!({"kind": "backfill", "params": {"dry_run": args.dry_run}});
-    let client = Client::new(cfg, args.url, args.key)?;
+    let client = args.target.client(cfg)?;
     job_follow::run(&client, &request, "backfill").await
 }

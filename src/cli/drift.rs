@@ -5,7 +5,6 @@
 use clap::Args;
 use serde_json::json;
 
-use super::dlq_client::Client;
 use super::job_follow;
 use crate::config::Config;
 
@@ -22,12 +21,8 @@ pub struct DriftArgs {
     /// Print the job request and create nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Base URL of the SyncRoot API [default: http://<api_listen>].
-    #[arg(long, value_name = "URL")]
-    pub url: Option<String>,
-    /// Admin key [default: the first of admin_keys (SYNCROOT_ADMIN_KEYS)].
-    #[arg(long, value_name = "KEY")]
-    pub key: Option<String>,
+    #[command(flatten)]
+    pub target: job_follow::Target,
 }
 
 pub async fn run(cfg: &Config, args: DriftArgs) -> anyhow::Result<()> {
@@ -36,6 +31,6 @@ pub async fn run(cfg: &Config, args: DriftArgs) -> anyhow::Result<()> {
         println!("POST /admin/jobs {request}");
         return Ok(());
     }
-    let client = Client::new(cfg, args.url, args.key)?;
+    let client = args.target.client(cfg)?;
     job_follow::run(&client, &request, "drift check").await
 }

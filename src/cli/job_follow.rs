@@ -6,10 +6,29 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
 
 use super::dlq_client::Client;
+use crate::config::Config;
+
+/// Which SyncRoot to ask, and with which key.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Base URL of the SyncRoot API [default: http://<api_listen>].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Admin key [default: the first of admin_keys (SYNCROOT_ADMIN_KEYS)].
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
+}
+
+impl Target {
+    pub fn client(self, cfg: &Config) -> anyhow::Result<Client> {
+        Client::new(cfg, self.url, self.key)
+    }
+}
 
 /// How often the job is read while it runs.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);

@@ -41,7 +41,7 @@ use crate::domain::{ContactFields, Crm, Email};
 use crate::providers::hubspot::HubspotClient;
 use crate::providers::reading::{ContactReader, ReadPosition};
 use crate::providers::salesforce::SalesforceClient;
-use crate::providers::{CrmClient, ProviderError, RemoteRecord};
+use crate::providers::{CrmClient, RemoteRecord};
 use crate::queue::publisher::Publisher;
 use crate::store::backfill::{self, Digest};
 use crate::store::jobs::JobRow;
@@ -110,9 +110,9 @@ impl Backfill {
         progress: &mut Progress,
     ) -> Result<Step, JobError> {
         let params: BackfillParams =
-            serde_json::from_value(job.params.clone()).map_err(|e| permanent(&e))?;
+            serde_json::from_value(job.params.clone()).map_err(|e| JobError::unreadable(&e))?;
         let mut state = match checkpoint.filter(|c| !c.is_null()) {
-            Some(c) => serde_json::from_value(c.clone()).map_err(|e| permanent(&e))?,
+            Some(c) => serde_json::from_value(c.clone()).map_err(|e| JobError::unreadable(&e))?,
             None => self.plan(progress),
         };
         if let Some(&crm) = state.todo.first() {
@@ -143,7 +143,7 @@ impl Backfill {
                 "duplicates": state.sample,
             })));
         }
-        let checkpoint = serde_json::to_value(&state).map_err(|e| permanent(&e))?;
+        let checkpoint = serde_json::to_value(&state).map_err(|e| JobError::unreadable(&e))?;
         Ok(Step::More(checkpoint))
     }
 
@@ -184,7 +184,7 @@ impl Backfill {
         let page = client
             .read_page(from.as_ref())
             .await
-            .map_err(|e| crm_error(crm, &e))?;
+            .map_err(|e| JobError::crm_read(crm, &e))?;
         let addressed: Vec<(Option<Digest>, &RemoteRecord)> =
             page.records.iter().map(|r| (address(r), r)).collect();
         match state.pass {
@@ -317,20 +317,6 @@ fn address(record: &RemoteRecord) -> Option<Digest> {
     let raw = record.values.get(Field::Email)?.as_deref()?;
     let email = Email::parse(raw.trim()).ok()?;
     Some(Sha256::digest(email.as_str().as_bytes()).into())
-}
-
-fn crm_error(crm: Crm, e: &ProviderError) -> JobError {
-    JobError {
-        message: format!("reading {crm} records: {e}"),
-        transient: e.is_retryable(),
-    }
-}
-
-fn permanent(e: &serde_json::Error) -> JobError {
-    JobError {
-        message: format!("the job's parameters or checkpoint cannot be read: {e}"),
-        transient: false,
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::domain::Crm;
 use crate::domain::job::{DriftParams, JobKind, JobParams, JobStatus, Progress};
+use crate::providers::ProviderError;
 use crate::store::jobs::{self, JobRow, Outcome};
 
 /// What a page of a job came to.
@@ -48,6 +50,24 @@ pub struct JobError {
     pub message: String,
     /// Trying the page again later can help (a CRM or the database away for a while).
     pub transient: bool,
+}
+
+impl JobError {
+    /// A CRM read that failed: transient where trying again can help.
+    pub fn crm_read(crm: Crm, e: &ProviderError) -> Self {
+        Self {
+            message: format!("reading {crm} records: {e}"),
+            transient: e.is_retryable(),
+        }
+    }
+
+    /// A job's parameters or checkpoint that cannot be read: permanent.
+    pub fn unreadable(e: &serde_json::Error) -> Self {
+        Self {
+            message: format!("the job's parameters or checkpoint cannot be read: {e}"),
+            transient: false,
+        }
+    }
 }
 
 impl From<sqlx::Error> for JobError {
