@@ -10,10 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use syncroot_testkit::roles::Roles;
-use syncroot_testkit::{ADMIN_KEY, TestApp, eventually, remote_id};
+use syncroot_testkit::{KEY, TestApp, eventually, remote_id};
 
-use crate::drift::{app_with_runner, start_job, ui_edit, wait_finished, webhooks_off};
+use crate::drift::{
+    app_with_runner, kill_runner_at, roles_start_job, roles_with_runner, slow_hubspot, start_job,
+    ui_edit, wait_finished, webhooks_off,
+};
 
 const BOTH: usize = 120;
 const HUBSPOT_ONLY: usize = 60;
@@ -35,8 +37,11 @@ async fn seed(app: &TestApp, base: &str, records: Vec<Value>) {
         .await;
 }
 
-/// Every live contact SyncRoot holds, by e-mail.
-async fn contacts(app: &TestApp) -> BTreeMap<String, Value> {
+/// Every live contact SyncRoot holds (the API at `url`), by e-mail.
+async fn every_contact(
+    http: &reqwest::Client,
+    url: impl Fn(&str) -> String,
+) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -44,14 +49,8 @@ async fn contacts(app: &TestApp) -> BTreeMap<String, Value> {
             Some(c) => format!("/contacts?limit=200&cursor={c}"),
             None => "/contacts?limit=200".to_owned(),
         };
-        let page: Value = app
-            .authed(Method::GET, &path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = http.get(url(&path)).bearer_auth(KEY).send().await.unwrap();
+        let page: Value = r.json().await.unwrap();
         for c in page["items"].as_array().unwrap() {
             let email = c["email"].as_str().unwrap().to_owned();
             assert!(
@@ -64,6 +63,10 @@ async fn contacts(app: &TestApp) -> BTreeMap<String, Value> {
             None => return out,
         }
     }
+}
+
+async fn contacts(app: &TestApp) -> BTreeMap<String, Value> {
+    every_contact(&app.http, |p| app.url(p)).await
 }
 
 /// The live records' e-mail addresses (lower-cased) in a sandbox, with how many records hold each.
@@ -299,64 +302,20 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
 
 #[tokio::test]
 async fn a_backfill_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
-    let env = [
-        ("SYNCROOT_ADMIN_KEYS", ADMIN_KEY.to_owned()),
-        ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
-        ("SYNCROOT_JOB_LEASE_SECS", "2".to_owned()),
-    ];
-    let roles = ["api", "forwarder", "delivery", "webhooks"];
-    let mut app = Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await;
+    let mut app = roles_with_runner().await;
     // Three pages of HubSpot records (100 a page).
     let records: Vec<Value> = (0..250)
         .map(|i| hubspot_person(&format!("killed{i}@example.com"), i))
         .collect();
-    app.control
-        .call(
-            &app.hubspot,
-            Method::POST,
-            "seed",
-            Some(&Value::Array(records)),
-        )
-        .await
-        .unwrap();
-    // Each HubSpot read takes a while, so the runner is caught between its pages.
-    let faults = json!({"latency_ms": 1500});
-    app.control
-        .put(&app.hubspot, "faults", &faults)
-        .await
-        .unwrap();
-    let queued: Value = app
-        .http
-        .post(app.url("/admin/jobs"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"kind": "backfill"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/admin/jobs/{}", queued["id"].as_str().unwrap());
-    let read = |app: &Roles| {
-        let req = app.http.get(app.url(&path)).bearer_auth(ADMIN_KEY);
-        async move { req.send().await.ok()?.json::<Value>().await.ok() }
-    };
-    eventually("the first page of records matched", || async {
-        let j = read(&app).await?;
-        (j["status"] == "running" && j["progress"]["done"] == 100).then_some(j)
-    })
-    .await;
-    app.kill("webhooks").await;
-    app.control
-        .put(&app.hubspot, "faults", &json!({"latency_ms": 0}))
-        .await
-        .unwrap();
-    app.restart("webhooks");
-    let done = eventually("the job to finish", || async {
-        let j = read(&app).await?;
-        (j["status"] != "running" && j["status"] != "queued").then_some(j)
-    })
-    .await;
+    let records = Value::Array(records);
+    let seeded = app
+        .control
+        .call(&app.hubspot, Method::POST, "seed", Some(&records))
+        .await;
+    seeded.unwrap();
+    slow_hubspot(&app, 1500).await;
+    let path = roles_start_job(&app, json!({"kind": "backfill"})).await;
+    let done = kill_runner_at(&mut app, &path, 100).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let counters = &done["result"]["counters"];
     assert_eq!(
@@ -364,38 +323,11 @@ async fn a_backfill_whose_runner_process_is_killed_is_resumed_by_another_from_it
         "a page is not counted twice: {done}"
     );
     // A page done again finds what it created linked.
-    assert_eq!(
-        counters["created"].as_u64().unwrap() + counters["matched"].as_u64().unwrap(),
-        250,
-        "{done}"
-    );
-    assert!(counters["created"].as_u64().unwrap() >= 150, "{done}");
+    let n = |name: &str| counters[name].as_u64().unwrap();
+    assert_eq!(n("created") + n("matched"), 250, "{done}");
+    assert!(n("created") >= 150, "{done}");
     // Each person once in SyncRoot.
-    let mut seen = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let url = match &cursor {
-            Some(c) => app.url(&format!("/contacts?limit=200&cursor={c}")),
-            None => app.url("/contacts?limit=200"),
-        };
-        let page: Value = app
-            .http
-            .get(url)
-            .bearer_auth(syncroot_testkit::KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for c in page["items"].as_array().unwrap() {
-            assert!(seen.insert(c["email"].as_str().unwrap().to_owned()));
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
-    assert_eq!(seen.len(), 250);
+    let all = every_contact(&app.http, |p| app.url(p)).await;
+    assert_eq!(all.len(), 250);
     app.cleanup().await;
 }

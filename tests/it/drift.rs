@@ -704,15 +704,70 @@ async fn a_runner_that_lost_its_lease_can_no_longer_write_to_the_job() {
     assert_eq!(job(&app, &id.to_string()).await["status"], "succeeded");
 }
 
-#[tokio::test]
-async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
+/// The API, forwarder, delivery and webhooks roles as processes (the webhooks role runs jobs,
+/// with a short lease), pollers off.
+pub(crate) async fn roles_with_runner() -> Roles {
     let env = [
         ("SYNCROOT_ADMIN_KEYS", ADMIN_KEY.to_owned()),
         ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
         ("SYNCROOT_JOB_LEASE_SECS", "2".to_owned()),
     ];
     let roles = ["api", "forwarder", "delivery", "webhooks"];
-    let mut app = Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await;
+    Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await
+}
+
+/// Asks for a job; its path.
+pub(crate) async fn roles_start_job(app: &Roles, body: Value) -> String {
+    let queued: Value = app
+        .http
+        .post(app.url("/admin/jobs"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!("/admin/jobs/{}", queued["id"].as_str().unwrap())
+}
+
+/// The job at `path` (`None` while the API does not answer).
+pub(crate) async fn roles_job(app: &Roles, path: &str) -> Option<Value> {
+    let req = app.http.get(app.url(path)).bearer_auth(ADMIN_KEY);
+    req.send().await.ok()?.json::<Value>().await.ok()
+}
+
+/// Slows HubSpot's answers, so that the runner is caught between its pages.
+pub(crate) async fn slow_hubspot(app: &Roles, latency_ms: u64) {
+    let faults = json!({ "latency_ms": latency_ms });
+    app.control
+        .put(&app.hubspot, "faults", &faults)
+        .await
+        .unwrap();
+}
+
+/// Kills the job runner's process once the job at `path` is running with `done` items done,
+/// lets HubSpot answer at once again, starts another runner, and waits for the job's end.
+pub(crate) async fn kill_runner_at(app: &mut Roles, path: &str, done: u64) -> Value {
+    eventually("the job midway", || async {
+        let j = roles_job(app, path).await?;
+        (j["status"] == "running" && j["progress"]["done"] == done).then_some(j)
+    })
+    .await;
+    app.kill("webhooks").await;
+    slow_hubspot(app, 0).await;
+    app.restart("webhooks");
+    eventually("the job to finish", || async {
+        let j = roles_job(app, path).await?;
+        (j["status"] != "running" && j["status"] != "queued").then_some(j)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
+    let mut app = roles_with_runner().await;
     // Two pages of HubSpot records (100 a page), then Salesforce's.
     let mut ids = Vec::new();
     for n in 0..120 {
@@ -731,45 +786,15 @@ async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_che
         })
         .await;
     }
-    // Each HubSpot read takes a while, so the runner is caught between its pages.
-    let faults = json!({"latency_ms": 1500});
-    app.control
-        .put(&app.hubspot, "faults", &faults)
-        .await
-        .unwrap();
-    let queued: Value = app
-        .http
-        .post(app.url("/admin/jobs"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"kind": "drift", "params": {"full": true}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/admin/jobs/{}", queued["id"].as_str().unwrap());
-    let read = |app: &Roles| {
-        let req = app.http.get(app.url(&path)).bearer_auth(ADMIN_KEY);
-        async move { req.send().await.ok()?.json::<Value>().await.ok() }
-    };
-    let midway = eventually("the first page checked", || async {
-        let j = read(&app).await?;
-        (j["status"] == "running" && j["progress"]["done"] == 100).then_some(j)
+    slow_hubspot(&app, 1500).await;
+    let path = roles_start_job(&app, json!({"kind": "drift", "params": {"full": true}})).await;
+    let total = eventually("the total known", || async {
+        let j = roles_job(&app, &path).await?;
+        j["progress"]["total"].as_u64()
     })
     .await;
-    assert_eq!(midway["progress"]["total"], 240, "{midway}");
-    app.kill("webhooks").await;
-    app.control
-        .put(&app.hubspot, "faults", &json!({"latency_ms": 0}))
-        .await
-        .unwrap();
-    app.restart("webhooks");
-    let done = eventually("the job to finish", || async {
-        let j = read(&app).await?;
-        (j["status"] != "running" && j["status"] != "queued").then_some(j)
-    })
-    .await;
+    assert_eq!(total, 240);
+    let done = kill_runner_at(&mut app, &path, 100).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         done["progress"]["done"], 240,
