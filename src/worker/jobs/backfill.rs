@@ -109,12 +109,8 @@ impl Backfill {
         checkpoint: Option<&Value>,
         progress: &mut Progress,
     ) -> Result<Step, JobError> {
-        let params: BackfillParams =
-            serde_json::from_value(job.params.clone()).map_err(|e| JobError::unreadable(&e))?;
-        let mut state = match checkpoint.filter(|c| !c.is_null()) {
-            Some(c) => serde_json::from_value(c.clone()).map_err(|e| JobError::unreadable(&e))?,
-            None => self.plan(progress),
-        };
+        let (params, state): (BackfillParams, Option<State>) = super::read_job(job, checkpoint)?;
+        let mut state = state.unwrap_or_else(|| self.plan(progress));
         if let Some(&crm) = state.todo.first() {
             let more = match crm {
                 Crm::Hubspot => {

@@ -109,10 +109,9 @@ impl Drift {
         checkpoint: Option<&Value>,
         progress: &mut Progress,
     ) -> Result<Step, JobError> {
-        let params: DriftParams =
-            serde_json::from_value(job.params.clone()).map_err(|e| JobError::unreadable(&e))?;
-        let mut state = match checkpoint.filter(|c| !c.is_null()) {
-            Some(c) => serde_json::from_value(c.clone()).map_err(|e| JobError::unreadable(&e))?,
+        let (params, state): (DriftParams, Option<State>) = super::read_job(job, checkpoint)?;
+        let mut state = match state {
+            Some(s) => s,
             None => self.plan(params, progress).await?,
         };
         if let Some(&crm) = state.todo.first() {

@@ -70,6 +70,20 @@ impl JobError {
     }
 }
 
+/// A job's parameters, and the checkpoint to resume from (`None`: its first page).
+pub fn read_job<P: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned>(
+    job: &JobRow,
+    checkpoint: Option<&Value>,
+) -> Result<(P, Option<S>), JobError> {
+    let params =
+        serde_json::from_value(job.params.clone()).map_err(|e| JobError::unreadable(&e))?;
+    let state = match checkpoint.filter(|c| !c.is_null()) {
+        Some(c) => Some(serde_json::from_value(c.clone()).map_err(|e| JobError::unreadable(&e))?),
+        None => None,
+    };
+    Ok((params, state))
+}
+
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
         Self {
