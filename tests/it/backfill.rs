@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use syncroot_testkit::{KEY, TestApp, eventually, remote_id};
 
 use crate::drift::{
-    app_with_runner, kill_runner_at, roles_start_job, roles_with_runner, slow_hubspot, start_job,
-    ui_edit, wait_finished, webhooks_off,
+    app_with_runner, cli, kill_runner_at, roles_start_job, roles_with_runner, slow_hubspot,
+    start_job, ui_edit, wait_finished, webhooks_off,
 };
 
 const BOTH: usize = 120;
@@ -330,4 +330,27 @@ async fn a_backfill_whose_runner_process_is_killed_is_resumed_by_another_from_it
     let all = every_contact(&app.http, |p| app.url(p)).await;
     assert_eq!(all.len(), 250);
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_backfill_cli_follows_the_job_and_prints_what_it_did() {
+    let app = app_with_runner().await;
+    let records = (0..3)
+        .map(|i| hubspot_person(&format!("cli{i}@example.com"), i))
+        .collect();
+    seed(&app, app.hubspot(), records).await;
+
+    let (ok, stdout, stderr) = cli(&app, &["backfill", "--dry-run"]).await;
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("created 3"), "a progress line: {stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["dry_run"], true, "{result}");
+    assert_eq!(result["counters"]["created"], 3, "{result}");
+    assert!(contacts(&app).await.is_empty(), "a dry run creates nothing");
+
+    let (ok, stdout, stderr) = cli(&app, &["backfill"]).await;
+    assert!(ok, "{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["counters"]["created"], 3, "{result}");
+    assert_eq!(contacts(&app).await.len(), 3);
 }

@@ -541,6 +541,23 @@ async fn a_running_job_cancelled_stops_at_its_next_page() {
     assert_eq!(done["status"], "cancelled", "{done}");
 }
 
+/// Runs `syncroot <args>` against the app's admin API, with nothing else in its environment;
+/// (success, stdout, stderr).
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .args(args)
+        .args(["--url", &app.base, "--key", ADMIN_KEY])
+        .env_clear()
+        .output()
+        .await
+        .expect("the syncroot binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
     let app = app_with_runner().await;
@@ -557,17 +574,8 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
         json!({"properties": {"phone": "+1 555 0142"}}),
     )
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
-        .args(["drift", "--full", "--url", &app.base, "--key", ADMIN_KEY])
-        .env_clear()
-        .output()
-        .await
-        .expect("the syncroot binary runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stdout, stderr) = cli(&app, &["drift", "--full"]).await;
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("differing 1"), "a progress line: {stderr}");
     let result: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(result["counters"]["differing"], 1, "{result}");
@@ -575,21 +583,8 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
     assert_eq!(result["repair"], false);
 
     // --dry-run creates nothing.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
-        .args([
-            "drift",
-            "--repair",
-            "--dry-run",
-            "--url",
-            &app.base,
-            "--key",
-            ADMIN_KEY,
-        ])
-        .env_clear()
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
+    let (ok, _, stderr) = cli(&app, &["drift", "--repair", "--dry-run"]).await;
+    assert!(ok, "{stderr}");
     let jobs = list_jobs(&app).await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
 }
