@@ -21,6 +21,8 @@ const BOTH: usize = 120;
 const HUBSPOT_ONLY: usize = 60;
 const SALESFORCE_ONLY: usize = 50;
 const ALREADY: usize = 4;
+/// People in both CRMs whose Salesforce record has another phone.
+const DIFFERING: [usize; 6] = [0, 17, 34, 51, 68, 85];
 
 fn hubspot_person(email: &str, i: usize) -> Value {
     json!({"email": email, "firstname": format!("P{i}"), "lastname": "Backfill",
@@ -84,6 +86,28 @@ async fn held(app: &TestApp, base: &str) -> BTreeMap<String, usize> {
         *out.entry(email).or_default() += 1;
     }
     out
+}
+
+/// A seeded record of a sandbox, by its (lower-cased) address.
+async fn seeded(app: &TestApp, base: &str, email: &str) -> Value {
+    app.sandbox_contacts(base)
+        .await
+        .into_iter()
+        .find(|c| {
+            c["properties"]["email"]
+                .as_str()
+                .or(c["Email"].as_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        })
+        .unwrap_or_else(|| panic!("no record of {email}"))
+}
+
+/// A modification time as HubSpot (RFC 3339) or Salesforce (`+0000` offset) writes it.
+fn modified(at: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(at)
+        .or_else(|_| chrono::DateTime::parse_from_str(at, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .unwrap_or_else(|e| panic!("{at}: {e}"))
+        .with_timezone(&chrono::Utc)
 }
 
 /// Waits until every contact is written in both CRMs at its current version.
@@ -177,7 +201,11 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
     for i in 0..BOTH {
         // Addresses as people type them: the match is on the normalised address.
         hubspot.push(hubspot_person(&format!("Both{i}@Example.com"), i));
-        salesforce.push(salesforce_person(&format!("both{i}@example.COM"), i));
+        let mut theirs = salesforce_person(&format!("both{i}@example.COM"), i);
+        if DIFFERING.contains(&i) {
+            theirs["Phone"] = json!(format!("+44 20 {i:04}"));
+        }
+        salesforce.push(theirs);
     }
     for i in 0..HUBSPOT_ONLY {
         hubspot.push(hubspot_person(&format!("hs{i}@example.com"), 1000 + i));
@@ -191,6 +219,28 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
     hubspot.push(hubspot_person("twin@example.com", 3002));
     seed(&app, app.hubspot(), hubspot).await;
     seed(&app, app.salesforce(), salesforce).await;
+
+    // People in both CRMs whose phones differ: the newer record's phone wins everywhere.
+    let mut newer_phone = BTreeMap::new();
+    for i in DIFFERING {
+        let email = format!("both{i}@example.com");
+        let hs = seeded(&app, app.hubspot(), &email).await;
+        let sf = seeded(&app, app.salesforce(), &email).await;
+        let hs_at = modified(hs["properties"]["lastmodifieddate"].as_str().unwrap());
+        let sf_at = modified(sf["SystemModstamp"].as_str().unwrap());
+        let phone = if hs_at > sf_at {
+            hs["properties"]["phone"].clone()
+        } else {
+            sf["Phone"].clone()
+        };
+        newer_phone.insert(email, phone);
+    }
+    assert!(
+        newer_phone
+            .values()
+            .any(|p| p.as_str().unwrap().starts_with("+44")),
+        "some Salesforce record is the newer: {newer_phone:?}"
+    );
 
     // A dry run writes nothing.
     let before = footprint(&app).await;
@@ -267,6 +317,26 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
     assert_eq!(hs0["phone"], "+1 555 1000", "{hs0}");
     let sf0 = &all["sf0@example.com"];
     assert_eq!(sf0["first_name"], "P2000", "{sf0}");
+    for (email, phone) in &newer_phone {
+        let c = &all[email];
+        assert_eq!(&c["phone"], phone, "{c}");
+        let hubspot_phone = || async {
+            let r = app
+                .sandbox_record(app.hubspot(), &remote_id(c, "hubspot"))
+                .await;
+            r["properties"]["phone"].clone()
+        };
+        let salesforce_phone = || async {
+            let r = app
+                .sandbox_record(app.salesforce(), &remote_id(c, "salesforce"))
+                .await;
+            r["Phone"].clone()
+        };
+        eventually(&format!("{email}'s phone in both CRMs"), || async {
+            (hubspot_phone().await == *phone && salesforce_phone().await == *phone).then_some(())
+        })
+        .await;
+    }
     // Differing values, by the policy: SyncRoot's newer phone stays and HubSpot is corrected;
     // Salesforce's newer title is taken and reaches HubSpot.
     let a0 = &all["already0@example.com"];

@@ -26,6 +26,7 @@
 //! Reads go through the CRM clients the webhook workers use, paced with everything else.
 //! Results and logs name records, never values.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -194,6 +195,18 @@ impl Backfill {
             Pass::Records => {
                 let digests: Vec<Digest> = addressed.iter().filter_map(|(d, _)| *d).collect();
                 let noted = backfill::noted(&self.db, job.id, &digests).await?;
+                let later: Vec<Crm> = state
+                    .crms
+                    .iter()
+                    .skip_while(|c| **c != crm)
+                    .skip(1)
+                    .copied()
+                    .collect();
+                let snapshots = if params.dry_run {
+                    HashMap::new()
+                } else {
+                    self.snapshots(&later, &noted).await?
+                };
                 let project = |c: &ContactFields| client.project(c);
                 let ctx = apply::Ctx {
                     db: &self.db,
@@ -235,7 +248,17 @@ impl Backfill {
                         .take_while(|c| **c != crm)
                         .any(|c| held.contains_key(c));
                     let dry_run = params.dry_run.then_some(earlier);
-                    self.record(&ctx, record, dry_run, progress).await?;
+                    let outcome = self.record(&ctx, record, dry_run, progress).await?;
+                    if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
+                        continue;
+                    }
+                    // The new version goes to the later CRMs too: their records of the address
+                    // are merged first, by the policy, not written over.
+                    for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
+                        if let Some(snapshot) = snapshots.get(&(other, ids[0].clone())) {
+                            self.merge_other(other, snapshot, progress).await?;
+                        }
+                    }
                 }
             }
         }
@@ -244,14 +267,15 @@ impl Backfill {
     }
 
     /// Matches one record, or, in a dry run (`Some(whether an earlier CRM's record would
-    /// have created its contact)`), works out what matching it would do.
+    /// have created its contact)`), works out what matching it would do. What it did, in a
+    /// real run that worked.
     async fn record(
         &self,
         ctx: &apply::Ctx<'_>,
         record: &RemoteRecord,
         dry_run: Option<bool>,
         progress: &mut Progress,
-    ) -> Result<(), JobError> {
+    ) -> Result<Option<Applied>, JobError> {
         let done = async {
             let preview = apply::preview(ctx, record).await?;
             match (dry_run, &preview.outcome) {
@@ -268,7 +292,12 @@ impl Backfill {
             Ok::<_, apply::ApplyError>(Preview { outcome, ..preview })
         };
         match done.await {
-            Ok(p) => count(&p, progress),
+            Ok(p) => {
+                count(&p, progress);
+                if dry_run.is_none() {
+                    return Ok(Some(p.outcome));
+                }
+            }
             // The page is done again; what was done reads as linked then.
             Err(e) if e.is_transient() => {
                 return Err(JobError {
@@ -281,7 +310,94 @@ impl Backfill {
                 progress.add("errors", 1);
             }
         }
+        Ok(None)
+    }
+
+    /// The records of `crms` noted with one of these addresses (alone in their CRM), read now.
+    async fn snapshots(
+        &self,
+        crms: &[Crm],
+        noted: &BTreeMap<Digest, BTreeMap<Crm, Vec<String>>>,
+    ) -> Result<HashMap<(Crm, String), RemoteRecord>, JobError> {
+        let mut out = HashMap::new();
+        for &crm in crms {
+            let ids: Vec<String> = noted
+                .values()
+                .filter_map(|by_crm| by_crm.get(&crm).filter(|ids| ids.len() == 1))
+                .map(|ids| ids[0].clone())
+                .collect();
+            for chunk in ids.chunks(FETCH) {
+                let read = match crm {
+                    Crm::Hubspot => fetch(self.hubspot.as_deref(), chunk).await,
+                    Crm::Salesforce => fetch(self.salesforce.as_deref(), chunk).await,
+                };
+                let records = read.map_err(|e| JobError::crm_read(crm, &e))?;
+                out.extend(records.into_iter().map(|r| ((crm, r.remote_id.clone()), r)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges a later CRM's record into the contact it will be matched with, as that CRM's
+    /// pass would, before the contact's new version reaches it. Counted in that CRM's pass.
+    async fn merge_other(
+        &self,
+        crm: Crm,
+        record: &RemoteRecord,
+        progress: &mut Progress,
+    ) -> Result<(), JobError> {
+        let applied = match crm {
+            Crm::Hubspot => self.apply_as(self.hubspot.as_deref(), record).await,
+            Crm::Salesforce => self.apply_as(self.salesforce.as_deref(), record).await,
+        };
+        match applied {
+            Some(Ok(outcome)) => {
+                tracing::info!(%crm, record = %record.remote_id, ?outcome, "merged before delivery reaches it");
+            }
+            Some(Err(e)) if e.is_transient() => {
+                return Err(JobError {
+                    message: format!("matching {crm} record {}: {e}", record.remote_id),
+                    transient: true,
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%crm, record = %record.remote_id, error = %e, "backfill of a record failed");
+                progress.add("errors", 1);
+            }
+            None => {}
+        }
         Ok(())
+    }
+
+    async fn apply_as<C: CrmClient>(
+        &self,
+        client: Option<&C>,
+        record: &RemoteRecord,
+    ) -> Option<Result<Applied, apply::ApplyError>> {
+        let client = client?;
+        let project = |c: &ContactFields| client.project(c);
+        let ctx = apply::Ctx {
+            db: &self.db,
+            publisher: &self.publisher,
+            crm: client.crm(),
+            policy: &self.policy,
+            project: &project,
+            via: "backfill",
+        };
+        Some(apply::apply(&ctx, record).await)
+    }
+}
+
+/// Records read by id per call (HubSpot's batch/read cap).
+const FETCH: usize = 100;
+
+async fn fetch<C: CrmClient>(
+    client: Option<&C>,
+    ids: &[String],
+) -> Result<Vec<RemoteRecord>, crate::providers::ProviderError> {
+    match client {
+        Some(c) => c.fetch(ids).await,
+        None => Ok(Vec::new()),
     }
 }
 
