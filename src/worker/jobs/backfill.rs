@@ -15,6 +15,9 @@
 //!                    CRM corrected)
 //!                  no contact ─▶ created from the record, linked to it; delivery pushes it to
 //!                    the other CRMs, whose matching by e-mail links a record they hold
+//!                  a new version (created or updated) ─▶ the later CRMs' records of the
+//!                    address (read by id before the page is applied) are merged into it by
+//!                    the policy at once, so its delivery there writes over nothing newer
 //!   dry run:     pass 2 asks the apply path what it would do, in a transaction rolled back;
 //!                an address an earlier CRM's record would have created a contact for counts
 //!                as matched and linked
