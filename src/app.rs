@@ -25,6 +25,7 @@ use crate::worker::delivery::DeliveryWorker;
 use crate::worker::forwarder::Forwarder;
 use crate::worker::inbound::InboundWorker;
 use crate::worker::inbound::poll::Poller;
+use crate::worker::jobs::backfill::Backfill;
 use crate::worker::jobs::drift::Drift;
 use crate::worker::jobs::{Runner, RunnerConfig};
 
@@ -300,7 +301,7 @@ pub fn start_inbound(
 }
 
 /// The webhooks role's job runner: it holds the CRM read clients and the inbound apply path the
-/// drift check needs.
+/// drift check and the backfill need.
 fn job_runner(cfg: &Config, parts: &RoleParts, clients: Clients) -> Runner {
     let j = &cfg.jobs;
     Runner {
@@ -310,6 +311,13 @@ fn job_runner(cfg: &Config, parts: &RoleParts, clients: Clients) -> Runner {
             idle: (j.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(5)),
             drift_every: j.drift_interval,
             drift_repair: j.drift_repair,
+        },
+        backfill: Backfill {
+            db: parts.db.clone(),
+            publisher: parts.publisher.clone(),
+            policy: cfg.inbound.policy.clone(),
+            hubspot: clients.hubspot.clone(),
+            salesforce: clients.salesforce.clone(),
         },
         drift: Drift {
             db: parts.db.clone(),

@@ -1,10 +1,12 @@
-//! The command line: one binary, one subcommand per role, and `dlq` and `drift`, clients of the
-//! admin API.
+//! The command line: one binary, one subcommand per role, and `dlq`, `drift` and `backfill`,
+//! clients of the admin API.
 
+pub mod backfill;
 pub mod dlq;
 mod dlq_client;
 mod dlq_render;
 pub mod drift;
+mod job_follow;
 
 use std::path::PathBuf;
 
@@ -66,6 +68,13 @@ pub enum Command {
     /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
     /// otherwise. The job runs in the webhooks role (or `all`).
     Drift(drift::DriftArgs),
+    /// Match every live record of the enabled CRMs with SyncRoot's contacts by e-mail (a
+    /// backfill job through the admin API of a running SyncRoot): link, merge or create; follow
+    /// its progress, and print what it did.
+    ///
+    /// Talks to http://<api_listen> with the first of admin_keys unless --url and --key say
+    /// otherwise. The job runs in the webhooks role (or `all`).
+    Backfill(backfill::BackfillArgs),
 }
 
 /// Options of `syncroot config`.

@@ -48,8 +48,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::ensure!(problems.is_empty(), "{}", config::refusal(role, &problems));
     }
     let telemetry = telemetry::start(&cfg.log, &cfg.trace, command_name(&cli.command))?;
-    // `syncroot dlq` and `syncroot drift` are clients on an operator's terminal, not a process to audit.
-    if !matches!(cli.command, Command::Dlq(_) | Command::Drift(_)) {
+    // `syncroot dlq`, `drift` and `backfill` are clients on an operator's terminal, not a process
+    // to audit.
+    if !matches!(
+        cli.command,
+        Command::Dlq(_) | Command::Drift(_) | Command::Backfill(_)
+    ) {
         config::log_startup(command_name(&cli.command), &settings);
     }
     let result = dispatch(cli.command, cfg).await;
@@ -116,6 +120,7 @@ async fn dispatch(command: Command, mut cfg: config::Config) -> anyhow::Result<(
         }
         Command::Dlq(args) => syncroot::cli::dlq::run(&cfg, *args).await,
         Command::Drift(args) => syncroot::cli::drift::run(&cfg, args).await,
+        Command::Backfill(args) => syncroot::cli::backfill::run(&cfg, args).await,
         Command::Openapi | Command::Config(_) => Ok(()),
     }
 }
@@ -133,6 +138,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Migrate => "migrate",
         Command::Dlq(_) => "dlq",
         Command::Drift(_) => "drift",
+        Command::Backfill(_) => "backfill",
         Command::Openapi => "openapi",
         Command::Config(_) => "config",
     }

@@ -36,7 +36,8 @@ pub struct JobIn {
     /// each differing record by the conflict policy, as a change made in its CRM, and handles
     /// a record missing in its CRM as a deletion made there; `full` (bool, default false)
     /// checks every linked record instead of only those the CRM modified since the last
-    /// completed check started (the first check is always full).
+    /// completed check started (the first check is always full). `backfill`: `dry_run` (bool,
+    /// default false) counts what it would do and writes nothing.
     #[schema(value_type = Object, nullable = false)]
     pub params: Option<Value>,
 }
@@ -48,6 +49,9 @@ pub enum JobKindOut {
     /// Compare the records linked in each enabled CRM with what SyncRoot holds; optionally
     /// repair.
     Drift,
+    /// Match every live record of each enabled CRM with SyncRoot's contacts by e-mail: link
+    /// it, merge differing values by the conflict policy, or create the contact.
+    Backfill,
 }
 
 /// Where a job is.
@@ -75,7 +79,11 @@ pub struct ProgressOut {
     /// `repair_kept` (SyncRoot's won and the CRM is being corrected), `repair_detached` or
     /// `repair_deleted` (a missing record, by the deletion policy), `repair_unchanged`,
     /// `repair_echo` (nothing to take: the CRM holds what SyncRoot last wrote there) and
-    /// `repair_skipped`.
+    /// `repair_skipped`. `backfill`: `read`, `matched` (a contact has the record's address),
+    /// `linked` (a record newly linked), `created`, `updated` (the contact took values from
+    /// the record), `conflicts` (records whose values differed, resolved by the policy),
+    /// `duplicates` (records sharing an address inside their CRM: skipped), `skipped` (no
+    /// valid address, or the contact is deleted or linked to another record), `errors`.
     pub counters: std::collections::BTreeMap<String, u64>,
     /// Items per second since the job started.
     pub rate_per_sec: f64,
@@ -95,7 +103,8 @@ pub struct JobOut {
     pub progress: ProgressOut,
     /// When finished successfully: the kind's report. `drift`: the counters, and `sample`,
     /// the first differing or missing records (contact id, CRM, record id, the names of the
-    /// fields that differ — never their values).
+    /// fields that differ — never their values). `backfill`: `dry_run`, the counters, and
+    /// `duplicates`: the first groups of records sharing an address (CRM, record ids).
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub created_at: DateTime<Utc>,
@@ -293,6 +302,7 @@ impl From<JobRow> for JobOut {
             id: j.id,
             kind: match j.kind {
                 JobKind::Drift => JobKindOut::Drift,
+                JobKind::Backfill => JobKindOut::Backfill,
             },
             params: j.params,
             status: match j.status {

@@ -49,7 +49,7 @@ pub const KEYS: &[Key] = &[
     secret(
         "admin_keys",
         "",
-        "comma-separated bearer keys for the /dlq admin API, /admin/audit, /admin/jobs, `syncroot dlq` and `syncroot drift` (scope admin, nothing else; at least 16 characters each, distinct from api_keys); `all` generates one when empty",
+        "comma-separated bearer keys for the /dlq admin API, /admin/audit, /admin/jobs, `syncroot dlq`, `syncroot drift` and `syncroot backfill` (scope admin, nothing else; at least 16 characters each, distinct from api_keys); `all` generates one when empty",
     ),
     key(
         "api_key_rate_per_sec",

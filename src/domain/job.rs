@@ -22,14 +22,18 @@ use super::fields::{FieldError, escape_pointer, json_type};
 pub enum JobKind {
     /// Compare every linked CRM record with what SyncRoot holds; optionally repair.
     Drift,
+    /// Match every live record of each CRM with SyncRoot's contacts by e-mail: link, merge,
+    /// or create.
+    Backfill,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 1] = [JobKind::Drift];
+    pub const ALL: [JobKind; 2] = [JobKind::Drift, JobKind::Backfill];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Drift => "drift",
+            Self::Backfill => "backfill",
         }
     }
 
@@ -42,6 +46,7 @@ impl JobKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobParams {
     Drift(DriftParams),
+    Backfill(BackfillParams),
 }
 
 /// Parameters of a drift check.
@@ -57,10 +62,20 @@ pub struct DriftParams {
     pub full: bool,
 }
 
+/// Parameters of a backfill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackfillParams {
+    /// Count what the backfill would do (matched, linked, created, updated, conflicts,
+    /// duplicates) and write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 impl JobParams {
     pub fn kind(&self) -> JobKind {
         match self {
             Self::Drift(_) => JobKind::Drift,
+            Self::Backfill(_) => JobKind::Backfill,
         }
     }
 
@@ -68,6 +83,7 @@ impl JobParams {
     pub fn to_json(&self) -> Value {
         match self {
             Self::Drift(p) => serde_json::to_value(p).unwrap_or_default(),
+            Self::Backfill(p) => serde_json::to_value(p).unwrap_or_default(),
         }
     }
 
@@ -113,7 +129,16 @@ impl JobParams {
         let empty = Value::Object(Default::default());
         let params = obj.get("params").unwrap_or(&empty);
         let parsed = match kind {
-            Some(JobKind::Drift) => drift_params(params, &mut errors).map(Self::Drift),
+            Some(JobKind::Drift) => {
+                let mut p = DriftParams::default();
+                let names = [("repair", &mut p.repair), ("full", &mut p.full)];
+                bool_params(params, "drift", names, &mut errors).then_some(Self::Drift(p))
+            }
+            Some(JobKind::Backfill) => {
+                let mut p = BackfillParams::default();
+                let names = [("dry_run", &mut p.dry_run)];
+                bool_params(params, "backfill", names, &mut errors).then_some(Self::Backfill(p))
+            }
             None => None,
         };
         match parsed {
@@ -127,38 +152,40 @@ fn known_kinds() -> String {
     JobKind::ALL.map(JobKind::as_str).join(", ")
 }
 
-/// `{"repair": bool, "full": bool}`, both optional.
-fn drift_params(params: &Value, errors: &mut Vec<FieldError>) -> Option<DriftParams> {
+/// A kind's parameters, each an optional bool, set into `slots` by name; false when
+/// `params` is not an object.
+fn bool_params<const N: usize>(
+    params: &Value,
+    kind: &str,
+    mut slots: [(&str, &mut bool); N],
+    errors: &mut Vec<FieldError>,
+) -> bool {
     let Some(obj) = params.as_object() else {
         errors.push(FieldError::new(
             "/params",
             format!("must be an object, not {}", json_type(params)),
         ));
-        return None;
+        return false;
     };
-    let mut out = DriftParams::default();
+    let known = slots.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
     for (name, value) in obj {
         let pointer = format!("/params/{}", escape_pointer(name));
-        let slot = match name.as_str() {
-            "repair" => &mut out.repair,
-            "full" => &mut out.full,
-            _ => {
-                errors.push(FieldError::new(
-                    pointer,
-                    "is not a parameter of a drift job (repair, full)",
-                ));
-                continue;
-            }
+        let Some((_, slot)) = slots.iter_mut().find(|(n, _)| n == name) else {
+            errors.push(FieldError::new(
+                pointer,
+                format!("is not a parameter of a {kind} job ({known})"),
+            ));
+            continue;
         };
         match value {
-            Value::Bool(b) => *slot = *b,
+            Value::Bool(b) => **slot = *b,
             other => errors.push(FieldError::new(
                 pointer,
                 format!("must be true or false, not {}", json_type(other)),
             )),
         }
     }
-    Some(out)
+    true
 }
 
 /// Where a job is.
@@ -262,6 +289,20 @@ mod tests {
             })
         );
         assert_eq!(p.to_json(), json!({"repair": true, "full": false}));
+    }
+
+    #[test]
+    fn a_backfill_request_parses() {
+        let p = JobParams::from_request(&json!({"kind": "backfill"})).unwrap();
+        assert_eq!(p, JobParams::Backfill(BackfillParams { dry_run: false }));
+        let p = JobParams::from_request(&json!({"kind": "backfill", "params": {"dry_run": true}}))
+            .unwrap();
+        assert_eq!(p.to_json(), json!({"dry_run": true}));
+        let e = JobParams::from_request(
+            &json!({"kind": "backfill", "params": {"dry_run": 1, "repair": true}}),
+        )
+        .unwrap_err();
+        assert_eq!(pointers(e), ["/params/dry_run", "/params/repair"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! tree and are converted to domain types before they leave it.
 
 pub mod audit;
+pub mod backfill;
 pub mod contacts;
 pub mod dead_letters;
 pub mod heads;

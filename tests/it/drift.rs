@@ -12,7 +12,7 @@ use syncroot_testkit::{ADMIN_KEY, KEY, TestApp, admin_options, eventually, remot
 use uuid::Uuid;
 
 /// Both CRMs, webhooks and the job runner, pollers off, a short job lease.
-async fn app_with_runner() -> TestApp {
+pub(crate) async fn app_with_runner() -> TestApp {
     app_with_runner_and(&[]).await
 }
 
@@ -31,7 +31,7 @@ async fn app_with_runner_and(env: &[(&str, &str)]) -> TestApp {
 }
 
 /// The CRMs stop telling SyncRoot anything.
-async fn webhooks_off(app: &TestApp, bases: &[&str]) {
+pub(crate) async fn webhooks_off(app: &TestApp, bases: &[&str]) {
     for base in bases {
         app.control(base, Method::PUT, "webhook", Some(json!({"url": null})))
             .await;
@@ -39,7 +39,7 @@ async fn webhooks_off(app: &TestApp, bases: &[&str]) {
 }
 
 /// A person's edit in a sandbox's UI (`record` may carry `?at=`).
-async fn ui_edit(app: &TestApp, base: &str, record: &str, body: Value) {
+pub(crate) async fn ui_edit(app: &TestApp, base: &str, record: &str, body: Value) {
     let path = format!("ui/contacts/{record}");
     app.control(base, Method::PATCH, &path, Some(body)).await;
 }
@@ -51,7 +51,7 @@ async fn list_jobs(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-async fn start_job(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn start_job(app: &TestApp, body: Value) -> Value {
     let r = app
         .admin(Method::POST, "/admin/jobs")
         .json(&body)
@@ -64,7 +64,7 @@ async fn start_job(app: &TestApp, body: Value) -> Value {
     job
 }
 
-async fn job(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn job(app: &TestApp, id: &str) -> Value {
     let r = app
         .admin(Method::GET, &format!("/admin/jobs/{id}"))
         .send()
@@ -74,7 +74,7 @@ async fn job(app: &TestApp, id: &str) -> Value {
     r.json().await.unwrap()
 }
 
-async fn wait_finished(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn wait_finished(app: &TestApp, id: &str) -> Value {
     eventually(&format!("job {id} to finish"), || async {
         let j = job(app, id).await;
         (!matches!(j["status"].as_str(), Some("queued" | "running"))).then_some(j)
@@ -541,6 +541,23 @@ async fn a_running_job_cancelled_stops_at_its_next_page() {
     assert_eq!(done["status"], "cancelled", "{done}");
 }
 
+/// Runs `syncroot <args>` against the app's admin API, with nothing else in its environment;
+/// (success, stdout, stderr).
+pub(crate) async fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
+        .args(args)
+        .args(["--url", &app.base, "--key", ADMIN_KEY])
+        .env_clear()
+        .output()
+        .await
+        .expect("the syncroot binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[tokio::test]
 async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
     let app = app_with_runner().await;
@@ -557,17 +574,8 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
         json!({"properties": {"phone": "+1 555 0142"}}),
     )
     .await;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
-        .args(["drift", "--full", "--url", &app.base, "--key", ADMIN_KEY])
-        .env_clear()
-        .output()
-        .await
-        .expect("the syncroot binary runs");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stderr}");
+    let (ok, stdout, stderr) = cli(&app, &["drift", "--full"]).await;
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("differing 1"), "a progress line: {stderr}");
     let result: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(result["counters"]["differing"], 1, "{result}");
@@ -575,21 +583,8 @@ async fn the_drift_cli_starts_a_check_follows_it_and_prints_what_it_found() {
     assert_eq!(result["repair"], false);
 
     // --dry-run creates nothing.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncroot"))
-        .args([
-            "drift",
-            "--repair",
-            "--dry-run",
-            "--url",
-            &app.base,
-            "--key",
-            ADMIN_KEY,
-        ])
-        .env_clear()
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success());
+    let (ok, _, stderr) = cli(&app, &["drift", "--repair", "--dry-run"]).await;
+    assert!(ok, "{stderr}");
     let jobs = list_jobs(&app).await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1, "{jobs}");
 }
@@ -704,15 +699,70 @@ async fn a_runner_that_lost_its_lease_can_no_longer_write_to_the_job() {
     assert_eq!(job(&app, &id.to_string()).await["status"], "succeeded");
 }
 
-#[tokio::test]
-async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
+/// The API, forwarder, delivery and webhooks roles as processes (the webhooks role runs jobs,
+/// with a short lease), pollers off.
+pub(crate) async fn roles_with_runner() -> Roles {
     let env = [
         ("SYNCROOT_ADMIN_KEYS", ADMIN_KEY.to_owned()),
         ("SYNCROOT_POLL_INTERVAL_SECS", "0".to_owned()),
         ("SYNCROOT_JOB_LEASE_SECS", "2".to_owned()),
     ];
     let roles = ["api", "forwarder", "delivery", "webhooks"];
-    let mut app = Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await;
+    Roles::start(env!("CARGO_BIN_EXE_syncroot"), &roles, &env).await
+}
+
+/// Asks for a job; its path.
+pub(crate) async fn roles_start_job(app: &Roles, body: Value) -> String {
+    let queued: Value = app
+        .http
+        .post(app.url("/admin/jobs"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    format!("/admin/jobs/{}", queued["id"].as_str().unwrap())
+}
+
+/// The job at `path` (`None` while the API does not answer).
+pub(crate) async fn roles_job(app: &Roles, path: &str) -> Option<Value> {
+    let req = app.http.get(app.url(path)).bearer_auth(ADMIN_KEY);
+    req.send().await.ok()?.json::<Value>().await.ok()
+}
+
+/// Slows HubSpot's answers, so that the runner is caught between its pages.
+pub(crate) async fn slow_hubspot(app: &Roles, latency_ms: u64) {
+    let faults = json!({ "latency_ms": latency_ms });
+    app.control
+        .put(&app.hubspot, "faults", &faults)
+        .await
+        .unwrap();
+}
+
+/// Kills the job runner's process once the job at `path` is running with `done` items done,
+/// lets HubSpot answer at once again, starts another runner, and waits for the job's end.
+pub(crate) async fn kill_runner_at(app: &mut Roles, path: &str, done: u64) -> Value {
+    eventually("the job midway", || async {
+        let j = roles_job(app, path).await?;
+        (j["status"] == "running" && j["progress"]["done"] == done).then_some(j)
+    })
+    .await;
+    app.kill("webhooks").await;
+    slow_hubspot(app, 0).await;
+    app.restart("webhooks");
+    eventually("the job to finish", || async {
+        let j = roles_job(app, path).await?;
+        (j["status"] != "running" && j["status"] != "queued").then_some(j)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
+    let mut app = roles_with_runner().await;
     // Two pages of HubSpot records (100 a page), then Salesforce's.
     let mut ids = Vec::new();
     for n in 0..120 {
@@ -731,45 +781,15 @@ async fn a_job_whose_runner_process_is_killed_is_resumed_by_another_from_its_che
         })
         .await;
     }
-    // Each HubSpot read takes a while, so the runner is caught between its pages.
-    let faults = json!({"latency_ms": 1500});
-    app.control
-        .put(&app.hubspot, "faults", &faults)
-        .await
-        .unwrap();
-    let queued: Value = app
-        .http
-        .post(app.url("/admin/jobs"))
-        .bearer_auth(ADMIN_KEY)
-        .json(&json!({"kind": "drift", "params": {"full": true}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/admin/jobs/{}", queued["id"].as_str().unwrap());
-    let read = |app: &Roles| {
-        let req = app.http.get(app.url(&path)).bearer_auth(ADMIN_KEY);
-        async move { req.send().await.ok()?.json::<Value>().await.ok() }
-    };
-    let midway = eventually("the first page checked", || async {
-        let j = read(&app).await?;
-        (j["status"] == "running" && j["progress"]["done"] == 100).then_some(j)
+    slow_hubspot(&app, 1500).await;
+    let path = roles_start_job(&app, json!({"kind": "drift", "params": {"full": true}})).await;
+    let total = eventually("the total known", || async {
+        let j = roles_job(&app, &path).await?;
+        j["progress"]["total"].as_u64()
     })
     .await;
-    assert_eq!(midway["progress"]["total"], 240, "{midway}");
-    app.kill("webhooks").await;
-    app.control
-        .put(&app.hubspot, "faults", &json!({"latency_ms": 0}))
-        .await
-        .unwrap();
-    app.restart("webhooks");
-    let done = eventually("the job to finish", || async {
-        let j = read(&app).await?;
-        (j["status"] != "running" && j["status"] != "queued").then_some(j)
-    })
-    .await;
+    assert_eq!(total, 240);
+    let done = kill_runner_at(&mut app, &path, 100).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         done["progress"]["done"], 240,

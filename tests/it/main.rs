@@ -4,6 +4,7 @@
 
 mod after_write;
 mod authz;
+mod backfill;
 mod broker;
 mod broker_tls;
 mod change_feed;

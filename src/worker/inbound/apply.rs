@@ -423,31 +423,53 @@ async fn locate(
     }
 }
 
-async fn update(
+/// What applying a record to a found contact comes to, worked out before anything is written.
+enum Assessment {
+    /// Nothing to merge: the outcome as it stands.
+    Settled(Applied),
+    Merge(Box<Assessed>),
+}
+
+struct Assessed {
+    head: Head,
+    merged: merge::Merged,
+    /// The CRM's record will not hold the merged contact: it is to be corrected.
+    stale: bool,
+    /// The record is not linked to the contact yet.
+    linking: bool,
+}
+
+/// Merges the record into the contact `id` by the conflict policy (its head locked in `tx`);
+/// reads only.
+async fn assess(
     ctx: &Ctx<'_>,
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    tx: &mut sqlx::PgConnection,
     id: ContactId,
     record: &RemoteRecord,
-) -> Result<Applied, ApplyError> {
-    let Some(head) = heads::lock(&mut tx, id).await? else {
-        return Ok(Applied::Skipped("the linked contact does not exist"));
+) -> Result<Assessment, sqlx::Error> {
+    let Some(head) = heads::lock(tx, id).await? else {
+        return Ok(Assessment::Settled(Applied::Skipped(
+            "the linked contact does not exist",
+        )));
     };
     if head.deleted_at.is_some() {
-        return Ok(Applied::Skipped("the contact was deleted in SyncRoot"));
+        return Ok(Assessment::Settled(Applied::Skipped(
+            "the contact was deleted in SyncRoot",
+        )));
     }
-    let known = links::known(&mut tx, ctx.crm, id).await?;
+    let known = links::known(tx, ctx.crm, id).await?;
     if known
         .remote_id
         .as_deref()
         .is_some_and(|r| r != record.remote_id)
     {
         // Two records in one CRM for one person: reported, never guessed.
-        return Ok(Applied::Skipped(
+        return Ok(Assessment::Settled(Applied::Skipped(
             "the contact is linked to another record of this CRM (a duplicate there)",
-        ));
+        )));
     }
     if known.is_echo(&record.values) {
-        return Ok(Applied::Echo);
+        return Ok(Assessment::Settled(Applied::Echo));
     }
     let fallback = Stamp {
         at: head.accepted_at,
@@ -461,13 +483,36 @@ async fn update(
     };
     let mut merged = merge::merge(&head.doc, &head.stamps, fallback, &incoming, ctx.policy);
     if merged.doc.email != head.doc.email
-        && heads::find_live_by_email(&mut tx, merged.doc.email.as_str())
+        && heads::find_live_by_email(tx, merged.doc.email.as_str())
             .await?
             .is_some_and(|other| other != id)
     {
         merged.refuse_email(&head.doc, &head.stamps, ctx.origin());
     }
     let stale = (ctx.project)(&merged.doc) != record.values;
+    Ok(Assessment::Merge(Box::new(Assessed {
+        head,
+        merged,
+        stale,
+        linking: known.remote_id.is_none(),
+    })))
+}
+
+async fn update(
+    ctx: &Ctx<'_>,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: ContactId,
+    record: &RemoteRecord,
+) -> Result<Applied, ApplyError> {
+    let Assessed {
+        head,
+        merged,
+        stale,
+        ..
+    } = match assess(ctx, &mut tx, id, record).await? {
+        Assessment::Settled(outcome) => return Ok(outcome),
+        Assessment::Merge(a) => *a,
+    };
     let seen = Observed {
         remote_id: &record.remote_id,
         values: &record.values,
@@ -513,15 +558,63 @@ async fn update(
     Ok(Applied::Updated(next.seq))
 }
 
+/// What [`apply`] would do with a record, written nowhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preview {
+    /// The outcome [`apply`] would report (a contact it would create has no id yet: nil).
+    pub outcome: Applied,
+    /// The record would be linked to a contact it is not linked to yet.
+    pub linking: bool,
+    /// Fields on which the record and the contact disagree, resolved by the policy.
+    pub conflicts: usize,
+}
+
+/// What applying the record would do now, in a transaction that is rolled back.
+pub async fn preview(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Preview, ApplyError> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(id) = locate(&mut tx, ctx.crm, record).await? else {
+        let outcome = match document(&record.values) {
+            Some(_) => Applied::Created(ContactId(Uuid::nil())),
+            None => Applied::Skipped(NO_ADDRESS),
+        };
+        let linking = matches!(outcome, Applied::Created(_));
+        return Ok(Preview {
+            outcome,
+            linking,
+            conflicts: 0,
+        });
+    };
+    let preview = match assess(ctx, &mut tx, id, record).await? {
+        Assessment::Settled(outcome) => Preview {
+            outcome,
+            linking: false,
+            conflicts: 0,
+        },
+        Assessment::Merge(a) => Preview {
+            outcome: if !a.merged.changes.is_empty() {
+                Applied::Updated(a.head.seq + 1)
+            } else if a.stale {
+                Applied::Kept
+            } else {
+                Applied::Unchanged
+            },
+            linking: a.linking,
+            conflicts: a.merged.conflicts.len(),
+        },
+    };
+    tx.rollback().await?;
+    Ok(preview)
+}
+
+const NO_ADDRESS: &str = "the record has no valid e-mail address, so it cannot become a contact";
+
 async fn create(
     ctx: &Ctx<'_>,
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     record: &RemoteRecord,
 ) -> Result<Applied, ApplyError> {
     let Some(doc) = document(&record.values) else {
-        return Ok(Applied::Skipped(
-            "the record has no valid e-mail address, so it cannot become a contact",
-        ));
+        return Ok(Applied::Skipped(NO_ADDRESS));
     };
     let id = ContactId::new();
     let now = Utc::now();

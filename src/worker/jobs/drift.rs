@@ -41,7 +41,7 @@ use crate::domain::merge::Policy;
 use crate::domain::{ContactFields, Crm, FieldValues};
 use crate::providers::hubspot::HubspotClient;
 use crate::providers::salesforce::SalesforceClient;
-use crate::providers::{CrmClient, ProviderError, RemoteRecord};
+use crate::providers::{CrmClient, RemoteRecord};
 use crate::queue::publisher::Publisher;
 use crate::store::jobs::{self, JobRow};
 use crate::store::links::{self, Linked};
@@ -109,10 +109,9 @@ impl Drift {
         checkpoint: Option<&Value>,
         progress: &mut Progress,
     ) -> Result<Step, JobError> {
-        let params: DriftParams =
-            serde_json::from_value(job.params.clone()).map_err(|e| permanent(&e))?;
-        let mut state = match checkpoint.filter(|c| !c.is_null()) {
-            Some(c) => serde_json::from_value(c.clone()).map_err(|e| permanent(&e))?,
+        let (params, state): (DriftParams, Option<State>) = super::read_job(job, checkpoint)?;
+        let mut state = match state {
+            Some(s) => s,
             None => self.plan(params, progress).await?,
         };
         if let Some(&crm) = state.todo.first() {
@@ -136,7 +135,7 @@ impl Drift {
         if state.todo.is_empty() {
             return Ok(Step::Done(report(params, &state, progress)));
         }
-        let checkpoint = serde_json::to_value(&state).map_err(|e| permanent(&e))?;
+        let checkpoint = serde_json::to_value(&state).map_err(|e| JobError::unreadable(&e))?;
         Ok(Step::More(checkpoint))
     }
 
@@ -218,7 +217,7 @@ impl Drift {
             client
                 .fetch(&ids)
                 .await
-                .map_err(|e| crm_error(client.crm(), &e))?
+                .map_err(|e| JobError::crm_read(client.crm(), &e))?
         };
         let last = rows.len() < PAGE as usize;
         Ok(Page {
@@ -239,7 +238,7 @@ impl Drift {
         let mut records = client
             .changed_since(from, poll::PAGE)
             .await
-            .map_err(|e| crm_error(crm, &e))?;
+            .map_err(|e| JobError::crm_read(crm, &e))?;
         let next = poll::next_page(crm, &records, from, poll::PAGE);
         // Records at the page boundary were compared with the page before.
         let before = std::mem::take(&mut state.at_from);
@@ -422,20 +421,6 @@ fn differing_fields(expected: &FieldValues, held: &FieldValues) -> Option<Vec<St
             .map(|f| f.spec().name.to_owned())
             .collect(),
     )
-}
-
-fn crm_error(crm: Crm, e: &ProviderError) -> JobError {
-    JobError {
-        message: format!("reading {crm} records: {e}"),
-        transient: e.is_retryable(),
-    }
-}
-
-fn permanent(e: &serde_json::Error) -> JobError {
-    JobError {
-        message: format!("the job's parameters or checkpoint cannot be read: {e}"),
-        transient: false,
-    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@
 //! The schedule (`drift_check_interval_secs`) queues a drift job when none was created within
 //! the interval; see [`crate::store::jobs::enqueue_scheduled`].
 //!
-//! Which kinds there are: [`crate::domain::job`]. Each kind's page: its module (`drift`).
+//! Which kinds there are: [`crate::domain::job`]. Each kind's page: its module (`drift`,
+//! `backfill`).
 
+pub mod backfill;
 pub mod drift;
 
 use std::time::Duration;
@@ -28,7 +30,9 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::domain::Crm;
 use crate::domain::job::{DriftParams, JobKind, JobParams, JobStatus, Progress};
+use crate::providers::ProviderError;
 use crate::store::jobs::{self, JobRow, Outcome};
 
 /// What a page of a job came to.
@@ -46,6 +50,38 @@ pub struct JobError {
     pub message: String,
     /// Trying the page again later can help (a CRM or the database away for a while).
     pub transient: bool,
+}
+
+impl JobError {
+    /// A CRM read that failed: transient where trying again can help.
+    pub fn crm_read(crm: Crm, e: &ProviderError) -> Self {
+        Self {
+            message: format!("reading {crm} records: {e}"),
+            transient: e.is_retryable(),
+        }
+    }
+
+    /// A job's parameters or checkpoint that cannot be read: permanent.
+    pub fn unreadable(e: &serde_json::Error) -> Self {
+        Self {
+            message: format!("the job's parameters or checkpoint cannot be read: {e}"),
+            transient: false,
+        }
+    }
+}
+
+/// A job's parameters, and the checkpoint to resume from (`None`: its first page).
+pub fn read_job<P: serde::de::DeserializeOwned, S: serde::de::DeserializeOwned>(
+    job: &JobRow,
+    checkpoint: Option<&Value>,
+) -> Result<(P, Option<S>), JobError> {
+    let params =
+        serde_json::from_value(job.params.clone()).map_err(|e| JobError::unreadable(&e))?;
+    let state = match checkpoint.filter(|c| !c.is_null()) {
+        Some(c) => Some(serde_json::from_value(c.clone()).map_err(|e| JobError::unreadable(&e))?),
+        None => None,
+    };
+    Ok((params, state))
 }
 
 impl From<sqlx::Error> for JobError {
@@ -75,6 +111,7 @@ pub struct Runner {
     pub db: PgPool,
     pub cfg: RunnerConfig,
     pub drift: drift::Drift,
+    pub backfill: backfill::Backfill,
     /// Names this runner in the leases it holds.
     pub id: Uuid,
 }
@@ -227,6 +264,7 @@ impl Runner {
         let page = async {
             match job.kind {
                 JobKind::Drift => self.drift.step(job, checkpoint, progress).await,
+                JobKind::Backfill => self.backfill.step(job, checkpoint, progress).await,
             }
         };
         tokio::pin!(page);

@@ -1,0 +1,494 @@
+//! The backfill (`kind: backfill`): going live on CRMs that already hold contacts. Every live
+//! record of each enabled CRM is matched with SyncRoot's contacts by normalised e-mail.
+//!
+//! ```text
+//! two passes over every enabled CRM with its full reader, a page at a time:
+//!   1 addresses: note which record carries which address (a digest, never the address)
+//!   2 records:   a record not noted in pass 1 ─▶ not counted (it came meanwhile, such as a
+//!                  contact this backfill created, delivered there; the normal paths have it)
+//!                an address several records of one CRM share ─▶ duplicates: every record
+//!                  with it, in every CRM, is skipped (never guessed which is the person's)
+//!                otherwise the record as a change from its CRM (`via` backfill) through the
+//!                inbound apply path:
+//!                  linked, or a live contact with its address ─▶ linked if it was not;
+//!                    differing values merged by the conflict policy (a new version, or the
+//!                    CRM corrected)
+//!                  no contact ─▶ created from the record, linked to it; delivery pushes it to
+//!                    the other CRMs, whose matching by e-mail links a record they hold
+//!                  a new version (created or updated) ─▶ the later CRMs' records of the
+//!                    address (read by id before the page is applied) are merged into it by
+//!                    the policy at once, so its delivery there writes over nothing newer
+//!   dry run:     pass 2 asks the apply path what it would do, in a transaction rolled back;
+//!                an address an earlier CRM's record would have created a contact for counts
+//!                as matched and linked
+//! ```
+//!
+//! The checkpoint is the pass and the reader's position after the page in hand, so a resumed
+//! job reads on from there (a page done again finds its records linked: echoes, no writes).
+//! A second backfill writes nothing: every record is linked and holds what SyncRoot knows.
+//! Reads go through the CRM clients the webhook workers use, paced with everything else.
+//! Results and logs name records, never values.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use sqlx::PgPool;
+
+use super::{JobError, Step};
+use crate::domain::fields::Field;
+use crate::domain::job::{BackfillParams, Progress};
+use crate::domain::merge::Policy;
+use crate::domain::{ContactFields, Crm, Email};
+use crate::providers::hubspot::HubspotClient;
+use crate::providers::reading::{ContactReader, ReadPosition};
+use crate::providers::salesforce::SalesforceClient;
+use crate::providers::{CrmClient, RemoteRecord};
+use crate::queue::publisher::Publisher;
+use crate::store::backfill::{self, Digest};
+use crate::store::jobs::JobRow;
+use crate::worker::inbound::apply::{self, Applied, Preview};
+
+/// What the backfill needs: the enabled CRMs' clients (shared with the webhook workers) and
+/// what the inbound apply path needs.
+pub struct Backfill {
+    pub db: PgPool,
+    pub publisher: Publisher,
+    pub policy: Policy,
+    pub hubspot: Option<Arc<HubspotClient>>,
+    pub salesforce: Option<Arc<SalesforceClient>>,
+}
+
+/// Addresses several records share, listed in the result.
+pub const SAMPLE: usize = 50;
+
+/// The counters, all shown from the start.
+const COUNTERS: [&str; 9] = [
+    "read",
+    "matched",
+    "linked",
+    "created",
+    "updated",
+    "conflicts",
+    "duplicates",
+    "skipped",
+    "errors",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Pass {
+    Addresses,
+    Records,
+}
+
+/// The checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct State {
+    /// The enabled CRMs, in the order they are read.
+    crms: Vec<Crm>,
+    /// The CRMs still to do in this pass; the first is in hand.
+    todo: Vec<Crm>,
+    pass: Pass,
+    /// The reader's position in the CRM in hand (`None`: its first page).
+    position: Option<String>,
+    sample: Vec<Shared>,
+}
+
+/// Records of one CRM that share an address, by id only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Shared {
+    crm: Crm,
+    records: Vec<String>,
+}
+
+impl Backfill {
+    /// One page of the backfill; the first call plans it. The job's address notes go when it
+    /// finishes.
+    pub async fn step(
+        &self,
+        job: &JobRow,
+        checkpoint: Option<&Value>,
+        progress: &mut Progress,
+    ) -> Result<Step, JobError> {
+        let (params, state): (BackfillParams, Option<State>) = super::read_job(job, checkpoint)?;
+        let mut state = state.unwrap_or_else(|| self.plan(progress));
+        if let Some(&crm) = state.todo.first() {
+            let more = match crm {
+                Crm::Hubspot => {
+                    let client = self.hubspot.as_deref();
+                    self.page(client, job, params, &mut state, progress).await?
+                }
+                Crm::Salesforce => {
+                    let client = self.salesforce.as_deref();
+                    self.page(client, job, params, &mut state, progress).await?
+                }
+            };
+            if !more {
+                state.position = None;
+                state.todo.remove(0);
+                if state.todo.is_empty() && state.pass == Pass::Addresses {
+                    state.pass = Pass::Records;
+                    state.todo = state.crms.clone();
+                }
+            }
+        }
+        if state.todo.is_empty() {
+            backfill::forget(&self.db, job.id).await?;
+            return Ok(Step::Done(json!({
+                "dry_run": params.dry_run,
+                "counters": progress.counters,
+                "duplicates": state.sample,
+            })));
+        }
+        let checkpoint = serde_json::to_value(&state).map_err(|e| JobError::unreadable(&e))?;
+        Ok(Step::More(checkpoint))
+    }
+
+    fn plan(&self, progress: &mut Progress) -> State {
+        let mut todo = Vec::new();
+        if self.hubspot.is_some() {
+            todo.push(Crm::Hubspot);
+        }
+        if self.salesforce.is_some() {
+            todo.push(Crm::Salesforce);
+        }
+        for counter in COUNTERS {
+            progress.add(counter, 0);
+        }
+        State {
+            crms: todo.clone(),
+            todo,
+            pass: Pass::Addresses,
+            position: None,
+            sample: Vec::new(),
+        }
+    }
+
+    /// One page of the CRM in hand; false when it was the pass's last.
+    async fn page<C: CrmClient + ContactReader>(
+        &self,
+        client: Option<&C>,
+        job: &JobRow,
+        params: BackfillParams,
+        state: &mut State,
+        progress: &mut Progress,
+    ) -> Result<bool, JobError> {
+        let Some(client) = client else {
+            return Ok(false);
+        };
+        let crm = client.crm();
+        let from = state.position.as_deref().map(ReadPosition::new);
+        let page = client
+            .read_page(from.as_ref())
+            .await
+            .map_err(|e| JobError::crm_read(crm, &e))?;
+        let addressed: Vec<(Option<Digest>, &RemoteRecord)> =
+            page.records.iter().map(|r| (address(r), r)).collect();
+        match state.pass {
+            Pass::Addresses => {
+                let noted: Vec<(Digest, String)> = addressed
+                    .iter()
+                    .filter_map(|(d, r)| Some(((*d)?, r.remote_id.clone())))
+                    .collect();
+                backfill::note(&self.db, job.id, crm, &noted).await?;
+            }
+            Pass::Records => {
+                let digests: Vec<Digest> = addressed.iter().filter_map(|(d, _)| *d).collect();
+                let noted = backfill::noted(&self.db, job.id, &digests).await?;
+                let later: Vec<Crm> = state
+                    .crms
+                    .iter()
+                    .skip_while(|c| **c != crm)
+                    .skip(1)
+                    .copied()
+                    .collect();
+                let snapshots = if params.dry_run {
+                    HashMap::new()
+                } else {
+                    self.snapshots(&later, &noted).await?
+                };
+                let project = |c: &ContactFields| client.project(c);
+                let ctx = apply::Ctx {
+                    db: &self.db,
+                    publisher: &self.publisher,
+                    crm,
+                    policy: &self.policy,
+                    project: &project,
+                    via: "backfill",
+                };
+                for (digest, record) in addressed {
+                    let held = digest.as_ref().and_then(|d| noted.get(d));
+                    let ours = held.and_then(|h| h.get(&crm));
+                    if digest.is_some() && !ours.is_some_and(|ids| ids.contains(&record.remote_id))
+                    {
+                        tracing::debug!(%crm, record = %record.remote_id, "record came after the first pass; left to the normal paths");
+                        continue;
+                    }
+                    progress.done += 1;
+                    progress.add("read", 1);
+                    let held = held.cloned().unwrap_or_default();
+                    if held.values().any(|ids| ids.len() > 1) {
+                        progress.add("duplicates", 1);
+                        for (&crm, records) in held.iter().filter(|(_, ids)| ids.len() > 1) {
+                            let group = Shared {
+                                crm,
+                                records: records.clone(),
+                            };
+                            if !state.sample.contains(&group) && state.sample.len() < SAMPLE {
+                                tracing::info!(%crm, ?records, "records share an address; skipped");
+                                state.sample.push(group);
+                            }
+                        }
+                        continue;
+                    }
+                    // In a dry run, what an earlier CRM's record would have created.
+                    let earlier = state
+                        .crms
+                        .iter()
+                        .take_while(|c| **c != crm)
+                        .any(|c| held.contains_key(c));
+                    let dry_run = params.dry_run.then_some(earlier);
+                    let outcome = self.record(&ctx, record, dry_run, progress).await?;
+                    if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
+                        continue;
+                    }
+                    // The new version goes to the later CRMs too: their records of the address
+                    // are merged first, by the policy, not written over.
+                    for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
+                        if let Some(snapshot) = snapshots.get(&(other, ids[0].clone())) {
+                            self.merge_other(other, snapshot, progress).await?;
+                        }
+                    }
+                }
+            }
+        }
+        state.position = page.next.map(|p| p.as_str().to_owned());
+        Ok(state.position.is_some())
+    }
+
+    /// Matches one record, or, in a dry run (`Some(whether an earlier CRM's record would
+    /// have created its contact)`), works out what matching it would do. What it did, in a
+    /// real run that worked.
+    async fn record(
+        &self,
+        ctx: &apply::Ctx<'_>,
+        record: &RemoteRecord,
+        dry_run: Option<bool>,
+        progress: &mut Progress,
+    ) -> Result<Option<Applied>, JobError> {
+        let done = async {
+            let preview = apply::preview(ctx, record).await?;
+            match (dry_run, &preview.outcome) {
+                (Some(true), Applied::Created(_)) => {
+                    return Ok(Preview {
+                        outcome: Applied::Unchanged,
+                        ..preview
+                    });
+                }
+                (Some(_), _) => return Ok(preview),
+                (None, _) => {}
+            }
+            let outcome = apply::apply(ctx, record).await?;
+            Ok::<_, apply::ApplyError>(Preview { outcome, ..preview })
+        };
+        match done.await {
+            Ok(p) => {
+                count(&p, progress);
+                if dry_run.is_none() {
+                    return Ok(Some(p.outcome));
+                }
+            }
+            // The page is done again; what was done reads as linked then.
+            Err(e) if e.is_transient() => {
+                return Err(JobError {
+                    message: format!("matching {} record {}: {e}", ctx.crm, record.remote_id),
+                    transient: true,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(crm = %ctx.crm, record = %record.remote_id, error = %e, "backfill of a record failed");
+                progress.add("errors", 1);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The records of `crms` noted with one of these addresses (alone in their CRM), read now.
+    async fn snapshots(
+        &self,
+        crms: &[Crm],
+        noted: &BTreeMap<Digest, BTreeMap<Crm, Vec<String>>>,
+    ) -> Result<HashMap<(Crm, String), RemoteRecord>, JobError> {
+        let mut out = HashMap::new();
+        for &crm in crms {
+            let ids: Vec<String> = noted
+                .values()
+                .filter_map(|by_crm| by_crm.get(&crm).filter(|ids| ids.len() == 1))
+                .map(|ids| ids[0].clone())
+                .collect();
+            for chunk in ids.chunks(FETCH) {
+                let read = match crm {
+                    Crm::Hubspot => fetch(self.hubspot.as_deref(), chunk).await,
+                    Crm::Salesforce => fetch(self.salesforce.as_deref(), chunk).await,
+                };
+                let records = read.map_err(|e| JobError::crm_read(crm, &e))?;
+                out.extend(records.into_iter().map(|r| ((crm, r.remote_id.clone()), r)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges a later CRM's record into the contact it will be matched with, as that CRM's
+    /// pass would, before the contact's new version reaches it. Counted in that CRM's pass.
+    async fn merge_other(
+        &self,
+        crm: Crm,
+        record: &RemoteRecord,
+        progress: &mut Progress,
+    ) -> Result<(), JobError> {
+        let applied = match crm {
+            Crm::Hubspot => self.apply_as(self.hubspot.as_deref(), record).await,
+            Crm::Salesforce => self.apply_as(self.salesforce.as_deref(), record).await,
+        };
+        match applied {
+            Some(Ok(outcome)) => {
+                tracing::info!(%crm, record = %record.remote_id, ?outcome, "merged before delivery reaches it");
+            }
+            Some(Err(e)) if e.is_transient() => {
+                return Err(JobError {
+                    message: format!("matching {crm} record {}: {e}", record.remote_id),
+                    transient: true,
+                });
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%crm, record = %record.remote_id, error = %e, "backfill of a record failed");
+                progress.add("errors", 1);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn apply_as<C: CrmClient>(
+        &self,
+        client: Option<&C>,
+        record: &RemoteRecord,
+    ) -> Option<Result<Applied, apply::ApplyError>> {
+        let client = client?;
+        let project = |c: &ContactFields| client.project(c);
+        let ctx = apply::Ctx {
+            db: &self.db,
+            publisher: &self.publisher,
+            crm: client.crm(),
+            policy: &self.policy,
+            project: &project,
+            via: "backfill",
+        };
+        Some(apply::apply(&ctx, record).await)
+    }
+}
+
+/// Records read by id per call (HubSpot's batch/read cap).
+const FETCH: usize = 100;
+
+async fn fetch<C: CrmClient>(
+    client: Option<&C>,
+    ids: &[String],
+) -> Result<Vec<RemoteRecord>, crate::providers::ProviderError> {
+    match client {
+        Some(c) => c.fetch(ids).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Counts what matching a record did (or would do).
+fn count(p: &Preview, progress: &mut Progress) {
+    match p.outcome {
+        Applied::Created(_) => progress.add("created", 1),
+        Applied::Skipped(why) => {
+            tracing::info!(why, "backfill skipped a record");
+            progress.add("skipped", 1);
+            return;
+        }
+        Applied::Updated(_) => {
+            progress.add("matched", 1);
+            progress.add("updated", 1);
+        }
+        _ => progress.add("matched", 1),
+    }
+    if p.linking {
+        progress.add("linked", 1);
+    }
+    if p.conflicts > 0 {
+        progress.add("conflicts", 1);
+    }
+}
+
+/// The digest of a record's normalised address; `None` without a valid one.
+fn address(record: &RemoteRecord) -> Option<Digest> {
+    let raw = record.values.get(Field::Email)?.as_deref()?;
+    let email = Email::parse(raw.trim()).ok()?;
+    Some(Sha256::digest(email.as_str().as_bytes()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldValues;
+
+    fn record(email: Option<&str>) -> RemoteRecord {
+        let mut values = FieldValues::default();
+        values.set_reported(Field::Email, email);
+        RemoteRecord {
+            remote_id: "1".into(),
+            values,
+            modified_at: chrono::Utc::now(),
+            external_id: None,
+        }
+    }
+
+    #[test]
+    fn addresses_match_whatever_their_case() {
+        assert_eq!(
+            address(&record(Some("Ada@Example.COM"))),
+            address(&record(Some("ada@example.com")))
+        );
+        assert_ne!(
+            address(&record(Some("ada@example.com"))),
+            address(&record(Some("bob@example.com")))
+        );
+        assert_eq!(address(&record(Some("not an address"))), None);
+        assert_eq!(address(&record(None)), None);
+    }
+
+    #[test]
+    fn linking_a_record_whose_values_differ_counts_each_thing_once() {
+        let mut progress = Progress::default();
+        let p = Preview {
+            outcome: Applied::Updated(2),
+            linking: true,
+            conflicts: 2,
+        };
+        count(&p, &mut progress);
+        let created = Preview {
+            outcome: Applied::Created(crate::domain::ContactId::new()),
+            linking: true,
+            conflicts: 0,
+        };
+        count(&created, &mut progress);
+        let c = |n: &str| progress.counters.get(n).copied().unwrap_or(0);
+        assert_eq!(
+            (
+                c("matched"),
+                c("updated"),
+                c("linked"),
+                c("conflicts"),
+                c("created")
+            ),
+            (1, 1, 2, 1, 1)
+        );
+    }
+}
