@@ -27,19 +27,74 @@ use crate::store::jobs::{self, Cancelled, JobRow};
 
 pub const TAG: &str = "admin";
 
-/// A job request.
-#[derive(Debug, ToSchema)]
+/// A job request: its kind, and that kind's parameters (all optional).
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)]
-pub struct JobIn {
-    pub kind: JobKindOut,
-    /// The kind's parameters. `drift`: `repair` (bool, default false: only report) resolves
-    /// each differing record by the conflict policy, as a change made in its CRM, and handles
-    /// a record missing in its CRM as a deletion made there; `full` (bool, default false)
-    /// checks every linked record instead of only those the CRM modified since the last
-    /// completed check started (the first check is always full). `backfill`: `dry_run` (bool,
-    /// default false) counts what it would do and writes nothing.
-    #[schema(value_type = Object, nullable = false)]
-    pub params: Option<Value>,
+pub enum JobIn {
+    Drift(DriftJobIn),
+    Backfill(BackfillJobIn),
+}
+
+/// A drift check: compares every linked record with what SyncRoot holds.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DriftJobIn {
+    #[schema(inline)]
+    pub kind: DriftKind,
+    #[schema(required = false, nullable = false)]
+    pub params: Option<DriftParamsIn>,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DriftKind {
+    Drift,
+}
+
+/// A backfill: matches, links and creates the people the CRMs already hold.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BackfillJobIn {
+    #[schema(inline)]
+    pub kind: BackfillKind,
+    #[schema(required = false, nullable = false)]
+    pub params: Option<BackfillParamsIn>,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum BackfillKind {
+    Backfill,
+}
+
+/// A drift check's parameters.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DriftParamsIn {
+    /// Default false (only report): resolve each differing record by the conflict policy, as a
+    /// change made in its CRM, and handle a record missing in its CRM as a deletion made there.
+    #[schema(required = false, nullable = false)]
+    pub repair: Option<bool>,
+    /// Default false: check every linked record instead of only those the CRM modified since
+    /// the last completed check started (the first check is always full).
+    #[schema(required = false, nullable = false)]
+    pub full: Option<bool>,
+}
+
+/// A backfill's parameters.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BackfillParamsIn {
+    /// Default false: count what it would do and write nothing.
+    #[schema(required = false, nullable = false)]
+    pub dry_run: Option<bool>,
 }
 
 /// What a job does.
