@@ -234,6 +234,7 @@ pub fn start_delivery(
                 linger: cfg.delivery.linger,
                 prefetch: cfg.delivery.prefetch,
                 concurrency: cfg.delivery.concurrency,
+                address_trust: cfg.delivery.address_trust,
                 publisher: parts.publisher.clone(),
                 tiers: cfg.delivery.retry_tiers.clone(),
                 grace: cfg.shutdown_grace,

@@ -167,6 +167,11 @@ pub const KEYS: &[Key] = &[
         "CRM calls a delivery worker makes at once per CRM, each for other contacts (a contact is in one call at a time, so its order holds); all within the CRM's quota. Worth raising when calls are slow",
     ),
     key(
+        "address_index_trust_secs",
+        "3600",
+        "how long what a backfill's complete read of a CRM found at an address (its record, or none) is used to link or create a contact's record there without a matching query; 0: always ask the CRM",
+    ),
+    key(
         "delivery_prefetch",
         "1000",
         "unacknowledged deliveries a delivery worker holds per CRM (at least a batch)",

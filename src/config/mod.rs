@@ -141,6 +141,8 @@ pub struct DeliveryConfig {
     pub prefetch: u16,
     /// CRM calls in flight at once per CRM.
     pub concurrency: usize,
+    /// How long a complete read's address index is used instead of a matching query.
+    pub address_trust: Duration,
     /// Waits of the retry tiers, shortest first.
     pub retry_tiers: Vec<Duration>,
     pub hubspot: crate::providers::hubspot::HubspotSettings,

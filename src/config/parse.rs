@@ -126,6 +126,11 @@ impl Parser<'_> {
             linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
             prefetch: self.ranged("delivery_prefetch", 1, 10_000),
             concurrency: self.ranged("delivery_concurrency", 1, 16),
+            address_trust: Duration::from_secs(self.ranged(
+                "address_index_trust_secs",
+                0,
+                7 * 86_400,
+            )),
             retry_tiers: self.retry_tiers(),
             hubspot: hubspot::HubspotSettings {
                 base_url: self.base_url("hubspot_base_url"),

@@ -15,7 +15,7 @@ pub mod salesforce;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{ContactFields, ContactId, Crm, FieldValues};
+use crate::domain::{ContactFields, ContactId, Crm, Email, FieldValues};
 
 /// One contact to bring up to date in a CRM.
 #[derive(Clone, Debug)]
@@ -30,6 +30,19 @@ pub struct SyncItem {
     /// A deleted contact's last e-mail address: a CRM that matches records by address finds by
     /// it a record created for the contact whose answer was lost (so it was never linked).
     pub last_email: Option<String>,
+    /// For a live contact not yet linked: what a recent complete read of the CRM found at its
+    /// address (`store::address_index`), so a CRM that would ask for records by address
+    /// (Salesforce's matching query) need not. `None`: nothing known; ask as ever.
+    pub known: Option<Known>,
+}
+
+/// What a recent complete read of a CRM found at a contact's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// No record carried it.
+    Absent,
+    /// This record alone carried it, and no other contact is linked to it.
+    Record(String),
 }
 
 /// What happened to one item of a batch.
@@ -68,6 +81,11 @@ impl RemoteRecord {
         self.values
             .get(crate::domain::fields::Field::Email)
             .and_then(Option::as_deref)
+    }
+
+    /// The record's address as SyncRoot stores addresses; `None` without a valid one.
+    pub fn address(&self) -> Option<Email> {
+        Email::parse(self.email()?).ok()
     }
 }
 

@@ -3,6 +3,7 @@
 //! Queries are plain `sqlx::query` calls with bound parameters; row types stay in this module
 //! tree and are converted to domain types before they leave it.
 
+pub mod address_index;
 pub mod audit;
 pub mod backfill;
 pub mod contacts;

@@ -41,7 +41,7 @@ use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
 use crate::store::links::{self, Attempt, Deliverable};
-use crate::store::{dead_letters, heads};
+use crate::store::{address_index, dead_letters, heads};
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
@@ -54,6 +54,9 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub prefetch: u16,
     /// Batches in flight at once, never two holding one contact.
     pub concurrency: usize,
+    /// How long what a complete read found at an address is used instead of asking the CRM
+    /// ([`address_index`]).
+    pub address_trust: Duration,
     /// Publishes retries and dead letters (its own connection, confirm mode).
     pub publisher: Publisher,
     /// Waits of the retry tiers, shortest first.
@@ -128,6 +131,7 @@ impl<C: CrmClient> Clone for DeliveryWorker<C> {
             linger: self.linger,
             prefetch: self.prefetch,
             concurrency: self.concurrency,
+            address_trust: self.address_trust,
             publisher: self.publisher.clone(),
             tiers: self.tiers.clone(),
             grace: self.grace,
@@ -379,6 +383,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let (mut items, waiting): (Vec<SyncItem>, Vec<SyncItem>) = items
             .into_iter()
             .partition(|i| !held_back.contains(&i.contact_id));
+        self.add_known(&mut items).await?;
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
@@ -416,6 +421,25 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// What a recent complete read of the CRM found at the addresses of the contacts not yet
+    /// linked (their record, or none), so the CRM need not be asked.
+    async fn add_known(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
+        let unlinked: Vec<(ContactId, &crate::domain::Email)> = items
+            .iter()
+            .filter(|i| i.remote_id.is_none())
+            .filter_map(|i| Some((i.contact_id, &i.contact.as_ref()?.email)))
+            .collect();
+        let crm = self.client.crm();
+        let mut known = address_index::known(&self.db, crm, &unlinked, self.address_trust).await?;
+        if !known.is_empty() {
+            tracing::debug!(%crm, known = known.len(), "linked or created by a recent complete read");
+        }
+        for item in items.iter_mut() {
+            item.known = known.remove(&item.contact_id);
+        }
+        Ok(())
+    }
+
     /// A deleted contact never linked here is looked for in the CRM by its last address; but
     /// when a live contact has that address now, a record with it is (or will be) that
     /// contact's, never this one's to delete.
@@ -556,6 +580,7 @@ fn sync_item(r: &Deliverable) -> SyncItem {
         contact: r.contact.clone(),
         remote_id: r.remote_id.clone(),
         last_email: r.last_email.as_ref().map(|e| e.as_str().to_owned()),
+        known: None,
     }
 }
 

@@ -745,9 +745,18 @@ pub(crate) async fn slow_hubspot(app: &Roles, latency_ms: u64) {
 /// Kills the job runner's process once the job at `path` is running with `done` items done,
 /// lets HubSpot answer at once again, starts another runner, and waits for the job's end.
 pub(crate) async fn kill_runner_at(app: &mut Roles, path: &str, done: u64) -> Value {
+    kill_runner_when(app, path, |progress| progress["done"] == done).await
+}
+
+/// Kills the runner once the running job's progress is `at`, then lets another finish it.
+pub(crate) async fn kill_runner_when(
+    app: &mut Roles,
+    path: &str,
+    at: impl Fn(&Value) -> bool,
+) -> Value {
     eventually("the job midway", || async {
         let j = roles_job(app, path).await?;
-        (j["status"] == "running" && j["progress"]["done"] == done).then_some(j)
+        (j["status"] == "running" && at(&j["progress"])).then_some(j)
     })
     .await;
     app.kill("webhooks").await;

@@ -136,6 +136,7 @@ fn live(contact: ContactFields) -> SyncItem {
         contact: Some(contact),
         remote_id: None,
         last_email: None,
+        known: None,
     }
 }
 

@@ -133,6 +133,7 @@ fn item(fields: ContactFields) -> SyncItem {
         contact: Some(fields),
         remote_id: None,
         last_email: None,
+        known: None,
     }
 }
 

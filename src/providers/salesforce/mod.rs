@@ -322,7 +322,7 @@ impl SalesforceClient {
         let ext = &self.settings.external_id_field;
         let unlinked: Vec<&str> = items
             .iter()
-            .filter(|i| self.settings.match_by_email && i.remote_id.is_none())
+            .filter(|i| self.settings.match_by_email && i.remote_id.is_none() && i.known.is_none())
             .filter_map(|i| i.contact.as_ref().map(|c| c.email.as_str()))
             .collect();
         let matches = if unlinked.is_empty() {
@@ -341,7 +341,12 @@ impl SalesforceClient {
             let ids: Vec<&str> = orphan_ids.iter().map(String::as_str).collect();
             lookup::by_external_id(&self.rest, ext, &ids).await?
         };
-        Ok(plan::actions(items, matches, &orphans))
+        Ok(plan::actions(
+            items,
+            self.settings.match_by_email,
+            matches,
+            &orphans,
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What each item of a batch needs, decided from the items and the look-ups alone: write a
-//! linked record by its id, link an existing Contact found by e-mail, upsert by external id
-//! (not yet linked), delete a record, or nothing.
+//! linked record by its id, link an existing Contact found by e-mail (by the matching query, or
+//! by a recent complete read: [`SyncItem::known`]), upsert by external id (not yet linked),
+//! delete a record, or nothing.
 //!
 //! What it is not: I/O. The queries are `lookup.rs`; the writes are in `mod.rs`.
 
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 
 use super::lookup::EmailMatch;
 use crate::domain::{ContactFields, ContactId};
-use crate::providers::{ItemOutcome, SyncItem};
+use crate::providers::{ItemOutcome, Known, SyncItem};
 
 /// What to send for one item.
 #[derive(Clone, Debug)]
@@ -24,11 +25,12 @@ pub enum Action {
     Done(ItemOutcome),
 }
 
-/// Each item's action. `matches` are Contacts by lower-cased e-mail (empty when matching by
-/// e-mail is off); `orphans` are record ids by lower-cased external id, for tombstones without
-/// a remote id.
+/// Each item's action. `by_email`: whether records are matched by e-mail at all; `matches` are
+/// Contacts by lower-cased e-mail (empty when matching by e-mail is off); `orphans` are record
+/// ids by lower-cased external id, for tombstones without a remote id.
 pub fn actions(
     items: &[SyncItem],
+    by_email: bool,
     mut matches: HashMap<String, Vec<EmailMatch>>,
     orphans: &HashMap<String, String>,
 ) -> Vec<Action> {
@@ -43,6 +45,11 @@ pub fn actions(
             // Once linked, the record is written by its id, so the link holds even if someone
             // clears or changes the external-id field in Salesforce.
             (Some(_), Some(record)) => Action::Link(record.clone()),
+            // A recent complete read found the address: no query was asked for it.
+            (Some(_), None) if by_email && item.known.is_some() => match &item.known {
+                Some(Known::Record(record)) => Action::Link(record.clone()),
+                _ => Action::Upsert,
+            },
             (Some(contact), None) => link_target(item.contact_id, contact, &mut matches)
                 .map_or(Action::Upsert, Action::Link),
         })
@@ -92,6 +99,7 @@ mod tests {
             }),
             remote_id: None,
             last_email: None,
+            known: None,
         }
     }
 
@@ -124,7 +132,7 @@ mod tests {
                 vec![found("003B", Some("someone-else"))],
             ),
         ]);
-        let got = actions(&items, matches, &HashMap::new());
+        let got = actions(&items, true, matches, &HashMap::new());
         assert_eq!(kinds(&got), ["link 003A", "upsert", "upsert"]);
     }
 
@@ -137,7 +145,7 @@ mod tests {
             vec![found("003A", None), found("003B", Some(&own))],
         )]);
         assert_eq!(
-            kinds(&actions(&[item], matches, &HashMap::new())),
+            kinds(&actions(&[item], true, matches, &HashMap::new())),
             ["upsert"]
         );
     }
@@ -154,10 +162,26 @@ mod tests {
         let (known, orphan, never) = (gone(Some("003K")), gone(None), gone(None));
         let orphans = HashMap::from([(orphan.contact_id.to_string(), "003O".to_owned())]);
         let matches = HashMap::from([("a@x.io".to_owned(), vec![found("003A", None)])]);
-        let got = actions(&[linked, known, orphan, never], matches, &orphans);
+        let got = actions(&[linked, known, orphan, never], true, matches, &orphans);
         assert_eq!(
             kinds(&got),
             ["link 003L", "delete 003K", "delete 003O", "done"]
         );
+    }
+
+    #[test]
+    fn what_a_recent_read_found_is_used_instead_of_a_match_and_only_when_matching_by_email() {
+        let mut found_there = live("a@x.io");
+        found_there.known = Some(Known::Record("003R".into()));
+        let mut nowhere = live("b@x.io");
+        nowhere.known = Some(Known::Absent);
+        // The query's answer is not asked for these; were one there, it would not be used.
+        let matches = HashMap::from([("b@x.io".to_owned(), vec![found("003B", None)])]);
+        let items = [found_there, nowhere];
+        let got = actions(&items, true, matches.clone(), &HashMap::new());
+        assert_eq!(kinds(&got), ["link 003R", "upsert"]);
+        // Matching by e-mail switched off: nothing is linked by address, whatever is known.
+        let got = actions(&items, false, HashMap::new(), &HashMap::new());
+        assert_eq!(kinds(&got), ["upsert", "upsert"]);
     }
 }

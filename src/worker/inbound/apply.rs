@@ -19,13 +19,13 @@ use uuid::Uuid;
 use crate::domain::change::DeliveryTask;
 use crate::domain::fields::{FIELDS, Field, validate_members};
 use crate::domain::merge::{self, Conflict, FieldChange, Incoming, Policy, Stamp, Stamps};
-use crate::domain::{ChangeOp, ContactFields, ContactId, Crm, FieldValues, Origin};
+use crate::domain::{ChangeOp, ContactFields, ContactId, Crm, Email, FieldValues, Origin};
 use crate::intake::{self, Draft, IntakeError};
 use crate::providers::RemoteRecord;
 use crate::queue::publisher::{PublishError, Publisher};
 use crate::store::heads::{self, Head, HeadError, VersionNote};
 use crate::store::links::{self, Observed};
-use crate::store::{dead_letters, history, idempotency};
+use crate::store::{address_index, dead_letters, history, idempotency};
 
 /// What applying a record did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +102,19 @@ impl Ctx<'_> {
         Origin::from(self.crm)
     }
 
+    /// A record seen changing after a backfill's read: what the address index holds of it
+    /// goes (the backfill's own records are what the index was made of).
+    async fn seen_changing(
+        &self,
+        remote_id: &str,
+        email: Option<&Email>,
+    ) -> Result<(), sqlx::Error> {
+        if self.via == "backfill" {
+            return Ok(());
+        }
+        address_index::forget_record(self.db, self.crm, remote_id, email).await
+    }
+
     /// A history note of a change from this CRM.
     fn note<'n>(&self, changes: &'n [FieldChange], conflicts: &'n [Conflict]) -> VersionNote<'n> {
         VersionNote::new(self.origin(), changes, conflicts).via(self.via)
@@ -110,6 +123,8 @@ impl Ctx<'_> {
 
 /// Applies one record's current state.
 pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, ApplyError> {
+    ctx.seen_changing(&record.remote_id, record.address().as_ref())
+        .await?;
     let mut tx = ctx.db.begin().await?;
     match locate(&mut tx, ctx.crm, record).await? {
         Some(id) => update(ctx, tx, id, record).await,
@@ -120,6 +135,7 @@ pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, Appl
 /// A record deleted in the CRM: its contact is deleted too, through the normal path (the other
 /// CRMs' records go; the source's is already gone). Only with the `propagate` policy.
 pub async fn delete(ctx: &Ctx<'_>, remote_id: &str) -> Result<Applied, ApplyError> {
+    ctx.seen_changing(remote_id, None).await?;
     let mut tx = ctx.db.begin().await?;
     let (id, head) = match linked_head(&mut tx, ctx.crm, remote_id).await? {
         Ok((id, head)) if head.deleted_at.is_none() => (id, head),

@@ -2,51 +2,57 @@
 //! record of each enabled CRM is matched with SyncRoot's contacts by normalised e-mail.
 //!
 //! ```text
-//! two passes over every enabled CRM with its full reader, a page at a time:
-//!   1 addresses: note which record carries which address (a digest, never the address)
-//!   2 records:   a record not noted in pass 1 ─▶ not counted (it came meanwhile, such as a
-//!                  contact this backfill created, delivered there; the normal paths have it)
-//!                an address several records of one CRM share ─▶ duplicates: every record
-//!                  with it, in every CRM, is skipped (never guessed which is the person's)
-//!                otherwise the record as a change from its CRM (`via` backfill) through the
-//!                inbound apply path:
-//!                  linked, or a live contact with its address ─▶ linked if it was not;
-//!                    differing values merged by the conflict policy (a new version, or the
-//!                    CRM corrected)
-//!                  no contact ─▶ created from the record, linked to it; delivery pushes it to
-//!                    the other CRMs, whose matching by e-mail links a record they hold
-//!                  a new version (created or updated) ─▶ the later CRMs' records of the
-//!                    address (read by id before the page is applied) are merged into it by
-//!                    the policy at once, so its delivery there writes over nothing newer
-//!   dry run:     pass 2 asks the apply path what it would do, in a transaction rolled back;
-//!                an address an earlier CRM's record would have created a contact for counts
-//!                as matched and linked
+//! read:  every enabled CRM once with its full reader, a page at a time; each record is kept
+//!        with its values (`backfill_records`), its address as a digest
+//!        then (not in a dry run) the address index: per CRM, per address, its records there
+//!        (none for an address only other CRMs hold), which lets delivery link or create
+//!        without a matching query (`store::address_index`)
+//! apply: the kept records, CRM by CRM, a page at a time:
+//!          an address several records of one CRM share ─▶ duplicates: every record with it,
+//!            in every CRM, is skipped (never guessed which is the person's)
+//!          otherwise the record as a change from its CRM (`via` backfill) through the
+//!          inbound apply path:
+//!            linked, or a live contact with its address ─▶ linked if it was not; differing
+//!              values merged by the conflict policy (a new version, or the CRM corrected)
+//!            no contact ─▶ created from the record, linked to it; delivery pushes it to the
+//!              other CRMs (the index tells it no record there has the address)
+//!            a new version (created or updated) ─▶ the later CRMs' kept records of the
+//!              address are merged into it by the policy at once, so its delivery there
+//!              writes over nothing newer
+//! dry run: the apply pass asks the apply path what it would do, in a transaction rolled
+//!          back; an address an earlier CRM's record would have created a contact for counts
+//!          as matched and linked
 //! ```
 //!
-//! The checkpoint is the pass and the reader's position after the page in hand, so a resumed
-//! job reads on from there (a page done again finds its records linked: echoes, no writes).
-//! A second backfill writes nothing: every record is linked and holds what SyncRoot knows.
-//! Reads go through the CRM clients the webhook workers use, paced with everything else.
-//! Results and logs name records, never values.
+//! The CRMs are read once: the calls a backfill makes are its read pages, and the batch writes
+//! delivery makes for what it changed. A record changed in its CRM after it was read reaches
+//! SyncRoot through the webhook and poller paths, which the conflict policy orders by
+//! modification time with what the backfill applied.
+//!
+//! The checkpoint is the pass, the CRM in hand and the position in it (the reader's, or the
+//! last record applied), so a resumed job goes on from there (a page done again finds its
+//! records kept, or linked: echoes, no writes). A second backfill writes nothing: every record
+//! is linked and holds what SyncRoot knows. Reads go through the CRM clients the webhook
+//! workers use, paced with everything else. Results and logs name records, never values.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 
 use super::{JobError, Step};
-use crate::domain::fields::Field;
 use crate::domain::job::{BackfillParams, Progress};
 use crate::domain::merge::Policy;
-use crate::domain::{ContactFields, Crm, Email};
+use crate::domain::{ContactFields, Crm};
 use crate::providers::hubspot::HubspotClient;
 use crate::providers::reading::{ContactReader, ReadPosition};
 use crate::providers::salesforce::SalesforceClient;
 use crate::providers::{CrmClient, RemoteRecord};
 use crate::queue::publisher::Publisher;
+use crate::store::address_index;
 use crate::store::backfill::{self, Digest};
 use crate::store::jobs::JobRow;
 use crate::worker::inbound::apply::{self, Applied, Preview};
@@ -64,6 +70,9 @@ pub struct Backfill {
 /// Addresses several records share, listed in the result.
 pub const SAMPLE: usize = 50;
 
+/// Kept records matched per page of the apply pass.
+const APPLY_PAGE: usize = 500;
+
 /// The counters, all shown from the start.
 const COUNTERS: [&str; 9] = [
     "read",
@@ -80,8 +89,8 @@ const COUNTERS: [&str; 9] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Pass {
-    Addresses,
-    Records,
+    Read,
+    Apply,
 }
 
 /// The checkpoint.
@@ -92,8 +101,12 @@ struct State {
     /// The CRMs still to do in this pass; the first is in hand.
     todo: Vec<Crm>,
     pass: Pass,
-    /// The reader's position in the CRM in hand (`None`: its first page).
+    /// Read: the reader's position in the CRM in hand; apply: the last record id applied
+    /// (`None`: its first page).
     position: Option<String>,
+    /// When each CRM's read began.
+    #[serde(default)]
+    read_at: BTreeMap<Crm, DateTime<Utc>>,
     sample: Vec<Shared>,
 }
 
@@ -105,7 +118,7 @@ struct Shared {
 }
 
 impl Backfill {
-    /// One page of the backfill; the first call plans it. The job's address notes go when it
+    /// One page of the backfill; the first call plans it. The job's kept records go when it
     /// finishes.
     pub async fn step(
         &self,
@@ -116,22 +129,31 @@ impl Backfill {
         let (params, state): (BackfillParams, Option<State>) = super::read_job(job, checkpoint)?;
         let mut state = state.unwrap_or_else(|| self.plan(progress));
         if let Some(&crm) = state.todo.first() {
-            let more = match crm {
-                Crm::Hubspot => {
-                    let client = self.hubspot.as_deref();
-                    self.page(client, job, params, &mut state, progress).await?
+            let more = match (state.pass, crm) {
+                (Pass::Read, Crm::Hubspot) => {
+                    self.read(self.hubspot.as_deref(), job, &mut state, progress)
+                        .await?
                 }
-                Crm::Salesforce => {
+                (Pass::Read, Crm::Salesforce) => {
+                    self.read(self.salesforce.as_deref(), job, &mut state, progress)
+                        .await?
+                }
+                (Pass::Apply, Crm::Hubspot) => {
+                    let client = self.hubspot.as_deref();
+                    self.apply(client, job, params, &mut state, progress)
+                        .await?
+                }
+                (Pass::Apply, Crm::Salesforce) => {
                     let client = self.salesforce.as_deref();
-                    self.page(client, job, params, &mut state, progress).await?
+                    self.apply(client, job, params, &mut state, progress)
+                        .await?
                 }
             };
             if !more {
                 state.position = None;
                 state.todo.remove(0);
-                if state.todo.is_empty() && state.pass == Pass::Addresses {
-                    state.pass = Pass::Records;
-                    state.todo = state.crms.clone();
+                if state.todo.is_empty() && state.pass == Pass::Read {
+                    self.all_read(job, params, &mut state, progress).await?;
                 }
             }
         }
@@ -161,14 +183,64 @@ impl Backfill {
         State {
             crms: todo.clone(),
             todo,
-            pass: Pass::Addresses,
+            pass: Pass::Read,
             position: None,
+            read_at: BTreeMap::new(),
             sample: Vec::new(),
         }
     }
 
-    /// One page of the CRM in hand; false when it was the pass's last.
-    async fn page<C: CrmClient + ContactReader>(
+    /// One page of the CRM in hand, kept; false when it was the CRM's last.
+    async fn read<C: CrmClient + ContactReader>(
+        &self,
+        client: Option<&C>,
+        job: &JobRow,
+        state: &mut State,
+        progress: &mut Progress,
+    ) -> Result<bool, JobError> {
+        let Some(client) = client else {
+            return Ok(false);
+        };
+        let crm = client.crm();
+        let from = state.position.as_deref().map(ReadPosition::new);
+        if from.is_none() {
+            state.read_at.insert(crm, Utc::now());
+        }
+        let page = client
+            .read_page(from.as_ref())
+            .await
+            .map_err(|e| JobError::crm_read(crm, &e))?;
+        let kept: Vec<(Option<Digest>, &RemoteRecord)> =
+            page.records.iter().map(|r| (address(r), r)).collect();
+        backfill::keep(&self.db, job.id, crm, &kept).await?;
+        progress.add("read", kept.len() as u64);
+        state.position = page.next.map(|p| p.as_str().to_owned());
+        Ok(state.position.is_some())
+    }
+
+    /// Every CRM is read: what the reads found becomes the address index (not in a dry run),
+    /// and the apply pass begins.
+    async fn all_read(
+        &self,
+        job: &JobRow,
+        params: BackfillParams,
+        state: &mut State,
+        progress: &mut Progress,
+    ) -> Result<(), JobError> {
+        if !params.dry_run {
+            let reads: Vec<(Crm, DateTime<Utc>)> =
+                state.read_at.iter().map(|(c, t)| (*c, *t)).collect();
+            let rows = address_index::remember(&self.db, job.id, &reads).await?;
+            tracing::info!(id = %job.id, rows, "address index updated from the backfill's reads");
+        }
+        progress.total = Some(backfill::count(&self.db, job.id).await?);
+        state.pass = Pass::Apply;
+        state.todo = state.crms.clone();
+        Ok(())
+    }
+
+    /// Matches a page of the kept records of the CRM in hand; false when it was the last.
+    async fn apply<C: CrmClient>(
         &self,
         client: Option<&C>,
         job: &JobRow,
@@ -180,93 +252,88 @@ impl Backfill {
             return Ok(false);
         };
         let crm = client.crm();
-        let from = state.position.as_deref().map(ReadPosition::new);
-        let page = client
-            .read_page(from.as_ref())
-            .await
-            .map_err(|e| JobError::crm_read(crm, &e))?;
-        let addressed: Vec<(Option<Digest>, &RemoteRecord)> =
-            page.records.iter().map(|r| (address(r), r)).collect();
-        match state.pass {
-            Pass::Addresses => {
-                let noted: Vec<(Digest, String)> = addressed
-                    .iter()
-                    .filter_map(|(d, r)| Some(((*d)?, r.remote_id.clone())))
-                    .collect();
-                backfill::note(&self.db, job.id, crm, &noted).await?;
+        let kept =
+            backfill::page(&self.db, job.id, crm, state.position.as_deref(), APPLY_PAGE).await?;
+        let Some(last) = kept.last() else {
+            return Ok(false);
+        };
+        state.position = Some(last.record.remote_id.clone());
+        let digests: Vec<Digest> = kept.iter().filter_map(|k| k.address).collect();
+        let holders = backfill::holders(&self.db, job.id, &digests).await?;
+        let later: Vec<Crm> = state
+            .crms
+            .iter()
+            .skip_while(|c| **c != crm)
+            .skip(1)
+            .copied()
+            .collect();
+        let others = if params.dry_run {
+            HashMap::new()
+        } else {
+            self.others(job, &later, &holders).await?
+        };
+        let project = |c: &ContactFields| client.project(c);
+        let ctx = apply::Ctx {
+            db: &self.db,
+            publisher: &self.publisher,
+            crm,
+            policy: &self.policy,
+            project: &project,
+            via: "backfill",
+        };
+        for backfill::Pending {
+            address: digest,
+            record,
+            merged,
+        } in &kept
+        {
+            progress.done += 1;
+            if *merged {
+                // Applied when an earlier CRM's record made its contact's new version: the
+                // record as read then is not news now (delivery may have written it since).
+                progress.add("matched", 1);
+                continue;
             }
-            Pass::Records => {
-                let digests: Vec<Digest> = addressed.iter().filter_map(|(d, _)| *d).collect();
-                let noted = backfill::noted(&self.db, job.id, &digests).await?;
-                let later: Vec<Crm> = state
-                    .crms
-                    .iter()
-                    .skip_while(|c| **c != crm)
-                    .skip(1)
-                    .copied()
-                    .collect();
-                let snapshots = if params.dry_run {
-                    HashMap::new()
-                } else {
-                    self.snapshots(&later, &noted).await?
-                };
-                let project = |c: &ContactFields| client.project(c);
-                let ctx = apply::Ctx {
-                    db: &self.db,
-                    publisher: &self.publisher,
-                    crm,
-                    policy: &self.policy,
-                    project: &project,
-                    via: "backfill",
-                };
-                for (digest, record) in addressed {
-                    let held = digest.as_ref().and_then(|d| noted.get(d));
-                    let ours = held.and_then(|h| h.get(&crm));
-                    if digest.is_some() && !ours.is_some_and(|ids| ids.contains(&record.remote_id))
-                    {
-                        tracing::debug!(%crm, record = %record.remote_id, "record came after the first pass; left to the normal paths");
-                        continue;
+            let held = digest
+                .as_ref()
+                .and_then(|d| holders.get(d))
+                .cloned()
+                .unwrap_or_default();
+            if held.values().any(|ids| ids.len() > 1) {
+                progress.add("duplicates", 1);
+                for (&crm, records) in held.iter().filter(|(_, ids)| ids.len() > 1) {
+                    let group = Shared {
+                        crm,
+                        records: records.clone(),
+                    };
+                    if !state.sample.contains(&group) && state.sample.len() < SAMPLE {
+                        tracing::info!(%crm, ?records, "records share an address; skipped");
+                        state.sample.push(group);
                     }
-                    progress.done += 1;
-                    progress.add("read", 1);
-                    let held = held.cloned().unwrap_or_default();
-                    if held.values().any(|ids| ids.len() > 1) {
-                        progress.add("duplicates", 1);
-                        for (&crm, records) in held.iter().filter(|(_, ids)| ids.len() > 1) {
-                            let group = Shared {
-                                crm,
-                                records: records.clone(),
-                            };
-                            if !state.sample.contains(&group) && state.sample.len() < SAMPLE {
-                                tracing::info!(%crm, ?records, "records share an address; skipped");
-                                state.sample.push(group);
-                            }
-                        }
-                        continue;
-                    }
-                    // In a dry run, what an earlier CRM's record would have created.
-                    let earlier = state
-                        .crms
-                        .iter()
-                        .take_while(|c| **c != crm)
-                        .any(|c| held.contains_key(c));
-                    let dry_run = params.dry_run.then_some(earlier);
-                    let outcome = self.record(&ctx, record, dry_run, progress).await?;
-                    if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
-                        continue;
-                    }
-                    // The new version goes to the later CRMs too: their records of the address
-                    // are merged first, by the policy, not written over.
-                    for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
-                        if let Some(snapshot) = snapshots.get(&(other, ids[0].clone())) {
-                            self.merge_other(other, snapshot, progress).await?;
-                        }
-                    }
+                }
+                continue;
+            }
+            // In a dry run, what an earlier CRM's record would have created.
+            let earlier = state
+                .crms
+                .iter()
+                .take_while(|c| **c != crm)
+                .any(|c| held.contains_key(c));
+            let dry_run = params.dry_run.then_some(earlier);
+            let outcome = self.record(&ctx, record, dry_run, progress).await?;
+            if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
+                continue;
+            }
+            // The new version goes to the later CRMs too: their records of the address are
+            // merged first, by the policy, not written over.
+            for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
+                if let Some(record) = others.get(&(other, ids[0].clone())) {
+                    self.merge_other(other, record, progress).await?;
+                    backfill::merged(&self.db, job.id, other, &record.remote_id).await?;
                 }
             }
         }
-        state.position = page.next.map(|p| p.as_str().to_owned());
-        Ok(state.position.is_some())
+        Ok(kept.len() == APPLY_PAGE)
     }
 
     /// Matches one record, or, in a dry run (`Some(whether an earlier CRM's record would
@@ -316,33 +383,36 @@ impl Backfill {
         Ok(None)
     }
 
-    /// The records of `crms` noted with one of these addresses (alone in their CRM), read now.
-    async fn snapshots(
+    /// The kept records of `crms` that carry one of these addresses, alone in their CRM.
+    async fn others(
         &self,
+        job: &JobRow,
         crms: &[Crm],
-        noted: &BTreeMap<Digest, BTreeMap<Crm, Vec<String>>>,
+        holders: &BTreeMap<Digest, BTreeMap<Crm, Vec<String>>>,
     ) -> Result<HashMap<(Crm, String), RemoteRecord>, JobError> {
         let mut out = HashMap::new();
         for &crm in crms {
-            let ids: Vec<String> = noted
+            let ids: Vec<String> = holders
                 .values()
                 .filter_map(|by_crm| by_crm.get(&crm).filter(|ids| ids.len() == 1))
                 .map(|ids| ids[0].clone())
                 .collect();
-            for chunk in ids.chunks(FETCH) {
-                let read = match crm {
-                    Crm::Hubspot => fetch(self.hubspot.as_deref(), chunk).await,
-                    Crm::Salesforce => fetch(self.salesforce.as_deref(), chunk).await,
-                };
-                let records = read.map_err(|e| JobError::crm_read(crm, &e))?;
-                out.extend(records.into_iter().map(|r| ((crm, r.remote_id.clone()), r)));
+            if ids.is_empty() {
+                continue;
             }
+            let records = backfill::by_id(&self.db, job.id, crm, &ids).await?;
+            out.extend(
+                records
+                    .into_iter()
+                    .map(|p| ((crm, p.record.remote_id.clone()), p.record)),
+            );
         }
         Ok(out)
     }
 
     /// Merges a later CRM's record into the contact it will be matched with, as that CRM's
-    /// pass would, before the contact's new version reaches it. Counted in that CRM's pass.
+    /// pass would, before the contact's new version reaches it. Counted (as matched) in that
+    /// CRM's pass, which does not apply it again.
     async fn merge_other(
         &self,
         crm: Crm,
@@ -391,19 +461,6 @@ impl Backfill {
     }
 }
 
-/// Records read by id per call (HubSpot's batch/read cap).
-const FETCH: usize = 100;
-
-async fn fetch<C: CrmClient>(
-    client: Option<&C>,
-    ids: &[String],
-) -> Result<Vec<RemoteRecord>, crate::providers::ProviderError> {
-    match client {
-        Some(c) => c.fetch(ids).await,
-        None => Ok(Vec::new()),
-    }
-}
-
 /// Counts what matching a record did (or would do).
 fn count(p: &Preview, progress: &mut Progress) {
     match p.outcome {
@@ -429,15 +486,14 @@ fn count(p: &Preview, progress: &mut Progress) {
 
 /// The digest of a record's normalised address; `None` without a valid one.
 fn address(record: &RemoteRecord) -> Option<Digest> {
-    let raw = record.values.get(Field::Email)?.as_deref()?;
-    let email = Email::parse(raw.trim()).ok()?;
-    Some(Sha256::digest(email.as_str().as_bytes()).into())
+    record.address().map(|e| address_index::digest(&e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::FieldValues;
+    use crate::domain::fields::Field;
 
     fn record(email: Option<&str>) -> RemoteRecord {
         let mut values = FieldValues::default();

@@ -18,6 +18,9 @@ pub struct Counters {
     pub calls: BTreeMap<String, u64>,
     /// Records written (created, updated or deleted) per route template.
     pub records: BTreeMap<String, u64>,
+    /// SOQL queries run (`/query`, `/queryAll`; not their further pages) by shape: the object
+    /// and the fields filtered on, such as `Contact WHERE Email` or `Contact` for all.
+    pub queries: BTreeMap<String, u64>,
     pub records_written: u64,
     /// Every sObject Collections call, refused or not.
     pub batches: BatchCalls,
@@ -47,6 +50,16 @@ impl Counters {
         *self.calls.entry(route.to_string()).or_default() += 1;
     }
 
+    /// Counts a query by its shape.
+    pub fn query(&mut self, q: &super::soql::Query) {
+        let mut shape = q.object.clone();
+        for (i, c) in q.conditions.iter().enumerate() {
+            shape.push_str(if i == 0 { " WHERE " } else { " AND " });
+            shape.push_str(&c.field);
+        }
+        *self.queries.entry(shape).or_default() += 1;
+    }
+
     pub fn written(&mut self, route: &str, n: u64) {
         if n > 0 {
             *self.records.entry(route.to_string()).or_default() += n;
@@ -61,6 +74,7 @@ impl Counters {
             "calls_total": self.calls.values().sum::<u64>(),
             "records_written": self.records_written,
             "records": self.records,
+            "queries": self.queries,
             "batches": self.batches,
             "rate_limited": self.rate_limited,
             "errors_injected": self.errors_injected,
@@ -103,5 +117,23 @@ mod tests {
             (&json!(2), &json!(351), &json!(201), &json!(1))
         );
         assert_eq!(s["records_written"], 150);
+    }
+
+    #[test]
+    fn queries_are_counted_by_what_they_filter_on() {
+        let mut c = Counters::default();
+        for q in [
+            "SELECT Id FROM Contact WHERE Email IN ('a@x.io', 'b@x.io')",
+            "SELECT Id, Email FROM Contact WHERE Email = 'c@x.io'",
+            "SELECT Id FROM Contact WHERE SystemModstamp >= 2026-01-01T00:00:00Z AND Id > '003'",
+            "SELECT Id, Email FROM Contact",
+        ] {
+            c.query(&super::super::soql::parse(q).unwrap());
+        }
+        let s = c.snapshot();
+        assert_eq!(
+            s["queries"],
+            json!({"Contact WHERE Email": 2, "Contact WHERE SystemModstamp AND Id": 1, "Contact": 1})
+        );
     }
 }

@@ -47,7 +47,9 @@ pub fn run(call: &Call<'_>, include_deleted: bool) -> Result<Response, SfErrors>
         .param("q")
         .filter(|q| !q.trim().is_empty())
         .ok_or_else(|| SfError::malformed_query("A query string has to be specified"))?;
-    let plan = Plan::new(&call.sb.schema, &soql::parse(&q)?)?;
+    let query = soql::parse(&q)?;
+    lock(&call.sb.counters).query(&query);
+    let plan = Plan::new(&call.sb.schema, &query)?;
     let records = {
         let store = lock(&call.sb.store);
         plan.execute(&store, include_deleted, &call.version.text)
