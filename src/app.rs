@@ -232,6 +232,7 @@ pub fn start_delivery(
                 topology: parts.broker.topology.clone(),
                 client,
                 linger: cfg.delivery.linger,
+                linger_max: cfg.delivery.linger_max,
                 prefetch: cfg.delivery.prefetch,
                 concurrency: cfg.delivery.concurrency,
                 address_trust: cfg.delivery.address_trust,

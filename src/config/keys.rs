@@ -159,7 +159,12 @@ pub const KEYS: &[Key] = &[
     key(
         "delivery_linger_ms",
         "20",
-        "how long a delivery worker waits for more changes before sending a partial batch",
+        "how long a delivery worker waits for the next change before sending a partial batch",
+    ),
+    key(
+        "delivery_linger_max_ms",
+        "250",
+        "longest a batch waits for changes while they keep coming (each arrival within delivery_linger_ms extends the wait), so bursts go out in full batches; at most this much extra latency under steady load; below delivery_linger_ms counts as it",
     ),
     key(
         "delivery_concurrency",

@@ -138,6 +138,8 @@ pub struct DeliveryConfig {
     pub crms: Vec<crate::domain::Crm>,
     pub batching: bool,
     pub linger: Duration,
+    /// Longest a batch waits for companions while they keep coming.
+    pub linger_max: Duration,
     pub prefetch: u16,
     /// CRM calls in flight at once per CRM.
     pub concurrency: usize,

@@ -124,6 +124,7 @@ impl Parser<'_> {
             crms,
             batching,
             linger: Duration::from_millis(self.ranged("delivery_linger_ms", 0, 60_000)),
+            linger_max: Duration::from_millis(self.ranged("delivery_linger_max_ms", 0, 60_000)),
             prefetch: self.ranged("delivery_prefetch", 1, 10_000),
             concurrency: self.ranged("delivery_concurrency", 1, 16),
             address_trust: Duration::from_secs(self.ranged(

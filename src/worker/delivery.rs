@@ -7,8 +7,9 @@
 //!                                             crm_links (remote id, synced version, state) ──▶ ack
 //! ```
 //!
-//! Under load a batch fills to the CRM's cap (HubSpot 100, Salesforce 200) before the linger
-//! ends; a lone change waits at most the linger. Several tasks for one contact coalesce, and a
+//! Under load a batch fills to the CRM's cap (HubSpot 100, Salesforce 200): it waits a linger
+//! past its latest task, so while tasks keep coming it fills (up to `linger_max` past its first
+//! task); a lone change waits one linger. Several tasks for one contact coalesce, and a
 //! contact the CRM already holds at its current version is acknowledged without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
@@ -48,8 +49,10 @@ pub struct DeliveryWorker<C: CrmClient> {
     pub db: PgPool,
     pub topology: Topology,
     pub client: Arc<C>,
-    /// How long the first task of a batch waits for companions.
+    /// How long a batch waits for the next companion.
     pub linger: Duration,
+    /// Longest a batch waits for companions while they keep coming (at least `linger`).
+    pub linger_max: Duration,
     /// Unacknowledged tasks held; at least a batch.
     pub prefetch: u16,
     /// Batches in flight at once, never two holding one contact.
@@ -129,6 +132,7 @@ impl<C: CrmClient> Clone for DeliveryWorker<C> {
             topology: self.topology.clone(),
             client: self.client.clone(),
             linger: self.linger,
+            linger_max: self.linger_max,
             prefetch: self.prefetch,
             concurrency: self.concurrency,
             address_trust: self.address_trust,
@@ -232,7 +236,8 @@ impl Flights {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
-    /// Waits for a first task, then gathers more until the batch is full or the linger ends.
+    /// Waits for a first task, then gathers more until the batch is full or no task came for a
+    /// linger (or `linger_max` passed since the first).
     /// `None` on shutdown before any task arrived.
     /// Tasks of contacts in flight are held back in `flights`; held tasks whose contacts have
     /// landed come first. An empty batch when a flight lands before any task could be taken.
@@ -245,7 +250,9 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let cap = self.client.batch_cap();
         let mut batch = Batch::default();
         flights.release_into(&mut batch, cap);
-        let mut deadline = (!batch.is_empty()).then(|| tokio::time::Instant::now() + self.linger);
+        // When the batch got its first task, and until when it waits for more.
+        let mut first = (!batch.is_empty()).then(tokio::time::Instant::now);
+        let mut deadline = first.map(|f| f + self.linger);
         let landed = flights.landed.clone();
         while batch.len() < cap {
             let linger = async {
@@ -270,8 +277,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     settle::dead_letter(&delivery.acker).await?;
                 }
             }
-            if deadline.is_none() && !batch.is_empty() {
-                deadline = Some(tokio::time::Instant::now() + self.linger);
+            if !batch.is_empty() {
+                // While companions keep coming, the batch waits a linger past the latest, up
+                // to `linger_max` past its first: full batches under a burst, and a lone
+                // change still waits one linger.
+                let now = tokio::time::Instant::now();
+                let since = *first.get_or_insert(now);
+                deadline = Some((now + self.linger).min(since + self.linger_max.max(self.linger)));
             }
         }
         Ok(Some(batch))
