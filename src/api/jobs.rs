@@ -21,6 +21,7 @@ use super::dlq::params::{AuditQuery, LIMIT_DEFAULT, page};
 use super::dlq::schema::PageParams;
 use super::extract::JsonBody;
 use super::problem::{ApiError, Problem};
+use crate::domain::fields::FieldError;
 use crate::domain::job::{JobKind, JobParams, JobStatus};
 use crate::store::audit::{self, Action};
 use crate::store::jobs::{self, Cancelled, JobRow};
@@ -95,6 +96,10 @@ pub struct BackfillParamsIn {
     /// Default false: count what it would do and write nothing.
     #[schema(required = false, nullable = false)]
     pub dry_run: Option<bool>,
+    /// Default every enabled CRM: the CRMs whose records are read and matched (each must be
+    /// enabled; one named twice counts once). The people the backfill creates still go to every CRM.
+    #[schema(required = false, nullable = false, min_items = 1)]
+    pub crms: Option<Vec<super::dlq::schema::CrmName>>,
 }
 
 /// What a job does.
@@ -207,6 +212,20 @@ pub async fn create(
     JsonBody(body): JsonBody<false>,
 ) -> Result<Response, ApiError> {
     let params = JobParams::from_request(&body).map_err(ApiError::Invalid)?;
+    if let JobParams::Backfill(p) = &params {
+        let off: Vec<FieldError> = (p.crms.iter().flatten().enumerate())
+            .filter(|(_, c)| !state.crms.contains(c))
+            .map(|(i, c)| {
+                FieldError::new(
+                    format!("/params/crms/{i}"),
+                    format!("{c} is not enabled here"),
+                )
+            })
+            .collect();
+        if !off.is_empty() {
+            return Err(ApiError::Invalid(off));
+        }
+    }
     let kind = params.kind();
     let by = super::dlq::requested(&principal, Some(kind.as_str().to_owned()));
     let mut tx = state.db.begin().await?;

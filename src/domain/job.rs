@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Crm;
 use super::fields::{FieldError, escape_pointer, json_type};
 
 /// The kinds of job.
@@ -63,12 +64,15 @@ pub struct DriftParams {
 }
 
 /// Parameters of a backfill.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackfillParams {
     /// Count what the backfill would do (matched, linked, created, updated, conflicts,
     /// duplicates) and write nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// The CRMs whose records are read and matched (`None`: every enabled CRM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crms: Option<Vec<Crm>>,
 }
 
 impl JobParams {
@@ -131,13 +135,19 @@ impl JobParams {
         let parsed = match kind {
             Some(JobKind::Drift) => {
                 let mut p = DriftParams::default();
-                let names = [("repair", &mut p.repair), ("full", &mut p.full)];
-                bool_params(params, "drift", names, &mut errors).then_some(Self::Drift(p))
+                Params::of(params, "drift", &["repair", "full"], &mut errors).map(|mut r| {
+                    r.flag("repair", &mut p.repair);
+                    r.flag("full", &mut p.full);
+                    Self::Drift(p)
+                })
             }
             Some(JobKind::Backfill) => {
                 let mut p = BackfillParams::default();
-                let names = [("dry_run", &mut p.dry_run)];
-                bool_params(params, "backfill", names, &mut errors).then_some(Self::Backfill(p))
+                Params::of(params, "backfill", &["dry_run", "crms"], &mut errors).map(|mut r| {
+                    r.flag("dry_run", &mut p.dry_run);
+                    p.crms = r.crms("crms");
+                    Self::Backfill(p)
+                })
             }
             None => None,
         };
@@ -152,40 +162,85 @@ fn known_kinds() -> String {
     JobKind::ALL.map(JobKind::as_str).join(", ")
 }
 
-/// A kind's parameters, each an optional bool, set into `slots` by name; false when
-/// `params` is not an object.
-fn bool_params<const N: usize>(
-    params: &Value,
-    kind: &str,
-    mut slots: [(&str, &mut bool); N],
-    errors: &mut Vec<FieldError>,
-) -> bool {
-    let Some(obj) = params.as_object() else {
-        errors.push(FieldError::new(
-            "/params",
-            format!("must be an object, not {}", json_type(params)),
-        ));
-        return false;
-    };
-    let known = slots.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
-    for (name, value) in obj {
-        let pointer = format!("/params/{}", escape_pointer(name));
-        let Some((_, slot)) = slots.iter_mut().find(|(n, _)| n == name) else {
+/// A kind's parameters object, read member by member; every problem goes into `errors`.
+struct Params<'a> {
+    obj: &'a serde_json::Map<String, Value>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl<'a> Params<'a> {
+    /// The object, with any member not in `known` reported; `None` when it is not an object.
+    fn of(
+        params: &'a Value,
+        kind: &str,
+        known: &[&str],
+        errors: &'a mut Vec<FieldError>,
+    ) -> Option<Self> {
+        let Some(obj) = params.as_object() else {
             errors.push(FieldError::new(
-                pointer,
-                format!("is not a parameter of a {kind} job ({known})"),
+                "/params",
+                format!("must be an object, not {}", json_type(params)),
             ));
-            continue;
+            return None;
         };
-        match value {
-            Value::Bool(b) => **slot = *b,
-            other => errors.push(FieldError::new(
-                pointer,
+        for name in obj.keys().filter(|n| !known.contains(&n.as_str())) {
+            errors.push(FieldError::new(
+                format!("/params/{}", escape_pointer(name)),
+                format!("is not a parameter of a {kind} job ({})", known.join(", ")),
+            ));
+        }
+        Some(Self { obj, errors })
+    }
+
+    /// An optional true or false.
+    fn flag(&mut self, name: &str, slot: &mut bool) {
+        match self.obj.get(name) {
+            None => {}
+            Some(Value::Bool(b)) => *slot = *b,
+            Some(other) => self.errors.push(FieldError::new(
+                format!("/params/{name}"),
                 format!("must be true or false, not {}", json_type(other)),
             )),
         }
     }
-    true
+
+    /// An optional list of CRM names, at least one (a name given twice counts once).
+    fn crms(&mut self, name: &str) -> Option<Vec<Crm>> {
+        let pointer = format!("/params/{name}");
+        let items = match self.obj.get(name)? {
+            Value::Array(items) if !items.is_empty() => items,
+            Value::Array(_) => {
+                self.errors
+                    .push(FieldError::new(pointer, "must name at least one CRM"));
+                return None;
+            }
+            other => {
+                self.errors.push(FieldError::new(
+                    pointer,
+                    format!("must be an array of CRM names, not {}", json_type(other)),
+                ));
+                return None;
+            }
+        };
+        let known = Crm::ALL.map(Crm::as_str).join(", ");
+        let mut crms = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("{pointer}/{i}");
+            match item.as_str().map(|s| s.parse::<Crm>()) {
+                Some(Ok(crm)) if crms.contains(&crm) => {}
+                Some(Ok(crm)) => crms.push(crm),
+                Some(Err(_)) => self.errors.push(FieldError::new(
+                    at,
+                    format!("is not a CRM (known: {known})"),
+                )),
+                None => self.errors.push(FieldError::new(
+                    at,
+                    format!("must be a string, not {}", json_type(item)),
+                )),
+            }
+        }
+        Some(crms)
+    }
 }
 
 /// Where a job is.
@@ -294,7 +349,7 @@ mod tests {
     #[test]
     fn a_backfill_request_parses() {
         let p = JobParams::from_request(&json!({"kind": "backfill"})).unwrap();
-        assert_eq!(p, JobParams::Backfill(BackfillParams { dry_run: false }));
+        assert_eq!(p, JobParams::Backfill(BackfillParams::default()));
         let p = JobParams::from_request(&json!({"kind": "backfill", "params": {"dry_run": true}}))
             .unwrap();
         assert_eq!(p.to_json(), json!({"dry_run": true}));
@@ -302,7 +357,25 @@ mod tests {
             &json!({"kind": "backfill", "params": {"dry_run": 1, "repair": true}}),
         )
         .unwrap_err();
-        assert_eq!(pointers(e), ["/params/dry_run", "/params/repair"]);
+        assert_eq!(pointers(e), ["/params/repair", "/params/dry_run"]);
+        let p = JobParams::from_request(
+            &json!({"kind": "backfill", "params": {"crms": ["salesforce", "salesforce"]}}),
+        )
+        .unwrap();
+        assert_eq!(
+            p.to_json(),
+            json!({"dry_run": false, "crms": ["salesforce"]})
+        );
+        for (crms, pointer) in [
+            (json!([]), "/params/crms"),
+            (json!("hubspot"), "/params/crms"),
+            (json!(["hubspot", "pipedrive"]), "/params/crms/1"),
+            (json!([7]), "/params/crms/0"),
+        ] {
+            let e = JobParams::from_request(&json!({"kind": "backfill", "params": {"crms": crms}}))
+                .unwrap_err();
+            assert_eq!(pointers(e), [pointer], "{crms}");
+        }
     }
 
     #[test]

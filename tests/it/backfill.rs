@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use syncroot_testkit::{KEY, TestApp, eventually, remote_id};
 
 use crate::drift::{
-    app_with_runner, cli, kill_runner_when, roles_start_job, roles_with_runner, slow_hubspot,
-    start_job, ui_edit, wait_finished, webhooks_off,
+    app_with_runner, app_with_runner_and, cli, kill_runner_when, roles_start_job,
+    roles_with_runner, slow_hubspot, start_job, ui_edit, wait_finished, webhooks_off,
 };
 
 const BOTH: usize = 120;
@@ -539,6 +539,63 @@ async fn a_backfill_whose_runner_process_is_killed_is_resumed_by_another_from_it
     app.cleanup().await;
 }
 
+/// A backfill of the CRMs named: only their records are read; the people it creates still go
+/// to every CRM. Naming a CRM that is not enabled is refused up front.
+#[tokio::test]
+async fn a_backfill_of_one_crm_reads_only_that_one() {
+    let app = app_with_runner().await;
+    let hubspot: Vec<Value> = (0..3)
+        .map(|i| hubspot_person(&format!("hs-only{i}@example.com"), i))
+        .collect();
+    let salesforce: Vec<Value> = (0..2)
+        .map(|i| salesforce_person(&format!("sf-only{i}@example.com"), 10 + i))
+        .collect();
+    seed(&app, app.hubspot(), hubspot).await;
+    seed(&app, app.salesforce(), salesforce).await;
+    app.control(app.hubspot(), Method::POST, "counters/reset", None)
+        .await;
+
+    let queued = start_job(
+        &app,
+        json!({"kind": "backfill", "params": {"crms": ["salesforce"]}}),
+    )
+    .await;
+    assert_eq!(queued["params"]["crms"], json!(["salesforce"]), "{queued}");
+    let done = wait_finished(&app, queued["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let counts = counters(&done);
+    assert_eq!((counts["read"], counts["created"]), (2, 2), "{done}");
+    let all = settled(&app).await;
+    assert_eq!(
+        all.keys().cloned().collect::<Vec<_>>(),
+        ["sf-only0@example.com", "sf-only1@example.com"]
+    );
+    let calls = app
+        .control(app.hubspot(), Method::GET, "counters", None)
+        .await;
+    assert_eq!(
+        calls["calls"]["GET /crm/v3/objects/contacts"],
+        Value::Null,
+        "HubSpot was not read: {calls}"
+    );
+    // HubSpot got the two people, and kept its own three.
+    assert_eq!(held(&app, app.hubspot()).await.len(), 5);
+
+    let salesforce_only = app_with_runner_and(&[("SYNCROOT_CRMS", "salesforce")]).await;
+    let r = salesforce_only
+        .admin(Method::POST, "/admin/jobs")
+        .json(&json!({"kind": "backfill", "params": {"crms": ["salesforce", "hubspot"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["errors"][0]["pointer"], "/params/crms/1",
+        "{problem}"
+    );
+}
+
 #[tokio::test]
 async fn the_backfill_cli_follows_the_job_and_prints_what_it_did() {
     let app = app_with_runner().await;
@@ -554,6 +611,13 @@ async fn the_backfill_cli_follows_the_job_and_prints_what_it_did() {
     assert_eq!(result["dry_run"], true, "{result}");
     assert_eq!(result["counters"]["created"], 3, "{result}");
     assert!(contacts(&app).await.is_empty(), "a dry run creates nothing");
+    // Only Salesforce's records (it has none); a CRM the server does not know is refused.
+    let (ok, stdout, stderr) = cli(&app, &["backfill", "--dry-run", "--crm", "salesforce"]).await;
+    assert!(ok, "{stderr}");
+    let result: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(result["counters"]["read"], 0, "{result}");
+    let (ok, _, stderr) = cli(&app, &["backfill", "--crm", "pipedrive"]).await;
+    assert!(!ok && stderr.contains("/params/crms/0"), "{stderr}");
 
     let (ok, stdout, stderr) = cli(&app, &["backfill"]).await;
     assert!(ok, "{stderr}");

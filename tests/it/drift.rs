@@ -16,7 +16,7 @@ pub(crate) async fn app_with_runner() -> TestApp {
     app_with_runner_and(&[]).await
 }
 
-async fn app_with_runner_and(env: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn app_with_runner_and(env: &[(&str, &str)]) -> TestApp {
     let mut opts = admin_options(true);
     opts.two_way = true;
     let env = [

@@ -71,7 +71,7 @@ pub enum EntryStatus {
 }
 
 /// A CRM SyncRoot delivers to.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CrmName {
     Hubspot,

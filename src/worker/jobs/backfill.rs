@@ -127,7 +127,10 @@ impl Backfill {
         progress: &mut Progress,
     ) -> Result<Step, JobError> {
         let (params, state): (BackfillParams, Option<State>) = super::read_job(job, checkpoint)?;
-        let mut state = state.unwrap_or_else(|| self.plan(progress));
+        let mut state = match state {
+            Some(state) => state,
+            None => self.plan(&params, progress)?,
+        };
         if let Some(&crm) = state.todo.first() {
             let more = match (state.pass, crm) {
                 (Pass::Read, Crm::Hubspot) => {
@@ -140,12 +143,12 @@ impl Backfill {
                 }
                 (Pass::Apply, Crm::Hubspot) => {
                     let client = self.hubspot.as_deref();
-                    self.apply(client, job, params, &mut state, progress)
+                    self.apply(client, job, params.dry_run, &mut state, progress)
                         .await?
                 }
                 (Pass::Apply, Crm::Salesforce) => {
                     let client = self.salesforce.as_deref();
-                    self.apply(client, job, params, &mut state, progress)
+                    self.apply(client, job, params.dry_run, &mut state, progress)
                         .await?
                 }
             };
@@ -153,7 +156,8 @@ impl Backfill {
                 state.position = None;
                 state.todo.remove(0);
                 if state.todo.is_empty() && state.pass == Pass::Read {
-                    self.all_read(job, params, &mut state, progress).await?;
+                    self.all_read(job, params.dry_run, &mut state, progress)
+                        .await?;
                 }
             }
         }
@@ -169,25 +173,35 @@ impl Backfill {
         Ok(Step::More(checkpoint))
     }
 
-    fn plan(&self, progress: &mut Progress) -> State {
-        let mut todo = Vec::new();
-        if self.hubspot.is_some() {
-            todo.push(Crm::Hubspot);
+    /// The CRMs to read, in order: those asked for (every enabled one by default). Asking for
+    /// one that is not enabled fails the job.
+    fn plan(&self, params: &BackfillParams, progress: &mut Progress) -> Result<State, JobError> {
+        let enabled = |crm: Crm| match crm {
+            Crm::Hubspot => self.hubspot.is_some(),
+            Crm::Salesforce => self.salesforce.is_some(),
+        };
+        if let Some(off) = params.crms.iter().flatten().find(|c| !enabled(**c)) {
+            return Err(JobError {
+                message: format!("{off} is not enabled here, so it cannot be backfilled"),
+                transient: false,
+            });
         }
-        if self.salesforce.is_some() {
-            todo.push(Crm::Salesforce);
-        }
+        let todo: Vec<Crm> = Crm::ALL
+            .into_iter()
+            .filter(|c| enabled(*c))
+            .filter(|c| params.crms.as_ref().is_none_or(|wanted| wanted.contains(c)))
+            .collect();
         for counter in COUNTERS {
             progress.add(counter, 0);
         }
-        State {
+        Ok(State {
             crms: todo.clone(),
             todo,
             pass: Pass::Read,
             position: None,
             read_at: BTreeMap::new(),
             sample: Vec::new(),
-        }
+        })
     }
 
     /// One page of the CRM in hand, kept; false when it was the CRM's last.
@@ -223,11 +237,11 @@ impl Backfill {
     async fn all_read(
         &self,
         job: &JobRow,
-        params: BackfillParams,
+        dry_run: bool,
         state: &mut State,
         progress: &mut Progress,
     ) -> Result<(), JobError> {
-        if !params.dry_run {
+        if !dry_run {
             let reads: Vec<(Crm, DateTime<Utc>)> =
                 state.read_at.iter().map(|(c, t)| (*c, *t)).collect();
             let rows = address_index::remember(&self.db, job.id, &reads).await?;
@@ -244,7 +258,7 @@ impl Backfill {
         &self,
         client: Option<&C>,
         job: &JobRow,
-        params: BackfillParams,
+        dry_run: bool,
         state: &mut State,
         progress: &mut Progress,
     ) -> Result<bool, JobError> {
@@ -267,7 +281,7 @@ impl Backfill {
             .skip(1)
             .copied()
             .collect();
-        let others = if params.dry_run {
+        let others = if dry_run {
             HashMap::new()
         } else {
             self.others(job, &later, &holders).await?
@@ -319,8 +333,8 @@ impl Backfill {
                 .iter()
                 .take_while(|c| **c != crm)
                 .any(|c| held.contains_key(c));
-            let dry_run = params.dry_run.then_some(earlier);
-            let outcome = self.record(&ctx, record, dry_run, progress).await?;
+            let preview = dry_run.then_some(earlier);
+            let outcome = self.record(&ctx, record, preview, progress).await?;
             if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
                 continue;
             }
