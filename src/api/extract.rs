@@ -1,5 +1,6 @@
 //! Request extractors that fail with problem documents instead of axum's plain-text rejections:
-//! a size- and media-type-checked JSON body, a contact id from the path, and the list query.
+//! a size- and media-type-checked JSON body (required, or optional), a contact id from the
+//! path, and the list query.
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderMap, header, request::Parts};
@@ -31,34 +32,61 @@ impl<const MERGE: bool> FromRequest<AppState> for JsonBody<MERGE> {
             BodyKind::Json
         };
         check_media_type(req.headers(), kind)?;
-        let limit = state.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(ApiError::PayloadTooLarge(limit));
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|e| {
-                // `to_bytes` reports a length-limit error through its source chain.
-                if std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                {
-                    ApiError::PayloadTooLarge(limit)
-                } else {
-                    ApiError::MalformedJson(format!("could not read the body: {e}"))
-                }
-            })?;
+        let bytes = read_body(req, state).await?;
         if bytes.is_empty() {
             return Err(ApiError::MalformedJson("the body is empty".into()));
         }
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::MalformedJson(e.to_string()))
+        parse(&bytes).map(Self)
     }
+}
+
+/// An optional `application/json` body, parsed but not yet validated: `None` when the request
+/// has none (no bytes, whatever its `Content-Type`), for operations whose every member has a
+/// default.
+pub struct OptionalJsonBody(pub Option<Value>);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        // The media type matters only if there is a body.
+        let media_type = check_media_type(req.headers(), BodyKind::Json);
+        let bytes = read_body(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        media_type?;
+        parse(&bytes).map(|v| Self(Some(v)))
+    }
+}
+
+/// Reads the body, refusing one over the size limit.
+async fn read_body(req: Request, state: &AppState) -> Result<axum::body::Bytes, ApiError> {
+    let limit = state.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            // `to_bytes` reports a length-limit error through its source chain.
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::MalformedJson(format!("could not read the body: {e}"))
+            }
+        })
+}
+
+fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 fn check_media_type(headers: &HeaderMap, kind: BodyKind) -> Result<(), ApiError> {

@@ -10,9 +10,15 @@
 //!
 //! where the secret is `whsec_` followed by the base64 of the key bytes. The receiver
 //! recomputes the HMAC over the raw body and refuses a timestamp far from its clock.
+//!
+//! The spec lets `webhook-signature` carry several signatures, space-separated
+//! (`v1,<a> v1,<b>`), and a receiver accepts the delivery when any one verifies: during a
+//! secret rotation's overlap a delivery is signed with the new secret and the previous one
+//! ([`Signer`]), so a receiver still holding the previous secret keeps verifying.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -45,6 +51,35 @@ impl SigningKey {
         mac.update(b".");
         mac.update(body);
         format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// What signs a subscription's deliveries: its secret and, during a rotation's overlap, the
+/// secret it replaced, until that one expires.
+pub struct Signer {
+    current: SigningKey,
+    /// The replaced secret's key and when it stops signing.
+    previous: Option<(SigningKey, DateTime<Utc>)>,
+}
+
+impl Signer {
+    pub fn new(current: SigningKey, previous: Option<(SigningKey, DateTime<Utc>)>) -> Self {
+        Self { current, previous }
+    }
+
+    /// The `webhook-signature` header's value for an attempt signed at `at` (the
+    /// `webhook-timestamp` is `at.timestamp()`): the current secret's `v1,…`, then, while `at`
+    /// is before the previous secret's expiry, a space and the previous secret's.
+    pub fn header(&self, id: &str, at: DateTime<Utc>, body: &[u8]) -> String {
+        let timestamp = at.timestamp();
+        let mut header = self.current.sign(id, timestamp, body);
+        if let Some((key, until)) = &self.previous
+            && at < *until
+        {
+            header.push(' ');
+            header.push_str(&key.sign(id, timestamp, body));
+        }
+        header
     }
 }
 
@@ -89,6 +124,42 @@ mod tests {
             key.sign(ID, TIMESTAMP, br#"{"test": 2432232315}"#),
             EXPECTED
         );
+    }
+
+    /// Another key, to sign beside the published one.
+    const OTHER: &str = "whsec_dGhlIHByZXZpb3VzIHNlY3JldCBvZiBhIHJvdGF0aW9u";
+
+    fn at(timestamp: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(timestamp, 0).unwrap()
+    }
+
+    fn key(secret: &str) -> SigningKey {
+        SigningKey::parse(secret).unwrap()
+    }
+
+    #[test]
+    fn during_the_overlap_the_header_carries_the_new_signature_then_the_previous() {
+        let other = key(OTHER).sign(ID, TIMESTAMP, BODY.as_bytes());
+        // The published key as the new secret, and as the previous one.
+        let rotated_to = Signer::new(key(KEY), Some((key(OTHER), at(TIMESTAMP + 1))));
+        assert_eq!(
+            rotated_to.header(ID, at(TIMESTAMP), BODY.as_bytes()),
+            format!("{EXPECTED} {other}")
+        );
+        let rotated_from = Signer::new(key(OTHER), Some((key(KEY), at(TIMESTAMP + 1))));
+        assert_eq!(
+            rotated_from.header(ID, at(TIMESTAMP), BODY.as_bytes()),
+            format!("{other} {EXPECTED}")
+        );
+        assert_ne!(other, EXPECTED);
+    }
+
+    #[test]
+    fn from_its_expiry_on_the_previous_secret_no_longer_signs() {
+        let expired = Signer::new(key(KEY), Some((key(OTHER), at(TIMESTAMP))));
+        assert_eq!(expired.header(ID, at(TIMESTAMP), BODY.as_bytes()), EXPECTED);
+        let alone = Signer::new(key(KEY), None);
+        assert_eq!(alone.header(ID, at(TIMESTAMP), BODY.as_bytes()), EXPECTED);
     }
 
     #[test]

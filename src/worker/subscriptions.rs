@@ -1,6 +1,7 @@
 //! The sender of push subscriptions (`syncroot subscriptions`): follows the change feed for
 //! every enabled subscription and POSTs each entry to its URL, signed by the Standard Webhooks
-//! scheme (`push::signature`).
+//! scheme (`push::signature`): with its secret, and during a rotation's overlap with the
+//! secret that rotation replaced too.
 //!
 //! ```text
 //! each of `concurrency` loops, until shutdown:
@@ -27,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SubscriptionConfig;
 use crate::metrics::SubscriptionOutcome;
 use crate::push::event::Event;
-use crate::push::signature::SigningKey;
+use crate::push::signature::{Signer, SigningKey};
 use crate::store::history::FeedRow;
 use crate::store::subscriptions::{self as store, AfterFailure, Attempt, Claimed};
 
@@ -129,9 +130,7 @@ impl Sender {
     ) -> Result<(), sqlx::Error> {
         let entries = store::next_entries(&self.db, claimed, PAGE).await?;
         let full = entries.len() as i64 == PAGE;
-        let Some(key) = SigningKey::parse(&claimed.secret) else {
-            // Only SyncRoot writes secrets; one it cannot read is a broken row, said loudly.
-            tracing::error!(subscription = %claimed.id, "subscription secret is not whsec_<base64>; rotate it");
+        let Some(signer) = signer(claimed) else {
             return store::release(&self.db, claimed, self.cfg.retry_max).await;
         };
         let mut failures = claimed.consecutive_failures.max(0);
@@ -140,7 +139,7 @@ impl Sender {
                 // Stopping: what was taken is recorded; the next sender goes on from there.
                 return store::release(&self.db, claimed, Duration::ZERO).await;
             }
-            let answer = self.post(claimed, &key, entry).await;
+            let answer = self.post(claimed, &signer, entry).await;
             crate::metrics::subscription_delivery(answer.outcome());
             let event_id = entry.position.cursor();
             let attempt = Attempt {
@@ -196,11 +195,12 @@ impl Sender {
 
     /// One signed POST: the timeout, no redirects (the shared client), the answer's body read
     /// up to a cap and dropped.
-    async fn post(&self, claimed: &Claimed, key: &SigningKey, entry: &FeedRow) -> Answer {
+    async fn post(&self, claimed: &Claimed, signer: &Signer, entry: &FeedRow) -> Answer {
         let id = entry.position.cursor();
         let body = Event::of(entry).to_body();
-        let timestamp = chrono::Utc::now().timestamp();
-        let signature = key.sign(&id, timestamp, &body);
+        let now = chrono::Utc::now();
+        let timestamp = now.timestamp();
+        let signature = signer.header(&id, now, &body);
         let started = Instant::now();
         let sent = self
             .http
@@ -241,6 +241,30 @@ impl Sender {
             }
         }
     }
+}
+
+/// The signer of a claimed subscription's deliveries; `None` when its secret cannot be read.
+/// Only SyncRoot writes secrets: one it cannot read is a broken row, said loudly. A previous
+/// secret it cannot read is left out (the new one still signs).
+fn signer(claimed: &Claimed) -> Option<Signer> {
+    let unreadable = |which: &str| {
+        tracing::error!(subscription = %claimed.id, which, "subscription secret is not whsec_<base64>; rotate it");
+    };
+    let Some(current) = SigningKey::parse(&claimed.secret) else {
+        unreadable("current");
+        return None;
+    };
+    let previous = claimed
+        .previous_secret
+        .as_ref()
+        .and_then(|(secret, until)| {
+            let key = SigningKey::parse(secret);
+            if key.is_none() {
+                unreadable("previous");
+            }
+            key.map(|k| (k, *until))
+        });
+    Some(Signer::new(current, previous))
 }
 
 /// A transport error in words for the delivery log: what kind, then the chain of causes.

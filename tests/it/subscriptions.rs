@@ -2,7 +2,8 @@
 //! (`scripts/webhook_receiver.py`) that checks every delivery with the Standard Webhooks
 //! project's own Python library. The subscriber must see every change of the pull feed
 //! (`GET /changes`), in its order, once duplicates are dropped by `webhook-id`: through its own
-//! failures, a long outage that disables the subscription, and a replay.
+//! failures, a long outage that disables the subscription, and a replay. Secret rotation is in
+//! `rotation`.
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -13,6 +14,8 @@ use syncroot_testkit as common;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 use common::{ADMIN_KEY, KEY, Options, TestApp, eventually};
+
+mod rotation;
 
 /// The subscriber: the Python receiver as a child process (killed when dropped).
 struct Receiver {

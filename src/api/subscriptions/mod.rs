@@ -21,14 +21,14 @@ use super::auth::Principal;
 use super::dlq::params::{AuditQuery, LIMIT_DEFAULT, page};
 use super::dlq::schema::PageParams;
 use super::dlq::{audited, requested};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, OptionalJsonBody};
 use super::problem::{ApiError, Problem};
 use crate::push::signature::generate_secret;
 use crate::store::audit::{self, Action};
 use crate::store::subscriptions::{self as store, NewSubscription, Start, SubscriptionRow};
 use schema::{
-    CreatedOut, DeliveryOut, DeliveryPage, ReplayIn, SecretOut, SubscriptionIn, SubscriptionList,
-    SubscriptionOut, SubscriptionPatch,
+    CreatedOut, DeliveryOut, DeliveryPage, ReplayIn, RotateIn, SecretOut, SubscriptionIn,
+    SubscriptionList, SubscriptionOut, SubscriptionPatch,
 };
 
 /// The `{id}` path segment of a subscription.
@@ -235,15 +235,23 @@ pub async fn delete(
 
 /// Rotate a subscription's secret.
 ///
-/// A new secret replaces the old one at once: deliveries from now on are signed with the new
-/// one only.
+/// A new secret signs every delivery from now on. The secret it replaces keeps signing them
+/// too for `overlap_secs` (default a day; 0: not at all): each delivery's `webhook-signature`
+/// carries both (`v1,<new> v1,<previous>`), and a receiver holding either verifies it. A
+/// rotation within the overlap replaces that previous secret with the one it replaces. The
+/// body is optional.
 #[utoipa::path(
     post, path = "/admin/subscriptions/{id}/rotate-secret", tag = TAG, operation_id = "rotateSubscriptionSecret",
     params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body(content = Option<RotateIn>, content_type = "application/json"),
     responses(
-        (status = 200, description = "The new secret, shown this once", body = SecretOut),
+        (status = 200, description = "The new secret, shown this once, and until when the replaced one also signs", body = SecretOut),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid admin key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid member (each named by its pointer)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("admin_key" = []))
@@ -252,15 +260,23 @@ pub async fn rotate_secret(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     SubscriptionPath(id): SubscriptionPath,
+    OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<axum::Json<SecretOut>, ApiError> {
-    let by = requested(&principal, None);
+    let overlap = schema::rotation_overlap(body.as_ref()).map_err(ApiError::Invalid)?;
+    let by = requested(
+        &principal,
+        Some(format!("overlap_secs={}", overlap.as_secs())),
+    );
     let secret = generate_secret();
     let mut tx = state.db.begin().await?;
-    if !store::rotate_secret(&mut tx, id, &secret).await? {
-        return Err(no_subscription(id));
-    }
+    let row = store::rotate_secret(&mut tx, id, &secret, overlap)
+        .await?
+        .ok_or_else(|| no_subscription(id))?;
     commit_audited(tx, &by, Action::SubscriptionRotateSecret, id).await?;
-    Ok(axum::Json(SecretOut { secret }))
+    Ok(axum::Json(SecretOut {
+        secret,
+        previous_secret_expires_at: schema::overlap_end(row.previous_secret_until),
+    }))
 }
 
 /// Replay a subscription from a time.

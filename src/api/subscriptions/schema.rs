@@ -1,6 +1,8 @@
 //! The admin API of push subscriptions: what it answers (`…Out`) and how request bodies are
 //! read into checked values (every problem named by its JSON pointer, 422).
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,6 +17,12 @@ use crate::store::subscriptions::{DeliveryRow, Patch, Start, SubscriptionRow};
 const URL_MAX: usize = 2048;
 /// Longest description, in characters.
 const DESCRIPTION_MAX: usize = 500;
+/// How long a rotated-out secret keeps signing when the rotation does not say, in seconds (a
+/// day, as Svix keeps one): time for receivers to deploy the new secret.
+const OVERLAP_DEFAULT_SECS: u64 = 86_400;
+/// The longest overlap a rotation may ask, in seconds (a week): a replaced secret, possibly
+/// leaked, should not sign for long.
+const OVERLAP_MAX_SECS: u64 = 604_800;
 
 /// A subscription and how far its delivery is.
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,6 +54,9 @@ pub struct SubscriptionOut {
     pub failing_since: Option<DateTime<Utc>>,
     /// When the sender tries next.
     pub next_attempt_at: DateTime<Utc>,
+    /// Until when the secret the last rotation replaced still signs deliveries, beside the
+    /// current one; null when no previous secret signs.
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 /// A subscription's state.
@@ -83,8 +94,15 @@ impl SubscriptionOut {
             consecutive_failures: r.consecutive_failures,
             failing_since: r.failing_since,
             next_attempt_at: r.next_attempt_at,
+            previous_secret_expires_at: overlap_end(r.previous_secret_until),
         }
     }
+}
+
+/// When the previous secret stops signing, if it has not yet (the row keeps an expired one
+/// until the sender next takes the subscription).
+pub fn overlap_end(until: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    until.filter(|t| *t > Utc::now())
 }
 
 /// A new subscription, with its signing secret (shown this once).
@@ -99,8 +117,12 @@ pub struct CreatedOut {
 /// A rotated secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecretOut {
-    /// The new signing secret; deliveries from now on are signed with it alone.
+    /// The new signing secret; every delivery from now on is signed with it (its signature
+    /// first in `webhook-signature`).
     pub secret: String,
+    /// Until when the secret it replaced also signs every delivery; null with an overlap of 0
+    /// (the new secret alone signs from now on).
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Every subscription.
@@ -215,6 +237,19 @@ pub struct ReplayIn {
     /// RFC 3339 time: the cursor goes back to just before the first change accepted at or
     /// after it, and everything from there is delivered again (with the same `webhook-id`s).
     since: DateTime<Utc>,
+}
+
+/// The body of `POST /admin/subscriptions/{id}/rotate-secret`, optional (no body, or `null`:
+/// the default overlap).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RotateIn {
+    /// Seconds the replaced secret keeps signing deliveries beside the new one, so receivers
+    /// can deploy the new secret meanwhile: 0 drops it at once; default 86400 (a day), at most
+    /// 604800 (a week).
+    #[schema(nullable = false, minimum = 0, maximum = 604_800, default = 86_400)]
+    overlap_secs: Option<u32>,
 }
 
 /// A checked `SubscriptionIn`.
@@ -384,6 +419,46 @@ pub fn replay_since(body: &Value) -> Result<DateTime<Utc>, Vec<FieldError>> {
     }
 }
 
+/// Reads the optional body of a rotation: how long the replaced secret keeps signing. A JSON
+/// `null` is no body, as the spec states an optional body (`oneOf: [null, RotateIn]`).
+pub fn rotation_overlap(body: Option<&Value>) -> Result<Duration, Vec<FieldError>> {
+    let Some(body) = body.filter(|b| !b.is_null()) else {
+        return Ok(Duration::from_secs(OVERLAP_DEFAULT_SECS));
+    };
+    let obj = members(body)?;
+    let mut errors = Vec::new();
+    unknown(obj, &["overlap_secs"], &mut errors);
+    let secs = match obj.get("overlap_secs") {
+        None => Some(OVERLAP_DEFAULT_SECS),
+        Some(v) => match whole_number(v) {
+            Some(n) if n <= OVERLAP_MAX_SECS => Some(n),
+            _ => {
+                errors.push(FieldError::new(
+                    "/overlap_secs",
+                    format!(
+                        "must be a whole number of seconds from 0 to {OVERLAP_MAX_SECS} (a week)"
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    match secs {
+        Some(n) if errors.is_empty() => Ok(Duration::from_secs(n)),
+        _ => Err(errors),
+    }
+}
+
+/// A JSON number without a fraction, 0 or more. `60.0` counts: JSON Schema's `integer` is any
+/// number whose fraction is zero, so a client may send it.
+fn whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= OVERLAP_MAX_SECS as f64)
+            .map(|f| f as u64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +522,43 @@ mod tests {
         );
         let p = patch(&json!({"enabled": true, "description": null}), false).unwrap();
         assert_eq!((p.enabled, p.description), (Some(true), Some(None)));
+    }
+
+    #[test]
+    fn a_rotation_overlap_is_whole_seconds_up_to_a_week_and_a_day_by_default() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(rotation_overlap(None).unwrap(), day);
+        assert_eq!(rotation_overlap(Some(&json!({}))).unwrap(), day);
+        assert_eq!(rotation_overlap(Some(&Value::Null)).unwrap(), day);
+        for (given, secs) in [(json!(0), 0), (json!(604_800), 604_800), (json!(60.0), 60)] {
+            let body = json!({ "overlap_secs": given });
+            assert_eq!(
+                rotation_overlap(Some(&body)).unwrap(),
+                Duration::from_secs(secs)
+            );
+        }
+        for bad in [
+            json!(-1),
+            json!(604_801),
+            json!(1.5),
+            json!("60"),
+            json!(null),
+        ] {
+            let body = json!({ "overlap_secs": bad });
+            assert_eq!(
+                pointers(rotation_overlap(Some(&body)).unwrap_err()),
+                ["/overlap_secs"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            pointers(rotation_overlap(Some(&json!({"overlap": 5}))).unwrap_err()),
+            ["/overlap"]
+        );
+        assert_eq!(
+            pointers(rotation_overlap(Some(&json!(5))).unwrap_err()),
+            [""]
+        );
     }
 
     #[test]

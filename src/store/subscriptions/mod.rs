@@ -9,6 +9,8 @@
 //! (disable, replay, delete) stops a sender that is mid-way. The sender's queries are in
 //! [`sending`]; the admins' here.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -50,6 +52,9 @@ pub struct SubscriptionRow {
     pub consecutive_failures: i32,
     pub failing_since: Option<DateTime<Utc>>,
     pub next_attempt_at: DateTime<Utc>,
+    /// When the secret a rotation replaced stops signing deliveries; `None` without one. It
+    /// may lie in the past until the sender next takes the subscription and forgets it.
+    pub previous_secret_until: Option<DateTime<Utc>>,
 }
 
 /// The columns [`subscription_row`] reads (a macro, so queries stay static strings).
@@ -57,7 +62,7 @@ macro_rules! columns {
     () => {
         "id, url, description, enabled, disabled_reason, cursor_txid::text AS cursor_txid,
          cursor_entry, created_at, updated_at, last_success_at, last_failure_at, last_error,
-         consecutive_failures, failing_since, next_attempt_at"
+         consecutive_failures, failing_since, next_attempt_at, previous_secret_until"
     };
 }
 
@@ -85,6 +90,7 @@ fn subscription_row(r: PgRow) -> Result<SubscriptionRow, sqlx::Error> {
         consecutive_failures: r.try_get("consecutive_failures")?,
         failing_since: r.try_get("failing_since")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
+        previous_secret_until: r.try_get("previous_secret_until")?,
     })
 }
 
@@ -232,21 +238,32 @@ pub async fn delete(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error
     Ok(done.rows_affected() == 1)
 }
 
-/// Replaces the signing secret; false if there is no such subscription.
+/// Replaces the signing secret with `secret`. The secret it replaces keeps signing beside it
+/// for `overlap` (none when zero); a previous secret kept from an earlier rotation is dropped.
+/// Drops a sender's lease, so the next delivery is signed with the new secret.
 pub async fn rotate_secret(
     tx: &mut PgConnection,
     id: Uuid,
     secret: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE subscriptions SET secret = $2, lease_token = NULL, lease_until = NULL,
-                updated_at = now() WHERE id = $1",
-    )
+    overlap: Duration,
+) -> Result<Option<SubscriptionRow>, sqlx::Error> {
+    // The right-hand sides read the row as it was: `previous_secret = secret` keeps the one
+    // being replaced.
+    sqlx::query(concat!(
+        "UPDATE subscriptions SET secret = $2,
+                previous_secret = CASE WHEN $3 > 0 THEN secret END,
+                previous_secret_until = CASE WHEN $3 > 0 THEN now() + $3 * interval '1 millisecond' END,
+                lease_token = NULL, lease_until = NULL, updated_at = now()
+          WHERE id = $1 RETURNING ",
+        columns!(),
+        ""
+    ))
     .bind(id)
     .bind(secret)
-    .execute(tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(overlap.as_millis() as f64)
+    .try_map(subscription_row)
+    .fetch_optional(tx)
+    .await
 }
 
 /// Moves the cursor to `cursor` (a replay) and drops a sender's lease, so a sender mid-way

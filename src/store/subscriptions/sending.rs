@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -17,6 +18,8 @@ pub struct Claimed {
     pub id: Uuid,
     pub url: String,
     pub secret: String,
+    /// The secret a rotation replaced and when it stops signing, during the overlap.
+    pub previous_secret: Option<(String, DateTime<Utc>)>,
     pub cursor: FeedPosition,
     pub consecutive_failures: i32,
     pub lease: Uuid,
@@ -24,15 +27,20 @@ pub struct Claimed {
 
 /// Takes the lease of one enabled subscription that is due and not leased (or whose lease ran
 /// out: its sender died), for `lease`. `SKIP LOCKED` keeps replicas from waiting on each other.
+/// A previous secret whose overlap has ended is forgotten on the way: it is kept no longer
+/// than it signs.
 pub async fn claim(pool: &PgPool, lease: Duration) -> Result<Option<Claimed>, sqlx::Error> {
     let token = Uuid::new_v4();
     sqlx::query(
-        "UPDATE subscriptions SET lease_token = $1, lease_until = now() + $2 * interval '1 millisecond'
+        "UPDATE subscriptions SET lease_token = $1, lease_until = now() + $2 * interval '1 millisecond',
+                previous_secret = CASE WHEN previous_secret_until > now() THEN previous_secret END,
+                previous_secret_until = CASE WHEN previous_secret_until > now() THEN previous_secret_until END
           WHERE id = (SELECT id FROM subscriptions
                        WHERE enabled AND next_attempt_at <= now()
                          AND (lease_until IS NULL OR lease_until < now())
                        ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, url, secret, cursor_txid::text AS cursor_txid, cursor_entry, consecutive_failures",
+         RETURNING id, url, secret, previous_secret, previous_secret_until,
+                   cursor_txid::text AS cursor_txid, cursor_entry, consecutive_failures",
     )
     .bind(token)
     .bind(lease.as_millis() as f64)
@@ -41,6 +49,9 @@ pub async fn claim(pool: &PgPool, lease: Duration) -> Result<Option<Claimed>, sq
             id: r.try_get("id")?,
             url: r.try_get("url")?,
             secret: r.try_get("secret")?,
+            previous_secret: r
+                .try_get::<Option<String>, _>("previous_secret")?
+                .zip(r.try_get("previous_secret_until")?),
             cursor: position(&r, "cursor_txid", "cursor_entry")?,
             consecutive_failures: r.try_get("consecutive_failures")?,
             lease: token,
