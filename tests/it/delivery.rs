@@ -348,6 +348,29 @@ async fn one_crm_in_outage_does_not_hold_up_the_other() {
     assert_eq!(hubspot_with(&app, "split@example.com").await.len(), 1);
 }
 
+/// Waits until both CRMs hold all `n` contacts.
+async fn all_synced(app: &TestApp, n: i64) {
+    eventually(&format!("all {n} in both CRMs"), || async {
+        let synced: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM crm_links WHERE state = 'synced'")
+                .fetch_one(&app.db)
+                .await
+                .ok()?;
+        (synced == 2 * n).then_some(())
+    })
+    .await;
+}
+
+/// A figure of every batch call a sandbox received (refused ones included), per route.
+fn batches(counters: &Value, figure: &str) -> Vec<u64> {
+    counters["batches"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|t| t[figure].as_u64())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_burst_goes_out_in_full_batches_within_each_crms_cap() {
     let app = app_with(&[("SYNCROOT_DELIVERY_LINGER_MS", "200")]).await;
@@ -359,15 +382,7 @@ async fn a_burst_goes_out_in_full_batches_within_each_crms_cap() {
             futures_util::future::join_all(chunk.iter().map(|b| app.post_contact(b))).await;
         assert!(replies.iter().all(|r| r.status() == 202));
     }
-    eventually("all 450 in both CRMs", || async {
-        let synced: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM crm_links WHERE state = 'synced'")
-                .fetch_one(&app.db)
-                .await
-                .ok()?;
-        (synced == 900).then_some(())
-    })
-    .await;
+    all_synced(&app, 450).await;
     assert_eq!(app.sandbox_contacts(app.hubspot()).await.len(), 450);
     assert_eq!(app.sandbox_contacts(app.salesforce()).await.len(), 450);
     let hs = app
@@ -376,15 +391,6 @@ async fn a_burst_goes_out_in_full_batches_within_each_crms_cap() {
     let sf = app
         .control(app.salesforce(), Method::GET, "counters", None)
         .await;
-    // Every batch call the sandboxes received, refused ones included.
-    let batches = |counters: &Value, figure: &str| {
-        counters["batches"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter_map(|t| t[figure].as_u64())
-            .collect::<Vec<_>>()
-    };
     let within = |counters: &Value, cap: u64| {
         let max = batches(counters, "max_records");
         !max.is_empty()
@@ -417,23 +423,8 @@ async fn changes_that_keep_coming_one_at_a_time_still_go_out_in_full_batches() {
         let body = json!({"email": format!("t{i}@example.com"), "last_name": "T"});
         assert_eq!(app.post_contact(&body).await.status(), 202);
     }
-    eventually("all 300 in both CRMs", || async {
-        let synced: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM crm_links WHERE state = 'synced'")
-                .fetch_one(&app.db)
-                .await
-                .ok()?;
-        (synced == 600).then_some(())
-    })
-    .await;
-    let calls = |counters: &Value| -> u64 {
-        counters["batches"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter_map(|t| t["calls"].as_u64())
-            .sum()
-    };
+    all_synced(&app, 300).await;
+    let calls = |counters: &Value| batches(counters, "calls").iter().sum::<u64>();
     let hs = app
         .control(app.hubspot(), Method::GET, "counters", None)
         .await;
