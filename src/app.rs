@@ -320,6 +320,8 @@ fn job_runner(cfg: &Config, parts: &RoleParts, clients: Clients) -> Runner {
             policy: cfg.inbound.policy.clone(),
             hubspot: clients.hubspot.clone(),
             salesforce: clients.salesforce.clone(),
+            // A quarter of the pool, which the process's other workers share.
+            concurrency: (cfg.database.max_connections as usize / 4).clamp(1, 8),
         },
         drift: Drift {
             db: parts.db.clone(),

@@ -302,6 +302,13 @@ impl Progress {
         *self.counters.entry(counter.to_owned()).or_default() += n;
     }
 
+    /// Adds another tally's counters (not its `done`) to these.
+    pub fn absorb(&mut self, other: &Progress) {
+        for (name, n) in &other.counters {
+            self.add(name, *n);
+        }
+    }
+
     /// Items per second since `started_at`, and the seconds left at that rate where the total
     /// is known (`None` before anything is done).
     pub fn rate_and_eta(

@@ -65,6 +65,8 @@ pub struct Backfill {
     pub policy: Policy,
     pub hubspot: Option<Arc<HubspotClient>>,
     pub salesforce: Option<Arc<SalesforceClient>>,
+    /// Records of a page matched at once (each holds a database connection meanwhile).
+    pub concurrency: usize,
 }
 
 /// Addresses several records share, listed in the result.
@@ -295,6 +297,7 @@ impl Backfill {
             project: &project,
             via: "backfill",
         };
+        let mut work = Vec::new();
         for backfill::Pending {
             address: digest,
             record,
@@ -333,21 +336,50 @@ impl Backfill {
                 .iter()
                 .take_while(|c| **c != crm)
                 .any(|c| held.contains_key(c));
-            let preview = dry_run.then_some(earlier);
-            let outcome = self.record(&ctx, record, preview, progress).await?;
-            if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
-                continue;
-            }
-            // The new version goes to the later CRMs too: their records of the address are
-            // merged first, by the policy, not written over.
-            for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
-                if let Some(record) = others.get(&(other, ids[0].clone())) {
-                    self.merge_other(other, record, progress).await?;
-                    backfill::merged(&self.db, job.id, other, &record.remote_id).await?;
-                }
-            }
+            work.push((record, held, dry_run.then_some(earlier)));
+        }
+        // Records of a page carry distinct addresses: they are matched side by side (a contact
+        // two of them reach is locked by each in turn, as with webhooks).
+        let mut done = Vec::with_capacity(work.len());
+        for chunk in work.chunks(self.concurrency.max(1)) {
+            let matched = chunk.iter().map(|(record, held, preview)| {
+                self.apply_one(&ctx, job, record, held, *preview, &others, &later)
+            });
+            done.extend(futures_util::future::join_all(matched).await);
+        }
+        // A failed record fails the page, which is done again (what was done reads as linked).
+        for counted in done {
+            progress.absorb(&counted?);
         }
         Ok(kept.len() == APPLY_PAGE)
+    }
+
+    /// Matches one record of the apply pass; what it did, counted. A new version (created or
+    /// updated) goes to the later CRMs too: their records of the address are merged into it
+    /// first, by the policy, not written over.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_one(
+        &self,
+        ctx: &apply::Ctx<'_>,
+        job: &JobRow,
+        record: &RemoteRecord,
+        held: &BTreeMap<Crm, Vec<String>>,
+        preview: Option<bool>,
+        others: &HashMap<(Crm, String), RemoteRecord>,
+        later: &[Crm],
+    ) -> Result<Progress, JobError> {
+        let mut counted = Progress::default();
+        let outcome = self.record(ctx, record, preview, &mut counted).await?;
+        if !matches!(outcome, Some(Applied::Created(_) | Applied::Updated(_))) {
+            return Ok(counted);
+        }
+        for (&other, ids) in held.iter().filter(|(c, _)| later.contains(c)) {
+            if let Some(record) = others.get(&(other, ids[0].clone())) {
+                self.merge_other(other, record, &mut counted).await?;
+                backfill::merged(&self.db, job.id, other, &record.remote_id).await?;
+            }
+        }
+        Ok(counted)
     }
 
     /// Matches one record, or, in a dry run (`Some(whether an earlier CRM's record would

@@ -175,11 +175,16 @@ impl Runner {
             if cancel {
                 break (JobStatus::Cancelled, None, None);
             }
-            let step = self.step_held(&job, checkpoint.as_ref(), &mut progress);
+            // What a page counts is kept only when it succeeds: a failed page is done again.
+            let mut counted = progress.clone();
+            let step = self.step_held(&job, checkpoint.as_ref(), &mut counted);
             let Some(result) = step.await else {
                 tracing::warn!(%id, "lost the job's lease; another runner has it");
                 return;
             };
+            if result.is_ok() {
+                progress = counted;
+            }
             match result {
                 Ok(Step::Done(report)) => break (JobStatus::Succeeded, Some(report), None),
                 Ok(Step::More(next)) => {
