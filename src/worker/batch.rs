@@ -1,7 +1,11 @@
 //! Assembling a delivery batch: tasks for distinct contacts, up to the CRM's cap, with several
-//! tasks for one contact coalesced into one entry (one write of the newest version).
+//! tasks for one contact coalesced into one entry (one write of the newest version), and how
+//! long a batch waits for more ([`Gathering`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::settle::Acker;
 
@@ -85,5 +89,124 @@ impl Batch {
             .map(|(i, e)| (e.contact_id, i))
             .collect();
         taken
+    }
+}
+/// How long a batch waits for more tasks.
+///
+/// ```text
+/// tasks lately (about the last second) would fill a batch within linger_max
+///   ─▶ wait until it is full, at most linger_max past its first task
+/// otherwise ─▶ wait a linger past the latest task, at most linger_max past the first
+///   (a lone change waits one linger; a quick run of changes shares a batch)
+/// ```
+///
+/// So a steady stream, even an uneven one, goes out in full batches, sparing the CRM's quota,
+/// while changes at light load wait one linger.
+pub struct Gathering {
+    linger: Duration,
+    linger_max: Duration,
+    cap: usize,
+    /// Tasks per second lately, as of `last`: each arrival adds 1/`RATE_WINDOW`, and the sum
+    /// decays exponentially over `RATE_WINDOW`.
+    rate: f64,
+    last: Option<Instant>,
+}
+
+/// How far back the arrival rate looks.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+impl Gathering {
+    pub fn new(linger: Duration, linger_max: Duration, cap: usize) -> Self {
+        Self {
+            linger,
+            linger_max: linger_max.max(linger),
+            cap: cap.max(1),
+            rate: 0.0,
+            last: None,
+        }
+    }
+
+    /// A task arrived at `now`.
+    pub fn arrived(&mut self, now: Instant) {
+        self.rate = self.per_sec(now) + 1.0 / RATE_WINDOW.as_secs_f64();
+        self.last = Some(now);
+    }
+
+    /// Tasks per second lately, as of `now`.
+    pub fn per_sec(&self, now: Instant) -> f64 {
+        let Some(last) = self.last else {
+            return 0.0;
+        };
+        let idle = now.saturating_duration_since(last).as_secs_f64();
+        self.rate * (-idle / RATE_WINDOW.as_secs_f64()).exp()
+    }
+
+    /// Until when a batch whose first task came at `first` waits for more, as of `now` (right
+    /// after a task arrived).
+    pub fn deadline(&self, first: Instant, now: Instant) -> Instant {
+        let latest = first + self.linger_max;
+        if self.per_sec(now) * self.linger_max.as_secs_f64() >= self.cap as f64 {
+            return latest;
+        }
+        (now + self.linger).min(latest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gathering() -> Gathering {
+        Gathering::new(Duration::from_millis(20), Duration::from_secs(2), 100)
+    }
+
+    /// `n` arrivals, one every `gap`, from `start`; the time of the last.
+    fn stream(g: &mut Gathering, start: Instant, n: u32, gap: Duration) -> Instant {
+        let mut at = start;
+        for i in 0..n {
+            at = start + gap * i;
+            g.arrived(at);
+        }
+        at
+    }
+
+    #[test]
+    fn a_lone_change_and_light_load_wait_one_linger() {
+        let mut g = gathering();
+        let t = Instant::now();
+        g.arrived(t);
+        assert_eq!(g.deadline(t, t), t + Duration::from_millis(20));
+        // 20 a second would take 5 s to fill a batch of 100: not worth waiting for.
+        let mut g = gathering();
+        let last = stream(&mut g, t, 60, Duration::from_millis(50));
+        assert_eq!(g.deadline(last, last), last + Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_stream_that_would_fill_a_batch_in_time_waits_for_it_until_linger_max() {
+        let mut g = gathering();
+        let t = Instant::now();
+        // 100 a second, in clumps with 72 ms gaps (longer than the linger).
+        let mut at = t;
+        for clump in 0..20u32 {
+            let start = t + Duration::from_millis(80) * clump;
+            at = stream(&mut g, start, 8, Duration::from_millis(1));
+        }
+        assert!(g.per_sec(at) > 80.0, "{}", g.per_sec(at));
+        let first = at - Duration::from_millis(500);
+        assert_eq!(g.deadline(first, at), first + Duration::from_secs(2));
+        // Once the stream has stopped a while, a change waits one linger again.
+        let later = at + Duration::from_secs(5);
+        g.arrived(later);
+        assert_eq!(g.deadline(later, later), later + Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_quick_run_of_changes_shares_a_batch_up_to_linger_max() {
+        let g = Gathering::new(Duration::from_millis(20), Duration::from_millis(50), 100);
+        let t = Instant::now();
+        let at = |ms| t + Duration::from_millis(ms);
+        assert_eq!(g.deadline(t, at(10)), at(30));
+        assert_eq!(g.deadline(t, at(45)), at(50));
     }
 }

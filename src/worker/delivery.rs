@@ -7,9 +7,10 @@
 //!                                             crm_links (remote id, synced version, state) ──▶ ack
 //! ```
 //!
-//! Under load a batch fills to the CRM's cap (HubSpot 100, Salesforce 200): it waits a linger
-//! past its latest task, so while tasks keep coming it fills (up to `linger_max` past its first
-//! task); a lone change waits one linger. Several tasks for one contact coalesce, and a
+//! Under load a batch fills to the CRM's cap (HubSpot 100, Salesforce 200): when tasks lately
+//! came fast enough to fill one within `linger_max`, a batch waits until it is full (at most
+//! `linger_max`); otherwise it waits a linger past its latest task, so a lone change waits one
+//! linger ([`Gathering`]). Several tasks for one contact coalesce, and a
 //! contact the CRM already holds at its current version is acknowledged without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
@@ -30,7 +31,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::batch::{Batch, Entry};
+use super::batch::{Batch, Entry, Gathering};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
@@ -97,6 +98,8 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     ) -> Result<(), SessionEnd> {
         metrics::attempts_known(self.client.crm().as_str());
         let mut flights = Flights::default();
+        let cap = self.client.batch_cap();
+        let mut gathering = Gathering::new(self.linger, self.linger_max, cap);
         let me = Arc::new(self.clone());
         let result = loop {
             if let Err(e) = flights.land_finished() {
@@ -108,7 +111,10 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
                 }
                 continue;
             }
-            let batch = match self.collect(session, shutdown, &mut flights).await {
+            let batch = match self
+                .collect(session, shutdown, &mut flights, &mut gathering)
+                .await
+            {
                 Ok(Some(batch)) => batch,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
@@ -236,8 +242,8 @@ impl Flights {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
-    /// Waits for a first task, then gathers more until the batch is full or no task came for a
-    /// linger (or `linger_max` passed since the first).
+    /// Waits for a first task, then gathers more until the batch is full or its
+    /// [`Gathering::deadline`].
     /// `None` on shutdown before any task arrived.
     /// Tasks of contacts in flight are held back in `flights`; held tasks whose contacts have
     /// landed come first. An empty batch when a flight lands before any task could be taken.
@@ -246,13 +252,14 @@ impl<C: CrmClient> DeliveryWorker<C> {
         session: &mut Session,
         shutdown: &CancellationToken,
         flights: &mut Flights,
+        gathering: &mut Gathering,
     ) -> Result<Option<Batch>, SessionEnd> {
         let cap = self.client.batch_cap();
         let mut batch = Batch::default();
         flights.release_into(&mut batch, cap);
         // When the batch got its first task, and until when it waits for more.
         let mut first = (!batch.is_empty()).then(tokio::time::Instant::now);
-        let mut deadline = first.map(|f| f + self.linger);
+        let mut deadline = first.map(|f| gathering.deadline(f, f));
         let landed = flights.landed.clone();
         while batch.len() < cap {
             let linger = async {
@@ -277,13 +284,11 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     settle::dead_letter(&delivery.acker).await?;
                 }
             }
+            let now = tokio::time::Instant::now();
+            gathering.arrived(now);
             if !batch.is_empty() {
-                // While companions keep coming, the batch waits a linger past the latest, up
-                // to `linger_max` past its first: full batches under a burst, and a lone
-                // change still waits one linger.
-                let now = tokio::time::Instant::now();
                 let since = *first.get_or_insert(now);
-                deadline = Some((now + self.linger).min(since + self.linger_max.max(self.linger)));
+                deadline = Some(gathering.deadline(since, now));
             }
         }
         Ok(Some(batch))
