@@ -7,7 +7,9 @@
 //!                                             crm_links (remote id, synced version, state) ──▶ ack
 //! ```
 //!
-//! Under load a batch fills to the CRM's cap (HubSpot 100, Salesforce 200): when tasks lately
+//! A batch gathers up to four calls' worth of tasks; those the CRM does not hold yet go out in
+//! calls of its cap (HubSpot 100, Salesforce 200), so tasks that need no call (a change that
+//! came from the CRM) do not leave calls half empty. Under load a batch fills: when tasks lately
 //! came fast enough to fill one within `linger_max`, a batch waits until it is full (at most
 //! `linger_max`); otherwise it waits a linger past its latest task, so a lone change waits one
 //! linger ([`Gathering`]). Several tasks for one contact coalesce, and a
@@ -44,6 +46,9 @@ use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
 use crate::store::links::{self, Attempt, Deliverable};
 use crate::store::{address_index, dead_letters, heads};
+
+/// A batch gathers at most this many calls' worth of tasks.
+const GATHER_CALLS: usize = 4;
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
@@ -86,7 +91,7 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     }
 
     fn prefetch(&self) -> u16 {
-        self.prefetch.max(self.client.batch_cap() as u16)
+        self.prefetch.max(self.gather_cap() as u16)
     }
 
     /// Collects a batch, delivers it and settles every task, until shutdown; with a
@@ -98,8 +103,7 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     ) -> Result<(), SessionEnd> {
         metrics::attempts_known(self.client.crm().as_str());
         let mut flights = Flights::default();
-        let cap = self.client.batch_cap();
-        let mut gathering = Gathering::new(self.linger, self.linger_max, cap);
+        let mut gathering = Gathering::new(self.linger, self.linger_max, self.gather_cap());
         let me = Arc::new(self.clone());
         let result = loop {
             if let Err(e) = flights.land_finished() {
@@ -254,7 +258,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         flights: &mut Flights,
         gathering: &mut Gathering,
     ) -> Result<Option<Batch>, SessionEnd> {
-        let cap = self.client.batch_cap();
+        let cap = self.gather_cap();
         let mut batch = Batch::default();
         flights.release_into(&mut batch, cap);
         // When the batch got its first task, and until when it waits for more.
@@ -438,6 +442,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// Tasks gathered into one batch: several calls' worth, since some of them need no call
+    /// (the CRM already holds the version, as a record a change came from does); those that
+    /// do go out in calls of the CRM's cap.
+    fn gather_cap(&self) -> usize {
+        self.client.batch_cap() * GATHER_CALLS
+    }
+
     /// What a recent complete read of the CRM found at the addresses of the contacts not yet
     /// linked (their record, or none), so the CRM need not be asked.
     async fn add_known(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
@@ -482,6 +493,19 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// Notes what is about to be written and makes the CRM call: each item's result, in order
     /// (records found gone are listed in `gone`).
     async fn call(
+        &self,
+        items: &[SyncItem],
+        gone: &mut Vec<(ContactId, i64, String)>,
+    ) -> Result<Vec<Result<Option<String>, ProviderError>>, sqlx::Error> {
+        let mut results = Vec::with_capacity(items.len());
+        for chunk in items.chunks(self.client.batch_cap().max(1)) {
+            results.extend(self.call_once(chunk, gone).await?);
+        }
+        Ok(results)
+    }
+
+    /// One CRM call for at most its batch cap of items.
+    async fn call_once(
         &self,
         items: &[SyncItem],
         gone: &mut Vec<(ContactId, i64, String)>,
