@@ -94,23 +94,28 @@ impl Batch {
 /// How long a batch waits for more tasks.
 ///
 /// ```text
-/// tasks lately (about the last second) would fill a batch within linger_max
-///   ─▶ wait until it is full, at most linger_max past its first task
-/// otherwise ─▶ wait a linger past the latest task, at most linger_max past the first
-///   (a lone change waits one linger; a quick run of changes shares a batch)
+/// tasks lately (about the last second) would fill a call within linger_max (a stream)
+///   ─▶ wait while they keep coming: a gap of up to 20 tasks' average spacing is tolerated
+/// otherwise ─▶ wait a linger past the latest task (a lone change waits one linger)
+/// never more than linger_max past the batch's first task
 /// ```
 ///
-/// So a steady stream, even an uneven one, goes out in full batches, sparing the CRM's quota,
-/// while changes at light load wait one linger.
+/// So a steady stream, even an uneven one (tasks in clumps), goes out in full calls, sparing
+/// the CRM's quota; changes at light load wait one linger; and the end of a fast burst waits
+/// only a few tasks' spacing.
 pub struct Gathering {
     linger: Duration,
     linger_max: Duration,
+    /// Tasks one call takes.
     cap: usize,
     /// Tasks per second lately, as of `last`: each arrival adds 1/`RATE_WINDOW`, and the sum
     /// decays exponentially over `RATE_WINDOW`.
     rate: f64,
     last: Option<Instant>,
 }
+
+/// The gap a stream may leave, in average spacings of its tasks.
+const GAPS: f64 = 20.0;
 
 /// How far back the arrival rate looks.
 const RATE_WINDOW: Duration = Duration::from_secs(1);
@@ -144,11 +149,13 @@ impl Gathering {
     /// Until when a batch whose first task came at `first` waits for more, as of `now` (right
     /// after a task arrived).
     pub fn deadline(&self, first: Instant, now: Instant) -> Instant {
-        let latest = first + self.linger_max;
-        if self.per_sec(now) * self.linger_max.as_secs_f64() >= self.cap as f64 {
-            return latest;
-        }
-        (now + self.linger).min(latest)
+        let rate = self.per_sec(now);
+        let idle = if rate * self.linger_max.as_secs_f64() >= self.cap as f64 {
+            self.linger.max(Duration::from_secs_f64(GAPS / rate))
+        } else {
+            self.linger
+        };
+        (now + idle).min(first + self.linger_max)
     }
 }
 
@@ -183,7 +190,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_would_fill_a_batch_in_time_waits_for_it_until_linger_max() {
+    fn a_stream_that_would_fill_a_call_in_time_waits_out_its_gaps_until_linger_max() {
         let mut g = gathering();
         let t = Instant::now();
         // 100 a second, in clumps with 72 ms gaps (longer than the linger).
@@ -192,13 +199,29 @@ mod tests {
             let start = t + Duration::from_millis(80) * clump;
             at = stream(&mut g, start, 8, Duration::from_millis(1));
         }
-        assert!(g.per_sec(at) > 80.0, "{}", g.per_sec(at));
+        let rate = g.per_sec(at);
+        assert!((80.0..125.0).contains(&rate), "{rate}");
+        // A gap of 20 spacings (about 200 ms) is waited out, up to linger_max.
         let first = at - Duration::from_millis(500);
+        let idle = Duration::from_secs_f64(20.0 / rate);
+        assert_eq!(g.deadline(first, at), at + idle);
+        assert!(idle > Duration::from_millis(72), "{idle:?}");
+        let first = at - Duration::from_millis(1900);
         assert_eq!(g.deadline(first, at), first + Duration::from_secs(2));
         // Once the stream has stopped a while, a change waits one linger again.
         let later = at + Duration::from_secs(5);
         g.arrived(later);
         assert_eq!(g.deadline(later, later), later + Duration::from_millis(20));
+    }
+
+    #[test]
+    fn the_end_of_a_fast_burst_waits_only_a_few_spacings() {
+        let mut g = gathering();
+        let t = Instant::now();
+        let last = stream(&mut g, t, 1000, Duration::from_millis(1));
+        // About 20 ms at 1,000 a second (the estimate is still rising after one second).
+        let wait = g.deadline(last, last) - last;
+        assert!(wait <= Duration::from_millis(40), "{wait:?}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ use super::settle::Acker;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, Crm, FieldValues};
 use crate::metrics::{self, AttemptOutcome, Settled};
-use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use crate::providers::{CrmClient, ItemOutcome, Known, ProviderError, SyncItem};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
 use crate::store::links::{self, Attempt, Deliverable};
@@ -103,7 +103,8 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     ) -> Result<(), SessionEnd> {
         metrics::attempts_known(self.client.crm().as_str());
         let mut flights = Flights::default();
-        let mut gathering = Gathering::new(self.linger, self.linger_max, self.gather_cap());
+        let cap = self.client.batch_cap();
+        let mut gathering = Gathering::new(self.linger, self.linger_max, cap);
         let me = Arc::new(self.clone());
         let result = loop {
             if let Err(e) = flights.land_finished() {
@@ -405,6 +406,9 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .into_iter()
             .partition(|i| !held_back.contains(&i.contact_id));
         self.add_known(&mut items).await?;
+        // Written by record id first, then the others: a call of the CRM's cap takes one kind
+        // (Salesforce writes the two kinds in separate calls).
+        items.sort_by_key(|i| i.remote_id.is_none() && !matches!(i.known, Some(Known::Record(_))));
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
