@@ -1,15 +1,23 @@
 //! The processes a benchmark run starts and stops: the CRM sandboxes and SyncRoot.
 
+mod backfill;
+mod backfill_checks;
+mod backfill_plan;
 mod bursts;
 mod delivered;
+mod population;
 mod record;
 mod report;
 mod scenarios;
 mod two_way;
 mod verdict;
 
+pub use backfill::*;
+pub use backfill_checks::*;
+pub use backfill_plan::*;
 pub use bursts::*;
 pub use delivered::*;
+pub use population::*;
 pub use record::*;
 pub use report::*;
 pub use scenarios::*;
@@ -47,6 +55,12 @@ pub struct Opts {
     pub only_scale_out: bool,
     /// The backlog the scale-out scenario delivers (`BENCH_SCALE_BACKLOG`).
     pub scale_backlog: usize,
+    /// Measure only the backfill (`BENCH_ONLY=backfill`).
+    pub only_backfill: bool,
+    /// Records the backfill scenario seeds into HubSpot and Salesforce
+    /// (`BENCH_BACKFILL_HUBSPOT`, `BENCH_BACKFILL_SALESFORCE`).
+    pub backfill_hubspot: usize,
+    pub backfill_salesforce: usize,
     /// Print the verdicts but exit 0 when goals are missed (`BENCH_REPORT_ONLY=1`).
     pub report_only: bool,
     /// Append the results to docs/benchmarks.md (`BENCH_RECORD=1`).
@@ -57,6 +71,11 @@ impl Opts {
     /// How long a scenario waits for the sandboxes to hold what it sent.
     pub fn settle(&self) -> Duration {
         Duration::from_secs(self.settle_seconds)
+    }
+
+    /// No `BENCH_ONLY`: every scenario runs.
+    pub fn all(&self) -> bool {
+        !(self.only_accept || self.only_two_way || self.only_scale_out || self.only_backfill)
     }
 
     pub fn from_env() -> Self {
@@ -78,6 +97,9 @@ impl Opts {
             only_two_way: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "two-way"),
             only_scale_out: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale-out"),
             scale_backlog: get("BENCH_SCALE_BACKLOG", 6_000) as usize,
+            only_backfill: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "backfill"),
+            backfill_hubspot: get("BENCH_BACKFILL_HUBSPOT", 50_000) as usize,
+            backfill_salesforce: get("BENCH_BACKFILL_SALESFORCE", 30_000) as usize,
             report_only: get("BENCH_REPORT_ONLY", 0) == 1,
             record: get("BENCH_RECORD", 0) == 1,
         }

@@ -11,7 +11,7 @@ use syncroot_testkit::goals::{Goal, missed};
 use super::Opts;
 
 /// The table's goal columns: a goal's key and its header.
-pub const COLUMNS: [(&str, &str); 13] = [
+pub const COLUMNS: [(&str, &str); 16] = [
     ("accept_ratio", "Accept ÷ ceiling (≥ 0.50)"),
     ("burst_held", "Burst held (100 %)"),
     ("burst_secs", "Burst in both (≤ 5 s / 10k)"),
@@ -25,6 +25,12 @@ pub const COLUMNS: [(&str, &str); 13] = [
     ("quota_429s", "Quota 429s (0)"),
     ("echo_writes", "Echo writes (0)"),
     ("scale_out", "Scale-out (≥ 1.6×)"),
+    ("backfill_hubspot", "Backfill HubSpot calls (≤ 1.05× min)"),
+    (
+        "backfill_salesforce",
+        "Backfill Salesforce calls (≤ 1.05× min)",
+    ),
+    ("backfill_correct", "Backfill problems (0)"),
 ];
 
 /// The table's header line, as docs/benchmarks.md must hold it.
@@ -47,19 +53,23 @@ pub fn row(date: &str, commit: &str, opts: &Opts, goals: &[Goal]) -> String {
         })
         .collect();
     let run = format!(
-        "{}×{} s; burst {}; {}/s × {} s; backlog {}{}",
+        "{}×{} s; burst {}; {}/s × {} s; backlog {}; backfill {}/{}{}",
         opts.runs,
         opts.seconds,
         opts.burst,
         opts.light_rate,
         opts.light_seconds,
         opts.quota_backlog,
+        opts.backfill_hubspot,
+        opts.backfill_salesforce,
         if opts.only_accept {
             "; accept only"
         } else if opts.only_two_way {
             "; two-way only"
         } else if opts.only_scale_out {
             "; scale-out only"
+        } else if opts.only_backfill {
+            "; backfill only"
         } else {
             ""
         }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use syncroot_testkit::goals::{Goal, missed};
 
-use super::{Burst, Opts, Quota, ScaleOut, TwoWay, goals};
+use super::{Backfill, Burst, CrmCost, Opts, Quota, ScaleOut, TwoWay, goals};
 
 /// Median and range of repeated measurements.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -63,6 +63,7 @@ pub struct Report {
     pub two_way: Option<TwoWay>,
     /// Delivery of a backlog with slow CRM calls, at one call in flight per CRM and at two.
     pub scale_out: Option<(ScaleOut, ScaleOut)>,
+    pub backfill: Option<Backfill>,
     pub peak_rss_mb: Option<f64>,
     pub goals: Vec<Goal>,
 }
@@ -92,6 +93,13 @@ impl Report {
     /// How many goals were missed.
     pub fn missed(&self) -> usize {
         missed(&self.goals)
+    }
+
+    /// The backfill left something wrong: not a missed goal but a failed run.
+    pub fn failed(&self) -> bool {
+        self.backfill
+            .as_ref()
+            .is_some_and(|b| !b.problems.is_empty())
     }
 
     pub fn print(&self) {
@@ -129,6 +137,9 @@ impl Report {
                     format!("{:.2} s", s.seconds),
                 );
             }
+        }
+        if let Some(b) = &self.backfill {
+            print_backfill(b, &row);
         }
         if let Some(mb) = self.peak_rss_mb {
             row(
@@ -261,6 +272,70 @@ fn print_two_way(t: &TwoWay, row: Row) {
     row(
         "  CRM calls per edit (reads included), echo writes",
         format!("{:.1}, {}", t.calls_per_edit, t.echo_writes),
+        String::new(),
+    );
+}
+
+fn print_backfill(b: &Backfill, row: Row) {
+    row(
+        &format!(
+            "backfill {} HubSpot + {} Salesforce: job s; until settled",
+            b.hubspot_records, b.salesforce_records
+        ),
+        format!("{:.1}; {:.1}", b.job_secs, b.settled_secs),
+        format!("{:.0} MB peak", b.peak_rss_mb),
+    );
+    row(
+        "  in both; differing; Salesforce pairs sharing an address",
+        format!("{}; {}; {}", b.shared, b.differing, b.duplicate_pairs),
+        String::new(),
+    );
+    for (name, c) in [("HubSpot", &b.hubspot), ("Salesforce", &b.salesforce)] {
+        let matching = c.calls.matching.map_or("?".to_owned(), |m| m.to_string());
+        row(
+            &format!("  {name} calls: pages / by id / writes / matching / other"),
+            format!(
+                "{} / {} / {} / {matching} / {}",
+                c.calls.pages, c.calls.by_id, c.calls.writes, c.calls.other
+            ),
+            format!("total {}", c.calls.total),
+        );
+        print_minimum(name, c, row);
+    }
+    let n = |k: &str| b.counters.get(k).copied().unwrap_or(0);
+    row(
+        "  job: read / created / matched / linked / duplicates",
+        format!(
+            "{} / {} / {} / {} / {}",
+            n("read"),
+            n("created"),
+            n("matched"),
+            n("linked"),
+            n("duplicates")
+        ),
+        format!("{} updated, {} conflicts", n("updated"), n("conflicts")),
+    );
+    for p in &b.problems {
+        println!("  PROBLEM: {p}");
+    }
+}
+
+fn print_minimum(name: &str, c: &CrmCost, row: Row) {
+    let m = &c.minimum;
+    row(
+        &format!("  {name} minimum: pages + creates + updates"),
+        format!(
+            "{} + {} + {} = {}",
+            m.pages,
+            m.creates,
+            m.updates,
+            m.total()
+        ),
+        format!("×{:.2}", c.ratio()),
+    );
+    row(
+        &format!("  {name} records written (needed)"),
+        format!("{} ({})", c.records_written, c.records_needed),
         String::new(),
     );
 }

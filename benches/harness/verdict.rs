@@ -5,7 +5,7 @@
 
 use syncroot_testkit::goals::{Bound, Goal};
 
-use super::{Burst, Quota, Report, TwoWay};
+use super::{Backfill, Burst, Quota, Report, TwoWay};
 
 /// What the scale-out scenario adds to every sandbox call, ms.
 pub const SCALE_OUT_LATENCY_MS: u64 = 150;
@@ -75,7 +75,34 @@ pub fn goals(r: &Report) -> Vec<Goal> {
             .shown("×", 2),
         );
     }
+    if let Some(b) = &r.backfill {
+        goals.extend(backfill_goals(b));
+    }
     goals
+}
+
+/// Each CRM's calls within 5 % of the least the population needs; the outcome correct.
+fn backfill_goals(b: &Backfill) -> Vec<Goal> {
+    let calls = |key, name: &str, ratio| {
+        Goal::new(
+            key,
+            format!("backfill: {name} calls ÷ the minimum (pages, full batches)"),
+            ratio,
+            Bound::AtMost(1.05),
+        )
+        .shown("×", 2)
+    };
+    vec![
+        calls("backfill_hubspot", "HubSpot", b.hubspot.ratio()),
+        calls("backfill_salesforce", "Salesforce", b.salesforce.ratio()),
+        Goal::new(
+            "backfill_correct",
+            "backfill: problems (anyone missing, doubled, with wrong values; counters)",
+            b.problems.len() as f64,
+            Bound::AtMost(0.0),
+        )
+        .shown("", 0),
+    ]
 }
 
 /// A burst of `n`: the 10,000-contact goals scaled by `n / 10,000`.

@@ -43,6 +43,17 @@ impl Crm {
         }
     }
 
+    /// The live records of a dump, by lower-case e-mail (records without one left out).
+    pub fn live_by_email(self, records: &[Value]) -> HashMap<String, Vec<&Value>> {
+        let mut live: HashMap<String, Vec<&Value>> = HashMap::new();
+        for r in records.iter().filter(|r| self.live(r)) {
+            if let Some(email) = self.email(r) {
+                live.entry(email.to_lowercase()).or_default().push(r);
+            }
+        }
+        live
+    }
+
     /// When the sandbox last wrote the record.
     fn written_at(self, r: &Value) -> Option<DateTime<Utc>> {
         match self {
@@ -81,12 +92,7 @@ pub struct Holdings {
 impl Holdings {
     /// Reads `records` (a sandbox's state dump) against `expected`.
     pub fn of(crm: Crm, records: &[Value], expected: &[Expected]) -> Self {
-        let mut live: HashMap<String, Vec<&Value>> = HashMap::new();
-        for r in records.iter().filter(|r| crm.live(r)) {
-            if let Some(email) = crm.email(r) {
-                live.entry(email.to_lowercase()).or_default().push(r);
-            }
-        }
+        let live = crm.live_by_email(records);
         let mut h = Self::default();
         for e in expected {
             let email = e.email.to_lowercase();

@@ -5,6 +5,7 @@
 //!
 //! A test double like the sandboxes: a dev-dependency of the product, never part of it.
 
+pub mod calls;
 pub mod control;
 pub mod dlq;
 pub mod footprint;
