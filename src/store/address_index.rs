@@ -44,24 +44,32 @@ pub async fn remember(
 ) -> Result<u64, sqlx::Error> {
     let crms: Vec<&str> = reads.iter().map(|(c, _)| c.as_str()).collect();
     let times: Vec<DateTime<Utc>> = reads.iter().map(|(_, t)| *t).collect();
+    let mut tx = db.begin().await?;
+    // The job's records were just written: without fresh statistics the planner takes the
+    // table for empty and joins it by nested loops, quadratic in a large backfill.
+    sqlx::query("ANALYZE backfill_records")
+        .execute(&mut *tx)
+        .await?;
     let done = sqlx::query(
-        "INSERT INTO crm_address_index AS x (crm, address, records, read_at)
-         SELECT c.crm, a.address,
-                COALESCE(array_agg(b.remote_id ORDER BY b.remote_id) FILTER (WHERE b.remote_id IS NOT NULL), '{}'),
-                c.read_at
+        "WITH found AS (
+             SELECT crm, address, array_agg(remote_id ORDER BY remote_id) AS records
+             FROM backfill_records WHERE job_id = $1 AND address IS NOT NULL
+             GROUP BY crm, address),
+         addresses AS (SELECT DISTINCT address FROM found)
+         INSERT INTO crm_address_index AS x (crm, address, records, read_at)
+         SELECT c.crm, a.address, COALESCE(f.records, '{}'), c.read_at
          FROM UNNEST($2::text[], $3::timestamptz[]) AS c(crm, read_at)
-         CROSS JOIN (SELECT DISTINCT address FROM backfill_records
-                     WHERE job_id = $1 AND address IS NOT NULL) AS a
-         LEFT JOIN backfill_records b ON b.job_id = $1 AND b.crm = c.crm AND b.address = a.address
-         GROUP BY c.crm, a.address, c.read_at
+         CROSS JOIN addresses a
+         LEFT JOIN found f ON f.crm = c.crm AND f.address = a.address
          ON CONFLICT (crm, address) DO UPDATE SET records = EXCLUDED.records, read_at = EXCLUDED.read_at
          WHERE x.read_at <= EXCLUDED.read_at",
     )
     .bind(job)
     .bind(&crms)
     .bind(&times)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
