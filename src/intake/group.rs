@@ -8,14 +8,10 @@
 //!     job 1 … job n, each in turn                     -- locks, new states, history rows
 //!   publish every change on one channel, in order; wait for all confirms
 //!   COMMIT                                            -- every change in the batch is accepted
-//!   (meanwhile the lane's next batch runs its statements: at most two batches at once)
 //! ```
 //!
 //! While a lane waits for the broker and Postgres, the next jobs queue up behind it and form
-//! the next batch, so batches grow with the load and a lone job waits for nobody. That next
-//! batch runs its statements while the one before waits for its confirms and commit; a write
-//! to a contact the one before also wrote waits for its row, so per contact, publishes and
-//! commits keep the order of the lane. Lanes run
+//! the next batch, so batches grow with the load and a lone job waits for nobody. Lanes run
 //! side by side; jobs are spread over them by a key (the contact, or for a new contact its
 //! e-mail address), so two lanes never hold the same contact's lock.
 //!
@@ -161,45 +157,24 @@ impl<J: Job> GroupCommit<J> {
     }
 }
 
-/// One lane: takes whatever is waiting, runs it as one batch, and again. The next batch
-/// begins as soon as this one's statements are done, while it waits for its confirms and
-/// commit; never more than two at once. A contact's next write, in the next batch, waits for
-/// its row, so it is published and committed after the write before it.
+/// One lane: takes whatever is waiting, runs it as one batch, and again.
 async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    let mut previous: Option<tokio::task::JoinHandle<()>> = None;
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
-        let (ran, statements_done) = oneshot::channel();
         // In its own task, so a panic loses this batch's answers, not the lane.
-        let current = tokio::spawn(run_batch(ctx.clone(), jobs, ran));
-        if let Some(before) = previous.take() {
-            finished(before).await;
+        if let Err(e) = tokio::spawn(run_batch(ctx.clone(), jobs)).await {
+            tracing::error!(error = %e, "an acceptance batch failed");
         }
-        // Dropped unsent when the batch ends first: either way its statements are over.
-        let _ = statements_done.await;
-        previous = Some(current);
-    }
-    if let Some(before) = previous {
-        finished(before).await;
     }
 }
 
-async fn finished(batch: tokio::task::JoinHandle<()>) {
-    if let Err(e) = batch.await {
-        tracing::error!(error = %e, "an acceptance batch failed");
-    }
-}
-
-/// Runs a batch; `ran` is told once its statements are done and it only waits for the broker
-/// and the commit (when it falls back to one job at a time, only once those are all done).
-async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>, ran: oneshot::Sender<()>) {
-    let mut ran = Some(ran);
+async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>) {
     if batch.len() == 1 {
         let pending = batch.remove(0);
-        return single(&ctx, pending, &mut ran).await;
+        return single(&ctx, pending).await;
     }
-    match together(&ctx, &batch, &mut ran).await {
+    match together(&ctx, &batch).await {
         Together::Done(answers) => {
             for (pending, answer) in batch.into_iter().zip(answers) {
                 let _ = pending.reply.send(answer);
@@ -212,7 +187,7 @@ async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>, ran: onesh
         }
         Together::Alone => {
             for pending in batch {
-                single(&ctx, pending, &mut None).await;
+                single(&ctx, pending).await;
             }
         }
     }
@@ -227,11 +202,7 @@ enum Together<O, R> {
     Alone,
 }
 
-async fn together<J: Job>(
-    ctx: &Ctx,
-    batch: &[Pending<J>],
-    ran: &mut Option<oneshot::Sender<()>>,
-) -> Together<J::Output, J::Refusal> {
+async fn together<J: Job>(ctx: &Ctx, batch: &[Pending<J>]) -> Together<J::Output, J::Refusal> {
     let mut tx = match ctx.db.begin().await {
         Ok(tx) => tx,
         Err(e) => {
@@ -258,7 +229,6 @@ async fn together<J: Job>(
             }
         }
     }
-    statements_done(ran);
     if !changes.is_empty() {
         let refs: Vec<_> = changes.iter().map(|(c, s)| (&**c, *s)).collect();
         match ctx.publisher.publish_changes(&refs).await {
@@ -301,13 +271,11 @@ async fn run_in<J: Job>(
 
 /// One job in its own transaction: the answer it gets when nothing else is waiting, or when
 /// its batch could not be accepted together.
-async fn single<J: Job>(ctx: &Ctx, pending: Pending<J>, ran: &mut Option<oneshot::Sender<()>>) {
+async fn single<J: Job>(ctx: &Ctx, pending: Pending<J>) {
     let Pending { job, span, reply } = pending;
     let answer = async {
         let mut tx = ctx.db.begin().await.map_err(|e| job.failed(e))?;
-        let step = job.run(&mut tx).await.map_err(|e| job.failed(e))?;
-        statements_done(ran);
-        match step? {
+        match job.run(&mut tx).await.map_err(|e| job.failed(e))?? {
             // Committed as it would be in a batch; an answer usually wrote nothing.
             Step::Answer(out) => {
                 tx.commit().await.map_err(|e| job.failed(e))?;
@@ -322,11 +290,4 @@ async fn single<J: Job>(ctx: &Ctx, pending: Pending<J>, ran: &mut Option<oneshot
     .instrument(span)
     .await;
     let _ = reply.send(answer);
-}
-
-/// Tells the lane that the batch's statements are done (once).
-fn statements_done(ran: &mut Option<oneshot::Sender<()>>) {
-    if let Some(ran) = ran.take() {
-        let _ = ran.send(());
-    }
 }
