@@ -27,8 +27,10 @@ pub struct SyncItem {
     pub contact: Option<ContactFields>,
     /// The linked remote record, once known.
     pub remote_id: Option<String>,
-    /// A deleted contact's last e-mail address: a CRM that matches records by address finds by
-    /// it a record created for the contact whose answer was lost (so it was never linked).
+    /// For a contact not yet linked, the address a record created for it may carry though
+    /// its answer was lost (so it was never linked): a deleted contact's last address, or for
+    /// a live one an earlier address a write with an unknown outcome went to. A CRM that
+    /// matches records by address looks there first.
     pub last_email: Option<String>,
     /// For a live contact not yet linked: what a recent complete read of the CRM found at its
     /// address (`store::address_index`), so a CRM that would ask for records by address

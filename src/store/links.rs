@@ -15,7 +15,10 @@ pub struct Deliverable {
     pub accepted_at: DateTime<Utc>,
     /// `None` for a deleted contact (tombstone).
     pub contact: Option<ContactFields>,
-    /// The last state of a deleted contact (to find an unlinked remote record).
+    /// Where a record the contact was never linked to may be found: the address of the last
+    /// write whose outcome is unknown (its create may have been committed with the answer
+    /// lost), else a deleted contact's last address. For a live contact, only when that
+    /// address is not its current one (an upsert by the current address finds the rest).
     pub last_email: Option<Email>,
     pub remote_id: Option<String>,
     pub synced_version: Option<i64>,
@@ -33,7 +36,8 @@ pub async fn load_deliverables(
 ) -> Result<Vec<Deliverable>, sqlx::Error> {
     sqlx::query(
         "SELECT c.id, c.version, c.updated_at, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
-                l.remote_id, l.synced_version, l.remote_values, l.detached
+                l.remote_id, l.synced_version, l.remote_values, l.detached,
+                l.written_values->>'email' AS written_email
          FROM contacts c LEFT JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id
          WHERE c.id = ANY($2)",
     )
@@ -57,13 +61,24 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
         company: r.try_get("company")?,
         job_title: r.try_get("job_title")?,
     };
+    let remote_id: Option<String> = r.try_get("remote_id")?;
+    let written = r
+        .try_get::<Option<String>, _>("written_email")?
+        .and_then(|w| Email::parse(&w).ok());
+    let last_email = match (&remote_id, deleted, written) {
+        (Some(_), _, _) => Some(email),
+        (None, Some(_), written) => written.or(Some(email)),
+        (None, None, written) => {
+            written.filter(|w| !w.as_str().eq_ignore_ascii_case(email.as_str()))
+        }
+    };
     Ok(Deliverable {
         id: ContactId(r.try_get("id")?),
         version: r.try_get("version")?,
         accepted_at: r.try_get("updated_at")?,
         contact: deleted.is_none().then_some(fields),
-        last_email: Some(email),
-        remote_id: r.try_get("remote_id")?,
+        last_email,
+        remote_id,
         synced_version: r.try_get("synced_version")?,
         remote_values: r
             .try_get::<Option<serde_json::Value>, _>("remote_values")?
@@ -340,7 +355,8 @@ pub struct Observed<'a> {
 /// Notes the values about to be written to each contact's record (and the version they
 /// carry), before the call, so an event reporting them is recognised as SyncRoot's own even if
 /// it arrives before the outcome is recorded. A contact without a link gets a row that still
-/// reads as pending (no synced version).
+/// reads as pending (no synced version). A contact never linked keeps the values of an
+/// earlier write to another address until a write succeeds (see [`Deliverable::last_email`]).
 pub async fn note_writes(
     pool: &PgPool,
     crm: Crm,
@@ -359,7 +375,12 @@ pub async fn note_writes(
         "INSERT INTO crm_links AS l (crm, contact_id, attempt_version, state, last_attempt_at, written_values)
          SELECT $1, u.id, u.version, 'synced', now(), u.values
          FROM UNNEST($2::uuid[], $3::bigint[], $4::jsonb[]) AS u(id, version, values)
-         ON CONFLICT (crm, contact_id) DO UPDATE SET written_values = EXCLUDED.written_values",
+         ON CONFLICT (crm, contact_id) DO UPDATE SET written_values = CASE
+             -- Never linked, and an earlier write to another address has no known outcome: its
+             -- address is kept, so a record that write may have created is still looked for there.
+             WHEN l.remote_id IS NULL AND l.written_values IS NOT NULL
+                  AND lower(l.written_values->>'email') IS DISTINCT FROM lower(EXCLUDED.written_values->>'email')
+             THEN l.written_values ELSE EXCLUDED.written_values END",
     )
     .bind(crm.as_str())
     .bind(&ids)

@@ -410,17 +410,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
-            results.extend(waiting.iter().map(|_| Err(address_held(crm))));
+            let held: Vec<_> = waiting.iter().map(|_| Err(address_held(crm))).collect();
+            self.record_attempts(&waiting, &held).await?;
+            results.extend(held);
             items.extend(waiting);
-            let attempts: Vec<Attempt> = items
-                .iter()
-                .zip(&results)
-                .map(|(item, r)| {
-                    let values = item.contact.as_ref().map(|c| self.client.project(c));
-                    attempt_row(item, r, self.client.paused(), values)
-                })
-                .collect();
-            links::record(&self.db, crm, &attempts).await?;
             self.handle_gone(&gone).await?;
             let now = chrono::Utc::now();
             for (item, result) in items.iter().zip(results) {
@@ -470,14 +463,12 @@ impl<C: CrmClient> DeliveryWorker<C> {
         Ok(())
     }
 
-    /// A deleted contact never linked here is looked for in the CRM by its last address; but
-    /// when a live contact has that address now, a record with it is (or will be) that
-    /// contact's, never this one's to delete.
+    /// A contact never linked here is looked for in the CRM by the address its record may
+    /// carry (a deleted contact's last address, or where a write with a lost answer went); but
+    /// when another live contact has that address now, a record with it is (or will be) that
+    /// contact's, never this one's to delete or take.
     async fn keep_others_records(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
-        for item in items
-            .iter_mut()
-            .filter(|i| i.contact.is_none() && i.remote_id.is_none())
-        {
+        for item in items.iter_mut().filter(|i| i.remote_id.is_none()) {
             let Some(email) = item.last_email.as_deref() else {
                 continue;
             };
@@ -492,8 +483,9 @@ impl<C: CrmClient> DeliveryWorker<C> {
         Ok(())
     }
 
-    /// Notes what is about to be written and makes the CRM call: each item's result, in order
-    /// (records found gone are listed in `gone`).
+    /// Notes what is about to be written, makes the CRM calls (one per batch cap) and records
+    /// each call's results as it returns: each item's result, in order (records found gone are
+    /// listed in `gone`).
     async fn call(
         &self,
         items: &[SyncItem],
@@ -501,9 +493,30 @@ impl<C: CrmClient> DeliveryWorker<C> {
     ) -> Result<Vec<Result<Option<String>, ProviderError>>, sqlx::Error> {
         let mut results = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.client.batch_cap().max(1)) {
-            results.extend(self.call_once(chunk, gone).await?);
+            let chunk_results = self.call_once(chunk, gone).await?;
+            // On record before the next call: a crash during it does not lose what this one
+            // created (a record created but not linked is looked for again, at a cost).
+            self.record_attempts(chunk, &chunk_results).await?;
+            results.extend(chunk_results);
         }
         Ok(results)
+    }
+
+    /// Records each item's result in `crm_links`.
+    async fn record_attempts(
+        &self,
+        items: &[SyncItem],
+        results: &[Result<Option<String>, ProviderError>],
+    ) -> Result<(), sqlx::Error> {
+        let attempts: Vec<Attempt> = items
+            .iter()
+            .zip(results)
+            .map(|(item, r)| {
+                let values = item.contact.as_ref().map(|c| self.client.project(c));
+                attempt_row(item, r, self.client.paused(), values)
+            })
+            .collect();
+        links::record(&self.db, self.client.crm(), &attempts).await
     }
 
     /// One CRM call for at most its batch cap of items.

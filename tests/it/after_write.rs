@@ -280,3 +280,98 @@ async fn under_a_blocking_duplicate_rule_without_matching_by_email_the_contact_i
     let people: Vec<Value> = app.sandbox_contacts(app.salesforce()).await;
     assert_eq!(people.len(), 1, "only the person's record: {people:?}");
 }
+
+/// The HubSpot records ever created with one of `emails` (from the write log), and the live
+/// records that carry one of them now.
+async fn hubspot_records_at(app: &TestApp, emails: &[&str]) -> (Vec<String>, Vec<Value>) {
+    let writes = app
+        .sandbox_control()
+        .writes(app.hubspot(), 0)
+        .await
+        .expect("write log");
+    let mut created: Vec<String> = writes
+        .iter()
+        .filter(|w| w["kind"] == "created")
+        .filter(|w| {
+            emails
+                .iter()
+                .any(|e| same(w["values"]["email"].as_str(), e))
+        })
+        .filter_map(|w| w["record_id"].as_str().map(str::to_owned))
+        .collect();
+    created.dedup();
+    let live = app
+        .sandbox_contacts(app.hubspot())
+        .await
+        .into_iter()
+        .filter(HUBSPOT.live)
+        .filter(|c| emails.iter().any(|e| same((HUBSPOT.email)(c), e)))
+        .collect();
+    (created, live)
+}
+
+/// A create whose answer was lost, then a new address before the retry: HubSpot's upsert by
+/// e-mail no longer finds the committed record, so without looking for it at the address the
+/// create wrote, the contact would get a second record and the first would be left behind.
+#[tokio::test]
+async fn a_lost_create_is_found_at_the_address_it_wrote_after_the_contact_moves() {
+    // The failed attempt's own retry waits long enough for the move to go first.
+    let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
+    hit_next_write(&app, "error").await;
+    let id = app
+        .create(json!({"email": "before@example.com", "last_name": "Moved", "job_title": "First"}))
+        .await;
+    wait_injected(&app, "error", 1).await;
+    app.patch_contact(
+        &id,
+        json!({"email": "after@example.com", "job_title": "Second"}),
+    )
+    .await;
+    let contact = wait_synced(&app, &id, 2).await;
+    let (created, live) =
+        hubspot_records_at(&app, &["before@example.com", "after@example.com"]).await;
+    assert_eq!(created.len(), 1, "hubspot: records created: {created:?}");
+    assert_eq!(live.len(), 1, "hubspot: live records: {live:?}");
+    let record = &live[0];
+    assert_eq!(record["id"], created[0].as_str());
+    assert_eq!((HUBSPOT.email)(record), Some("after@example.com"));
+    assert_eq!((HUBSPOT.title)(record), Some("Second"));
+    assert_eq!(contact["sync"]["hubspot"]["remote_id"], record["id"]);
+    assert_one_record(&app, &SALESFORCE, &contact, "after@example.com", "Second").await;
+}
+
+/// As above, and then the contact is deleted: the record the lost create left at the earlier
+/// address is found there and archived, not left behind.
+#[tokio::test]
+async fn a_lost_create_is_archived_when_the_contact_moves_and_is_deleted() {
+    let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
+    hit_next_write(&app, "error").await;
+    let id = app
+        .create(json!({"email": "gone-before@example.com", "last_name": "Moved"}))
+        .await;
+    wait_injected(&app, "error", 1).await;
+    app.patch_contact(&id, json!({"email": "gone-after@example.com"}))
+        .await;
+    let deleted = app
+        .authed(Method::DELETE, &format!("/contacts/{id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let contact: uuid::Uuid = id.parse().expect("uuid");
+    eventually("the deletion delivered to HubSpot", || async {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT synced_version FROM crm_links WHERE crm = 'hubspot' AND contact_id = $1",
+        )
+        .bind(contact)
+        .fetch_optional(&app.db)
+        .await
+        .ok()??;
+        (v == Some(3)).then_some(())
+    })
+    .await;
+    let (created, live) =
+        hubspot_records_at(&app, &["gone-before@example.com", "gone-after@example.com"]).await;
+    assert!(!created.is_empty(), "the lost create was committed");
+    assert!(live.is_empty(), "hubspot: records left behind: {live:?}");
+}

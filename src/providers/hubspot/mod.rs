@@ -4,10 +4,11 @@
 //! One [`CrmClient::sync`] call makes at most one call per kind of write in the normal case:
 //! `batch/archive` for deleted contacts, `batch/update` (by record id) for linked ones and
 //! `batch/upsert` (by e-mail or a custom unique property) for the rest, in that order, so an
-//! e-mail freed by a delete or an update is free before an upsert claims it. A linked record a
-//! person deleted in HubSpot is upserted afresh in the same upsert call; with a custom id
-//! property, a create that meets a person's record with the same e-mail links to it with one
-//! more update call.
+//! e-mail freed by a delete or an update is free before an upsert claims it. A contact never
+//! linked is first looked for where a lost create may have left its record (`find_left`). A
+//! linked record a person deleted in HubSpot is upserted afresh in the same upsert call; with a
+//! custom id property, a create that meets a person's record with the same e-mail links to it
+//! with one more update call.
 //!
 //! [`CrmClient::fetch`] reads records back with `batch/read` (`read`);
 //! [`CrmClient::changed_since`] finds changed records with one `search` page (`changes`);
@@ -110,21 +111,36 @@ impl CrmClient for HubspotClient {
         }
         let mut run = Run::new(items.len());
         let (mut archives, mut updates, mut upserts) = (Vec::new(), Vec::new(), Vec::new());
-        let mut unlinked_gone = Vec::new();
+        let mut left = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match (&item.contact, &item.remote_id) {
                 (None, Some(id)) => archives.push((i, id.clone())),
                 // Never linked, so no record SyncRoot knows of. One exists if its create was
                 // committed but the answer lost (a crash, a timeout, a dropped connection):
-                // found by the contact's last address.
-                (None, None) => unlinked_gone.push(i),
-                (Some(_), Some(_)) => updates.push(i),
+                // found by the address it was written with. A live contact's upsert by its
+                // current address finds it too, unless the address has changed since.
+                (None, None) => left.push(i),
+                (Some(_), None) if item.last_email.is_some() && self.keyed_by_email() => {
+                    left.push(i)
+                }
+                (Some(_), Some(id)) => updates.push((i, id.clone())),
                 (Some(_), None) => upserts.push(i),
             }
         }
-        archives.extend(self.find_unlinked(&mut run, items, unlinked_gone).await);
+        let mut found = Vec::new();
+        for (i, record) in self.find_left(&mut run, items, left).await {
+            match (&items[i].contact, record) {
+                (None, Some(id)) => archives.push((i, id)),
+                (None, None) => run.settle(i, ItemOutcome::Synced { remote_id: None }),
+                (Some(_), Some(id)) => {
+                    found.push(i);
+                    updates.push((i, id));
+                }
+                (Some(_), None) => upserts.push(i),
+            }
+        }
         self.archive(&mut run, items, archives).await;
-        self.update(&mut run, items, updates).await;
+        self.update(&mut run, items, updates, &found).await;
         let taken = self.upsert(&mut run, items, upserts).await;
         self.link(&mut run, items, taken).await;
         run.finish()
@@ -167,31 +183,27 @@ impl ContactReader for HubspotClient {
 }
 
 impl HubspotClient {
-    /// The records of deleted contacts that were never linked, found by their last address;
-    /// an item with no record there is done, and a failed read fails the items.
-    async fn find_unlinked(
+    /// The records contacts never linked may have left at their [`SyncItem::last_email`]
+    /// (with one read for all): each item with the record found there, or `None`. An item
+    /// whose read failed is settled as failed and left out.
+    async fn find_left(
         &self,
         run: &mut Run,
         items: &[SyncItem],
         which: Vec<usize>,
-    ) -> Vec<(usize, String)> {
-        let emails: Vec<String> = which
-            .iter()
-            .filter_map(|&i| items[i].last_email.as_ref().map(|e| e.to_lowercase()))
-            .collect();
+    ) -> Vec<(usize, Option<String>)> {
+        let address = |i: usize| items[i].last_email.as_ref().map(|e| e.to_lowercase());
+        let emails: Vec<String> = which.iter().filter_map(|&i| address(i)).collect();
         let found = match emails.is_empty() {
             true => Ok(Default::default()),
             false => read::ids_by_email(&self.transport, &emails).await,
         };
         let mut out = Vec::new();
         for i in which {
-            let email = items[i].last_email.as_ref().map(|e| e.to_lowercase());
-            match (&found, email) {
+            match (&found, address(i)) {
                 (Err(e), Some(_)) => run.settle(i, ItemOutcome::Failed(e.clone())),
-                (Ok(ids), Some(email)) if ids.contains_key(&email) => {
-                    out.push((i, ids[&email].clone()));
-                }
-                _ => run.settle(i, ItemOutcome::Synced { remote_id: None }),
+                (Ok(ids), Some(email)) => out.push((i, ids.get(&email).cloned())),
+                _ => out.push((i, None)),
             }
         }
         out
@@ -230,14 +242,19 @@ impl HubspotClient {
         }
     }
 
-    /// Updates linked records by id; a record that is gone is reported so, not recreated.
-    async fn update(&self, run: &mut Run, items: &[SyncItem], which: Vec<usize>) {
+    /// Updates records by id: linked ones, and the `found` items' records found where a lost
+    /// create left them. A linked record that is gone is reported so, not recreated; a found
+    /// one gone since is looked for again on the retry.
+    async fn update(
+        &self,
+        run: &mut Run,
+        items: &[SyncItem],
+        which: Vec<(usize, String)>,
+        found: &[usize],
+    ) {
         let inputs: Vec<_> = which
             .into_iter()
-            .filter_map(|i| {
-                let id = items[i].remote_id.clone()?;
-                self.update_input(i, &items[i], id)
-            })
+            .filter_map(|(i, id)| self.update_input(i, &items[i], id))
             .collect();
         if let Some(report) = run
             .write(&self.transport, Endpoint::Update, Key::RecordId, inputs)
@@ -245,6 +262,11 @@ impl HubspotClient {
         {
             for (i, result) in report.done {
                 let outcome = match result {
+                    Err(Failure::Gone) if found.contains(&i) => {
+                        ItemOutcome::Failed(ProviderError::Unavailable(
+                            "the record found at the contact's earlier address was deleted before it could be written".into(),
+                        ))
+                    }
                     Err(Failure::Gone) => ItemOutcome::Gone {
                         remote_id: items[i].remote_id.clone().unwrap_or_default(),
                     },
