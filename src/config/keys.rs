@@ -163,7 +163,7 @@ pub const KEYS: &[Key] = &[
     ),
     key(
         "delivery_linger_max_ms",
-        "20",
+        "2000",
         "longest a batch waits for more changes: when changes lately came fast enough to fill a batch within this long, a batch waits until full (at most this long), so steady streams, even uneven ones, go out in full batches and spare the CRMs' quotas; otherwise it waits delivery_linger_ms past its latest change (a lone change waits one linger); below delivery_linger_ms counts as it",
     ),
     key(

@@ -7,9 +7,9 @@
 //!                                             crm_links (remote id, synced version, state) ──▶ ack
 //! ```
 //!
-//! A batch gathers up to `GATHER_CALLS` calls' worth of tasks (one for now); those the CRM does
-//! not hold yet go out in calls of its cap (HubSpot 100, Salesforce 200). Under load a batch
-//! fills: when tasks lately
+//! A batch gathers up to `GATHER_CALLS` calls' worth of tasks; those the CRM does not hold yet
+//! go out in calls of its cap (HubSpot 100, Salesforce 200), each call's results recorded as
+//! it returns. Under load a batch fills: when tasks lately
 //! came fast enough to fill one within `linger_max`, a batch waits until it is full (at most
 //! `linger_max`); otherwise it waits a linger past its latest task, so a lone change waits one
 //! linger ([`Gathering`]). Several tasks for one contact coalesce, and a
@@ -47,9 +47,9 @@ use crate::queue::{envelope, topology::Topology};
 use crate::store::links::{self, Attempt, Deliverable};
 use crate::store::{address_index, dead_letters, heads};
 
-/// A batch gathers at most this many calls' worth of tasks. One until the chaos run's
-/// duplicate under racing e-mail moves, seen with four, is understood.
-const GATHER_CALLS: usize = 1;
+/// A batch gathers at most this many calls' worth of tasks, so tasks that need no call (the
+/// CRM already holds their version) do not leave calls part empty.
+const GATHER_CALLS: usize = 4;
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
