@@ -411,7 +411,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
             let held: Vec<_> = waiting.iter().map(|_| Err(address_held(crm))).collect();
-            self.record_attempts(&waiting, &held).await?;
+            self.record_attempts(waiting.iter().zip(&held)).await?;
             results.extend(held);
             items.extend(waiting);
             self.handle_gone(&gone).await?;
@@ -493,24 +493,32 @@ impl<C: CrmClient> DeliveryWorker<C> {
     ) -> Result<Vec<Result<Option<String>, ProviderError>>, sqlx::Error> {
         let mut results = Vec::with_capacity(items.len());
         for chunk in items.chunks(self.client.batch_cap().max(1)) {
+            let known_gone = gone.len();
             let chunk_results = self.call_once(chunk, gone).await?;
+            // A record found gone that is to be created anew is not recorded as written:
+            // `handle_gone` unlinks it, and until then the contact reads as pending.
+            let recreated: Vec<ContactId> = match self.recreate_gone {
+                true => gone[known_gone..].iter().map(|(id, _, _)| *id).collect(),
+                false => Vec::new(),
+            };
+            let written = chunk
+                .iter()
+                .zip(&chunk_results)
+                .filter(|(item, _)| !recreated.contains(&item.contact_id));
             // On record before the next call: a crash during it does not lose what this one
             // created (a record created but not linked is looked for again, at a cost).
-            self.record_attempts(chunk, &chunk_results).await?;
+            self.record_attempts(written).await?;
             results.extend(chunk_results);
         }
         Ok(results)
     }
 
     /// Records each item's result in `crm_links`.
-    async fn record_attempts(
+    async fn record_attempts<'a>(
         &self,
-        items: &[SyncItem],
-        results: &[Result<Option<String>, ProviderError>],
+        results: impl Iterator<Item = (&'a SyncItem, &'a Result<Option<String>, ProviderError>)>,
     ) -> Result<(), sqlx::Error> {
-        let attempts: Vec<Attempt> = items
-            .iter()
-            .zip(results)
+        let attempts: Vec<Attempt> = results
             .map(|(item, r)| {
                 let values = item.contact.as_ref().map(|c| self.client.project(c));
                 attempt_row(item, r, self.client.paused(), values)
