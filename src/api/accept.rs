@@ -14,7 +14,7 @@ use super::auth::Principal;
 use super::problem::ApiError;
 use super::schema::{AcceptedOut, Operation};
 use crate::domain::fields::{Field, FieldValue};
-use crate::domain::merge::{Stamp, Stamps, changes};
+use crate::domain::merge::{FieldChange, Stamp, Stamps, changes};
 use crate::domain::{ChangeOp, ContactFields, ContactId, Origin};
 use crate::intake::group::{Job, Step};
 use crate::intake::{Draft, IntakeError};
@@ -106,6 +106,54 @@ impl Job for Accept {
     fn failed(&self, e: sqlx::Error) -> ApiError {
         e.into()
     }
+
+    /// Creates without an idempotency key write nothing but their heads and history: several
+    /// go in one statement.
+    fn joins(&self) -> bool {
+        matches!(self, Accept::Create { idem: None, .. })
+    }
+
+    async fn run_joined(
+        jobs: &[&Self],
+        conn: &mut PgConnection,
+    ) -> Result<Vec<Result<Step<Reply>, ApiError>>, sqlx::Error> {
+        let creates: Option<Vec<(ContactId, &ContactFields)>> = jobs
+            .iter()
+            .map(|job| match job {
+                Accept::Create {
+                    id,
+                    doc,
+                    idem: None,
+                    ..
+                } => Some((*id, doc)),
+                _ => None,
+            })
+            .collect();
+        let Some(creates) = creates else {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(job.run(&mut *conn).await?);
+            }
+            return Ok(out);
+        };
+        let made: Vec<Creation> = creates.iter().map(|(_, doc)| Creation::new(doc)).collect();
+        let new_heads: Vec<_> = creates
+            .iter()
+            .zip(&made)
+            .map(|((id, doc), c)| c.head(*id, doc))
+            .collect();
+        let inserted = heads::insert_many(conn, &new_heads).await?;
+        drop(new_heads);
+        let mut out = Vec::with_capacity(jobs.len());
+        for ((result, (id, doc)), made) in inserted.into_iter().zip(creates).zip(made) {
+            out.push(match result {
+                Ok(()) => Ok(made.step(id, doc)),
+                Err(HeadError::EmailTaken(existing)) => Err(ApiError::EmailTaken(existing)),
+                Err(HeadError::Db(e)) => return Err(e),
+            });
+        }
+        Ok(out)
+    }
 }
 
 impl From<IntakeError> for ApiError {
@@ -138,6 +186,67 @@ fn refused(e: HeadError) -> Ran {
     }
 }
 
+/// What a new contact's acceptance decides before any statement: its stamps, history note,
+/// message id and time.
+struct Creation {
+    now: chrono::DateTime<Utc>,
+    message_id: Uuid,
+    stamps: Stamps,
+    changed: Vec<FieldChange>,
+}
+
+impl Creation {
+    fn new(doc: &ContactFields) -> Self {
+        let now = Utc::now();
+        let mut stamps = Stamps::default();
+        stamps.touch(None, doc, api_stamp(now));
+        Self {
+            now,
+            message_id: Uuid::new_v4(),
+            stamps,
+            changed: changes(None, doc),
+        }
+    }
+
+    fn accepted(&self, id: ContactId) -> AcceptedOut {
+        AcceptedOut {
+            id: id.0,
+            version: 1,
+            operation: Operation::Create,
+            accepted_at: self.now,
+        }
+    }
+
+    fn head<'a>(&'a self, id: ContactId, doc: &'a ContactFields) -> heads::NewHead<'a> {
+        heads::NewHead {
+            id,
+            doc,
+            stamps: &self.stamps,
+            now: self.now,
+            message_id: self.message_id,
+            note: VersionNote::new(Origin::Api, &self.changed, &[]),
+        }
+    }
+
+    /// What the create queues and answers once its head is in.
+    fn step(self, id: ContactId, doc: &ContactFields) -> Step<Reply> {
+        let draft = Draft {
+            id,
+            seq: 1,
+            op: ChangeOp::Upsert,
+            origin: Origin::Api,
+            accepted_at: self.now,
+            created_at: self.now,
+            contact: doc.clone(),
+        };
+        let reply = Reply {
+            accepted: self.accepted(id),
+            replayed: false,
+        };
+        Step::Publish(Box::new(draft.into_change(self.message_id)), reply)
+    }
+}
+
 async fn create_in(
     tx: &mut PgConnection,
     id: ContactId,
@@ -145,15 +254,9 @@ async fn create_in(
     idem: Option<&(Principal, String)>,
     ttl: std::time::Duration,
 ) -> Ran {
-    let now = Utc::now();
-    let accepted = AcceptedOut {
-        id: id.0,
-        version: 1,
-        operation: Operation::Create,
-        accepted_at: now,
-    };
+    let made = Creation::new(doc);
     if let Some((principal, key)) = idem {
-        let body = match serde_json::to_value(&accepted) {
+        let body = match serde_json::to_value(made.accepted(id)) {
             Ok(body) => body,
             Err(e) => return Ok(Err(ApiError::internal(e))),
         };
@@ -167,31 +270,21 @@ async fn create_in(
             return Ok(replay(earlier, &outcome.request_hash).map(Step::Answer));
         }
     }
-    let message_id = Uuid::new_v4();
-    let mut stamps = Stamps::default();
-    stamps.touch(None, doc, api_stamp(now));
-    let changed = changes(None, doc);
-    let note = VersionNote::new(Origin::Api, &changed, &[]);
-    if let Err(e) = heads::insert(tx, id, doc, &stamps, now, message_id, &note).await {
+    let head = made.head(id, doc);
+    if let Err(e) = heads::insert(
+        tx,
+        id,
+        doc,
+        head.stamps,
+        head.now,
+        head.message_id,
+        &head.note,
+    )
+    .await
+    {
         return refused(e);
     }
-    let draft = Draft {
-        id,
-        seq: 1,
-        op: ChangeOp::Upsert,
-        origin: Origin::Api,
-        accepted_at: now,
-        created_at: now,
-        contact: doc.clone(),
-    };
-    let reply = Reply {
-        accepted,
-        replayed: false,
-    };
-    Ok(Ok(Step::Publish(
-        Box::new(draft.into_change(message_id)),
-        reply,
-    )))
+    Ok(Ok(made.step(id, doc)))
 }
 
 async fn modify_in(tx: &mut PgConnection, id: ContactId, m: &Modification) -> Ran {

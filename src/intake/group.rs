@@ -6,6 +6,7 @@
 //!   take every job waiting, up to the batch size      -- no timer: a lone job goes at once
 //!   BEGIN
 //!     job 1 … job n, each in turn                     -- locks, new states, history rows
+//!                                                        (jobs that join: one statement)
 //!   publish every change on one channel, in order; wait for all confirms
 //!   COMMIT                                            -- every change in the batch is accepted
 //! ```
@@ -67,7 +68,31 @@ pub trait Job: Send + Sync + 'static {
 
     /// A failed statement, as the client sees it when the job ran alone.
     fn failed(&self, e: sqlx::Error) -> Self::Refusal;
+
+    /// True when the job can share its statements with the jobs beside it in a batch that
+    /// also say so ([`Job::run_joined`]).
+    fn joins(&self) -> bool {
+        false
+    }
+
+    /// Runs jobs that [`Job::joins`] in as few statements as it can, with the outcome each
+    /// would have had run one after another, in order. The error is a failed statement.
+    fn run_joined<'a>(
+        jobs: &'a [&'a Self],
+        conn: &'a mut PgConnection,
+    ) -> impl Future<Output = Result<Vec<Outcome<Self>>, sqlx::Error>> + Send + 'a {
+        async move {
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                out.push(job.run(&mut *conn).await?);
+            }
+            Ok(out)
+        }
+    }
 }
+
+/// What a job decided, or why it refused.
+pub type Outcome<J> = Result<Step<<J as Job>::Output>, <J as Job>::Refusal>;
 
 /// How acceptances are grouped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -212,20 +237,49 @@ async fn together<J: Job>(ctx: &Ctx, batch: &[Pending<J>]) -> Together<J::Output
     };
     let mut answers = Vec::with_capacity(batch.len());
     let mut changes = Vec::with_capacity(batch.len());
-    for pending in batch {
-        let ran = run_in(&mut tx, &pending.job)
-            .instrument(pending.span.clone())
-            .await;
-        match ran {
-            Ok(Ok(Step::Publish(change, out))) => {
-                changes.push((change, &pending.span));
-                answers.push(Ok(out));
+    let mut rest = batch;
+    while let Some(first) = rest.first() {
+        // Jobs that join run in one go with those beside them that join too.
+        let n = match first.job.joins() {
+            true => rest.iter().take_while(|p| p.job.joins()).count(),
+            false => 1,
+        };
+        let (these, after) = rest.split_at(n);
+        rest = after;
+        let ran = match these {
+            [one] => run_in(&mut tx, &one.job)
+                .instrument(one.span.clone())
+                .await
+                .map(|r| vec![r]),
+            _ => {
+                let jobs: Vec<&J> = these.iter().map(|p| &p.job).collect();
+                J::run_joined(&jobs, &mut tx)
+                    .instrument(first.span.clone())
+                    .await
             }
-            Ok(Ok(Step::Answer(out))) => answers.push(Ok(out)),
-            Ok(Err(refusal)) => answers.push(Err(refusal)),
+        };
+        let ran = match ran {
+            Ok(ran) if ran.len() == these.len() => ran,
+            Ok(_) => {
+                tracing::error!(
+                    jobs = these.len(),
+                    "joined jobs answered for a different number of jobs; run one by one"
+                );
+                return Together::Alone;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, jobs = batch.len(), "an acceptance batch is run again one by one");
                 return Together::Alone;
+            }
+        };
+        for (pending, ran) in these.iter().zip(ran) {
+            match ran {
+                Ok(Step::Publish(change, out)) => {
+                    changes.push((change, &pending.span));
+                    answers.push(Ok(out));
+                }
+                Ok(Step::Answer(out)) => answers.push(Ok(out)),
+                Err(refusal) => answers.push(Err(refusal)),
             }
         }
     }

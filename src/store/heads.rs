@@ -180,6 +180,80 @@ pub async fn insert(
     ))
 }
 
+/// A new contact's head, for [`insert_many`].
+pub struct NewHead<'a> {
+    pub id: ContactId,
+    pub doc: &'a ContactFields,
+    pub stamps: &'a Stamps,
+    pub now: DateTime<Utc>,
+    pub message_id: uuid::Uuid,
+    pub note: VersionNote<'a>,
+}
+
+/// Inserts several new contacts' heads with their first history entries in one statement, as
+/// [`insert`] would one after another (each takes its acceptance lock first; of two with one
+/// address, the earlier wins): for each, `Ok` or why it was refused.
+pub async fn insert_many(
+    tx: &mut PgConnection,
+    heads: &[NewHead<'_>],
+) -> Result<Vec<Result<(), HeadError>>, sqlx::Error> {
+    let col = |f: &dyn Fn(&NewHead<'_>) -> serde_json::Value| -> Vec<serde_json::Value> {
+        heads.iter().map(f).collect()
+    };
+    let ids: Vec<uuid::Uuid> = heads.iter().map(|h| h.id.0).collect();
+    let emails: Vec<&str> = heads.iter().map(|h| h.doc.email.as_str()).collect();
+    let docs = col(&|h| serde_json::to_value(h.doc).unwrap_or_default());
+    let stamps = col(&|h| serde_json::to_value(h.stamps).unwrap_or_default());
+    let changes = col(&|h| serde_json::to_value(h.note.changes).unwrap_or_default());
+    let conflicts = col(&|h| serde_json::to_value(h.note.conflicts).unwrap_or_default());
+    let nows: Vec<DateTime<Utc>> = heads.iter().map(|h| h.now).collect();
+    let messages: Vec<uuid::Uuid> = heads.iter().map(|h| h.message_id).collect();
+    let keys: Vec<i64> = heads.iter().map(|h| lock_key(h.id)).collect();
+    let origins: Vec<&str> = heads.iter().map(|h| h.note.origin.as_str()).collect();
+    let vias: Vec<Option<&str>> = heads.iter().map(|h| h.note.via).collect();
+    let inserted: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "WITH u AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::timestamptz[],
+                                  $6::uuid[], $7::bigint[], $8::text[], $9::jsonb[], $10::jsonb[], $11::text[])
+                 WITH ORDINALITY AS u(id, email, doc, stamps, now, message_id, lock_key, origin, changes, conflicts, via, n)),
+         head AS (
+             INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id, stamps)
+             SELECT u.id, 1, u.email, u.doc, u.now, u.now, u.message_id, u.stamps
+             FROM u CROSS JOIN LATERAL (SELECT pg_advisory_xact_lock(u.lock_key)) AS acceptance_lock
+             ORDER BY u.n
+             ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
+             RETURNING id)
+         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, via)
+         SELECT u.id, 1, u.origin, 'create', u.changes, u.conflicts, u.now, u.via
+         FROM head JOIN u ON u.id = head.id
+         RETURNING contact_id",
+    )
+    .bind(&ids)
+    .bind(&emails)
+    .bind(&docs)
+    .bind(&stamps)
+    .bind(&nows)
+    .bind(&messages)
+    .bind(&keys)
+    .bind(&origins)
+    .bind(&changes)
+    .bind(&conflicts)
+    .bind(&vias)
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: std::collections::HashSet<uuid::Uuid> = inserted.into_iter().collect();
+    let mut out = Vec::with_capacity(heads.len());
+    for h in heads {
+        out.push(match inserted.contains(&h.id.0) {
+            true => Ok(()),
+            false => Err(HeadError::EmailTaken(
+                find_live_by_email(tx, h.doc.email.as_str()).await?,
+            )),
+        });
+    }
+    Ok(out)
+}
+
 /// Moves a head to its next sequence number with a new state (or marks it deleted), accepted
 /// as `message_id`, and records the version in the history. The caller holds the row through
 /// [`lock`].

@@ -319,9 +319,15 @@ async fn racing_writes_through_the_api_keep_every_promise() {
     let app = one_lane_app().await;
     // Ten addresses, each sent twice at once: one create wins, the other is told who has it.
     let creates = (0..20).map(|i| {
-        let body = json!({"email": format!("race{}@example.com", i % 10), "last_name": "Race"});
+        let email = format!("race{}@example.com", i % 10);
+        let body = json!({"email": email, "last_name": "Race"});
         let req = app.authed(Method::POST, "/contacts").json(&body);
-        async move { req.send().await.unwrap().status().as_u16() }
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (email, status, body)
+        }
     });
     // Ten retries of one request with one idempotency key: one contact.
     let keyed = (0..10).map(|_| {
@@ -336,9 +342,16 @@ async fn racing_writes_through_the_api_keep_every_promise() {
             r.json::<Value>().await.unwrap()["id"].clone()
         }
     });
-    let (statuses, ids) = tokio::join!(join_all(creates), join_all(keyed));
-    let mut statuses = statuses;
+    let (created, ids) = tokio::join!(join_all(creates), join_all(keyed));
+    let mut statuses: Vec<u16> = created.iter().map(|(_, s, _)| *s).collect();
     statuses.sort();
+    for (email, _, refused) in created.iter().filter(|(_, s, _)| *s == 409) {
+        let winner = created
+            .iter()
+            .find(|(e, s, _)| e == email && *s == 202)
+            .map(|(_, _, b)| &b["id"]);
+        assert_eq!(Some(&refused["existing_id"]), winner, "{email}: {refused}");
+    }
     assert_eq!(statuses, [vec![202; 10], vec![409; 10]].concat());
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_heads")
