@@ -239,19 +239,23 @@ pub async fn held_by_another(
     let ids: Vec<Uuid> = unlinked.iter().map(|(id, _)| id.0).collect();
     let emails: Vec<String> = unlinked.iter().map(|(_, e)| e.to_lowercase()).collect();
     let held: Vec<Uuid> = sqlx::query_scalar(
-        "WITH u(id, email) AS (SELECT * FROM UNNEST($2::uuid[], $3::text[]))
-         SELECT u.id FROM u
-           JOIN crm_links l ON l.crm = $1 AND l.remote_id IS NOT NULL
-            AND lower(COALESCE(l.remote_values->>'email', l.written_values->>'email')) = u.email
-           JOIN contacts c ON c.id = l.contact_id
-          WHERE l.contact_id <> u.id AND l.detached IS NULL
-            AND (l.synced_version IS NULL OR l.synced_version < c.version)
-         UNION
-         SELECT u.id FROM u
-           JOIN contacts c ON c.email = u.email AND c.deleted_at IS NOT NULL AND c.id <> u.id
-           JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id AND l.remote_id IS NOT NULL
-          WHERE l.detached IS NULL
-            AND (l.synced_version IS NULL OR l.synced_version < c.version)",
+        // Written as correlated look-ups, each by an index, so the plan does not depend on
+        // statistics: as joins, a table that grew since it was last analysed was scanned
+        // whole for every address (over a second a batch in a burst into a fresh database).
+        "SELECT u.id FROM UNNEST($2::uuid[], $3::text[]) AS u(id, email)
+          WHERE EXISTS (
+                  SELECT 1 FROM crm_links l
+                   WHERE l.crm = $1 AND l.remote_id IS NOT NULL AND l.detached IS NULL
+                     AND lower(COALESCE(l.remote_values->>'email', l.written_values->>'email')) = u.email
+                     AND l.contact_id <> u.id
+                     AND (l.synced_version IS NULL
+                          OR l.synced_version < (SELECT c.version FROM contacts c WHERE c.id = l.contact_id)))
+             OR EXISTS (
+                  SELECT 1 FROM contacts c
+                   WHERE c.email = u.email AND c.deleted_at IS NOT NULL AND c.id <> u.id
+                     AND (SELECT l.remote_id IS NOT NULL AND l.detached IS NULL
+                                 AND (l.synced_version IS NULL OR l.synced_version < c.version)
+                            FROM crm_links l WHERE l.crm = $1 AND l.contact_id = c.id))",
     )
     .bind(crm.as_str())
     .bind(&ids)

@@ -150,7 +150,8 @@ impl Gathering {
     /// after a task arrived).
     pub fn deadline(&self, first: Instant, now: Instant) -> Instant {
         let rate = self.per_sec(now);
-        let idle = if rate * self.linger_max.as_secs_f64() >= self.cap as f64 {
+        // One task fills a call of one (batching off): nothing to wait for.
+        let idle = if self.cap > 1 && rate * self.linger_max.as_secs_f64() >= self.cap as f64 {
             self.linger.max(Duration::from_secs_f64(GAPS / rate))
         } else {
             self.linger
@@ -186,6 +187,14 @@ mod tests {
         // 20 a second would take 5 s to fill a batch of 100: not worth waiting for.
         let mut g = gathering();
         let last = stream(&mut g, t, 60, Duration::from_millis(50));
+        assert_eq!(g.deadline(last, last), last + Duration::from_millis(20));
+    }
+
+    #[test]
+    fn calls_of_one_never_wait_for_a_stream() {
+        let mut g = Gathering::new(Duration::from_millis(20), Duration::from_secs(2), 1);
+        let t = Instant::now();
+        let last = stream(&mut g, t, 10, Duration::from_millis(500));
         assert_eq!(g.deadline(last, last), last + Duration::from_millis(20));
     }
 
