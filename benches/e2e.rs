@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&opts);
     let sandboxes = Sandboxes::start(&bin).await?;
 
-    if opts.all() || opts.only_accept {
+    if opts.all() || opts.only_accept || opts.only_light {
         measure_one_way(&bin, &sandboxes, &opts, &mut report).await?;
     }
     if opts.all() || opts.only_scale_out {
@@ -132,15 +132,17 @@ async fn measure_one_way(
     opts: &Opts,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    println!("1/5 broker ceiling and API accept rate …");
-    report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds, 256)).await?;
-    // The API's clients have at most 64 writes waiting at once, so at most 64 confirms.
-    report.ceiling_at_clients =
-        median_of(opts.runs, || broker_ceiling(opts.seconds, CLIENTS)).await?;
-    // The API on its own (`syncroot api`), as the ceiling is the broker on its own …
-    report.accept = accept_rates(bin, sandboxes, Mode::ApiOnly, opts).await?;
-    // … and beside every worker in the same process, competing for the same two cores.
-    report.accept_all_in_one = accept_rates(bin, sandboxes, Mode::AllInOne, opts).await?;
+    if !opts.only_light {
+        println!("1/5 broker ceiling and API accept rate …");
+        report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds, 256)).await?;
+        // The API's clients have at most 64 writes waiting at once, so at most 64 confirms.
+        report.ceiling_at_clients =
+            median_of(opts.runs, || broker_ceiling(opts.seconds, CLIENTS)).await?;
+        // The API on its own (`syncroot api`), as the ceiling is the broker on its own …
+        report.accept = accept_rates(bin, sandboxes, Mode::ApiOnly, opts).await?;
+        // … and beside every worker in the same process, competing for the same two cores.
+        report.accept_all_in_one = accept_rates(bin, sandboxes, Mode::AllInOne, opts).await?;
+    }
     if opts.only_accept {
         return Ok(());
     }
@@ -158,6 +160,9 @@ async fn measure_one_way(
         )
         .await?;
         sr.stop().await;
+    }
+    if opts.only_light {
+        return Ok(());
     }
 
     println!("3/5 burst of {} creates, batching on …", opts.burst);

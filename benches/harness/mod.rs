@@ -49,6 +49,8 @@ pub struct Opts {
     pub settle_seconds: u64,
     /// Measure only the accept rate (`BENCH_ONLY=accept`).
     pub only_accept: bool,
+    /// Measure only light-load latency (`BENCH_ONLY=light`).
+    pub only_light: bool,
     /// Measure only two-way sync (`BENCH_ONLY=two-way`).
     pub only_two_way: bool,
     /// Measure only the scale-out of delivery (`BENCH_ONLY=scale-out`).
@@ -75,7 +77,11 @@ impl Opts {
 
     /// No `BENCH_ONLY`: every scenario runs.
     pub fn all(&self) -> bool {
-        !(self.only_accept || self.only_two_way || self.only_scale_out || self.only_backfill)
+        !(self.only_accept
+            || self.only_light
+            || self.only_two_way
+            || self.only_scale_out
+            || self.only_backfill)
     }
 
     pub fn from_env() -> Self {
@@ -94,6 +100,7 @@ impl Opts {
             quota_backlog: get("BENCH_QUOTA_BACKLOG", 30_000) as usize,
             settle_seconds: get("BENCH_SETTLE_SECONDS", 120),
             only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
+            only_light: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "light"),
             only_two_way: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "two-way"),
             only_scale_out: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale-out"),
             scale_backlog: get("BENCH_SCALE_BACKLOG", 6_000) as usize,

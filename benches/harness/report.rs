@@ -186,6 +186,19 @@ impl Report {
             ),
             format!("{lost} never held"),
         );
+        // The slowest, by the order they were sent in (a cold start shows as the first few).
+        let mut slowest: Vec<(usize, f64)> = self.latency_ms.iter().copied().enumerate().collect();
+        slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let text: Vec<String> = slowest
+            .iter()
+            .take(3)
+            .map(|(i, ms)| format!("#{i} {ms:.0}"))
+            .collect();
+        row(
+            "  slowest three (sent as #n), ms",
+            text.join(", "),
+            String::new(),
+        );
     }
 
     fn print_verdicts(&self) {
