@@ -191,3 +191,14 @@ pub async fn forget(db: &PgPool, job: Uuid) -> Result<(), sqlx::Error> {
         .await?;
     Ok(())
 }
+
+/// Refreshes the planner's statistics of the tables a backfill fills (contacts, their heads and
+/// links). A backfill can grow them from nothing to tens of thousands of rows faster than
+/// autovacuum analyses them, and statements planned (and cached) while they were small then
+/// scan them whole: one look-up a record took tens of milliseconds.
+pub async fn analyze_growing(db: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("ANALYZE contact_heads, contacts, crm_links")
+        .execute(db)
+        .await
+        .map(|_| ())
+}

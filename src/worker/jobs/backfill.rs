@@ -268,6 +268,12 @@ impl Backfill {
             return Ok(false);
         };
         let crm = client.crm();
+        // Statistics kept up with the tables the pass grows: after 1, 2, 4, 8… pages' worth of
+        // records (a short page between CRMs may bring one about twice).
+        let pages = progress.done as usize / APPLY_PAGE;
+        if !dry_run && pages.is_power_of_two() {
+            backfill::analyze_growing(&self.db).await?;
+        }
         let kept =
             backfill::page(&self.db, job.id, crm, state.position.as_deref(), APPLY_PAGE).await?;
         let Some(last) = kept.last() else {
