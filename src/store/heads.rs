@@ -147,37 +147,16 @@ pub async fn insert(
     message_id: uuid::Uuid,
     note: &VersionNote<'_>,
 ) -> Result<(), HeadError> {
-    // The acceptance lock is taken in the same statement (its FROM runs first), and the history
-    // row rides along, which saves round trips on the API's hottest path.
-    let (changes, conflicts) = note.json();
-    let inserted = sqlx::query(
-        "WITH head AS (
-             INSERT INTO contact_heads (id, seq, email, doc, created_at, accepted_at, message_id, stamps)
-             SELECT $1, 1, $2, $3, $4, $4, $5, $7 FROM (SELECT pg_advisory_xact_lock($6)) AS acceptance_lock
-             ON CONFLICT (email) WHERE deleted_at IS NULL DO NOTHING
-             RETURNING id)
-         INSERT INTO contact_versions (contact_id, version, origin, operation, changes, conflicts, accepted_at, via)
-         SELECT id, 1, $8, 'create', $9, $10, $4, $11 FROM head",
-    )
-    .bind(id.0)
-    .bind(doc.email.as_str())
-    .bind(sqlx::types::Json(doc))
-    .bind(now)
-    .bind(message_id)
-    .bind(lock_key(id))
-    .bind(sqlx::types::Json(stamps))
-    .bind(note.origin.as_str())
-    .bind(changes)
-    .bind(conflicts)
-    .bind(note.via)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(());
-    }
-    Err(HeadError::EmailTaken(
-        find_live_by_email(tx, doc.email.as_str()).await?,
-    ))
+    let head = NewHead {
+        id,
+        doc,
+        stamps,
+        now,
+        message_id,
+        note: note.clone(),
+    };
+    let mut done = insert_many(tx, std::slice::from_ref(&head)).await?;
+    done.pop().unwrap_or(Ok(()))
 }
 
 /// A new contact's head, for [`insert_many`].
