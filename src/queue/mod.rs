@@ -13,26 +13,52 @@ use lapin::{Connection, ConnectionProperties};
 
 use crate::config::QueueConfig;
 
+/// How long opening a connection may take: TCP, TLS and the AMQP handshake. A peer that accepts
+/// the connection and then says nothing (a node still booting, a proxy, a load balancer whose
+/// backend is gone) would otherwise hold a reconnect loop, and a shutdown waiting on it,
+/// forever; once the connection is open, heartbeats find a peer that goes quiet.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Opens an AMQP connection, named after the process role so operators can tell connections
 /// apart in the management UI. Over `amqps://` the broker's certificate is verified against the
-/// system's CAs and the URL's `cacertfile`, if any.
+/// system's CAs and the URL's `cacertfile`, if any. Fails with a timed-out I/O error when the
+/// broker has not completed the handshake within [`CONNECT_TIMEOUT`].
 pub async fn connect(cfg: &QueueConfig, role: &str) -> Result<Connection, lapin::Error> {
+    connect_within(cfg, role, CONNECT_TIMEOUT).await
+}
+
+async fn connect_within(
+    cfg: &QueueConfig,
+    role: &str,
+    limit: Duration,
+) -> Result<Connection, lapin::Error> {
     let props =
         ConnectionProperties::default().with_connection_name(format!("syncroot-{role}").into());
-    match &cfg.amqp_ca {
-        None => Connection::connect(cfg.amqp_url.expose(), props).await,
-        Some(pem) => {
-            lapin::DefaultConnectionBuilder::new()?
-                .with_uri_str(cfg.amqp_url.expose().to_owned())
-                .with_properties(props)
-                .with_tls_config(lapin::tcp::OwnedTLSConfig {
-                    identity: None,
-                    cert_chain: Some(pem.clone()),
-                })
-                .connect()
-                .await
+    let opening = async {
+        match &cfg.amqp_ca {
+            None => Connection::connect(cfg.amqp_url.expose(), props).await,
+            Some(pem) => {
+                lapin::DefaultConnectionBuilder::new()?
+                    .with_uri_str(cfg.amqp_url.expose().to_owned())
+                    .with_properties(props)
+                    .with_tls_config(lapin::tcp::OwnedTLSConfig {
+                        identity: None,
+                        cert_chain: Some(pem.clone()),
+                    })
+                    .connect()
+                    .await
+            }
         }
-    }
+    };
+    tokio::time::timeout(limit, opening)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("RabbitMQ did not complete the AMQP handshake within {limit:?}"),
+            )
+            .into())
+        })
 }
 
 /// The waits between attempts at something that is away (a broker to reconnect to, a
@@ -83,6 +109,36 @@ mod tests {
             );
         }
         assert!(waits[11] <= cap * 2);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_accepts_and_never_speaks_amqp_times_out_instead_of_holding_the_connect() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                open.push(socket);
+            }
+        });
+        let cfg = QueueConfig {
+            amqp_url: crate::secret::Secret::new(format!("amqp://u:p@{addr}/%2f")),
+            amqp_ca: None,
+            prefix: "t".into(),
+            shards: 1,
+            delivery_limit: 1,
+        };
+        let limit = Duration::from_millis(300);
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(10), connect_within(&cfg, "test", limit))
+                .await
+                .expect("the connect returns on its own");
+        let err = outcome.expect_err("a silent peer is not a broker");
+        assert!(
+            err.to_string().contains("AMQP handshake within"),
+            "names the cause: {err}"
+        );
+        held.abort();
     }
 
     #[test]

@@ -342,7 +342,12 @@ async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
     let mut backoff = super::backoff(CAP);
     let mut attempt = 0u32;
     loop {
-        match open(&inner).await {
+        // A connect in progress is abandoned at shutdown: it holds no message.
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            opened = open(&inner) => opened,
+        };
+        match opened {
             Ok((link, mut events)) => {
                 attempt = 0;
                 backoff = super::backoff(CAP);

@@ -97,7 +97,12 @@ pub async fn supervise<R: Consume>(broker: &Broker, role: &R, shutdown: &Cancell
     let name = role.name();
     let mut backoff = queue::backoff(RECONNECT_CAP);
     while !shutdown.is_cancelled() {
-        let ended = match Session::open(broker, role).await {
+        // A connect in progress is abandoned at shutdown: it holds no work.
+        let opened = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            opened = Session::open(broker, role) => opened,
+        };
+        let ended = match opened {
             Ok(mut session) => {
                 backoff = queue::backoff(RECONNECT_CAP);
                 let ended = role.consume(&mut session, shutdown).await;
