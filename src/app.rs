@@ -338,9 +338,8 @@ fn job_runner(cfg: &Config, parts: &RoleParts, clients: Clients) -> Runner {
 async fn prune_inbound_events(db: sqlx::PgPool, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(24 * 3600));
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
+        if !crate::shutdown::next_tick(&mut every, &shutdown).await {
+            return;
         }
         let age = crate::worker::inbound::REMEMBER_EVENTS;
         match store::inbound::prune(&db, age).await {
@@ -426,9 +425,8 @@ pub async fn run_all(cfg: &Config, shutdown: CancellationToken) -> anyhow::Resul
 async fn prune_idempotency_keys(db: sqlx::PgPool, ttl: Duration, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
+        if !crate::shutdown::next_tick(&mut every, &shutdown).await {
+            return;
         }
         match store::idempotency::prune(&db, ttl).await {
             Ok(0) => {}

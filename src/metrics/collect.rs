@@ -47,9 +47,8 @@ where
     let mut tick = tokio::time::interval(COLLECT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+        if !crate::shutdown::next_tick(&mut tick, shutdown).await {
+            return;
         }
         collect().await;
         super::upkeep();

@@ -230,9 +230,8 @@ impl Sender {
     async fn prune_loop(&self, shutdown: CancellationToken) {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = every.tick() => {}
+            if !crate::shutdown::next_tick(&mut every, &shutdown).await {
+                return;
             }
             match store::prune_deliveries(&self.db, self.cfg.log_retention).await {
                 Ok(0) => {}

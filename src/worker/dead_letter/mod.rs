@@ -281,9 +281,8 @@ impl DeadLetterWorker {
         let mut tick = tokio::time::interval(SCHEDULER_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
+            if !crate::shutdown::next_tick(&mut tick, shutdown).await {
+                return;
             }
             match crate::replay::replay_due(&self.db, &self.publisher).await {
                 Ok(done) => {

@@ -48,9 +48,8 @@ impl<C: CrmClient> Poller<C> {
         let mut every = tokio::time::interval(self.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = every.tick() => {}
+            if !crate::shutdown::next_tick(&mut every, &shutdown).await {
+                break;
             }
             let polled = tokio::select! {
                 _ = shutdown.cancelled() => break,
