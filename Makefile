@@ -17,6 +17,7 @@ test: services unit conformance schemathesis chart deny
 ## RustSec advisories when the advisory database can be fetched (it says loudly when not;
 ## DENY_ADVISORY_DB_URL names a mirror). Builds cargo-deny into .cache/ on the first run.
 deny:
+	@echo "== $$(date -u +%H:%M:%S) make deny"
 	bash scripts/deny.sh
 
 ## services: install and start Postgres and RabbitMQ if needed
@@ -24,18 +25,22 @@ services:
 	@bash scripts/services.sh
 
 unit:
+	@echo "== $$(date -u +%H:%M:%S) make unit"
 	cargo test --workspace
 
 conformance:
+	@echo "== $$(date -u +%H:%M:%S) make conformance"
 	bash scripts/conformance.sh
 
 schemathesis:
+	@echo "== $$(date -u +%H:%M:%S) make schemathesis"
 	bash scripts/schemathesis.sh
 
 ## chart: the Helm chart check (lint, render every scenario under Helm 4 and 3, validate the
 ## manifests, refuse invalid values, compare with golden renders, SYNCROOT_* names). After a
 ## deliberate template change: UPDATE_GOLDEN=1 make chart
 chart:
+	@echo "== $$(date -u +%H:%M:%S) make chart"
 	bash scripts/chart-check.sh
 
 ## sandbox: run only the local HubSpot (127.0.0.1:8091) and Salesforce (127.0.0.1:8092) sandboxes

@@ -167,22 +167,49 @@ unknown=$(comm -23 "$out/used" "$out/known")
 [ -z "$unknown" ] || fail "the chart sets variables syncroot does not read:"$'\n'"$unknown"
 echo "$(wc -l <"$out/used") names, all read by syncroot"
 
-echo "== chart-check: each docker-compose.yml role starts with the Compose environment"
+echo "== chart-check: each docker-compose.yml role starts with the Compose environment and stops on SIGTERM"
 # No container engine runs here, so the binary the image holds is started as each role with
 # exactly the environment Compose would give it (Compose's hosts don't resolve: a role that
-# accepts its configuration keeps retrying them until the timeout). A refusal of the
-# configuration ends it at once and fails the check.
+# accepts its configuration keeps retrying them). A refusal of the configuration ends it at once
+# and fails the check. Each role runs a second time with Postgres and RabbitMQ at a peer that
+# accepts connections and never answers (a dependency that hangs). Either way SIGTERM comes
+# after 3 s and must end the role within 10 s more.
 "$PYBIN/python" scripts/chart-check/manifests.py compose-roles docker-compose.yml >"$out/compose-roles" ||
   fail "docker-compose.yml roles"
+rm -f "$out/silent-port"
+"$PYBIN/python" - "$out/silent-port" <<'PY' &
+import socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+open(sys.argv[1] + ".tmp", "w").write(str(listener.getsockname()[1]))
+__import__("os").rename(sys.argv[1] + ".tmp", sys.argv[1])
+held = []
+while True:
+    held.append(listener.accept()[0])
+PY
+silent_pid=$!
+trap 'kill $silent_pid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$out/silent-port" ] && break; sleep 0.1; done
+[ -s "$out/silent-port" ] || fail "the silent peer did not start"
+silent="127.0.0.1:$(cat "$out/silent-port")"
 while read -r role envs; do
-  status=0
-  eval "timeout 3 env -i PATH=\"\$PATH\" $envs \"\$bin\" \"\$role\"" </dev/null >"$out/compose-$role.log" 2>&1 || status=$?
-  if [ "$status" != 124 ]; then
-    cat "$out/compose-$role.log"
-    fail "docker-compose.yml: syncroot $role exited ($status) with Compose's environment instead of starting"
-  fi
-  echo "compose $role: starts"
+  for deps in compose silent; do
+    run_envs=$envs
+    [ "$deps" = silent ] && run_envs=$(sed -E "s#@postgres:5432#@$silent#; s#@rabbitmq:5672#@$silent#" <<<"$envs")
+    [ "$deps" = silent ] && [ "$run_envs" = "$envs" ] && fail "docker-compose.yml: $role's Postgres and RabbitMQ URLs not found"
+    log="$out/compose-$role-$deps.log"
+    status=0
+    eval "timeout -k 10 3 env -i PATH=\"\$PATH\" $run_envs \"\$bin\" \"\$role\"" </dev/null >"$log" 2>&1 || status=$?
+    case $status in
+      124) ;;
+      137) tail -20 "$log"; fail "docker-compose.yml: syncroot $role ($deps dependencies) was still running 10 s after SIGTERM" ;;
+      *) tail -20 "$log"; fail "docker-compose.yml: syncroot $role ($deps dependencies) exited ($status) instead of starting" ;;
+    esac
+  done
+  echo "compose $role: starts, and stops on SIGTERM with its dependencies away or hanging"
 done <"$out/compose-roles"
+kill $silent_pid 2>/dev/null || true
 
 echo "== chart-check: metric names"
 "$PYBIN/python" -c 'import json, sys; json.load(open(sys.argv[1]))' "$CHART/dashboards/syncroot.json" ||
