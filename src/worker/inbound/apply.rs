@@ -123,12 +123,21 @@ impl Ctx<'_> {
 
 /// Applies one record's current state.
 pub async fn apply(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Applied, ApplyError> {
+    Ok(apply_reported(ctx, record).await?.outcome)
+}
+
+/// Applies one record's current state; what it did, told as [`preview`] tells what it would
+/// do (worked out in the same transaction as the writes).
+pub async fn apply_reported(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Preview, ApplyError> {
     ctx.seen_changing(&record.remote_id, record.address().as_ref())
         .await?;
     let mut tx = ctx.db.begin().await?;
     match locate(&mut tx, ctx.crm, record).await? {
         Some(id) => update(ctx, tx, id, record).await,
-        None => create(ctx, tx, record).await,
+        None => {
+            let outcome = create(ctx, tx, record).await?;
+            Ok(Preview::of_create(outcome))
+        }
     }
 }
 
@@ -519,14 +528,16 @@ async fn update(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     id: ContactId,
     record: &RemoteRecord,
-) -> Result<Applied, ApplyError> {
+) -> Result<Preview, ApplyError> {
+    let assessment = assess(ctx, &mut tx, id, record).await?;
+    let report = Preview::of(&assessment);
     let Assessed {
         head,
         merged,
         stale,
         ..
-    } = match assess(ctx, &mut tx, id, record).await? {
-        Assessment::Settled(outcome) => return Ok(outcome),
+    } = match assessment {
+        Assessment::Settled(_) => return Ok(report),
         Assessment::Merge(a) => *a,
     };
     let seen = Observed {
@@ -555,11 +566,7 @@ async fn update(
             ctx.publisher.publish_delivery(&task).await?;
         }
         tx.commit().await?;
-        return Ok(if stale {
-            Applied::Kept
-        } else {
-            Applied::Unchanged
-        });
+        return Ok(report);
     }
     let next = Head {
         seq: head.seq + 1,
@@ -571,7 +578,7 @@ async fn update(
     };
     let note = ctx.note(&merged.changes, &merged.conflicts);
     accept(ctx, tx, id, &next, note).await?;
-    Ok(Applied::Updated(next.seq))
+    Ok(report)
 }
 
 /// What [`apply`] would do with a record, written nowhere.
@@ -585,39 +592,49 @@ pub struct Preview {
     pub conflicts: usize,
 }
 
+impl Preview {
+    /// A record no contact has: a new contact (`Created`), or nothing.
+    fn of_create(outcome: Applied) -> Self {
+        Self {
+            linking: matches!(outcome, Applied::Created(_)),
+            outcome,
+            conflicts: 0,
+        }
+    }
+
+    /// A record with a contact: what its assessment comes to.
+    fn of(assessment: &Assessment) -> Self {
+        match assessment {
+            Assessment::Settled(outcome) => Self {
+                outcome: outcome.clone(),
+                linking: false,
+                conflicts: 0,
+            },
+            Assessment::Merge(a) => Self {
+                outcome: if !a.merged.changes.is_empty() {
+                    Applied::Updated(a.head.seq + 1)
+                } else if a.stale {
+                    Applied::Kept
+                } else {
+                    Applied::Unchanged
+                },
+                linking: a.linking,
+                conflicts: a.merged.conflicts.len(),
+            },
+        }
+    }
+}
+
 /// What applying the record would do now, in a transaction that is rolled back.
 pub async fn preview(ctx: &Ctx<'_>, record: &RemoteRecord) -> Result<Preview, ApplyError> {
     let mut tx = ctx.db.begin().await?;
     let Some(id) = locate(&mut tx, ctx.crm, record).await? else {
-        let outcome = match document(&record.values) {
+        return Ok(Preview::of_create(match document(&record.values) {
             Some(_) => Applied::Created(ContactId(Uuid::nil())),
             None => Applied::Skipped(NO_ADDRESS),
-        };
-        let linking = matches!(outcome, Applied::Created(_));
-        return Ok(Preview {
-            outcome,
-            linking,
-            conflicts: 0,
-        });
+        }));
     };
-    let preview = match assess(ctx, &mut tx, id, record).await? {
-        Assessment::Settled(outcome) => Preview {
-            outcome,
-            linking: false,
-            conflicts: 0,
-        },
-        Assessment::Merge(a) => Preview {
-            outcome: if !a.merged.changes.is_empty() {
-                Applied::Updated(a.head.seq + 1)
-            } else if a.stale {
-                Applied::Kept
-            } else {
-                Applied::Unchanged
-            },
-            linking: a.linking,
-            conflicts: a.merged.conflicts.len(),
-        },
-    };
+    let preview = Preview::of(&assess(ctx, &mut tx, id, record).await?);
     tx.rollback().await?;
     Ok(preview)
 }

@@ -39,6 +39,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -346,12 +347,21 @@ impl Backfill {
         }
         // Records of a page carry distinct addresses: they are matched side by side (a contact
         // two of them reach is locked by each in turn, as with webhooks).
+        // `concurrency` at a time, the next starting as soon as one is done.
+        let mut waiting = work.iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
         let mut done = Vec::with_capacity(work.len());
-        for chunk in work.chunks(self.concurrency.max(1)) {
-            let matched = chunk.iter().map(|(record, held, preview)| {
-                self.apply_one(&ctx, job, record, held, *preview, &others, &later)
-            });
-            done.extend(futures_util::future::join_all(matched).await);
+        loop {
+            while running.len() < self.concurrency.max(1) {
+                let Some((record, held, preview)) = waiting.next() else {
+                    break;
+                };
+                running.push(self.apply_one(&ctx, job, record, held, *preview, &others, &later));
+            }
+            match running.next().await {
+                Some(counted) => done.push(counted),
+                None => break,
+            }
         }
         // A failed record fails the page, which is done again (what was done reads as linked).
         for counted in done {
@@ -399,19 +409,17 @@ impl Backfill {
         progress: &mut Progress,
     ) -> Result<Option<Applied>, JobError> {
         let done = async {
+            let Some(earlier) = dry_run else {
+                return apply::apply_reported(ctx, record).await;
+            };
             let preview = apply::preview(ctx, record).await?;
-            match (dry_run, &preview.outcome) {
-                (Some(true), Applied::Created(_)) => {
-                    return Ok(Preview {
-                        outcome: Applied::Unchanged,
-                        ..preview
-                    });
-                }
-                (Some(_), _) => return Ok(preview),
-                (None, _) => {}
-            }
-            let outcome = apply::apply(ctx, record).await?;
-            Ok::<_, apply::ApplyError>(Preview { outcome, ..preview })
+            Ok(match (earlier, &preview.outcome) {
+                (true, Applied::Created(_)) => Preview {
+                    outcome: Applied::Unchanged,
+                    ..preview
+                },
+                _ => preview,
+            })
         };
         match done.await {
             Ok(p) => {
