@@ -41,7 +41,8 @@ pub struct RunningApi {
 /// server starts (and reports not-ready) while either is away.
 pub async fn start_api(cfg: &Config, shutdown: CancellationToken) -> anyhow::Result<RunningApi> {
     crate::metrics::install();
-    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    // Group commit shares transactions: a couple of connections carry light load.
+    let db = store::connect_warm(&cfg.database, 2).context("configuring the Postgres pool")?;
     // The publisher outlives the HTTP server by the drain, so requests still in flight at
     // shutdown can finish publishing.
     let publisher_stop = CancellationToken::new();
@@ -103,9 +104,16 @@ struct RoleParts {
 
 impl RoleParts {
     /// `role` names the publisher's connection in the broker's management UI.
-    fn new(cfg: &Config, readiness: &Readiness, role: &'static str) -> anyhow::Result<Self> {
+    /// `warm`: the connections its light-load work holds at once ([`store::connect_warm`]).
+    fn new(
+        cfg: &Config,
+        readiness: &Readiness,
+        role: &'static str,
+        warm: u32,
+    ) -> anyhow::Result<Self> {
         crate::metrics::install();
-        let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+        let db =
+            store::connect_warm(&cfg.database, warm).context("configuring the Postgres pool")?;
         let topology = Topology::new(cfg);
         let publisher_stop = CancellationToken::new();
         let (publisher, publisher_task) = Publisher::start(
@@ -146,7 +154,7 @@ pub fn start_forwarder(
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let parts = RoleParts::new(cfg, readiness, "forwarder")?;
+    let parts = RoleParts::new(cfg, readiness, "forwarder", 2)?;
     let fwd = Forwarder {
         db: parts.db.clone(),
         cfg: cfg.forwarder.clone(),
@@ -245,7 +253,9 @@ pub fn start_delivery(
         }
     }
     // Retries and dead letters go out on one confirmed connection shared by the CRMs' workers.
-    let parts = RoleParts::new(cfg, readiness, "delivery")?;
+    // Each CRM's worker reads and records a batch's state on two connections at once.
+    let warm = 2 * cfg.delivery.crms.len() as u32;
+    let parts = RoleParts::new(cfg, readiness, "delivery", warm)?;
     let workers = Clients::new(cfg).tasks(&Delivery(cfg, &parts, shutdown));
     Ok(vec![parts.spawn(async move {
         futures_util::future::join_all(workers).await;
@@ -289,7 +299,7 @@ pub fn start_inbound(
             tasks
         }
     }
-    let parts = RoleParts::new(cfg, readiness, "webhooks")?;
+    let parts = RoleParts::new(cfg, readiness, "webhooks", 2)?;
     let clients = Clients::new(cfg);
     let mut workers = clients.tasks(&Inbound(cfg, &parts, shutdown.clone()));
     workers.push(Box::pin(prune_inbound_events(
@@ -356,7 +366,7 @@ pub fn start_dead_letter_worker(
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let parts = RoleParts::new(cfg, readiness, "dead-letter")?;
+    let parts = RoleParts::new(cfg, readiness, "dead-letter", 1)?;
     let alerts_stop = CancellationToken::new();
     let (alerts, alerts_task) = Alerts::start(&cfg.dead_letter, alerts_stop.clone());
     let worker = DeadLetterWorker {
@@ -384,7 +394,7 @@ pub fn start_subscriptions(
     shutdown: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
     crate::metrics::install();
-    let db = store::connect_lazy(&cfg.database).context("configuring the Postgres pool")?;
+    let db = store::connect_warm(&cfg.database, 1).context("configuring the Postgres pool")?;
     let sender = crate::worker::subscriptions::Sender::new(db, cfg.subscriptions.clone());
     Ok(tokio::spawn(sender.run(shutdown)))
 }
