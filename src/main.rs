@@ -7,16 +7,30 @@ use syncroot::config;
 use syncroot::secret::Secret;
 use syncroot::{app, shutdown, telemetry};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("syncroot: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("syncroot: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    // Once the work is done, a blocking task still running (a DNS look-up of a host whose
+    // resolver does not answer, for a connection nobody waits for any more) does not hold the
+    // exit, as dropping the runtime would.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
