@@ -27,11 +27,13 @@ pub struct SyncItem {
     pub contact: Option<ContactFields>,
     /// The linked remote record, once known.
     pub remote_id: Option<String>,
-    /// For a contact not yet linked, the address a record created for it may carry though
-    /// its answer was lost (so it was never linked): a deleted contact's last address, or for
-    /// a live one an earlier address a write with an unknown outcome went to. A CRM that
-    /// matches records by address looks there first.
-    pub last_email: Option<String>,
+    /// The addresses records created for the contact may carry though their answers were lost
+    /// (so they were never linked), oldest first: every address written while unlinked, with a
+    /// deleted contact's last address or a live one's current address last. A CRM that matches
+    /// records by address looks at all of them first, keeps one record (the linked one, else
+    /// the one at the newest address) and archives the rest. Empty when there is nothing to
+    /// look for.
+    pub left_emails: Vec<String>,
     /// For a live contact not yet linked: what a recent complete read of the CRM found at its
     /// address (`store::address_index`), so a CRM that would ask for records by address
     /// (Salesforce's matching query) need not. `None`: nothing known; ask as ever.

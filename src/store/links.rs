@@ -15,11 +15,11 @@ pub struct Deliverable {
     pub accepted_at: DateTime<Utc>,
     /// `None` for a deleted contact (tombstone).
     pub contact: Option<ContactFields>,
-    /// Where a record the contact was never linked to may be found: the address of the last
-    /// write whose outcome is unknown (its create may have been committed with the answer
-    /// lost), else a deleted contact's last address. For a live contact, only when that
-    /// address is not its current one (an upsert by the current address finds the rest).
-    pub last_email: Option<Email>,
+    /// Where records a lost create left may be found (see [`left_addresses`]), oldest first:
+    /// every address written while no record was linked, and a deleted unlinked contact's last
+    /// address. Empty for a live unlinked contact whose writes all went to its current address
+    /// (an upsert by it finds such a record).
+    pub left_emails: Vec<Email>,
     pub remote_id: Option<String>,
     pub synced_version: Option<i64>,
     /// The values the CRM's record is known to hold.
@@ -37,7 +37,7 @@ pub async fn load_deliverables(
     sqlx::query(
         "SELECT c.id, c.version, c.updated_at, c.email, c.first_name, c.last_name, c.phone, c.company, c.job_title, c.deleted_at,
                 l.remote_id, l.synced_version, l.remote_values, l.detached,
-                l.written_values->>'email' AS written_email
+                COALESCE(l.left_addresses, '{}') AS left_addresses
          FROM contacts c LEFT JOIN crm_links l ON l.crm = $1 AND l.contact_id = c.id
          WHERE c.id = ANY($2)",
     )
@@ -62,22 +62,22 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
         job_title: r.try_get("job_title")?,
     };
     let remote_id: Option<String> = r.try_get("remote_id")?;
-    let written = r
-        .try_get::<Option<String>, _>("written_email")?
-        .and_then(|w| Email::parse(&w).ok());
-    let last_email = match (&remote_id, deleted, written) {
-        (Some(_), _, _) => Some(email),
-        (None, Some(_), written) => written.or(Some(email)),
-        (None, None, written) => {
-            written.filter(|w| !w.as_str().eq_ignore_ascii_case(email.as_str()))
-        }
-    };
+    let written: Vec<String> = r.try_get("left_addresses")?;
+    let left_emails = left_addresses(
+        written
+            .iter()
+            .filter_map(|w| Email::parse(w).ok())
+            .collect(),
+        &email,
+        remote_id.is_some(),
+        deleted.is_some(),
+    );
     Ok(Deliverable {
         id: ContactId(r.try_get("id")?),
         version: r.try_get("version")?,
         accepted_at: r.try_get("updated_at")?,
         contact: deleted.is_none().then_some(fields),
-        last_email,
+        left_emails,
         remote_id,
         synced_version: r.try_get("synced_version")?,
         remote_values: r
@@ -87,6 +87,25 @@ fn deliverable(r: &PgRow) -> Result<Deliverable, sqlx::Error> {
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         detached: r.try_get("detached")?,
     })
+}
+
+/// Where records a lost create left may be found, given the addresses written while no record
+/// was linked (`written`, oldest first) and the contact's address now (`current`). A linked
+/// contact: the addresses written before it was linked (a record elsewhere is a duplicate). A
+/// deleted unlinked one: those and its last address. A live unlinked one: none when every write
+/// went to its current address (the upsert by that address finds the record), else all of
+/// them, the current one last, so the record at the newest address is kept.
+fn left_addresses(written: Vec<Email>, current: &Email, linked: bool, deleted: bool) -> Vec<Email> {
+    let same = |a: &Email| a.as_str().eq_ignore_ascii_case(current.as_str());
+    let mut out: Vec<Email> = written.into_iter().filter(|w| !same(w)).collect();
+    if linked {
+        return out;
+    }
+    if out.is_empty() && !deleted {
+        return out;
+    }
+    out.push(current.clone());
+    out
 }
 
 /// The outcome of one attempt for one contact.
@@ -147,7 +166,9 @@ pub async fn record(pool: &PgPool, crm: Crm, attempts: &[Attempt]) -> Result<(),
              -- After a failure the write may still have happened: keep what was being written,
              -- so its echo is still recognised.
              remote_values = CASE WHEN EXCLUDED.state = 'synced' THEN EXCLUDED.remote_values ELSE l.remote_values END,
-             written_values = CASE WHEN EXCLUDED.state = 'synced' THEN NULL ELSE l.written_values END",
+             written_values = CASE WHEN EXCLUDED.state = 'synced' THEN NULL ELSE l.written_values END,
+             -- A successful write looked at every address first (see `left_addresses`).
+             left_addresses = CASE WHEN EXCLUDED.state = 'synced' THEN '{}' ELSE l.left_addresses END",
     )
     .bind(crm.as_str())
     .bind(&ids)
@@ -359,8 +380,9 @@ pub struct Observed<'a> {
 /// Notes the values about to be written to each contact's record (and the version they
 /// carry), before the call, so an event reporting them is recognised as SyncRoot's own even if
 /// it arrives before the outcome is recorded. A contact without a link gets a row that still
-/// reads as pending (no synced version). A contact never linked keeps the values of an
-/// earlier write to another address until a write succeeds (see [`Deliverable::last_email`]).
+/// reads as pending (no synced version). While no record is linked, the address written is
+/// added to the link's `left_addresses`: a record this write creates is looked for there
+/// should its answer be lost (see [`Deliverable::left_emails`]).
 pub async fn note_writes(
     pool: &PgPool,
     crm: Crm,
@@ -376,15 +398,16 @@ pub async fn note_writes(
         .map(|(_, _, v)| serde_json::to_value(v).unwrap_or_default())
         .collect();
     sqlx::query(
-        "INSERT INTO crm_links AS l (crm, contact_id, attempt_version, state, last_attempt_at, written_values)
-         SELECT $1, u.id, u.version, 'synced', now(), u.values
+        "INSERT INTO crm_links AS l (crm, contact_id, attempt_version, state, last_attempt_at, written_values, left_addresses)
+         SELECT $1, u.id, u.version, 'synced', now(), u.values,
+                CASE WHEN jsonb_typeof(u.values->'email') = 'string' THEN ARRAY[lower(u.values->>'email')] ELSE '{}' END
          FROM UNNEST($2::uuid[], $3::bigint[], $4::jsonb[]) AS u(id, version, values)
-         ON CONFLICT (crm, contact_id) DO UPDATE SET written_values = CASE
-             -- Never linked, and an earlier write to another address has no known outcome: its
-             -- address is kept, so a record that write may have created is still looked for there.
-             WHEN l.remote_id IS NULL AND l.written_values IS NOT NULL
-                  AND lower(l.written_values->>'email') IS DISTINCT FROM lower(EXCLUDED.written_values->>'email')
-             THEN l.written_values ELSE EXCLUDED.written_values END",
+         ON CONFLICT (crm, contact_id) DO UPDATE SET
+             written_values = EXCLUDED.written_values,
+             left_addresses = CASE
+                 WHEN l.remote_id IS NULL AND NOT (EXCLUDED.left_addresses <@ l.left_addresses)
+                 THEN l.left_addresses || EXCLUDED.left_addresses
+                 ELSE l.left_addresses END",
     )
     .bind(crm.as_str())
     .bind(&ids)
@@ -495,7 +518,7 @@ pub async fn forget_record(pool: &PgPool, crm: Crm, contact: ContactId) -> Resul
 /// Forgets what each CRM's record of a contact held (a privacy deletion).
 pub async fn erase_values(conn: &mut PgConnection, contact: ContactId) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE crm_links SET remote_values = NULL, written_values = NULL WHERE contact_id = $1",
+        "UPDATE crm_links SET remote_values = NULL, written_values = NULL, left_addresses = '{}' WHERE contact_id = $1",
     )
     .bind(contact.0)
     .execute(conn)

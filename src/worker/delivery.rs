@@ -463,22 +463,28 @@ impl<C: CrmClient> DeliveryWorker<C> {
         Ok(())
     }
 
-    /// A contact never linked here is looked for in the CRM by the address its record may
-    /// carry (a deleted contact's last address, or where a write with a lost answer went); but
-    /// when another live contact has that address now, a record with it is (or will be) that
-    /// contact's, never this one's to delete or take.
+    /// Records a lost create may have left are looked for at every address the contact's
+    /// writes went to (see [`SyncItem::left_emails`]); but an address another live contact
+    /// has now is not looked at: a record with it is (or will be) that contact's, never this
+    /// one's to delete or take.
     async fn keep_others_records(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
-        for item in items.iter_mut().filter(|i| i.remote_id.is_none()) {
-            let Some(email) = item.last_email.as_deref() else {
-                continue;
-            };
+        for item in items.iter_mut().filter(|i| !i.left_emails.is_empty()) {
             let mut conn = self.db.acquire().await?;
-            if heads::find_live_by_email(&mut conn, email)
-                .await?
-                .is_some_and(|other| other != item.contact_id)
-            {
-                item.last_email = None;
+            let mut kept = Vec::with_capacity(item.left_emails.len());
+            for email in std::mem::take(&mut item.left_emails) {
+                let other = heads::find_live_by_email(&mut conn, &email).await?;
+                if other.is_none_or(|other| other == item.contact_id) {
+                    kept.push(email);
+                }
             }
+            // A live unlinked contact left with only its current address: the upsert by it
+            // finds what there is.
+            let only_current = item.remote_id.is_none()
+                && item.contact.as_ref().is_some_and(|c| {
+                    kept.iter()
+                        .all(|e| e.eq_ignore_ascii_case(c.email.as_str()))
+                });
+            item.left_emails = if only_current { Vec::new() } else { kept };
         }
         Ok(())
     }
@@ -643,7 +649,11 @@ fn sync_item(r: &Deliverable) -> SyncItem {
         version: r.version,
         contact: r.contact.clone(),
         remote_id: r.remote_id.clone(),
-        last_email: r.last_email.as_ref().map(|e| e.as_str().to_owned()),
+        left_emails: r
+            .left_emails
+            .iter()
+            .map(|e| e.as_str().to_owned())
+            .collect(),
         known: None,
     }
 }

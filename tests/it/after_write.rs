@@ -375,3 +375,80 @@ async fn a_lost_create_is_archived_when_the_contact_moves_and_is_deleted() {
     assert!(!created.is_empty(), "the lost create was committed");
     assert!(live.is_empty(), "hubspot: records left behind: {live:?}");
 }
+
+/// Two writes with lost answers, the second moving the contact (the record the first left is
+/// found at the first address and moved to the second, but that answer is lost too), then the
+/// contact moves back to the first address. HubSpot's upsert by that address finds nothing:
+/// without looking at every address written, the contact would get a second record and the
+/// first would be left at the second address.
+#[tokio::test]
+async fn records_lost_answers_left_are_found_at_every_address_written() {
+    let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
+    hit_next_write(&app, "error").await;
+    let id = app
+        .create(json!({"email": "there@example.com", "last_name": "Back", "job_title": "First"}))
+        .await;
+    wait_injected(&app, "error", 1).await;
+    hit_next_write(&app, "error").await;
+    app.patch_contact(
+        &id,
+        json!({"email": "away@example.com", "job_title": "Second"}),
+    )
+    .await;
+    wait_injected(&app, "error", 2).await;
+    app.patch_contact(
+        &id,
+        json!({"email": "there@example.com", "job_title": "Third"}),
+    )
+    .await;
+    let contact = wait_synced(&app, &id, 3).await;
+    let (created, live) =
+        hubspot_records_at(&app, &["there@example.com", "away@example.com"]).await;
+    assert_eq!(created.len(), 1, "hubspot: records created: {created:?}");
+    assert_eq!(live.len(), 1, "hubspot: live records: {live:?}");
+    assert_eq!(live[0]["id"], created[0].as_str());
+    assert_one_record(&app, &HUBSPOT, &contact, "there@example.com", "Third").await;
+    assert_one_record(&app, &SALESFORCE, &contact, "there@example.com", "Third").await;
+}
+
+/// As above, but the contact is deleted instead of moving back: the record is found at the
+/// second address (not the first, where it was created) and archived.
+#[tokio::test]
+async fn a_deleted_contact_s_record_is_found_at_any_address_written() {
+    let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
+    hit_next_write(&app, "error").await;
+    let id = app
+        .create(json!({"email": "start@example.com", "last_name": "Gone"}))
+        .await;
+    wait_injected(&app, "error", 1).await;
+    hit_next_write(&app, "error").await;
+    app.patch_contact(&id, json!({"email": "moved@example.com"}))
+        .await;
+    wait_injected(&app, "error", 2).await;
+    let deleted = app
+        .authed(Method::DELETE, &format!("/contacts/{id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let contact: uuid::Uuid = id.parse().expect("uuid");
+    eventually("the deletion delivered to HubSpot", || async {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT synced_version FROM crm_links WHERE crm = 'hubspot' AND contact_id = $1",
+        )
+        .bind(contact)
+        .fetch_optional(&app.db)
+        .await
+        .ok()??;
+        (v == Some(3)).then_some(())
+    })
+    .await;
+    let (created, live) =
+        hubspot_records_at(&app, &["start@example.com", "moved@example.com"]).await;
+    assert_eq!(
+        created.len(),
+        1,
+        "the lost create was committed: {created:?}"
+    );
+    assert!(live.is_empty(), "hubspot: records left behind: {live:?}");
+}

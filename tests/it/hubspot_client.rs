@@ -135,7 +135,7 @@ fn live(contact: ContactFields) -> SyncItem {
         version: 1,
         contact: Some(contact),
         remote_id: None,
-        last_email: None,
+        left_emails: Vec::new(),
         known: None,
     }
 }
@@ -252,12 +252,12 @@ async fn a_deleted_contact_never_linked_has_its_record_found_by_its_last_address
     let client = sb.client();
     let gone = SyncItem {
         contact: None,
-        last_email: Some("Lost-Answer@example.com".into()),
+        left_emails: vec!["Lost-Answer@example.com".into()],
         ..live(contact("lost-answer@example.com", "Lost"))
     };
     let nowhere = SyncItem {
         contact: None,
-        last_email: Some("never-there@example.com".into()),
+        left_emails: vec!["never-there@example.com".into()],
         ..live(contact("never-there@example.com", "None"))
     };
     let outcomes = client.sync(&[gone, nowhere]).await.unwrap();
@@ -267,6 +267,81 @@ async fn a_deleted_contact_never_linked_has_its_record_found_by_its_last_address
         ItemOutcome::Synced { remote_id: None }
     ));
     assert_eq!(sb.record(&orphan).await["archived"], true);
+}
+
+/// Creates whose answers were lost at two addresses, then a third write: the contact keeps
+/// the record at its newest address (moved to the current one), and the other is archived.
+/// A deleted contact's records at every address it was written to are archived.
+#[tokio::test]
+async fn records_lost_creates_left_at_several_addresses_are_reduced_to_one() {
+    let sb = Sandbox::start().await;
+    let first = sb
+        .created_in_ui(json!({"email": "first@example.com", "lastname": "Lost"}))
+        .await;
+    let second = sb
+        .created_in_ui(json!({"email": "second@example.com", "lastname": "Lost"}))
+        .await;
+    let client = sb.client();
+    let moved = SyncItem {
+        left_emails: vec![
+            "first@example.com".into(),
+            "Second@example.com".into(),
+            "third@example.com".into(),
+        ],
+        ..live(contact("third@example.com", "Moved"))
+    };
+    let outcomes = client.sync(&[moved]).await.unwrap();
+    assert_eq!(
+        synced(&outcomes[0]),
+        second,
+        "the newest address's record is kept"
+    );
+    assert_eq!(sb.record(&first).await["archived"], true);
+    let kept = sb.record(&second).await;
+    assert_eq!(kept["properties"]["email"], "third@example.com");
+    assert_eq!(kept["properties"]["firstname"], "Moved");
+    assert_eq!(sb.live().await.len(), 1);
+
+    let a = sb
+        .created_in_ui(json!({"email": "gone-a@example.com"}))
+        .await;
+    let b = sb
+        .created_in_ui(json!({"email": "gone-b@example.com"}))
+        .await;
+    let deleted = SyncItem {
+        contact: None,
+        left_emails: vec!["gone-a@example.com".into(), "gone-b@example.com".into()],
+        ..live(contact("gone-b@example.com", "Gone"))
+    };
+    let outcomes = client.sync(&[deleted]).await.unwrap();
+    assert!(
+        matches!(outcomes[0], ItemOutcome::Synced { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(sb.record(&a).await["archived"], true);
+    assert_eq!(sb.record(&b).await["archived"], true);
+}
+
+/// A record linked since (from a read of the CRM) is the one kept: a record a lost create
+/// left at an earlier address is archived, never the linked one.
+#[tokio::test]
+async fn a_linked_contact_with_a_record_left_at_an_earlier_address_keeps_the_linked_one() {
+    let sb = Sandbox::start().await;
+    let left = sb.created_in_ui(json!({"email": "old@example.com"})).await;
+    let linked = sb.created_in_ui(json!({"email": "new@example.com"})).await;
+    let item = SyncItem {
+        remote_id: Some(linked.clone()),
+        left_emails: vec!["old@example.com".into()],
+        ..live(contact("new@example.com", "Linked"))
+    };
+    let outcomes = sb.client().sync(&[item]).await.unwrap();
+    assert_eq!(synced(&outcomes[0]), linked);
+    assert_eq!(sb.record(&left).await["archived"], true);
+    assert_eq!(
+        sb.record(&linked).await["properties"]["firstname"],
+        "Linked"
+    );
+    assert_eq!(sb.live().await.len(), 1);
 }
 
 #[tokio::test]

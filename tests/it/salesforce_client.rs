@@ -132,7 +132,7 @@ fn item(fields: ContactFields) -> SyncItem {
         version: 1,
         contact: Some(fields),
         remote_id: None,
-        last_email: None,
+        left_emails: Vec::new(),
         known: None,
     }
 }

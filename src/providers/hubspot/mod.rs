@@ -4,8 +4,9 @@
 //! One [`CrmClient::sync`] call makes at most one call per kind of write in the normal case:
 //! `batch/archive` for deleted contacts, `batch/update` (by record id) for linked ones and
 //! `batch/upsert` (by e-mail or a custom unique property) for the rest, in that order, so an
-//! e-mail freed by a delete or an update is free before an upsert claims it. A contact never
-//! linked is first looked for where a lost create may have left its record (`find_left`). A
+//! e-mail freed by a delete or an update is free before an upsert claims it. A contact written
+//! while no record was linked is first looked for at every address written (`find_left`), in
+//! case lost answers left records there: one is kept, the others archived (`discard`). A
 //! linked record a person deleted in HubSpot is upserted afresh in the same upsert call; with a
 //! custom id property, a create that meets a person's record with the same e-mail links to it
 //! with one more update call.
@@ -32,6 +33,7 @@ pub mod transformers;
 mod transport;
 mod wire;
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::domain::fields::Field;
@@ -113,16 +115,16 @@ impl CrmClient for HubspotClient {
         let (mut archives, mut updates, mut upserts) = (Vec::new(), Vec::new(), Vec::new());
         let mut left = Vec::new();
         for (i, item) in items.iter().enumerate() {
+            // A create whose answer was lost (a crash, a timeout, a dropped connection) may
+            // have left a record SyncRoot never linked, at the address it wrote: looked for
+            // first. A live contact's upsert by its id property finds such a record itself,
+            // unless that property is the e-mail and the contact has moved since.
+            let look =
+                !item.left_emails.is_empty() && (item.contact.is_none() || self.keyed_by_email());
             match (&item.contact, &item.remote_id) {
+                _ if look => left.push(i),
                 (None, Some(id)) => archives.push((i, id.clone())),
-                // Never linked, so no record SyncRoot knows of. One exists if its create was
-                // committed but the answer lost (a crash, a timeout, a dropped connection):
-                // found by the address it was written with. A live contact's upsert by its
-                // current address finds it too, unless the address has changed since.
-                (None, None) => left.push(i),
-                (Some(_), None) if item.last_email.is_some() && self.keyed_by_email() => {
-                    left.push(i)
-                }
+                (None, None) => run.settle(i, ItemOutcome::Synced { remote_id: None }),
                 (Some(_), Some(id)) => updates.push((i, id.clone())),
                 (Some(_), None) => upserts.push(i),
             }
@@ -133,7 +135,9 @@ impl CrmClient for HubspotClient {
                 (None, Some(id)) => archives.push((i, id)),
                 (None, None) => run.settle(i, ItemOutcome::Synced { remote_id: None }),
                 (Some(_), Some(id)) => {
-                    found.push(i);
+                    if items[i].remote_id.is_none() {
+                        found.push(i);
+                    }
                     updates.push((i, id));
                 }
                 (Some(_), None) => upserts.push(i),
@@ -183,30 +187,98 @@ impl ContactReader for HubspotClient {
 }
 
 impl HubspotClient {
-    /// The records contacts never linked may have left at their [`SyncItem::last_email`]
-    /// (with one read for all): each item with the record found there, or `None`. An item
-    /// whose read failed is settled as failed and left out.
+    /// The records lost creates may have left at the items' [`SyncItem::left_emails`] (one
+    /// read for all): each item with the one record it keeps (its linked record, else the
+    /// one at its newest address) or `None`. The others are archived first, so the contact
+    /// ends with one record; an item whose read or archive failed is settled as failed and
+    /// left out. A record linked to another item, or kept by an earlier one, is never taken.
     async fn find_left(
         &self,
         run: &mut Run,
         items: &[SyncItem],
         which: Vec<usize>,
     ) -> Vec<(usize, Option<String>)> {
-        let address = |i: usize| items[i].last_email.as_ref().map(|e| e.to_lowercase());
-        let emails: Vec<String> = which.iter().filter_map(|&i| address(i)).collect();
-        let found = match emails.is_empty() {
-            true => Ok(Default::default()),
-            false => read::ids_by_email(&self.transport, &emails).await,
+        let mut emails: Vec<String> = which
+            .iter()
+            .flat_map(|&i| items[i].left_emails.iter().map(|e| e.to_lowercase()))
+            .collect();
+        emails.sort();
+        emails.dedup();
+        let found = match read::ids_by_email(&self.transport, &emails).await {
+            Ok(found) => found,
+            Err(e) => {
+                for i in which {
+                    run.settle(i, ItemOutcome::Failed(e.clone()));
+                }
+                return Vec::new();
+            }
         };
-        let mut out = Vec::new();
+        let mut claimed: HashSet<&str> = items
+            .iter()
+            .filter_map(|i| i.remote_id.as_deref())
+            .collect();
+        let (mut out, mut extras) = (Vec::new(), Vec::new());
         for i in which {
-            match (&found, address(i)) {
-                (Err(e), Some(_)) => run.settle(i, ItemOutcome::Failed(e.clone())),
-                (Ok(ids), Some(email)) => out.push((i, ids.get(&email).cloned())),
-                _ => out.push((i, None)),
+            let item = &items[i];
+            let mut records: Vec<&String> = Vec::new();
+            for email in &item.left_emails {
+                let record = found.get(&email.to_lowercase());
+                let free = record.filter(|r| !claimed.contains(r.as_str()));
+                if let Some(r) = free.filter(|r| !records.contains(r)) {
+                    records.push(r);
+                }
+            }
+            let keep = item
+                .remote_id
+                .clone()
+                .or(records.last().map(|r| (*r).clone()));
+            for r in records {
+                claimed.insert(r);
+                if Some(r) != keep.as_ref() {
+                    extras.push((i, r.clone()));
+                }
+            }
+            out.push((i, keep));
+        }
+        let failed = self.discard(run, extras).await;
+        out.retain(|(i, _)| !failed.contains(i));
+        out
+    }
+
+    /// Archives the extra records lost creates left (see `find_left`): the items whose
+    /// archive did not succeed (settled as failed when the reason is known).
+    async fn discard(&self, run: &mut Run, extras: Vec<(usize, String)>) -> HashSet<usize> {
+        let mut owed: HashMap<usize, usize> = HashMap::new();
+        for (i, _) in &extras {
+            *owed.entry(*i).or_default() += 1;
+        }
+        let inputs: Vec<_> = extras
+            .into_iter()
+            .map(|(i, id)| Pending {
+                item: i,
+                key: id.clone(),
+                input: IdInput { id },
+            })
+            .collect();
+        if let Some(report) = run
+            .write(&self.transport, Endpoint::Archive, Key::RecordId, inputs)
+            .await
+        {
+            for (i, result) in report.done {
+                match result {
+                    Ok(_) | Err(Failure::Gone) => {
+                        owed.entry(i).and_modify(|n| *n -= 1);
+                    }
+                    Err(failure) => run.settle(i, ItemOutcome::Failed(failure.into_error())),
+                }
             }
         }
-        out
+        // Items with an extra not archived: failed above, or left for the failure that
+        // stopped the run.
+        owed.into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Archives the records of deleted contacts; a record already gone counts as deleted.

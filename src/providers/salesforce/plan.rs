@@ -98,7 +98,7 @@ mod tests {
                 job_title: None,
             }),
             remote_id: None,
-            last_email: None,
+            left_emails: Vec::new(),
             known: None,
         }
     }
