@@ -137,8 +137,23 @@ pub fn check(crm: Crm, log: &Log, model: &Model, links: &Links) -> History {
             .as_str()
             .and_then(|s| s.parse::<Uuid>().ok());
         let linked = by_record.get(record).cloned().unwrap_or_default();
+        // A record a lost create left (never linked to its writer) may be taken over by a
+        // contact that has its address now, and is then linked to that one: the create is
+        // still its writer's, the contact whose accepted state it carries at one of its
+        // addresses. Only a create: a new record has no earlier owner, so this never hides one
+        // contact's values written over another's record.
+        let creator = || {
+            let email = written_state(crm, e).map(|f| f.email.to_lowercase())?;
+            model
+                .contacts
+                .iter()
+                .find(|(id, c)| c.emails.contains(&email) && carries(id, e))
+                .map(|(id, _)| *id)
+        };
+        let created = e["kind"] == "created";
         let contact = match linked.as_slice() {
             [] => carried,
+            [one] if created && !carries(one, e) => creator().or(Some(*one)),
             [one] => Some(*one),
             many => many
                 .iter()
