@@ -8,8 +8,8 @@
 //! ```
 //!
 //! A batch gathers up to `GATHER_CALLS` calls' worth of tasks; those the CRM does not hold yet
-//! go out in calls of its cap (HubSpot 100, Salesforce 200), each call's results recorded as
-//! it returns. Under load a batch fills: when tasks lately
+//! go out grouped by the kind of write (deletions, updates, creates) in calls of its cap
+//! (HubSpot 100, Salesforce 200), each call's results recorded as it returns. Under load a batch fills: when tasks lately
 //! came fast enough to fill one within `linger_max`, a batch waits until it is full (at most
 //! `linger_max`); otherwise it waits a linger past its latest task, so a lone change waits one
 //! linger ([`Gathering`]). Several tasks for one contact coalesce, and a
@@ -407,6 +407,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .into_iter()
             .partition(|i| !held_back.contains(&i.contact_id));
         self.add_known(&mut items).await?;
+        by_kind(&mut items);
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
@@ -636,6 +637,15 @@ fn batch_span(crm: Crm, batch: &Batch) -> tracing::Span {
         crate::telemetry::context::link(&span, &entry.span);
     }
     span
+}
+
+/// Orders a batch's items by the kind of write each needs, arrival order kept within a kind:
+/// deletions, then linked records' updates, then contacts not yet linked. A CRM takes each
+/// kind in its own call, so items cut into calls of the cap in arrival order would leave a
+/// part-empty call of every kind in every cut; grouped, only the last call of each kind is
+/// part empty. Deletions first also free their addresses before a create claims them.
+fn by_kind(items: &mut [SyncItem]) {
+    items.sort_by_key(|i| (i.contact.is_some(), i.remote_id.is_none()));
 }
 
 /// True when the CRM does not yet hold the contact's current version.
