@@ -47,6 +47,10 @@ pub struct ContactChange {
     /// When the contact was first accepted (its `created_at`).
     pub created_at: DateTime<Utc>,
     pub contact: ContactFields,
+    /// Made by a job going through many records (a backfill, a drift repair): nobody waits
+    /// for it, so its delivery may wait longer to fill calls ([`DeliveryTask::bulk`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bulk: bool,
 }
 
 /// "Bring this contact up to date in this CRM": published by the forwarder once a change is
@@ -67,6 +71,10 @@ pub struct DeliveryTask {
     /// dead-letter queue shows a person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<AttemptError>,
+    /// For a change a job made ([`ContactChange::bulk`]): a batch of such tasks alone waits
+    /// for many calls' worth, so a job's writes go out in full calls even when they trickle.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bulk: bool,
 }
 
 /// Most errors a task carries; older ones are dropped first.
@@ -82,7 +90,14 @@ impl DeliveryTask {
             crm,
             attempt: 0,
             errors: Vec::new(),
+            bulk: false,
         }
+    }
+
+    /// The same task, marked as a job's ([`DeliveryTask::bulk`]) or not.
+    pub fn in_bulk(mut self, bulk: bool) -> Self {
+        self.bulk = bulk;
+        self
     }
 
     /// Records a failed attempt's error, keeping the newest [`MAX_ERROR_HISTORY`].

@@ -66,6 +66,7 @@ impl Draft {
             accepted_at: self.accepted_at,
             created_at: self.created_at,
             contact: self.contact,
+            bulk: false,
         }
     }
 }

@@ -120,6 +120,7 @@ mod tests {
                 company: None,
                 job_title: None,
             },
+            bulk: false,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Entry {
 pub struct Batch {
     pub entries: Vec<Entry>,
     index: HashMap<ContactId, usize>,
+    /// Entries with a task that is not a job's ([`DeliveryTask::bulk`]).
+    urgent: usize,
 }
 
 impl Batch {
@@ -54,13 +56,20 @@ impl Batch {
             Some(&i) => {
                 let e = &mut self.entries[i];
                 e.version = e.version.max(entry.version);
+                // A job's only while every task for the contact is.
+                let bulk = e.task.bulk && entry.task.bulk;
+                if e.task.bulk && !bulk {
+                    self.urgent += 1;
+                }
                 if entry.task.attempt > e.task.attempt {
                     e.task = entry.task;
                 }
                 e.task.version = e.version;
+                e.task.bulk = bulk;
                 e.ackers.extend(entry.ackers);
             }
             None => {
+                self.urgent += usize::from(!entry.task.bulk);
                 self.index.insert(entry.contact_id, self.entries.len());
                 self.entries.push(entry);
             }
@@ -76,12 +85,19 @@ impl Batch {
         self.entries.is_empty()
     }
 
+    /// True when the batch holds only a job's tasks ([`DeliveryTask::bulk`]): nobody waits
+    /// for them, so it may gather longer ([`Gathering::bulk_deadline`]).
+    pub fn bulk(&self) -> bool {
+        !self.is_empty() && self.urgent == 0
+    }
+
     /// Removes and returns the entries whose contacts `keep` rejects, keeping the others.
     pub fn take_where(&mut self, mut done: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
         let (taken, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
             .into_iter()
             .partition(|e| done(e));
         self.entries = kept;
+        self.urgent = self.entries.iter().filter(|e| !e.task.bulk).count();
         self.index = self
             .entries
             .iter()
@@ -158,7 +174,18 @@ impl Gathering {
         };
         (now + idle).min(first + self.linger_max)
     }
+
+    /// Until when a batch of a job's tasks alone ([`Batch::bulk`]) whose first task came at
+    /// `first` waits for more, as of `now`: while they keep coming, a gap of up to
+    /// `linger_max` tolerated, at most [`BULK_WAIT`]. A job's writes needing a call come a
+    /// few a second among many that need none; waited for this long they fill calls.
+    pub fn bulk_deadline(&self, first: Instant, now: Instant) -> Instant {
+        (now + self.linger_max).min(first + BULK_WAIT.max(self.linger_max))
+    }
 }
+
+/// Longest a batch of a job's tasks alone waits for more.
+pub const BULK_WAIT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -231,6 +258,51 @@ mod tests {
         // About 20 ms at 1,000 a second (the estimate is still rising after one second).
         let wait = g.deadline(last, last) - last;
         assert!(wait <= Duration::from_millis(40), "{wait:?}");
+    }
+
+    /// An entry of one task, with no acker (nothing here settles it).
+    fn entry(contact: ContactId, attempt: u32, bulk: bool) -> Entry {
+        let mut task = DeliveryTask::new(contact, 1, crate::domain::Crm::Hubspot).in_bulk(bulk);
+        task.attempt = attempt;
+        Entry {
+            contact_id: contact,
+            version: 1,
+            task,
+            ackers: Vec::new(),
+            span: tracing::Span::none(),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_a_jobs_only_while_every_task_in_it_is() {
+        let (a, b) = (ContactId::new(), ContactId::new());
+        let mut batch = Batch::default();
+        assert!(!batch.bulk(), "an empty batch is nobody's");
+        batch.absorb(entry(a, 0, true));
+        batch.absorb(entry(b, 0, true));
+        assert!(batch.bulk());
+        // Someone's change for a contact already there: the batch is no longer a job's, and
+        // the entry's task says so even though the job's task has been tried more often.
+        batch.absorb(entry(a, 3, true));
+        batch.absorb(entry(a, 0, false));
+        assert!(!batch.bulk());
+        assert_eq!(batch.entries[0].task.attempt, 3);
+        assert!(!batch.entries[0].task.bulk);
+        // Taking that entry out leaves a job's batch again.
+        let taken = batch.take_where(|e| e.contact_id == a);
+        assert_eq!(taken.len(), 1);
+        assert!(batch.bulk());
+        batch.absorb(taken.into_iter().next().unwrap());
+        assert!(!batch.bulk());
+    }
+
+    #[test]
+    fn a_jobs_batch_waits_out_gaps_of_linger_max_up_to_the_bulk_wait() {
+        let g = gathering();
+        let t = Instant::now();
+        let at = |s| t + Duration::from_secs(s);
+        assert_eq!(g.bulk_deadline(t, at(1)), at(3));
+        assert_eq!(g.bulk_deadline(t, at(29)), t + BULK_WAIT);
     }
 
     #[test]

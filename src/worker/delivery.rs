@@ -51,6 +51,10 @@ use crate::store::{address_index, dead_letters, heads};
 /// CRM already holds their version) do not leave calls part empty.
 const GATHER_CALLS: usize = 4;
 
+/// A batch of a job's tasks alone (a backfill's, a drift repair's; [`Batch::bulk`]) gathers
+/// up to this many calls' worth: each kind of write leaves at most one part-empty call a batch.
+const BULK_GATHER_CALLS: usize = 20;
+
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {
     pub db: PgPool,
@@ -92,7 +96,8 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     }
 
     fn prefetch(&self) -> u16 {
-        self.prefetch.max(self.gather_cap() as u16)
+        let most = self.gather_cap().max(self.bulk_cap());
+        self.prefetch.max(u16::try_from(most).unwrap_or(u16::MAX))
     }
 
     /// Collects a batch, delivers it and settles every task, until shutdown; with a
@@ -260,14 +265,21 @@ impl<C: CrmClient> DeliveryWorker<C> {
         flights: &mut Flights,
         gathering: &mut Gathering,
     ) -> Result<Option<Batch>, SessionEnd> {
-        let cap = self.gather_cap();
+        let cap = |batch: &Batch| match batch.bulk() {
+            true => self.bulk_cap(),
+            false => self.gather_cap(),
+        };
+        let until = |g: &Gathering, batch: &Batch, first, now| match batch.bulk() {
+            true => g.bulk_deadline(first, now),
+            false => g.deadline(first, now),
+        };
         let mut batch = Batch::default();
-        flights.release_into(&mut batch, cap);
+        flights.release_into(&mut batch, self.gather_cap());
         // When the batch got its first task, and until when it waits for more.
         let mut first = (!batch.is_empty()).then(tokio::time::Instant::now);
-        let mut deadline = first.map(|f| gathering.deadline(f, f));
+        let mut deadline = first.map(|f| until(gathering, &batch, f, f));
         let landed = flights.landed.clone();
-        while batch.len() < cap {
+        while batch.len() < cap(&batch) {
             let linger = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -294,7 +306,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
             gathering.arrived(now);
             if !batch.is_empty() {
                 let since = *first.get_or_insert(now);
-                deadline = Some(gathering.deadline(since, now));
+                deadline = Some(until(gathering, &batch, since, now));
             }
         }
         Ok(Some(batch))
@@ -443,6 +455,15 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// do go out in calls of the CRM's cap.
     fn gather_cap(&self) -> usize {
         self.client.batch_cap() * GATHER_CALLS
+    }
+
+    /// Tasks gathered into a batch of a job's tasks alone (one call's worth is one task with
+    /// batching off: nothing to gather for).
+    fn bulk_cap(&self) -> usize {
+        match self.client.batch_cap() {
+            0 | 1 => self.gather_cap(),
+            cap => cap * BULK_GATHER_CALLS,
+        }
     }
 
     /// What a recent complete read of the CRM found at the addresses of the contacts not yet

@@ -208,7 +208,7 @@ async fn process(
         return Ok(Some(applied));
     }
     for &crm in &ctx.crms {
-        let task = DeliveryTask::new(change.contact_id, change.seq, crm);
+        let task = DeliveryTask::new(change.contact_id, change.seq, crm).in_bulk(change.bulk);
         let publish = || ctx.publisher.publish_delivery(&task);
         let published = wait_out(&shutdown, "hand a change to delivery", publish, |_| true).await;
         if matches!(published, Ok(None)) {

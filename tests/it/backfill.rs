@@ -362,6 +362,16 @@ async fn backfill_matches_both_crms_once_each_reports_duplicates_and_a_second_ru
     let salesforce_calls = app
         .control(app.salesforce(), Method::GET, "counters", None)
         .await;
+    // The writes the backfill causes trickle in as its passes go (a few among many contacts
+    // that need none); delivery gathers a job's tasks until they fill calls, so each kind of
+    // write goes in one call here: HubSpot's updates and creates, Salesforce's links and
+    // creates.
+    for counters in [&hubspot_calls, &salesforce_calls] {
+        let batches = counters["batches"].as_object().expect("batch tallies");
+        for (route, tally) in batches {
+            assert_eq!(tally["calls"], 1, "{route}: {counters}");
+        }
+    }
     assert_eq!(
         salesforce_calls["queries"]["Contact"], 1,
         "one SOQL read of every Contact: {salesforce_calls}"

@@ -230,6 +230,7 @@ fn change(id: ContactId, seq: i64) -> ContactChange {
             company: None,
             job_title: Some(format!("v{seq}")),
         },
+        bulk: false,
     }
 }
 

@@ -87,6 +87,7 @@ fn change(id: ContactId, seq: i64, title: &str) -> ContactChange {
             company: None,
             job_title: Some(title.into()),
         },
+        bulk: false,
     }
 }
 

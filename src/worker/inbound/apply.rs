@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::change::DeliveryTask;
+use crate::domain::change::{ContactChange, DeliveryTask};
 use crate::domain::fields::{FIELDS, Field, validate_members};
 use crate::domain::merge::{self, Conflict, FieldChange, Incoming, Policy, Stamp, Stamps};
 use crate::domain::{ChangeOp, ContactFields, ContactId, Crm, Email, FieldValues, Origin};
@@ -95,11 +95,27 @@ pub struct Ctx<'a> {
     pub project: &'a (dyn Fn(&ContactFields) -> FieldValues + Sync),
     /// How the changes arrive, for the history: `webhook` or `poller`.
     pub via: &'static str,
+    /// A job going through many records (a backfill, a drift repair): its changes' deliveries
+    /// may wait to fill calls ([`ContactChange::bulk`]).
+    pub bulk: bool,
 }
 
 impl Ctx<'_> {
     fn origin(&self) -> Origin {
         Origin::from(self.crm)
+    }
+
+    /// A draft as the change this context publishes.
+    fn change(&self, draft: Draft, message_id: Uuid) -> ContactChange {
+        ContactChange {
+            bulk: self.bulk,
+            ..draft.into_change(message_id)
+        }
+    }
+
+    /// A delivery task this context publishes.
+    fn task(&self, id: ContactId, version: i64, crm: Crm) -> DeliveryTask {
+        DeliveryTask::new(id, version, crm).in_bulk(self.bulk)
     }
 
     /// A record seen changing after a backfill's read: what the address index holds of it
@@ -202,7 +218,7 @@ async fn accept(
         created_at: next.created_at,
         contact: next.doc.clone(),
     };
-    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    intake::publish_and_commit(ctx.publisher, tx, &ctx.change(draft, message_id)).await?;
     Ok(())
 }
 
@@ -389,7 +405,7 @@ pub async fn merge(
         };
         // Published inside the transaction, confirmed before the commit (like `intake`).
         ctx.publisher
-            .publish_change(&draft.into_change(message_id))
+            .publish_change(&ctx.change(draft, message_id))
             .await?;
         notes.push(format!("absorbed contact {id}"));
         notes.extend(flagged);
@@ -417,7 +433,7 @@ pub async fn merge(
     // Confirmed before the commit: once a link is stale, a task is on its way.
     for crm in adopted {
         ctx.publisher
-            .publish_delivery(&DeliveryTask::new(keep, keep_head.seq, crm))
+            .publish_delivery(&ctx.task(keep, keep_head.seq, crm))
             .await?;
     }
     tx.commit().await?;
@@ -562,7 +578,7 @@ async fn update(
         }
         if stale {
             // Confirmed before the commit: once the link says "stale", a task is on its way.
-            let task = DeliveryTask::new(id, head.seq, ctx.crm);
+            let task = ctx.task(id, head.seq, ctx.crm);
             ctx.publisher.publish_delivery(&task).await?;
         }
         tx.commit().await?;
@@ -681,7 +697,7 @@ async fn create(
         created_at: now,
         contact: doc,
     };
-    intake::publish_and_commit(ctx.publisher, tx, &draft.into_change(message_id)).await?;
+    intake::publish_and_commit(ctx.publisher, tx, &ctx.change(draft, message_id)).await?;
     Ok(Applied::Created(id))
 }
 

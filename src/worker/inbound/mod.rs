@@ -243,6 +243,7 @@ impl<C: CrmClient> InboundWorker<C> {
             policy: &self.policy,
             project: &project,
             via: "webhook",
+            bulk: false,
         };
         for (survivor, losers) in &merges {
             tally

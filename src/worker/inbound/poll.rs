@@ -120,6 +120,7 @@ impl<C: CrmClient> Poller<C> {
             policy: &self.policy,
             project: &project,
             via: "poller",
+            bulk: false,
         };
         let overlap = chrono::Duration::from_std(OVERLAP).unwrap_or_default();
         let (mut from, mut newest) = (since - overlap, since);

@@ -303,6 +303,7 @@ impl Backfill {
             policy: &self.policy,
             project: &project,
             via: "backfill",
+            bulk: true,
         };
         let mut work = Vec::new();
         for backfill::Pending {
@@ -516,6 +517,7 @@ impl Backfill {
             policy: &self.policy,
             project: &project,
             via: "backfill",
+            bulk: true,
         };
         Some(apply::apply(&ctx, record).await)
     }

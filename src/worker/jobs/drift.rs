@@ -307,6 +307,7 @@ impl Drift {
             policy: &self.policy,
             project: &project,
             via: "drift",
+            bulk: true,
         };
         for (row, record, fields) in suspects {
             let unchanged = now
