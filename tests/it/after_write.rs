@@ -310,6 +310,28 @@ async fn hubspot_records_at(app: &TestApp, emails: &[&str]) -> (Vec<String>, Vec
     (created, live)
 }
 
+/// Deletes the contact (its `version`-th change) and waits until HubSpot has the deletion.
+async fn delete_and_wait_hubspot(app: &TestApp, id: &str, version: i64) {
+    let deleted = app
+        .authed(Method::DELETE, &format!("/contacts/{id}"))
+        .send()
+        .await
+        .expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let contact: uuid::Uuid = id.parse().expect("uuid");
+    eventually("the deletion delivered to HubSpot", || async {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT synced_version FROM crm_links WHERE crm = 'hubspot' AND contact_id = $1",
+        )
+        .bind(contact)
+        .fetch_optional(&app.db)
+        .await
+        .ok()??;
+        (v == Some(version)).then_some(())
+    })
+    .await;
+}
+
 /// A create whose answer was lost, then a new address before the retry: HubSpot's upsert by
 /// e-mail no longer finds the committed record, so without looking for it at the address the
 /// create wrote, the contact would get a second record and the first would be left behind.
@@ -352,24 +374,7 @@ async fn a_lost_create_is_archived_when_the_contact_moves_and_is_deleted() {
     wait_injected(&app, "error", 1).await;
     app.patch_contact(&id, json!({"email": "gone-after@example.com"}))
         .await;
-    let deleted = app
-        .authed(Method::DELETE, &format!("/contacts/{id}"))
-        .send()
-        .await
-        .expect("delete");
-    assert!(deleted.status().is_success(), "{}", deleted.status());
-    let contact: uuid::Uuid = id.parse().expect("uuid");
-    eventually("the deletion delivered to HubSpot", || async {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT synced_version FROM crm_links WHERE crm = 'hubspot' AND contact_id = $1",
-        )
-        .bind(contact)
-        .fetch_optional(&app.db)
-        .await
-        .ok()??;
-        (v == Some(3)).then_some(())
-    })
-    .await;
+    delete_and_wait_hubspot(&app, &id, 3).await;
     let (created, live) =
         hubspot_records_at(&app, &["gone-before@example.com", "gone-after@example.com"]).await;
     assert!(!created.is_empty(), "the lost create was committed");
@@ -425,24 +430,7 @@ async fn a_deleted_contact_s_record_is_found_at_any_address_written() {
     app.patch_contact(&id, json!({"email": "moved@example.com"}))
         .await;
     wait_injected(&app, "error", 2).await;
-    let deleted = app
-        .authed(Method::DELETE, &format!("/contacts/{id}"))
-        .send()
-        .await
-        .expect("delete");
-    assert!(deleted.status().is_success(), "{}", deleted.status());
-    let contact: uuid::Uuid = id.parse().expect("uuid");
-    eventually("the deletion delivered to HubSpot", || async {
-        let v: Option<i64> = sqlx::query_scalar(
-            "SELECT synced_version FROM crm_links WHERE crm = 'hubspot' AND contact_id = $1",
-        )
-        .bind(contact)
-        .fetch_optional(&app.db)
-        .await
-        .ok()??;
-        (v == Some(3)).then_some(())
-    })
-    .await;
+    delete_and_wait_hubspot(&app, &id, 3).await;
     let (created, live) =
         hubspot_records_at(&app, &["start@example.com", "moved@example.com"]).await;
     assert_eq!(
