@@ -96,8 +96,9 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     }
 
     fn prefetch(&self) -> u16 {
-        let most = self.gather_cap().max(self.bulk_cap());
-        self.prefetch.max(u16::try_from(most).unwrap_or(u16::MAX))
+        // A bulk batch is the largest a batch gets.
+        self.prefetch
+            .max(u16::try_from(self.bulk_cap()).unwrap_or(u16::MAX))
     }
 
     /// Collects a batch, delivers it and settles every task, until shutdown; with a
@@ -490,11 +491,16 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// has now is not looked at: a record with it is (or will be) that contact's, never this
     /// one's to delete or take.
     async fn keep_others_records(&self, items: &mut [SyncItem]) -> Result<(), sqlx::Error> {
+        // One connection for every look-up, taken only when there is one to make.
+        let mut conn = None;
         for item in items.iter_mut().filter(|i| !i.left_emails.is_empty()) {
-            let mut conn = self.db.acquire().await?;
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(self.db.acquire().await?),
+            };
             let mut kept = Vec::with_capacity(item.left_emails.len());
             for email in std::mem::take(&mut item.left_emails) {
-                let other = heads::find_live_by_email(&mut conn, &email).await?;
+                let other = heads::find_live_by_email(conn, &email).await?;
                 if other.is_none_or(|other| other == item.contact_id) {
                     kept.push(email);
                 }
