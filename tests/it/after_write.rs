@@ -381,6 +381,18 @@ async fn a_lost_create_is_archived_when_the_contact_moves_and_is_deleted() {
     assert!(live.is_empty(), "hubspot: records left behind: {live:?}");
 }
 
+/// Creates a contact with `created`, then patches it with `patched`, each write committed by
+/// both CRMs with its answer lost (a 5xx after the commit); its id.
+async fn two_lost_answers(app: &TestApp, created: Value, patched: Value) -> String {
+    hit_next_write(app, "error").await;
+    let id = app.create(created).await;
+    wait_injected(app, "error", 1).await;
+    hit_next_write(app, "error").await;
+    app.patch_contact(&id, patched).await;
+    wait_injected(app, "error", 2).await;
+    id
+}
+
 /// Two writes with lost answers, the second moving the contact (the record the first left is
 /// found at the first address and moved to the second, but that answer is lost too), then the
 /// contact moves back to the first address. HubSpot's upsert by that address finds nothing:
@@ -389,18 +401,12 @@ async fn a_lost_create_is_archived_when_the_contact_moves_and_is_deleted() {
 #[tokio::test]
 async fn records_lost_answers_left_are_found_at_every_address_written() {
     let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
-    hit_next_write(&app, "error").await;
-    let id = app
-        .create(json!({"email": "there@example.com", "last_name": "Back", "job_title": "First"}))
-        .await;
-    wait_injected(&app, "error", 1).await;
-    hit_next_write(&app, "error").await;
-    app.patch_contact(
-        &id,
+    let id = two_lost_answers(
+        &app,
+        json!({"email": "there@example.com", "last_name": "Back", "job_title": "First"}),
         json!({"email": "away@example.com", "job_title": "Second"}),
     )
     .await;
-    wait_injected(&app, "error", 2).await;
     app.patch_contact(
         &id,
         json!({"email": "there@example.com", "job_title": "Third"}),
@@ -421,15 +427,12 @@ async fn records_lost_answers_left_are_found_at_every_address_written() {
 #[tokio::test]
 async fn a_deleted_contact_s_record_is_found_at_any_address_written() {
     let app = app_with(&[("SYNCROOT_DELIVERY_RETRY_TIERS", "60s")]).await;
-    hit_next_write(&app, "error").await;
-    let id = app
-        .create(json!({"email": "start@example.com", "last_name": "Gone"}))
-        .await;
-    wait_injected(&app, "error", 1).await;
-    hit_next_write(&app, "error").await;
-    app.patch_contact(&id, json!({"email": "moved@example.com"}))
-        .await;
-    wait_injected(&app, "error", 2).await;
+    let id = two_lost_answers(
+        &app,
+        json!({"email": "start@example.com", "last_name": "Gone"}),
+        json!({"email": "moved@example.com"}),
+    )
+    .await;
     delete_and_wait_hubspot(&app, &id, 3).await;
     let (created, live) =
         hubspot_records_at(&app, &["start@example.com", "moved@example.com"]).await;
