@@ -49,6 +49,31 @@ pub enum Known {
     Record(String),
 }
 
+/// The kinds of write a CRM takes each in calls of its own (HubSpot's batch archive, update
+/// and upsert; Salesforce's delete, update by id and upsert by external id), in the order
+/// delivery sends them: deletions first free their addresses before a create claims one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WriteKind {
+    Delete,
+    /// A write onto a known record, by its id.
+    Update,
+    /// A contact not yet linked: created, or matched to a record the CRM finds for it.
+    Create,
+}
+
+impl WriteKind {
+    pub const ALL: [Self; 3] = [Self::Delete, Self::Update, Self::Create];
+
+    /// The kind of write an item needs when nothing but its link is known.
+    pub fn of(item: &SyncItem) -> Self {
+        match (&item.contact, &item.remote_id) {
+            (None, _) => Self::Delete,
+            (Some(_), Some(_)) => Self::Update,
+            (Some(_), None) => Self::Create,
+        }
+    }
+}
+
 /// What happened to one item of a batch.
 #[derive(Clone, Debug)]
 pub enum ItemOutcome {
@@ -172,6 +197,12 @@ pub trait CrmClient: Send + Sync + 'static {
         &self,
         items: &[SyncItem],
     ) -> impl Future<Output = Result<Vec<ItemOutcome>, ProviderError>> + Send;
+
+    /// The kind of write [`CrmClient::sync`] makes of an item, so a batch's items can go out
+    /// in calls that each carry one kind.
+    fn write_kind(&self, item: &SyncItem) -> WriteKind {
+        WriteKind::of(item)
+    }
 
     /// Reads the current state of these records, batched (HubSpot
     /// `POST /crm/v3/objects/contacts/batch/read`, at most 100 ids a call, asking for the mapped

@@ -25,6 +25,8 @@ pub struct Entry {
     /// The span the entry is processed and settled in: the first task's, continuing the trace
     /// of the change it carries.
     pub span: tracing::Span,
+    /// When its first task arrived.
+    pub since: Instant,
 }
 
 /// Distinct contacts in arrival order.
@@ -46,6 +48,7 @@ impl Batch {
             task,
             ackers: vec![acker],
             span,
+            since: Instant::now(),
         });
     }
 
@@ -67,6 +70,7 @@ impl Batch {
                 e.task.version = e.version;
                 e.task.bulk = bulk;
                 e.ackers.extend(entry.ackers);
+                e.since = e.since.min(entry.since);
             }
             None => {
                 self.urgent += usize::from(!entry.task.bulk);
@@ -270,6 +274,7 @@ mod tests {
             task,
             ackers: Vec::new(),
             span: tracing::Span::none(),
+            since: Instant::now(),
         }
     }
 

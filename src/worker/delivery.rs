@@ -9,11 +9,13 @@
 //!
 //! A batch gathers up to `GATHER_CALLS` calls' worth of tasks; those the CRM does not hold yet
 //! go out grouped by the kind of write (deletions, updates, creates) in calls of its cap
-//! (HubSpot 100, Salesforce 200), each call's results recorded as it returns. Under load a batch fills: when tasks lately
-//! came fast enough to fill one within `linger_max`, a batch waits until it is full (at most
-//! `linger_max`); otherwise it waits a linger past its latest task, so a lone change waits one
-//! linger ([`Gathering`]). Several tasks for one contact coalesce, and a
-//! contact the CRM already holds at its current version is acknowledged without a call.
+//! (HubSpot 100, Salesforce 200), each call's results recorded as it returns. Under load a
+//! batch fills: when tasks lately came fast enough to fill one within `linger_max`, a batch
+//! waits until it is full (at most `linger_max`); otherwise it waits a linger past its latest
+//! task, so a lone change waits one linger ([`Gathering`]). A batch of a job's tasks alone gathers more, and when it fills up
+//! keeps each kind's part-empty last call for the next batch. Several tasks for one contact
+//! coalesce, and a contact the CRM already holds at its current version is acknowledged
+//! without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
 //! tasks settled by [`disposition::decide`]: acknowledged when synced; otherwise a copy goes to a
@@ -27,13 +29,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::batch::{Batch, Entry, Gathering};
+use super::batch::{BULK_WAIT, Batch, Entry, Gathering};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
@@ -41,7 +43,7 @@ use super::settle::Acker;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, Crm, FieldValues};
 use crate::metrics::{self, AttemptOutcome, Settled};
-use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem};
+use crate::providers::{CrmClient, ItemOutcome, ProviderError, SyncItem, WriteKind};
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
 use crate::store::links::{self, Attempt, Deliverable};
@@ -52,7 +54,9 @@ use crate::store::{address_index, dead_letters, heads};
 const GATHER_CALLS: usize = 4;
 
 /// A batch of a job's tasks alone (a backfill's, a drift repair's; [`Batch::bulk`]) gathers
-/// up to this many calls' worth: each kind of write leaves at most one part-empty call a batch.
+/// up to this many calls' worth. One that fills up keeps each kind of write's part-empty last
+/// call for the next batch ([`part_empty_tails`]), so a job's writes go in full calls
+/// whatever the size of its batches.
 const BULK_GATHER_CALLS: usize = 20;
 
 /// One CRM's delivery worker.
@@ -96,9 +100,11 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
     }
 
     fn prefetch(&self) -> u16 {
-        // A bulk batch is the largest a batch gets.
+        // A bulk batch is the largest a batch gets, and the tasks the last one kept back for
+        // the next (a part-empty call of each kind) are still unacknowledged.
+        let kept = self.client.batch_cap() * WriteKind::ALL.len();
         self.prefetch
-            .max(u16::try_from(self.bulk_cap()).unwrap_or(u16::MAX))
+            .max(u16::try_from(self.bulk_cap() + kept).unwrap_or(u16::MAX))
     }
 
     /// Collects a batch, delivers it and settles every task, until shutdown; with a
@@ -162,11 +168,16 @@ impl<C: CrmClient> Clone for DeliveryWorker<C> {
     }
 }
 
+/// What a batch in flight ends with: its contacts, and the entries it kept for a later batch
+/// (or why the session ends).
+type Landing = (Vec<ContactId>, Result<Vec<Entry>, SessionEnd>);
+
 /// Batches in flight, the contacts they hold, and the tasks of those contacts that arrived
-/// meanwhile (held back for a later batch, so a contact is never in two calls at once).
+/// meanwhile or that a batch kept back (held for a later batch, so a contact is never in two
+/// calls at once).
 #[derive(Default)]
 struct Flights {
-    running: tokio::task::JoinSet<(Vec<ContactId>, Result<(), SessionEnd>)>,
+    running: tokio::task::JoinSet<Landing>,
     busy: std::collections::HashSet<ContactId>,
     held: Batch,
     /// Wakes a collector waiting with an empty batch when a flight lands.
@@ -180,7 +191,7 @@ impl Flights {
 
     fn start<F>(&mut self, batch: Batch, deliver: impl FnOnce(Batch) -> F + Send + 'static)
     where
-        F: std::future::Future<Output = Result<(), SessionEnd>> + Send,
+        F: std::future::Future<Output = Result<Vec<Entry>, SessionEnd>> + Send,
     {
         let ids: Vec<ContactId> = batch.entries.iter().map(|e| e.contact_id).collect();
         self.busy.extend(ids.iter().copied());
@@ -192,10 +203,7 @@ impl Flights {
         });
     }
 
-    fn land(
-        &mut self,
-        done: Result<(Vec<ContactId>, Result<(), SessionEnd>), tokio::task::JoinError>,
-    ) -> Result<(), SessionEnd> {
+    fn land(&mut self, done: Result<Landing, tokio::task::JoinError>) -> Result<(), SessionEnd> {
         let (ids, result) = match done {
             Ok(done) => done,
             // A panic goes on up, as it would have without the task.
@@ -205,7 +213,10 @@ impl Flights {
         for id in ids {
             self.busy.remove(&id);
         }
-        result
+        for entry in result? {
+            self.held.absorb(entry);
+        }
+        Ok(())
     }
 
     fn land_finished(&mut self) -> Result<(), SessionEnd> {
@@ -317,26 +328,41 @@ impl<C: CrmClient> DeliveryWorker<C> {
     /// handed to a retry tier or the dead-letter queue first (see [`disposition`]). Postgres
     /// trouble is waited out holding the tasks, so an outage never burns retry tiers. An error
     /// means the broker would not take a retry or dead letter: the session ends and the tasks
-    /// come back.
-    async fn deliver(&self, batch: Batch, shutdown: &CancellationToken) -> Result<(), SessionEnd> {
+    /// come back. A full batch of a job's tasks keeps the part-empty last call of each kind of
+    /// write for the next batch: those entries are returned, unsettled.
+    async fn deliver(
+        &self,
+        batch: Batch,
+        shutdown: &CancellationToken,
+    ) -> Result<Vec<Entry>, SessionEnd> {
         let crm = self.client.crm();
+        // Full: more of the job's tasks are waiting, and they will fill those calls.
+        let keep_tails = batch.bulk() && batch.len() >= self.bulk_cap();
         let attempt = || async {
             let ending = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(self.grace).await;
             };
             tokio::select! {
-                r = self.attempt(&batch).instrument(batch_span(crm, &batch)) => r.map(Some),
+                r = self.attempt(&batch, keep_tails).instrument(batch_span(crm, &batch)) => r.map(Some),
                 // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
                 _ = ending => Ok(None),
             }
         };
         let what = format!("read or record {crm} delivery state");
-        let Ok(Some(Some(outcomes))) = wait_out(shutdown, &what, attempt, |_| true).await else {
-            return Ok(());
+        let Ok(Some(Some((outcomes, kept)))) = wait_out(shutdown, &what, attempt, |_| true).await
+        else {
+            return Ok(Vec::new());
         };
+        let (kept, settling): (Vec<Entry>, Vec<Entry>) = batch
+            .entries
+            .into_iter()
+            .partition(|e| kept.contains(&e.contact_id));
+        if !kept.is_empty() {
+            tracing::debug!(%crm, kept = kept.len(), "a job's part-empty calls kept for the next batch");
+        }
         let now = chrono::Utc::now();
-        let settled = batch.entries.into_iter().map(|entry| {
+        let settled = settling.into_iter().map(|entry| {
             let outcome = outcomes
                 .get(&entry.contact_id)
                 .cloned()
@@ -346,7 +372,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
             self.settle(entry, disposition).instrument(span)
         });
         let results = futures_util::future::join_all(settled).await;
-        results.into_iter().collect()
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(kept)
     }
 
     /// Carries out one contact's disposition: publish (confirmed) where needed, then ack.
@@ -381,8 +408,13 @@ impl<C: CrmClient> DeliveryWorker<C> {
 
     /// One attempt at the batch: each contact's outcome (contacts not in the map were already
     /// up to date), recorded in `crm_links`; dead-letter entries the CRM has now caught up with
-    /// are resolved.
-    async fn attempt(&self, batch: &Batch) -> Result<HashMap<ContactId, Outcome>, sqlx::Error> {
+    /// are resolved. With `keep_tails`, the contacts of each kind of write's part-empty last
+    /// call are not written but listed, for a later batch ([`part_empty_tails`]).
+    async fn attempt(
+        &self,
+        batch: &Batch,
+        keep_tails: bool,
+    ) -> Result<(HashMap<ContactId, Outcome>, HashSet<ContactId>), sqlx::Error> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
         let rows = links::load_deliverables(&self.db, crm, &ids).await?;
@@ -420,7 +452,31 @@ impl<C: CrmClient> DeliveryWorker<C> {
             .into_iter()
             .partition(|i| !held_back.contains(&i.contact_id));
         self.add_known(&mut items).await?;
-        by_kind(&mut items);
+        // A CRM takes each kind of write in its own calls: grouped (arrival order kept within
+        // a kind), only the last call of each kind is part empty. Deletions go first, freeing
+        // their addresses before a create claims one.
+        items.sort_by_key(|i| self.client.write_kind(i));
+        let kept: HashSet<ContactId> = match keep_tails {
+            true => {
+                let fresh: HashMap<ContactId, tokio::time::Instant> = batch
+                    .entries
+                    .iter()
+                    .map(|e| (e.contact_id, e.since))
+                    .collect();
+                let may_wait = |i: &SyncItem| {
+                    fresh
+                        .get(&i.contact_id)
+                        .is_some_and(|since| since.elapsed() < BULK_WAIT)
+                };
+                let kinds = |i: &SyncItem| self.client.write_kind(i);
+                let cap = self.client.batch_cap();
+                part_empty_tails(&mut items, kinds, cap, may_wait)
+                    .into_iter()
+                    .map(|i| i.contact_id)
+                    .collect()
+            }
+            false => HashSet::new(),
+        };
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
@@ -446,7 +502,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         if resolved > 0 {
             tracing::info!(%crm, resolved, "dead-letter entries resolved by a successful delivery");
         }
-        Ok(outcomes)
+        Ok((outcomes, kept))
     }
 }
 
@@ -517,16 +573,20 @@ impl<C: CrmClient> DeliveryWorker<C> {
         Ok(())
     }
 
-    /// Notes what is about to be written, makes the CRM calls (one per batch cap) and records
-    /// each call's results as it returns: each item's result, in order (records found gone are
-    /// listed in `gone`).
+    /// Notes what is about to be written, makes the CRM calls (each of one kind of write, at
+    /// most the batch cap) and records each call's results as it returns: each item's result,
+    /// in order (records found gone are listed in `gone`). Items come grouped by kind.
     async fn call(
         &self,
         items: &[SyncItem],
         gone: &mut Vec<(ContactId, i64, String)>,
     ) -> Result<Vec<Result<Option<String>, ProviderError>>, sqlx::Error> {
         let mut results = Vec::with_capacity(items.len());
-        for chunk in items.chunks(self.client.batch_cap().max(1)) {
+        let kind = |i: &SyncItem| self.client.write_kind(i);
+        let calls = items
+            .chunk_by(|a, b| kind(a) == kind(b))
+            .flat_map(|same| same.chunks(self.client.batch_cap().max(1)));
+        for chunk in calls {
             let known_gone = gone.len();
             let chunk_results = self.call_once(chunk, gone).await?;
             // A record found gone that is to be created anew is not recorded as written:
@@ -666,13 +726,37 @@ fn batch_span(crm: Crm, batch: &Batch) -> tracing::Span {
     span
 }
 
-/// Orders a batch's items by the kind of write each needs, arrival order kept within a kind:
-/// deletions, then linked records' updates, then contacts not yet linked. A CRM takes each
-/// kind in its own call, so items cut into calls of the cap in arrival order would leave a
-/// part-empty call of every kind in every cut; grouped, only the last call of each kind is
-/// part empty. Deletions first also free their addresses before a create claims them.
-fn by_kind(items: &mut [SyncItem]) {
-    items.sort_by_key(|i| (i.contact.is_some(), i.remote_id.is_none()));
+/// Takes out of `items` (grouped by `kind`) the part-empty last call of each kind, when every
+/// item of it `may_wait`: the contacts a full batch of a job's tasks keeps for the next one,
+/// where more of the job's tasks of that kind fill the call. An item that has waited long
+/// enough (a kind that comes too seldom to fill a call) goes now, and with it its call.
+fn part_empty_tails(
+    items: &mut Vec<SyncItem>,
+    kind: impl Fn(&SyncItem) -> WriteKind,
+    cap: usize,
+    may_wait: impl Fn(&SyncItem) -> bool,
+) -> Vec<SyncItem> {
+    if cap <= 1 {
+        return Vec::new();
+    }
+    let mut kept = Vec::new();
+    let mut rest = Vec::with_capacity(items.len());
+    let mut all = std::mem::take(items).into_iter().peekable();
+    while let Some(first) = all.next() {
+        let k = kind(&first);
+        let mut same = vec![first];
+        while let Some(next) = all.next_if(|i| kind(i) == k) {
+            same.push(next);
+        }
+        let tail = same.len() % cap;
+        let keep = tail > 0 && same[same.len() - tail..].iter().all(&may_wait);
+        if keep {
+            kept.extend(same.split_off(same.len() - tail));
+        }
+        rest.extend(same);
+    }
+    *items = rest;
+    kept
 }
 
 /// True when the CRM does not yet hold the contact's current version.
@@ -777,5 +861,79 @@ fn attempt_row(
         version: item.version,
         result,
         values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContactFields, Email};
+
+    /// An item of `kind`, numbered `n` (its version) so the test can follow it.
+    fn item(kind: WriteKind, n: i64) -> SyncItem {
+        let contact = ContactFields {
+            email: Email::parse(&format!("p{n}@example.com")).expect("valid"),
+            first_name: None,
+            last_name: None,
+            phone: None,
+            company: None,
+            job_title: None,
+        };
+        SyncItem {
+            contact_id: ContactId::new(),
+            version: n,
+            contact: (kind != WriteKind::Delete).then_some(contact),
+            remote_id: (kind != WriteKind::Create).then(|| format!("r{n}")),
+            left_emails: Vec::new(),
+            known: None,
+        }
+    }
+
+    /// Items numbered from 0: `deletes`, then `updates`, then `creates`.
+    fn grouped(deletes: i64, updates: i64, creates: i64) -> Vec<SyncItem> {
+        let kinds = [
+            (WriteKind::Delete, deletes),
+            (WriteKind::Update, updates),
+            (WriteKind::Create, creates),
+        ];
+        let mut n = 0;
+        let mut items = Vec::new();
+        for (kind, count) in kinds {
+            for _ in 0..count {
+                items.push(item(kind, n));
+                n += 1;
+            }
+        }
+        items
+    }
+
+    fn numbers(items: &[SyncItem]) -> Vec<i64> {
+        items.iter().map(|i| i.version).collect()
+    }
+
+    #[test]
+    fn each_kinds_part_empty_last_call_is_kept_and_full_calls_go() {
+        // Cap 10: 3 deletions (no full call), 25 updates (2 full, 5 over), 20 creates (full).
+        let mut items = grouped(3, 25, 20);
+        let kept = part_empty_tails(&mut items, WriteKind::of, 10, |_| true);
+        assert_eq!(numbers(&kept), [0, 1, 2, 23, 24, 25, 26, 27]);
+        let expected: Vec<i64> = (3..23).chain(28..48).collect();
+        assert_eq!(numbers(&items), expected, "the full calls, in order");
+    }
+
+    #[test]
+    fn a_tail_with_an_item_that_waited_long_enough_goes_whole() {
+        let mut items = grouped(0, 15, 15);
+        // Update 12 has waited its longest: its call goes, and the creates' tail is kept.
+        let kept = part_empty_tails(&mut items, WriteKind::of, 10, |i| i.version != 12);
+        assert_eq!(numbers(&kept), (25..30).collect::<Vec<_>>());
+        assert_eq!(numbers(&items), (0..25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn calls_of_one_keep_nothing() {
+        let mut items = grouped(1, 1, 1);
+        assert!(part_empty_tails(&mut items, WriteKind::of, 1, |_| true).is_empty());
+        assert_eq!(items.len(), 3);
     }
 }

@@ -516,6 +516,76 @@ async fn delivery_uses_what_a_recent_read_found_and_asks_again_when_it_is_old_or
     assert!(indexed(&app, "nowhere@example.com").await);
 }
 
+/// A backfill whose writes to a CRM take more than one of delivery's batches still writes in
+/// full calls: a batch of the job's tasks that fills up keeps each kind of write's part-empty
+/// last call for the next, so only the job's last batch sends one.
+#[tokio::test]
+async fn a_backfill_larger_than_a_delivery_batch_still_writes_in_full_calls() {
+    // HubSpot's batches of a job's tasks take 2,000 (20 calls of 100); its tasks here are one
+    // per person, and those to write are creates (people only in Salesforce) and updates
+    // (people in both whose Salesforce record is newer and differs), interleaved.
+    const PEOPLE: usize = 2_450;
+    // Gaps while the job reads or pages are waited out: the batches fill up.
+    let app = app_with_runner_and(&[("SYNCROOT_DELIVERY_LINGER_MAX_MS", "10000")]).await;
+    webhooks_off(&app, &[app.hubspot(), app.salesforce()]).await;
+    let (mut hubspot, mut salesforce) = (Vec::new(), Vec::new());
+    for i in 0..PEOPLE {
+        let email = format!("many{i}@example.com");
+        let mut theirs = salesforce_person(&email, i);
+        if i % 7 == 0 {
+            hubspot.push(hubspot_person(&email, i));
+            theirs["Title"] = json!("Engineer, Salesforce's");
+        }
+        salesforce.push(theirs);
+    }
+    // HubSpot first: Salesforce's records are the newer, and their titles win.
+    seed(&app, app.hubspot(), hubspot).await;
+    seed(&app, app.salesforce(), salesforce).await;
+    app.control(app.hubspot(), Method::POST, "counters/reset", None)
+        .await;
+    app.control(app.salesforce(), Method::POST, "counters/reset", None)
+        .await;
+
+    let done = backfill(&app, false).await;
+    assert_eq!(counters(&done)["created"], PEOPLE as u64, "{done}");
+    eventually(
+        "every person in both CRMs at their current version",
+        || async {
+            let current: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM crm_links l JOIN contacts c ON c.id = l.contact_id
+              WHERE l.synced_version = c.version",
+            )
+            .fetch_one(&app.db)
+            .await
+            .ok()?;
+            (current == 2 * PEOPLE as i64).then_some(())
+        },
+    )
+    .await;
+    let people = held(&app, app.hubspot()).await;
+    assert_eq!(people.len(), PEOPLE);
+    assert!(people.values().all(|n| *n == 1), "one record each");
+
+    // Each kind of write in the fewest calls of 100 its records take.
+    let calls = app
+        .control(app.hubspot(), Method::GET, "counters", None)
+        .await;
+    let batches = calls["batches"].as_object().expect("batch tallies");
+    let only_in_salesforce = PEOPLE - PEOPLE.div_ceil(7);
+    assert_eq!(
+        batches["POST /crm/v3/objects/contacts/batch/upsert"]["records"], only_in_salesforce,
+        "{calls}"
+    );
+    for (route, tally) in batches {
+        let records = tally["records"].as_u64().unwrap();
+        assert_eq!(
+            tally["calls"].as_u64().unwrap(),
+            records.div_ceil(100),
+            "{route}: {records} records: {calls}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_backfill_whose_runner_process_is_killed_is_resumed_by_another_from_its_checkpoint() {
     let mut app = roles_with_runner().await;

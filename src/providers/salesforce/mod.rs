@@ -43,7 +43,9 @@ use crate::secret::Secret;
 use super::mapping::FieldMap;
 use super::pacing::Pacer;
 use super::reading::{ContactReader, ReadPage, ReadPosition};
-use super::{CrmClient, ItemOutcome, ProviderError, RemoteRecord, SyncItem, http_client};
+use super::{
+    CrmClient, ItemOutcome, Known, ProviderError, RemoteRecord, SyncItem, WriteKind, http_client,
+};
 use auth::Auth;
 use plan::Action;
 use rest::Rest;
@@ -149,6 +151,17 @@ impl CrmClient for SalesforceClient {
             COLLECTION_CAP
         } else {
             1
+        }
+    }
+
+    /// A contact not yet linked whose record a recent complete read found is written onto
+    /// that record by id, with the updates (see [`plan::actions`]).
+    fn write_kind(&self, item: &SyncItem) -> WriteKind {
+        match &item.known {
+            Some(Known::Record(_)) if self.settings.match_by_email && item.contact.is_some() => {
+                WriteKind::Update
+            }
+            _ => WriteKind::of(item),
         }
     }
 
