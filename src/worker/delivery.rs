@@ -57,7 +57,7 @@ const GATHER_CALLS: usize = 4;
 /// up to this many calls' worth. One that fills up keeps each kind of write's part-empty last
 /// call for the next batch ([`part_empty_tails`]), so a job's writes go in full calls
 /// whatever the size of its batches.
-const BULK_GATHER_CALLS: usize = 20;
+const BULK_GATHER_CALLS: usize = 10;
 
 /// One CRM's delivery worker.
 pub struct DeliveryWorker<C: CrmClient> {

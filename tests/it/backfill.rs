@@ -521,7 +521,7 @@ async fn delivery_uses_what_a_recent_read_found_and_asks_again_when_it_is_old_or
 /// last call for the next, so only the job's last batch sends one.
 #[tokio::test]
 async fn a_backfill_larger_than_a_delivery_batch_still_writes_in_full_calls() {
-    // HubSpot's batches of a job's tasks take 2,000 (20 calls of 100); its tasks here are one
+    // HubSpot's batches of a job's tasks take 1,000 (10 calls of 100); its tasks here are one
     // per person, and those to write are creates (people only in Salesforce) and updates
     // (people in both whose Salesforce record is newer and differs), interleaved.
     const PEOPLE: usize = 2_450;
