@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
     let mut report = Report::new(&opts);
     let sandboxes = Sandboxes::start(&bin).await?;
 
-    if opts.all() || opts.only_accept || opts.only_light {
+    if opts.all() || opts.only_accept || opts.only_light || opts.only_burst {
         measure_one_way(&bin, &sandboxes, &opts, &mut report).await?;
     }
     if opts.all() || opts.only_scale_out {
@@ -132,7 +132,7 @@ async fn measure_one_way(
     opts: &Opts,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    if !opts.only_light {
+    if !(opts.only_light || opts.only_burst) {
         println!("1/5 broker ceiling and API accept rate …");
         report.ceiling = median_of(opts.runs, || broker_ceiling(opts.seconds, 256)).await?;
         // The API's clients have at most 64 writes waiting at once, so at most 64 confirms.
@@ -147,9 +147,9 @@ async fn measure_one_way(
         return Ok(());
     }
 
-    println!("2/5 end-to-end latency at {} contacts/s …", opts.light_rate);
-    sandboxes.reset().await?;
-    {
+    if !opts.only_burst {
+        println!("2/5 end-to-end latency at {} contacts/s …", opts.light_rate);
+        sandboxes.reset().await?;
         let sr = SyncRoot::start(bin, sandboxes, Mode::AllInOne, &[]).await?;
         report.latency_ms = light_load_latency(
             &sr,
@@ -172,6 +172,9 @@ async fn measure_one_way(
         report.burst = Some(burst(&sr, sandboxes, opts.burst, opts.settle()).await?);
         report.peak_rss_mb = Some(sr.peak_rss_mb());
         sr.stop().await;
+    }
+    if opts.only_burst {
+        return Ok(());
     }
     println!("   … and batching off");
     sandboxes.reset().await?;

@@ -51,6 +51,8 @@ pub struct Opts {
     pub only_accept: bool,
     /// Measure only light-load latency (`BENCH_ONLY=light`).
     pub only_light: bool,
+    /// Measure only the burst, batching on (`BENCH_ONLY=burst`).
+    pub only_burst: bool,
     /// Measure only two-way sync (`BENCH_ONLY=two-way`).
     pub only_two_way: bool,
     /// Measure only the scale-out of delivery (`BENCH_ONLY=scale-out`).
@@ -79,6 +81,7 @@ impl Opts {
     pub fn all(&self) -> bool {
         !(self.only_accept
             || self.only_light
+            || self.only_burst
             || self.only_two_way
             || self.only_scale_out
             || self.only_backfill)
@@ -101,6 +104,7 @@ impl Opts {
             settle_seconds: get("BENCH_SETTLE_SECONDS", 120),
             only_accept: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "accept"),
             only_light: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "light"),
+            only_burst: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "burst"),
             only_two_way: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "two-way"),
             only_scale_out: std::env::var("BENCH_ONLY").is_ok_and(|v| v == "scale-out"),
             scale_backlog: get("BENCH_SCALE_BACKLOG", 6_000) as usize,

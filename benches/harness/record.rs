@@ -64,6 +64,10 @@ pub fn row(date: &str, commit: &str, opts: &Opts, goals: &[Goal]) -> String {
         opts.backfill_salesforce,
         if opts.only_accept {
             "; accept only"
+        } else if opts.only_light {
+            "; light only"
+        } else if opts.only_burst {
+            "; burst only"
         } else if opts.only_two_way {
             "; two-way only"
         } else if opts.only_scale_out {
