@@ -140,6 +140,35 @@ impl Publisher {
             .await
     }
 
+    /// Publishes delivery tasks on one channel, each under its paired span, and waits for
+    /// all the broker's confirms. A refused message is tried again alone
+    /// ([`Publisher::publish_delivery`]: a copy the broker took after all is harmless, the
+    /// delivery worker skips what a CRM already holds).
+    pub async fn publish_deliveries(
+        &self,
+        tasks: &[(DeliveryTask, &tracing::Span)],
+    ) -> Result<(), PublishError> {
+        let exchange = self.inner.topology.deliveries_exchange();
+        let outgoing: Vec<Outgoing> = tasks
+            .iter()
+            .map(|(task, parent)| {
+                let (body, props) = envelope::encode_delivery(task);
+                Outgoing::new(&exchange, task.crm.as_str(), body, props, parent)
+            })
+            .collect();
+        match self.send_all(&outgoing, self.inner.confirm_timeout).await {
+            Err(PublishError::Nacked) => {
+                for (task, parent) in tasks {
+                    self.publish_delivery(task)
+                        .instrument((*parent).clone())
+                        .await?;
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Publishes a delivery task into a retry tier's wait queue; when the wait is over, RabbitMQ
     /// moves it back into its CRM's delivery queue.
     pub async fn publish_retry(

@@ -218,6 +218,14 @@ impl Session {
         Err(ended)
     }
 
+    /// A delivery the broker has already handed over, without waiting for one: `None` when
+    /// there is none at hand.
+    pub fn try_recv(&mut self) -> Option<Result<Delivery, SessionEnd>> {
+        use futures_util::FutureExt as _;
+        // Polled once; dropping it while pending loses nothing (the stream keeps its place).
+        self.recv().now_or_never()
+    }
+
     /// The next delivery, or `None` once `shutdown` is cancelled.
     pub async fn next(
         &mut self,

@@ -74,8 +74,9 @@ impl Consume for Forwarder {
         self.cfg.prefetch
     }
 
-    /// Handles up to `concurrency` changes at once; on shutdown stops the consumers first,
-    /// then lets the changes in flight finish within the grace period.
+    /// Handles up to `concurrency` changes at once, those at hand together (a [`Group`]); on
+    /// shutdown stops the consumers first, then lets the changes in flight finish within the
+    /// grace period.
     async fn consume(
         &self,
         session: &mut Session,
@@ -99,22 +100,32 @@ impl Consume for Forwarder {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            let (ctx, stop) = (ctx.clone(), shutdown.clone());
-            let span = tracing::info_span!(
-                "forward",
-                otel.kind = "consumer",
-                contact = tracing::field::Empty,
-                seq = tracing::field::Empty,
-            );
-            crate::telemetry::context::follow_message(&span, &delivery.properties);
-            tasks.spawn(
-                async move {
-                    handle(ctx, delivery, stop).await;
-                    drop(permit);
+            // Whatever else the broker has handed over joins it, each with a permit of its own.
+            let mut group = vec![(delivery, permit)];
+            let mut ended = None;
+            while group.len() < GROUP_MAX {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                match session.try_recv() {
+                    Some(Ok(d)) => group.push((d, permit)),
+                    Some(Err(e)) => {
+                        ended = Some(e);
+                        break;
+                    }
+                    None => break,
                 }
-                .instrument(span),
-            );
+            }
+            let (ctx, stop) = (ctx.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let (deliveries, permits): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                handle_group(ctx, deliveries, stop).await;
+                drop(permits);
+            });
             while tasks.try_join_next().is_some() {}
+            if let Some(e) = ended {
+                break Err(e);
+            }
         };
         if result.is_ok() {
             // Each requeue counts toward the delivery limit, so stop deliveries first.
@@ -143,38 +154,187 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
     }
 }
 
-/// Processes one delivery and settles it with the broker.
-async fn handle(ctx: Arc<Ctx>, delivery: Delivery, shutdown: CancellationToken) {
-    let change = match envelope::decode(&delivery.data) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "dead-lettering an unreadable message");
-            if let Err(e) = settle::dead_letter(&delivery.acker).await {
-                tracing::warn!(error = %e, "could not settle a delivery");
+/// Most changes applied together (one transaction, one batch of publishes).
+const GROUP_MAX: usize = 64;
+
+/// One change received, in the span that follows its message.
+struct Received {
+    change: ContactChange,
+    acker: settle::Acker,
+    span: tracing::Span,
+}
+
+/// Processes deliveries the broker handed over together, and settles each: changes of
+/// distinct contacts are applied in one transaction ([`contacts::apply_many`]) and their
+/// delivery tasks published together, then each is acknowledged. A change that cannot join
+/// (another of its contact's changes is in the group, an acceptance of its contact is in
+/// progress) or a group Postgres refuses goes one change at a time ([`handle_one`]), whose
+/// answers are what each would have had alone.
+async fn handle_group(ctx: Arc<Ctx>, deliveries: Vec<Delivery>, shutdown: CancellationToken) {
+    let mut joined: Vec<Received> = Vec::with_capacity(deliveries.len());
+    let mut alone: Vec<Received> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for delivery in deliveries {
+        let span = tracing::info_span!(
+            "forward",
+            otel.kind = "consumer",
+            contact = tracing::field::Empty,
+            seq = tracing::field::Empty,
+        );
+        crate::telemetry::context::follow_message(&span, &delivery.properties);
+        let change = match envelope::decode(&delivery.data) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(parent: &span, error = %e, "dead-lettering an unreadable message");
+                if let Err(e) = settle::dead_letter(&delivery.acker).await {
+                    tracing::warn!(parent: &span, error = %e, "could not settle a delivery");
+                }
+                continue;
             }
+        };
+        span.record("contact", tracing::field::display(change.contact_id));
+        span.record("seq", change.seq);
+        let received = Received {
+            change,
+            acker: delivery.acker,
+            span,
+        };
+        match seen.insert(received.change.contact_id) {
+            true => joined.push(received),
+            false => alone.push(received),
+        }
+    }
+    // Changes whose contact's acceptance was still in progress wait for it to end, then try
+    // together once more.
+    for round in 0..2 {
+        if joined.len() <= 1 {
+            break;
+        }
+        let Some(left) = apply_group(&ctx, &joined, &shutdown).await else {
+            // Shutting down before a dependency came back: left to be redelivered.
             return;
+        };
+        joined = joined
+            .into_iter()
+            .zip(left)
+            .filter_map(|(received, left)| left.then_some(received))
+            .collect();
+        if round == 0 && !joined.is_empty() {
+            let ids: Vec<_> = joined.iter().map(|r| r.change.contact_id).collect();
+            if let Err(e) = contacts::wait_for_acceptances(&ctx.db, &ids).await {
+                tracing::debug!(error = %e, "could not wait for acceptances in progress");
+            }
+        }
+    }
+    alone.splice(0..0, joined);
+    for received in alone {
+        let span = received.span.clone();
+        handle_one(ctx.clone(), received, shutdown.clone())
+            .instrument(span)
+            .await;
+    }
+}
+
+/// Applies changes of distinct contacts together, publishes their delivery tasks and
+/// acknowledges them. Which of them are left to be handled alone (in order), or `None` when
+/// shutting down before a dependency came back.
+async fn apply_group(
+    ctx: &Arc<Ctx>,
+    group: &[Received],
+    shutdown: &CancellationToken,
+) -> Option<Vec<bool>> {
+    let span =
+        tracing::info_span!(parent: group[0].span.id(), "forward group", changes = group.len());
+    for received in &group[1..] {
+        crate::telemetry::context::link(&span, &received.span);
+    }
+    let all_alone = Some(vec![true; group.len()]);
+    let changes: Vec<ContactChange> = group.iter().map(|r| r.change.clone()).collect();
+    let db = ctx.db.clone();
+    let apply = || {
+        let (db, changes) = (db.clone(), changes.clone());
+        async move {
+            // In its own task, so a panic is caught and the changes go one at a time, where
+            // the one that causes it is dead-lettered.
+            let refs: Vec<&ContactChange> = changes.iter().collect();
+            contacts::apply_many(&db, &refs).await
         }
     };
+    let applied = wait_out(
+        shutdown,
+        "persist changes",
+        || async {
+            match tokio::spawn(apply().in_current_span()).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Ok(None),
+            }
+        },
+        crate::store::is_transient,
+    )
+    .instrument(span.clone())
+    .await;
+    let applied = match applied {
+        Ok(Some(Some(applied))) => applied,
+        Ok(Some(None)) | Err(_) => return all_alone,
+        Ok(None) => return None,
+    };
+    let mut tasks = Vec::new();
+    for (received, applied) in group.iter().zip(&applied) {
+        if matches!(applied, Some(Applied::New | Applied::Already)) {
+            let change = &received.change;
+            for &crm in &ctx.crms {
+                let task =
+                    DeliveryTask::new(change.contact_id, change.seq, crm).in_bulk(change.bulk);
+                tasks.push((task, &received.span));
+            }
+        }
+        if *applied == Some(Applied::NotAccepted) {
+            let change = &received.change;
+            tracing::warn!(parent: &received.span, contact = %change.contact_id, seq = change.seq, "skipping a change whose acceptance rolled back");
+        }
+    }
+    if !tasks.is_empty() {
+        let publish = || ctx.publisher.publish_deliveries(&tasks);
+        let published = wait_out(shutdown, "hand changes to delivery", publish, |_| true)
+            .instrument(span.clone())
+            .await;
+        if matches!(published, Ok(None)) {
+            return None;
+        }
+    }
+    for (received, applied) in group.iter().zip(&applied) {
+        if let Some(applied) = applied {
+            let change = &received.change;
+            tracing::debug!(parent: &received.span, contact = %change.contact_id, seq = change.seq, ?applied, "change processed");
+            if let Err(e) = settle::ack(&received.acker).await {
+                // The channel is gone; the broker will redeliver, which is harmless.
+                tracing::warn!(parent: &received.span, error = %e, "could not settle a delivery");
+            }
+        }
+    }
+    Some(applied.iter().map(Option::is_none).collect())
+}
+
+/// Processes one change and settles its delivery with the broker.
+async fn handle_one(ctx: Arc<Ctx>, received: Received, shutdown: CancellationToken) {
+    let Received { change, acker, .. } = received;
     let (contact, seq) = (change.contact_id, change.seq);
-    let span = tracing::Span::current();
-    span.record("contact", tracing::field::display(contact));
-    span.record("seq", seq);
     // Processed in its own task, so a panic is caught here and the message dead-lettered
     // rather than redelivered to crash the next worker too.
     let settled = match tokio::spawn(process(ctx, change, shutdown).in_current_span()).await {
         Ok(Ok(Some(applied))) => {
             tracing::debug!(%contact, seq, ?applied, "change processed");
-            settle::ack(&delivery.acker).await
+            settle::ack(&acker).await
         }
         // Shutting down before a dependency came back: leave it to be redelivered.
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change Postgres refuses");
-            settle::dead_letter(&delivery.acker).await
+            settle::dead_letter(&acker).await
         }
         Err(e) => {
             tracing::error!(%contact, seq, error = %e, "dead-lettering a change whose handler failed");
-            settle::dead_letter(&delivery.acker).await
+            settle::dead_letter(&acker).await
         }
     };
     if let Err(e) = settled {

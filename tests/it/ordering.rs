@@ -348,3 +348,96 @@ async fn updates_reach_each_crm_in_version_order(contacts: usize, env: Vec<(Stri
         }
     }
 }
+
+/// Changes applied together answer as each would alone: a change never accepted is skipped,
+/// a new one applied, a redelivered one recognised, an older one stale; a change whose
+/// contact has an acceptance in progress is left to be applied alone, and waiting for that
+/// acceptance ends when it does.
+#[tokio::test]
+async fn changes_applied_together_answer_as_each_would_alone() {
+    use syncroot::store::contacts::{self, Applied};
+    use syncroot::store::heads::lock_key;
+    let app = TestApp::spawn().await;
+    // A change of its own contact, at its own address.
+    let change = |id: ContactId, seq: i64, title: &str| {
+        let mut c = change(id, seq, title);
+        c.contact.email = Email::parse(&format!("{}@example.com", id.0.simple())).unwrap();
+        c
+    };
+    let ghost = change(ContactId::new(), 1, "never accepted");
+    let new = change(ContactId::new(), 1, "new");
+    accept(&app, &new).await;
+    let again = change(ContactId::new(), 1, "again");
+    accept(&app, &again).await;
+    let (older, newer) = {
+        let id = ContactId::new();
+        (change(id, 1, "older"), change(id, 2, "newer"))
+    };
+    accept(&app, &newer).await;
+    let busy = change(ContactId::new(), 1, "busy");
+    accept(&app, &busy).await;
+    // Already applied: a redelivery, and a later version than the one arriving.
+    assert_eq!(
+        contacts::apply_many(&app.db, &[&again, &newer])
+            .await
+            .unwrap(),
+        [Some(Applied::New), Some(Applied::New)]
+    );
+    // An acceptance of `busy` in progress: the API holds its lock.
+    let mut api = app.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(busy.contact_id))
+        .execute(&mut *api)
+        .await
+        .unwrap();
+    let answers = contacts::apply_many(&app.db, &[&ghost, &new, &again, &older, &busy])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers,
+        [
+            Some(Applied::NotAccepted),
+            Some(Applied::New),
+            Some(Applied::Already),
+            Some(Applied::Stale),
+            None,
+        ]
+    );
+    let title = |id: ContactId| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("SELECT job_title FROM contacts WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&db)
+                .await
+                .unwrap()
+                .flatten()
+        }
+    };
+    assert_eq!(title(new.contact_id).await.as_deref(), Some("new"));
+    assert_eq!(title(older.contact_id).await.as_deref(), Some("newer"));
+    assert_eq!(title(ghost.contact_id).await, None);
+    assert_eq!(
+        title(busy.contact_id).await,
+        None,
+        "left to be applied alone"
+    );
+    // Waiting for the acceptance in progress ends once it commits, and then it applies.
+    let waiting = tokio::spawn({
+        let db = app.db.clone();
+        async move { contacts::wait_for_acceptances(&db, &[busy.contact_id]).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "waits while the acceptance is in progress"
+    );
+    api.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+    let busy = change(busy.contact_id, 1, "busy");
+    assert_eq!(
+        contacts::apply_many(&app.db, &[&busy]).await.unwrap()[0],
+        Some(Applied::NotAccepted),
+        "another message of the same number is not the accepted one"
+    );
+}
