@@ -20,7 +20,7 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
 use crate::config::DatabaseConfig;
 
@@ -35,8 +35,8 @@ pub fn connect_lazy(cfg: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 }
 
 /// [`connect_lazy`], for a long-running role: the pool keeps `warm` connections open even
-/// when idle and opens them now, in the background. A new connection costs a TLS handshake
-/// and a backend start (about 100 ms measured on loopback with `sslmode=prefer`), which the
+/// when idle and opens them now, in the background. A new connection costs a backend start
+/// and, over TLS, a handshake (about 100 ms measured on loopback with `sslmode=prefer`), which the
 /// first changes after a start, or after a quiet spell in which idle connections were closed,
 /// would otherwise each pay. Postgres being away is not an error here: the pool connects on
 /// demand once it is back.
@@ -56,6 +56,31 @@ pub fn connect_warm(cfg: &DatabaseConfig, warm: u32) -> Result<PgPool, sqlx::Err
     Ok(db)
 }
 
+/// True when the URL says how to use TLS (`sslmode`, or sqlx's `ssl-mode`).
+///
+/// One that does not, to a Postgres on this host, connects without TLS: it protects nothing
+/// on loopback, and costs a handshake per connection (about 100 ms) and, with this sqlx
+/// (0.9.0, which leaves Nagle's algorithm on), about 40 ms on every statement larger than a
+/// TLS record (16 KB), such as a delivery batch's 100 link rows: the second record waits for
+/// the server's delayed acknowledgement of the first. A URL or `PGSSLMODE` that names a mode
+/// is always obeyed.
+fn names_ssl_mode(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.query_pairs()
+            .any(|(k, _)| k.eq_ignore_ascii_case("sslmode") || k.eq_ignore_ascii_case("ssl-mode"))
+    })
+}
+
+/// A host name or address that reaches this machine only (a Unix socket path is not a host
+/// and never uses TLS).
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn pool(cfg: &DatabaseConfig, min_connections: u32) -> Result<PgPool, sqlx::Error> {
     let mut settings = Vec::new();
     if let Some(t) = cfg.statement_timeout {
@@ -65,7 +90,11 @@ fn pool(cfg: &DatabaseConfig, min_connections: u32) -> Result<PgPool, sqlx::Erro
         settings.push(("lock_timeout", format!("{}ms", t.as_millis())));
     }
     // Sent in the startup packet (`options=-c …`): no extra round trip per connection.
-    let options = PgConnectOptions::from_str(cfg.url.expose())?.options(settings);
+    let mut options = PgConnectOptions::from_str(cfg.url.expose())?.options(settings);
+    let asked = std::env::var_os("PGSSLMODE").is_some() || names_ssl_mode(cfg.url.expose());
+    if !asked && is_loopback(options.get_host()) {
+        options = options.ssl_mode(PgSslMode::Disable);
+    }
     Ok(PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .min_connections(min_connections)
@@ -149,5 +178,47 @@ pub fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::Configuration(_)
         | sqlx::Error::Migrate(_) => false,
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_that_names_a_tls_mode_is_obeyed() {
+        for url in [
+            "postgres://u@127.0.0.1/db?sslmode=require",
+            "postgres://u@localhost/db?application_name=x&SSLMODE=prefer",
+            "postgres://u@[::1]:5433/db?ssl-mode=verify-full",
+        ] {
+            assert!(names_ssl_mode(url), "{url}");
+        }
+        assert!(!names_ssl_mode("postgres://u@127.0.0.1:5432/db"));
+        assert!(!names_ssl_mode(
+            "postgres://u@127.0.0.1/db?application_name=sslmode"
+        ));
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine_only() {
+        for host in [
+            "127.0.0.1",
+            "127.3.2.1",
+            "localhost",
+            "LocalHost",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "db.internal",
+            "10.0.0.5",
+            "localhost.example.com",
+            "/var/run/postgresql",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }

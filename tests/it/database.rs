@@ -179,3 +179,40 @@ async fn a_tls_only_postgres_is_reached_with_verify_full_and_refused_with_a_wron
         .await
         .expect_err("cleartext is refused by the server");
 }
+
+/// Whether the pool's connection to `url` uses TLS, as the server sees it.
+async fn uses_tls(url: &str) -> bool {
+    let db = syncroot::store::connect_lazy(&DatabaseConfig {
+        url: Secret::new(url),
+        max_connections: 1,
+        statement_timeout: None,
+        lock_timeout: None,
+    })
+    .unwrap();
+    sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+}
+
+/// A Postgres on this machine is reached without TLS unless the URL asks for it (TLS protects
+/// nothing on loopback and, with this sqlx, stalls large statements); a mode the URL names is
+/// obeyed.
+#[tokio::test]
+async fn loopback_connections_use_tls_only_when_the_url_asks() {
+    assert!(PG_ADMIN.contains("127.0.0.1") && !PG_ADMIN.contains('?'), "{PG_ADMIN}");
+    assert!(!uses_tls(PG_ADMIN).await, "loopback, no mode named");
+    let admin = syncroot::store::connect_lazy(&DatabaseConfig {
+        url: Secret::new(PG_ADMIN),
+        max_connections: 1,
+        statement_timeout: None,
+        lock_timeout: None,
+    })
+    .unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(&admin).await.unwrap();
+    if ssl == "on" {
+        assert!(uses_tls(&format!("{PG_ADMIN}?sslmode=prefer")).await);
+        assert!(uses_tls(&format!("{PG_ADMIN}?sslmode=require")).await);
+    }
+    assert!(!uses_tls(&format!("{PG_ADMIN}?sslmode=disable")).await);
+}
