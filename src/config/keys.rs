@@ -94,7 +94,7 @@ pub const KEYS: &[Key] = &[
     secret(
         "database_url",
         "postgres://postgres@127.0.0.1:5432/syncroot",
-        "Postgres connection URL",
+        "Postgres connection URL; one to this machine (127.0.0.1, ::1, localhost) that names no sslmode connects without TLS",
     ),
     key(
         "database_max_connections",
