@@ -1,9 +1,9 @@
 //! `contacts`: the contact as the forwarder persisted it, and the API's reads of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::domain::{ChangeOp, ContactChange, ContactId};
@@ -72,48 +72,7 @@ pub async fn apply(pool: &PgPool, change: &ContactChange) -> Result<Applied, sql
     if !accepted(head, change) {
         return Ok(Applied::NotAccepted);
     }
-    let c = &change.contact;
-    let deleted_at = (change.op == ChangeOp::Delete).then_some(change.accepted_at);
-    let done = sqlx::query(
-        "INSERT INTO contacts AS t (id, version, email, first_name, last_name, phone, company, job_title,
-                                    created_at, updated_at, deleted_at, last_message_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (id) DO UPDATE SET
-             version = EXCLUDED.version, email = EXCLUDED.email, first_name = EXCLUDED.first_name,
-             last_name = EXCLUDED.last_name, phone = EXCLUDED.phone, company = EXCLUDED.company,
-             job_title = EXCLUDED.job_title, updated_at = EXCLUDED.updated_at,
-             deleted_at = EXCLUDED.deleted_at, last_message_id = EXCLUDED.last_message_id,
-             persisted_at = now()
-         WHERE (t.version, t.updated_at) < (EXCLUDED.version, EXCLUDED.updated_at)",
-    )
-    .bind(change.contact_id.0)
-    .bind(change.seq)
-    .bind(c.email.as_str())
-    .bind(&c.first_name)
-    .bind(&c.last_name)
-    .bind(&c.phone)
-    .bind(&c.company)
-    .bind(&c.job_title)
-    .bind(change.created_at)
-    .bind(change.accepted_at)
-    .bind(deleted_at)
-    .bind(change.message_id)
-    .execute(&mut *tx)
-    .await?;
-    let applied = if done.rows_affected() == 1 {
-        Applied::New
-    } else {
-        let holder: Option<Uuid> =
-            sqlx::query_scalar("SELECT last_message_id FROM contacts WHERE id = $1")
-                .bind(change.contact_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if holder == Some(change.message_id) {
-            Applied::Already
-        } else {
-            Applied::Stale
-        }
-    };
+    let applied = write(&mut tx, &[change]).await?[0];
     tx.commit().await?;
     Ok(applied)
 }
@@ -165,7 +124,7 @@ pub async fn apply_many(
     .map(|(id, seq, m)| (id, (seq, m)))
     .collect();
     let mut out: Vec<Option<Applied>> = vec![None; changes.len()];
-    // The accepted changes, by contact id: the statement locks their rows in that order.
+    // The accepted changes.
     let mut apply: Vec<usize> = Vec::new();
     for (i, change) in changes.iter().enumerate() {
         if !locked.get(i).copied().unwrap_or(false) {
@@ -176,9 +135,28 @@ pub async fn apply_many(
             false => out[i] = Some(Applied::NotAccepted),
         }
     }
-    apply.sort_by_key(|&i| changes[i].contact_id.0);
+    let accepted: Vec<&ContactChange> = apply.iter().map(|&i| changes[i]).collect();
+    for (i, applied) in apply.into_iter().zip(write(&mut tx, &accepted).await?) {
+        out[i] = Some(applied);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Writes accepted changes of distinct contacts into `contacts`, each unless the row holds it
+/// or a newer one: what each did, in order. Rows are written in the order of their ids, so two
+/// transactions writing some of the same rows never wait for each other in a cycle.
+async fn write(
+    tx: &mut PgConnection,
+    changes: &[&ContactChange],
+) -> Result<Vec<Applied>, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = changes.to_vec();
+    sorted.sort_by_key(|c| c.contact_id.0);
     let pick = |f: &dyn Fn(&ContactChange) -> Option<String>| -> Vec<Option<String>> {
-        apply.iter().map(|&i| f(changes[i])).collect()
+        sorted.iter().map(|c| f(c)).collect()
     };
     let emails = pick(&|c| Some(c.contact.email.as_str().to_owned()));
     let first = pick(&|c| c.contact.first_name.clone());
@@ -186,16 +164,16 @@ pub async fn apply_many(
     let phone = pick(&|c| c.contact.phone.clone());
     let company = pick(&|c| c.contact.company.clone());
     let title = pick(&|c| c.contact.job_title.clone());
-    let ids: Vec<Uuid> = apply.iter().map(|&i| changes[i].contact_id.0).collect();
-    let seqs: Vec<i64> = apply.iter().map(|&i| changes[i].seq).collect();
-    let created: Vec<DateTime<Utc>> = apply.iter().map(|&i| changes[i].created_at).collect();
-    let updated: Vec<DateTime<Utc>> = apply.iter().map(|&i| changes[i].accepted_at).collect();
-    let deleted: Vec<Option<DateTime<Utc>>> = apply
+    let ids: Vec<Uuid> = sorted.iter().map(|c| c.contact_id.0).collect();
+    let seqs: Vec<i64> = sorted.iter().map(|c| c.seq).collect();
+    let created: Vec<DateTime<Utc>> = sorted.iter().map(|c| c.created_at).collect();
+    let updated: Vec<DateTime<Utc>> = sorted.iter().map(|c| c.accepted_at).collect();
+    let deleted: Vec<Option<DateTime<Utc>>> = sorted
         .iter()
-        .map(|&i| (changes[i].op == ChangeOp::Delete).then_some(changes[i].accepted_at))
+        .map(|c| (c.op == ChangeOp::Delete).then_some(c.accepted_at))
         .collect();
-    let messages: Vec<Uuid> = apply.iter().map(|&i| changes[i].message_id).collect();
-    let written: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+    let messages: Vec<Uuid> = sorted.iter().map(|c| c.message_id).collect();
+    let written: HashSet<Uuid> = sqlx::query_scalar(
         "INSERT INTO contacts AS t (id, version, email, first_name, last_name, phone, company, job_title,
                                     created_at, updated_at, deleted_at, last_message_id)
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -231,6 +209,7 @@ pub async fn apply_many(
         .filter(|id| !written.contains(id))
         .copied()
         .collect();
+    // Whose change each row not written holds: this one (a redelivery) or a newer one.
     let holders: HashMap<Uuid, Option<Uuid>> = match unwritten.is_empty() {
         true => HashMap::new(),
         false => sqlx::query_as::<_, (Uuid, Option<Uuid>)>(
@@ -242,16 +221,16 @@ pub async fn apply_many(
         .into_iter()
         .collect(),
     };
-    for &i in &apply {
-        let change = changes[i];
-        out[i] = Some(if written.contains(&change.contact_id.0) {
-            Applied::New
-        } else if holders.get(&change.contact_id.0) == Some(&Some(change.message_id)) {
-            Applied::Already
-        } else {
-            Applied::Stale
-        });
-    }
-    tx.commit().await?;
-    Ok(out)
+    Ok(changes
+        .iter()
+        .map(|c| {
+            if written.contains(&c.contact_id.0) {
+                Applied::New
+            } else if holders.get(&c.contact_id.0) == Some(&Some(c.message_id)) {
+                Applied::Already
+            } else {
+                Applied::Stale
+            }
+        })
+        .collect())
 }

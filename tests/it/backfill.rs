@@ -548,20 +548,8 @@ async fn a_backfill_larger_than_a_delivery_batch_still_writes_in_full_calls() {
 
     let done = backfill(&app, false).await;
     assert_eq!(counters(&done)["created"], PEOPLE as u64, "{done}");
-    eventually(
-        "every person in both CRMs at their current version",
-        || async {
-            let current: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM crm_links l JOIN contacts c ON c.id = l.contact_id
-              WHERE l.synced_version = c.version",
-            )
-            .fetch_one(&app.db)
-            .await
-            .ok()?;
-            (current == 2 * PEOPLE as i64).then_some(())
-        },
-    )
-    .await;
+    // Every person in both CRMs at their current version.
+    app.wait_links_current(2 * PEOPLE as i64).await;
     let people = held(&app, app.hubspot()).await;
     assert_eq!(people.len(), PEOPLE);
     assert!(people.values().all(|n| *n == 1), "one record each");

@@ -200,7 +200,10 @@ async fn uses_tls(url: &str) -> bool {
 /// obeyed.
 #[tokio::test]
 async fn loopback_connections_use_tls_only_when_the_url_asks() {
-    assert!(PG_ADMIN.contains("127.0.0.1") && !PG_ADMIN.contains('?'), "{PG_ADMIN}");
+    assert!(
+        PG_ADMIN.contains("127.0.0.1") && !PG_ADMIN.contains('?'),
+        "{PG_ADMIN}"
+    );
     assert!(!uses_tls(PG_ADMIN).await, "loopback, no mode named");
     let admin = syncroot::store::connect_lazy(&DatabaseConfig {
         url: Secret::new(PG_ADMIN),
@@ -209,7 +212,10 @@ async fn loopback_connections_use_tls_only_when_the_url_asks() {
         lock_timeout: None,
     })
     .unwrap();
-    let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(&admin).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&admin)
+        .await
+        .unwrap();
     if ssl == "on" {
         assert!(uses_tls(&format!("{PG_ADMIN}?sslmode=prefer")).await);
         assert!(uses_tls(&format!("{PG_ADMIN}?sslmode=require")).await);

@@ -471,17 +471,8 @@ async fn interleaved_updates_and_creates_go_out_in_calls_grouped_by_kind() {
         let body = json!({"email": format!("c{i}@example.com"), "last_name": "C"});
         assert_eq!(app.post_contact(&body).await.status(), 202);
     }
-    eventually("every contact's current version in both CRMs", || async {
-        let current: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM crm_links l JOIN contacts c ON c.id = l.contact_id
-              WHERE l.synced_version = c.version",
-        )
-        .fetch_one(&app.db)
-        .await
-        .ok()?;
-        (current == 600).then_some(())
-    })
-    .await;
+    // Every contact's current version in both CRMs.
+    app.wait_links_current(600).await;
     let hs = counters(app.hubspot()).await;
     let sf = counters(app.salesforce()).await;
     // HubSpot (100 a call): 150 updates and 150 creates, 2 calls each; Salesforce (200): 1

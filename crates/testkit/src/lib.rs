@@ -295,6 +295,25 @@ impl TestApp {
         .await
     }
 
+    /// Waits until `links` CRM links (a contact's in each CRM) hold their contact's current
+    /// version.
+    pub async fn wait_links_current(&self, links: i64) {
+        eventually(
+            &format!("{links} links at their contact's current version"),
+            || async {
+                let current: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM crm_links l JOIN contacts c ON c.id = l.contact_id
+                      WHERE l.synced_version = c.version",
+                )
+                .fetch_one(&self.db)
+                .await
+                .ok()?;
+                (current == links).then_some(())
+            },
+        )
+        .await
+    }
+
     /// Waits until the forwarder has persisted the contact at `version` or later (the applied
     /// state in the `contacts` table, which delivery reads); returns that row as JSON.
     pub async fn wait_applied(&self, id: &str, version: i64) -> Value {
