@@ -12,10 +12,10 @@
 //! (HubSpot 100, Salesforce 200), each call's results recorded as it returns. Under load a
 //! batch fills: when tasks lately came fast enough to fill one within `linger_max`, a batch
 //! waits until it is full (at most `linger_max`); otherwise it waits a linger past its latest
-//! task, so a lone change waits one linger ([`Gathering`]). A batch of a job's tasks alone gathers more, and when it fills up
-//! keeps each kind's part-empty last call for the next batch. Several tasks for one contact
-//! coalesce, and a contact the CRM already holds at its current version is acknowledged
-//! without a call.
+//! task, so a lone change waits one linger ([`Gathering`]). A batch of a job's tasks alone
+//! gathers more, and when it fills up keeps each kind's part-empty last call for the next
+//! batch. Several tasks for one contact coalesce, and a contact the CRM already holds at its
+//! current version is acknowledged without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
 //! tasks settled by [`disposition::decide`]: acknowledged when synced; otherwise a copy goes to a
@@ -456,25 +456,8 @@ impl<C: CrmClient> DeliveryWorker<C> {
         // a kind), only the last call of each kind is part empty. Deletions go first, freeing
         // their addresses before a create claims one.
         items.sort_by_key(|i| self.client.write_kind(i));
-        let kept: HashSet<ContactId> = match keep_tails {
-            true => {
-                let fresh: HashMap<ContactId, tokio::time::Instant> = batch
-                    .entries
-                    .iter()
-                    .map(|e| (e.contact_id, e.since))
-                    .collect();
-                let may_wait = |i: &SyncItem| {
-                    fresh
-                        .get(&i.contact_id)
-                        .is_some_and(|since| since.elapsed() < BULK_WAIT)
-                };
-                let kinds = |i: &SyncItem| self.client.write_kind(i);
-                let cap = self.client.batch_cap();
-                part_empty_tails(&mut items, kinds, cap, may_wait)
-                    .into_iter()
-                    .map(|i| i.contact_id)
-                    .collect()
-            }
+        let kept = match keep_tails {
+            true => self.keep_tails(batch, &mut items),
             false => HashSet::new(),
         };
         if !items.is_empty() || !waiting.is_empty() {
@@ -507,6 +490,26 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
+    /// Takes each kind's part-empty last call out of `items` (grouped by kind), unless one of
+    /// its tasks has waited [`BULK_WAIT`] already: the contacts kept for the next batch.
+    fn keep_tails(&self, batch: &Batch, items: &mut Vec<SyncItem>) -> HashSet<ContactId> {
+        let since: HashMap<ContactId, tokio::time::Instant> = batch
+            .entries
+            .iter()
+            .map(|e| (e.contact_id, e.since))
+            .collect();
+        let may_wait = |i: &SyncItem| {
+            since
+                .get(&i.contact_id)
+                .is_some_and(|since| since.elapsed() < BULK_WAIT)
+        };
+        let kind = |i: &SyncItem| self.client.write_kind(i);
+        part_empty_tails(items, kind, self.client.batch_cap(), may_wait)
+            .into_iter()
+            .map(|i| i.contact_id)
+            .collect()
+    }
+
     /// Tasks gathered into one batch: several calls' worth, since some of them need no call
     /// (the CRM already holds the version, as a record a change came from does); those that
     /// do go out in calls of the CRM's cap.
@@ -739,24 +742,21 @@ fn part_empty_tails(
     if cap <= 1 {
         return Vec::new();
     }
-    let mut kept = Vec::new();
-    let mut rest = Vec::with_capacity(items.len());
-    let mut all = std::mem::take(items).into_iter().peekable();
-    while let Some(first) = all.next() {
-        let k = kind(&first);
-        let mut same = vec![first];
-        while let Some(next) = all.next_if(|i| kind(i) == k) {
-            same.push(next);
-        }
+    let mut keep = vec![false; items.len()];
+    let mut end = 0;
+    for same in items.chunk_by(|a, b| kind(a) == kind(b)) {
+        end += same.len();
         let tail = same.len() % cap;
-        let keep = tail > 0 && same[same.len() - tail..].iter().all(&may_wait);
-        if keep {
-            kept.extend(same.split_off(same.len() - tail));
+        if tail > 0 && same[same.len() - tail..].iter().all(&may_wait) {
+            keep[end - tail..end].fill(true);
         }
-        rest.extend(same);
     }
-    *items = rest;
-    kept
+    let (kept, rest): (Vec<_>, Vec<_>) = std::mem::take(items)
+        .into_iter()
+        .zip(keep)
+        .partition(|(_, keep)| *keep);
+    *items = rest.into_iter().map(|(item, _)| item).collect();
+    kept.into_iter().map(|(item, _)| item).collect()
 }
 
 /// True when the CRM does not yet hold the contact's current version.

@@ -55,6 +55,43 @@ struct Ctx {
     crms: Vec<Crm>,
 }
 
+impl Ctx {
+    /// The delivery tasks of an applied change, one per CRM, each traced under `span`.
+    fn tasks<'a>(
+        &self,
+        change: &ContactChange,
+        span: &'a tracing::Span,
+    ) -> impl Iterator<Item = (DeliveryTask, &'a tracing::Span)> {
+        let (id, seq, bulk) = (change.contact_id, change.seq, change.bulk);
+        self.crms
+            .clone()
+            .into_iter()
+            .map(move |crm| (DeliveryTask::new(id, seq, crm).in_bulk(bulk), span))
+    }
+
+    /// Publishes delivery tasks, waiting out a broker that is away; false when shutting down
+    /// first.
+    async fn hand_on(
+        &self,
+        tasks: &[(DeliveryTask, &tracing::Span)],
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if tasks.is_empty() {
+            return true;
+        }
+        let publish = || self.publisher.publish_deliveries(tasks);
+        let published = wait_out(shutdown, "hand changes to delivery", publish, |_| true).await;
+        !matches!(published, Ok(None))
+    }
+}
+
+/// Says why a change is skipped when its acceptance rolled back.
+fn note_not_accepted(change: &ContactChange, applied: Option<Applied>) {
+    if applied == Some(Applied::NotAccepted) {
+        tracing::warn!(contact = %change.contact_id, seq = change.seq, "skipping a change whose acceptance rolled back");
+    }
+}
+
 impl Consume for Forwarder {
     fn name(&self) -> String {
         "forwarder".to_owned()
@@ -74,8 +111,8 @@ impl Consume for Forwarder {
         self.cfg.prefetch
     }
 
-    /// Handles up to `concurrency` changes at once, those at hand together (a [`Group`]); on
-    /// shutdown stops the consumers first, then lets the changes in flight finish within the
+    /// Handles up to `concurrency` changes at once, those at hand together ([`handle_group`]);
+    /// on shutdown stops the consumers first, then lets the changes in flight finish within the
     /// grace period.
     async fn consume(
         &self,
@@ -249,13 +286,12 @@ async fn apply_group(
         crate::telemetry::context::link(&span, &received.span);
     }
     let all_alone = Some(vec![true; group.len()]);
-    let changes: Vec<ContactChange> = group.iter().map(|r| r.change.clone()).collect();
-    let db = ctx.db.clone();
     let apply = || {
-        let (db, changes) = (db.clone(), changes.clone());
+        let db = ctx.db.clone();
+        let changes: Vec<ContactChange> = group.iter().map(|r| r.change.clone()).collect();
+        // In its own task (below), so a panic is caught and the changes go one at a time,
+        // where the one that causes it is dead-lettered.
         async move {
-            // In its own task, so a panic is caught and the changes go one at a time, where
-            // the one that causes it is dead-lettered.
             let refs: Vec<&ContactChange> = changes.iter().collect();
             contacts::apply_many(&db, &refs).await
         }
@@ -281,26 +317,14 @@ async fn apply_group(
     let mut tasks = Vec::new();
     for (received, applied) in group.iter().zip(&applied) {
         if matches!(applied, Some(Applied::New | Applied::Already)) {
-            let change = &received.change;
-            for &crm in &ctx.crms {
-                let task =
-                    DeliveryTask::new(change.contact_id, change.seq, crm).in_bulk(change.bulk);
-                tasks.push((task, &received.span));
-            }
+            tasks.extend(ctx.tasks(&received.change, &received.span));
         }
-        if *applied == Some(Applied::NotAccepted) {
-            let change = &received.change;
-            tracing::warn!(parent: &received.span, contact = %change.contact_id, seq = change.seq, "skipping a change whose acceptance rolled back");
-        }
+        received
+            .span
+            .in_scope(|| note_not_accepted(&received.change, *applied));
     }
-    if !tasks.is_empty() {
-        let publish = || ctx.publisher.publish_deliveries(&tasks);
-        let published = wait_out(shutdown, "hand changes to delivery", publish, |_| true)
-            .instrument(span.clone())
-            .await;
-        if matches!(published, Ok(None)) {
-            return None;
-        }
+    if !ctx.hand_on(&tasks, shutdown).instrument(span.clone()).await {
+        return None;
     }
     for (received, applied) in group.iter().zip(&applied) {
         if let Some(applied) = applied {
@@ -362,18 +386,10 @@ async fn process(
         return Ok(None);
     };
     if matches!(applied, Applied::Stale | Applied::NotAccepted) {
-        if applied == Applied::NotAccepted {
-            tracing::warn!(contact = %change.contact_id, seq = change.seq, "skipping a change whose acceptance rolled back");
-        }
+        note_not_accepted(&change, Some(applied));
         return Ok(Some(applied));
     }
-    for &crm in &ctx.crms {
-        let task = DeliveryTask::new(change.contact_id, change.seq, crm).in_bulk(change.bulk);
-        let publish = || ctx.publisher.publish_delivery(&task);
-        let published = wait_out(&shutdown, "hand a change to delivery", publish, |_| true).await;
-        if matches!(published, Ok(None)) {
-            return Ok(None);
-        }
-    }
-    Ok(Some(applied))
+    let span = tracing::Span::current();
+    let tasks: Vec<_> = ctx.tasks(&change, &span).collect();
+    Ok(ctx.hand_on(&tasks, &shutdown).await.then_some(applied))
 }
