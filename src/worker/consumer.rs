@@ -145,6 +145,8 @@ pub struct Session {
     /// Stops the queue watch when the session ends, whichever way.
     _watch: DropGuard,
     tags: Vec<lapin::types::ShortString>,
+    /// The channel's deliveries not yet settled (acknowledgements fold over them).
+    ledger: Arc<settle::Ledger>,
     cancelled: bool,
     name: String,
     readiness: Readiness,
@@ -193,6 +195,7 @@ impl Session {
             role: role.role(),
             _watch: watch.drop_guard(),
             tags,
+            ledger: Arc::default(),
             cancelled: false,
             name,
             readiness: broker.readiness.clone(),
@@ -208,7 +211,13 @@ impl Session {
                 return Ok(Delivery {
                     data: d.data,
                     properties: d.properties,
-                    acker: settle::Acker::new(d.acker, self.role, queue),
+                    acker: settle::Acker::new(
+                        d.acker,
+                        d.delivery_tag,
+                        self.ledger.clone(),
+                        self.role,
+                        queue,
+                    ),
                 });
             }
             Some((_, Err(e))) => e.into(),

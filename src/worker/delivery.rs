@@ -372,12 +372,24 @@ impl<C: CrmClient> DeliveryWorker<C> {
             self.settle(entry, disposition).instrument(span)
         });
         let results = futures_util::future::join_all(settled).await;
-        results.into_iter().collect::<Result<(), _>>()?;
+        let settled = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // If the channel is gone the tasks come back, and are skipped as already synced or
+        // tried again, which upserts harmlessly.
+        let mut ackers = Vec::new();
+        for (entry, outcome) in &settled {
+            ackers.extend(entry.ackers.iter().map(|a| (a, *outcome)));
+        }
+        settle::ack_all(ackers).await?;
         Ok(kept)
     }
 
-    /// Carries out one contact's disposition: publish (confirmed) where needed, then ack.
-    async fn settle(&self, entry: Entry, disposition: Disposition) -> Result<(), SessionEnd> {
+    /// Carries out one contact's disposition: publish (confirmed) where needed. Returns the
+    /// entry with what its tasks' acknowledgement counts as.
+    async fn settle(
+        &self,
+        entry: Entry,
+        disposition: Disposition,
+    ) -> Result<(Entry, Settled), SessionEnd> {
         let crm = self.client.crm();
         let settled = match &disposition {
             Disposition::Ack => {
@@ -398,12 +410,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 Settled::DeadLettered
             }
         };
-        // If the channel is gone the tasks come back, and are skipped as already synced or
-        // tried again, which upserts harmlessly.
-        for acker in &entry.ackers {
-            settle::ack_as(acker, settled).await?;
-        }
-        Ok(())
+        Ok((entry, settled))
     }
 
     /// One attempt at the batch: each contact's outcome (contacts not in the map were already

@@ -33,6 +33,7 @@ use super::settle;
 use crate::config::ForwarderConfig;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactChange, Crm};
+use crate::metrics::Settled;
 use crate::queue::publisher::Publisher;
 use crate::queue::{envelope, topology::Topology};
 use crate::store::contacts::{self, Applied};
@@ -326,15 +327,17 @@ async fn apply_group(
     if !ctx.hand_on(&tasks, shutdown).instrument(span.clone()).await {
         return None;
     }
+    let mut done = Vec::with_capacity(group.len());
     for (received, applied) in group.iter().zip(&applied) {
         if let Some(applied) = applied {
             let change = &received.change;
             tracing::debug!(parent: &received.span, contact = %change.contact_id, seq = change.seq, ?applied, "change processed");
-            if let Err(e) = settle::ack(&received.acker).await {
-                // The channel is gone; the broker will redeliver, which is harmless.
-                tracing::warn!(parent: &received.span, error = %e, "could not settle a delivery");
-            }
+            done.push((&received.acker, Settled::Acked));
         }
+    }
+    if let Err(e) = settle::ack_all(done).await {
+        // The channel is gone; the broker will redeliver, which is harmless.
+        tracing::warn!(parent: &span, error = %e, "could not settle deliveries");
     }
     Some(applied.iter().map(Option::is_none).collect())
 }

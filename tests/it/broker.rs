@@ -245,3 +245,89 @@ async fn a_publish_nacked_for_the_whole_confirm_timeout_is_refused() {
     assert!(full.publisher.is_connected().await);
     full.delete().await;
 }
+
+/// A consumer that takes `expect` deliveries, acknowledges those at the 1-based positions in
+/// `ack` together, and holds the rest until its session closes.
+struct Acks {
+    queue: String,
+    expect: usize,
+    ack: Vec<usize>,
+    /// The bodies received.
+    got: std::sync::Mutex<Vec<String>>,
+}
+
+impl syncroot::worker::consumer::Consume for Acks {
+    fn name(&self) -> String {
+        "acks".to_owned()
+    }
+
+    fn role(&self) -> &'static str {
+        "test"
+    }
+
+    fn queues(&self) -> Vec<String> {
+        vec![self.queue.clone()]
+    }
+
+    fn prefetch(&self) -> u16 {
+        20
+    }
+
+    async fn consume(
+        &self,
+        session: &mut syncroot::worker::consumer::Session,
+        _shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), syncroot::worker::consumer::SessionEnd> {
+        let mut held = Vec::new();
+        while held.len() < self.expect {
+            let d = session.recv().await?;
+            let body = String::from_utf8(d.data.clone()).unwrap();
+            self.got.lock().unwrap().push(body);
+            held.push(d);
+        }
+        let acked = self
+            .ack
+            .iter()
+            .map(|&n| (&held[n - 1].acker, syncroot::metrics::Settled::Acked));
+        syncroot::worker::settle::ack_all(acked).await?;
+        Ok(())
+    }
+}
+
+/// Acknowledgements are folded into one `multiple` ack only below every delivery still held:
+/// when the session closes, RabbitMQ hands back exactly the deliveries not acknowledged.
+#[tokio::test]
+async fn acknowledgements_fold_only_over_deliveries_already_handled() {
+    let app = TestApp::spawn_with(Options {
+        forwarders: 0,
+        ..Options::default()
+    })
+    .await;
+    let queue = app.topology().shard_queue(0);
+    for n in 1..=8 {
+        app.publish_raw(&queue, n.to_string().as_bytes()).await;
+    }
+    let broker = syncroot::worker::consumer::Broker {
+        queue: app.cfg.queue.clone(),
+        topology: app.topology(),
+        readiness: Default::default(),
+    };
+    let never = tokio_util::sync::CancellationToken::new();
+    let session = |expect, ack: &[usize]| Acks {
+        queue: queue.clone(),
+        expect,
+        ack: ack.to_vec(),
+        got: Default::default(),
+    };
+    // 4 and 7 held: 1, 2 and 3 fold into one ack; 5, 6 and 8 may not pass 4.
+    let first = session(8, &[3, 2, 1, 6, 5, 8]);
+    syncroot::worker::consumer::supervise(&broker, &first, &never).await;
+    // When the session closed, the held ones came back, and only they.
+    let second = session(2, &[1, 2]);
+    let run = syncroot::worker::consumer::supervise(&broker, &second, &never);
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .unwrap_or_else(|_| panic!("handed back: {:?}", second.got.lock().unwrap()));
+    assert_eq!(*second.got.lock().unwrap(), ["4", "7"]);
+    assert_eq!(app.queue_depth(&queue).await, 0, "nothing else came back");
+}
