@@ -2,7 +2,7 @@
 //! dead-letter worker).
 //!
 //! ```text
-//! supervise ──▶ Session::open (connection, channel, topology, qos, basic_consume, ready)
+//! supervise ──▶ Session::open (connection, topology, a channel per queue: qos, basic_consume; ready)
 //!    ▲              │
 //!    │              ▼ role.consume(&mut session, shutdown)
 //!    │          Ok  → shutdown: cancel the consumers, close, stop
@@ -133,20 +133,36 @@ pub struct Delivery {
     pub acker: settle::Acker,
 }
 
-/// Deliveries tagged with the queue they came from.
-type Tagged = BoxStream<'static, (Arc<str>, Result<lapin::message::Delivery, lapin::Error>)>;
+/// Deliveries tagged with the queue they came from and the ledger of their channel.
+type Tagged = BoxStream<
+    'static,
+    (
+        Arc<str>,
+        Arc<settle::Ledger>,
+        Result<lapin::message::Delivery, lapin::Error>,
+    ),
+>;
+
+/// One queue's consumer, on a channel of its own.
+struct Consumer {
+    channel: Channel,
+    tag: lapin::types::ShortString,
+}
 
 /// One connection's consumers. Readiness is cleared when it drops.
+///
+/// Each queue is consumed on its own channel: delivery tags count per channel, and a consumer
+/// stream hands its deliveries over in tag order, so a channel's ledger knows every delivery
+/// below the newest one taken ([`settle::ack_all`] folds acknowledgements over them). Several
+/// consumers on one channel would interleave their tags, and a fold could pass a delivery still
+/// waiting in another consumer's buffer.
 pub struct Session {
     conn: Connection,
-    channel: Channel,
+    consumers: Vec<Consumer>,
     deliveries: SelectAll<Tagged>,
     role: &'static str,
     /// Stops the queue watch when the session ends, whichever way.
     _watch: DropGuard,
-    tags: Vec<lapin::types::ShortString>,
-    /// The channel's deliveries not yet settled (acknowledgements fold over them).
-    ledger: Arc<settle::Ledger>,
     cancelled: bool,
     name: String,
     readiness: Readiness,
@@ -156,15 +172,17 @@ impl Session {
     async fn open<R: Consume>(broker: &Broker, role: &R) -> Result<Self, lapin::Error> {
         let name = role.name();
         let conn = queue::connect(&broker.queue, &name).await?;
-        let channel = conn.create_channel().await?;
-        broker.topology.declare(&channel).await?;
-        channel
-            .basic_qos(role.prefetch(), BasicQosOptions { global: false })
-            .await?;
+        let setup = conn.create_channel().await?;
+        broker.topology.declare(&setup).await?;
+        let _ = setup.close(200, "declared".into()).await;
         let mut deliveries = SelectAll::new();
-        let mut tags = Vec::new();
+        let mut consumers = Vec::new();
         let queues = role.queues();
         for queue in &queues {
+            let channel = conn.create_channel().await?;
+            channel
+                .basic_qos(role.prefetch(), BasicQosOptions { global: false })
+                .await?;
             let consumer = channel
                 .basic_consume(
                     queue.as_str().into(),
@@ -173,10 +191,16 @@ impl Session {
                     FieldTable::default(),
                 )
                 .await?;
-            tags.push(consumer.tag());
+            consumers.push(Consumer {
+                channel,
+                tag: consumer.tag(),
+            });
             crate::metrics::messages_known(role.role(), queue);
             let queue: Arc<str> = queue.as_str().into();
-            let tagged: Tagged = consumer.map(move |d| (queue.clone(), d)).boxed();
+            let ledger = Arc::new(settle::Ledger::default());
+            let tagged: Tagged = consumer
+                .map(move |d| (queue.clone(), ledger.clone(), d))
+                .boxed();
             deliveries.push(tagged);
         }
         // Owned by the session through `_watch`: the task ends when the session drops.
@@ -186,16 +210,14 @@ impl Session {
             queues,
             watch.clone(),
         ));
-        tracing::info!(role = %name, queues = tags.len(), "consuming");
+        tracing::info!(role = %name, queues = consumers.len(), "consuming");
         broker.readiness.set(&name, true);
         Ok(Self {
             conn,
-            channel,
+            consumers,
             deliveries,
             role: role.role(),
             _watch: watch.drop_guard(),
-            tags,
-            ledger: Arc::default(),
             cancelled: false,
             name,
             readiness: broker.readiness.clone(),
@@ -206,21 +228,15 @@ impl Session {
     /// Either failure reports the role not ready at once, while it drains what it holds.
     pub async fn recv(&mut self) -> Result<Delivery, SessionEnd> {
         let ended = match self.deliveries.next().await {
-            Some((queue, Ok(d))) => {
+            Some((queue, ledger, Ok(d))) => {
                 crate::metrics::backlog::received(&queue, *d.properties.timestamp());
                 return Ok(Delivery {
                     data: d.data,
                     properties: d.properties,
-                    acker: settle::Acker::new(
-                        d.acker,
-                        d.delivery_tag,
-                        self.ledger.clone(),
-                        self.role,
-                        queue,
-                    ),
+                    acker: settle::Acker::new(d.acker, d.delivery_tag, ledger, self.role, queue),
                 });
             }
-            Some((_, Err(e))) => e.into(),
+            Some((_, _, Err(e))) => e.into(),
             None => SessionEnd::ConsumerClosed,
         };
         self.readiness.set(&self.name, false);
@@ -251,10 +267,10 @@ impl Session {
         if std::mem::replace(&mut self.cancelled, true) {
             return;
         }
-        for tag in &self.tags {
-            let _ = self
+        for c in &self.consumers {
+            let _ = c
                 .channel
-                .basic_cancel(tag.clone(), BasicCancelOptions::default())
+                .basic_cancel(c.tag.clone(), BasicCancelOptions::default())
                 .await;
         }
     }
@@ -262,7 +278,9 @@ impl Session {
     async fn close(mut self) {
         self.readiness.set(&self.name, false);
         self.cancel().await;
-        let _ = self.channel.close(200, "bye".into()).await;
+        for c in &self.consumers {
+            let _ = c.channel.close(200, "bye".into()).await;
+        }
         let _ = self.conn.close(200, "bye".into()).await;
     }
 }

@@ -249,7 +249,7 @@ async fn a_publish_nacked_for_the_whole_confirm_timeout_is_refused() {
 /// A consumer that takes `expect` deliveries, acknowledges those at the 1-based positions in
 /// `ack` together, and holds the rest until its session closes.
 struct Acks {
-    queue: String,
+    queues: Vec<String>,
     expect: usize,
     ack: Vec<usize>,
     /// The bodies received.
@@ -266,7 +266,7 @@ impl syncroot::worker::consumer::Consume for Acks {
     }
 
     fn queues(&self) -> Vec<String> {
-        vec![self.queue.clone()]
+        self.queues.clone()
     }
 
     fn prefetch(&self) -> u16 {
@@ -314,7 +314,7 @@ async fn acknowledgements_fold_only_over_deliveries_already_handled() {
     };
     let never = tokio_util::sync::CancellationToken::new();
     let session = |expect, ack: &[usize]| Acks {
-        queue: queue.clone(),
+        queues: vec![queue.clone()],
         expect,
         ack: ack.to_vec(),
         got: Default::default(),
@@ -330,4 +330,59 @@ async fn acknowledgements_fold_only_over_deliveries_already_handled() {
         .unwrap_or_else(|_| panic!("handed back: {:?}", second.got.lock().unwrap()));
     assert_eq!(*second.got.lock().unwrap(), ["4", "7"]);
     assert_eq!(app.queue_depth(&queue).await, 0, "nothing else came back");
+}
+
+/// A session consuming several queues takes their deliveries interleaved; acknowledging what
+/// it took never settles a delivery another queue's consumer still holds in its buffer.
+#[tokio::test]
+async fn acknowledgements_never_reach_deliveries_not_yet_taken_from_another_queue() {
+    let app = TestApp::spawn_with(Options {
+        forwarders: 0,
+        ..Options::default()
+    })
+    .await;
+    let topo = app.topology();
+    let queues = vec![topo.shard_queue(0), topo.shard_queue(1)];
+    for n in 1..=8 {
+        for (q, queue) in queues.iter().enumerate() {
+            app.publish_raw(queue, format!("{q}-{n}").as_bytes()).await;
+        }
+    }
+    let broker = syncroot::worker::consumer::Broker {
+        queue: app.cfg.queue.clone(),
+        topology: app.topology(),
+        readiness: Default::default(),
+    };
+    let never = tokio_util::sync::CancellationToken::new();
+    let session = |expect, ack: Vec<usize>| Acks {
+        queues: queues.clone(),
+        expect,
+        ack,
+        got: Default::default(),
+    };
+    // Half taken and acknowledged together; the other half still in the consumers' buffers.
+    let first = session(8, (1..=8).collect());
+    syncroot::worker::consumer::supervise(&broker, &first, &never).await;
+    let second = session(8, (1..=8).collect());
+    let run = syncroot::worker::consumer::supervise(&broker, &second, &never);
+    tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "took {:?}, then only {:?} came back",
+                first.got.lock().unwrap(),
+                second.got.lock().unwrap()
+            )
+        });
+    let mut all: Vec<String> = first.got.lock().unwrap().clone();
+    all.extend(second.got.lock().unwrap().iter().cloned());
+    all.sort();
+    let mut sent: Vec<String> = (1..=8)
+        .flat_map(|n| [format!("0-{n}"), format!("1-{n}")])
+        .collect();
+    sent.sort();
+    assert_eq!(all, sent, "each delivery taken exactly once");
+    for queue in &queues {
+        assert_eq!(app.queue_depth(queue).await, 0, "nothing else came back");
+    }
 }
