@@ -166,15 +166,21 @@ impl Gathering {
         self.rate * (-idle / RATE_WINDOW.as_secs_f64()).exp()
     }
 
+    /// True when tasks lately came fast enough to fill a call within `linger_max`: a stream,
+    /// whose next tasks will fill what a batch leaves part empty. Never with calls of one
+    /// (batching off).
+    pub fn streaming(&self, now: Instant) -> bool {
+        self.cap > 1 && self.per_sec(now) * self.linger_max.as_secs_f64() >= self.cap as f64
+    }
+
     /// Until when a batch whose first task came at `first` waits for more, as of `now` (right
     /// after a task arrived).
     pub fn deadline(&self, first: Instant, now: Instant) -> Instant {
-        let rate = self.per_sec(now);
-        // One task fills a call of one (batching off): nothing to wait for.
-        let idle = if self.cap > 1 && rate * self.linger_max.as_secs_f64() >= self.cap as f64 {
-            self.linger.max(Duration::from_secs_f64(GAPS / rate))
-        } else {
-            self.linger
+        let idle = match self.streaming(now) {
+            true => self
+                .linger
+                .max(Duration::from_secs_f64(GAPS / self.per_sec(now))),
+            false => self.linger,
         };
         (now + idle).min(first + self.linger_max)
     }
@@ -219,6 +225,23 @@ mod tests {
         let mut g = gathering();
         let last = stream(&mut g, t, 60, Duration::from_millis(50));
         assert_eq!(g.deadline(last, last), last + Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_stream_is_tasks_fast_enough_to_fill_a_call_within_linger_max() {
+        let t = Instant::now();
+        // 20 a second: 5 s to fill a call of 100, more than the 2 s linger_max.
+        let mut g = gathering();
+        let last = stream(&mut g, t, 60, Duration::from_millis(50));
+        assert!(!g.streaming(last));
+        // 1,000 a second: a call's worth in 0.1 s; no longer once they stop for seconds.
+        let mut g = gathering();
+        let last = stream(&mut g, t, 500, Duration::from_millis(1));
+        assert!(g.streaming(last));
+        assert!(!g.streaming(last + Duration::from_secs(5)));
+        let mut g = Gathering::new(Duration::from_millis(20), Duration::from_secs(2), 1);
+        let last = stream(&mut g, t, 500, Duration::from_millis(1));
+        assert!(!g.streaming(last), "calls of one never wait");
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! (HubSpot 100, Salesforce 200), each call's results recorded as it returns. Under load a
 //! batch fills: when tasks lately came fast enough to fill one within `linger_max`, a batch
 //! waits until it is full (at most `linger_max`); otherwise it waits a linger past its latest
-//! task, so a lone change waits one linger ([`Gathering`]). A batch of a job's tasks alone
-//! gathers more, and when it fills up keeps each kind's part-empty last call for the next
-//! batch. Several tasks for one contact coalesce, and a contact the CRM already holds at its
+//! task, so a lone change waits one linger ([`Gathering`]). A batch of a stream keeps the
+//! part-empty last call of each kind that also filled a call for the next batch, where the
+//! stream fills it. A batch of a job's tasks alone gathers more, and when it fills up keeps
+//! each kind's part-empty last call for the next batch. Several tasks for one contact coalesce, and a contact the CRM already holds at its
 //! current version is acknowledged without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
@@ -141,7 +142,10 @@ impl<C: CrmClient> Consume for DeliveryWorker<C> {
                 continue;
             }
             let (me, stop) = (me.clone(), shutdown.clone());
-            flights.start(batch, async move |batch| me.deliver(batch, &stop).await);
+            let streaming = gathering.streaming(tokio::time::Instant::now());
+            flights.start(batch, async move |batch| {
+                me.deliver(batch, streaming, &stop).await
+            });
         };
         // The batches in flight finish (each within its own grace) before the session ends.
         let drained = flights.drain().await;
@@ -333,11 +337,17 @@ impl<C: CrmClient> DeliveryWorker<C> {
     async fn deliver(
         &self,
         batch: Batch,
+        streaming: bool,
         shutdown: &CancellationToken,
     ) -> Result<Vec<Entry>, SessionEnd> {
         let crm = self.client.crm();
-        // Full: more of the job's tasks are waiting, and they will fill those calls.
-        let keep_tails = batch.bulk() && batch.len() >= self.bulk_cap();
+        let keep_tails = match batch.bulk() {
+            // Full: more of the job's tasks are waiting, and they will fill those calls.
+            true if batch.len() >= self.bulk_cap() => Tails::Bulk,
+            true => Tails::Send,
+            false if streaming => Tails::Stream,
+            false => Tails::Send,
+        };
         let attempt = || async {
             let ending = async {
                 shutdown.cancelled().await;
@@ -420,7 +430,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
     async fn attempt(
         &self,
         batch: &Batch,
-        keep_tails: bool,
+        keep_tails: Tails,
     ) -> Result<(HashMap<ContactId, Outcome>, HashSet<ContactId>), sqlx::Error> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
@@ -463,10 +473,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         // a kind), only the last call of each kind is part empty. Deletions go first, freeing
         // their addresses before a create claims one.
         items.sort_by_key(|i| self.client.write_kind(i));
-        let kept = match keep_tails {
-            true => self.keep_tails(batch, &mut items),
-            false => HashSet::new(),
-        };
+        let kept = self.keep_tails(batch, &mut items, keep_tails);
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
@@ -497,9 +504,20 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 impl<C: CrmClient> DeliveryWorker<C> {
-    /// Takes each kind's part-empty last call out of `items` (grouped by kind), unless one of
-    /// its tasks has waited [`BULK_WAIT`] already: the contacts kept for the next batch.
-    fn keep_tails(&self, batch: &Batch, items: &mut Vec<SyncItem>) -> HashSet<ContactId> {
+    /// Takes the part-empty last calls `tails` asks for out of `items` (grouped by kind),
+    /// unless one of their tasks has waited long enough already: the contacts kept for the
+    /// next batch.
+    fn keep_tails(
+        &self,
+        batch: &Batch,
+        items: &mut Vec<SyncItem>,
+        tails: Tails,
+    ) -> HashSet<ContactId> {
+        let (wait, full_calls) = match tails {
+            Tails::Send => return HashSet::new(),
+            Tails::Bulk => (BULK_WAIT, 0),
+            Tails::Stream => (self.linger_max, 1),
+        };
         let since: HashMap<ContactId, tokio::time::Instant> = batch
             .entries
             .iter()
@@ -508,10 +526,11 @@ impl<C: CrmClient> DeliveryWorker<C> {
         let may_wait = |i: &SyncItem| {
             since
                 .get(&i.contact_id)
-                .is_some_and(|since| since.elapsed() < BULK_WAIT)
+                .is_some_and(|since| since.elapsed() < wait)
         };
         let kind = |i: &SyncItem| self.client.write_kind(i);
-        part_empty_tails(items, kind, self.client.batch_cap(), may_wait)
+        let cap = self.client.batch_cap();
+        part_empty_tails(items, kind, cap, full_calls, may_wait)
             .into_iter()
             .map(|i| i.contact_id)
             .collect()
@@ -736,14 +755,29 @@ fn batch_span(crm: Crm, batch: &Batch) -> tracing::Span {
     span
 }
 
-/// Takes out of `items` (grouped by `kind`) the part-empty last call of each kind, when every
-/// item of it `may_wait`: the contacts a full batch of a job's tasks keeps for the next one,
-/// where more of the job's tasks of that kind fill the call. An item that has waited long
-/// enough (a kind that comes too seldom to fill a call) goes now, and with it its call.
+/// Which part-empty last calls a batch keeps back for the next batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tails {
+    /// None: every call goes now.
+    Send,
+    /// A full batch of a job's tasks: each kind's, for up to [`BULK_WAIT`].
+    Bulk,
+    /// A batch of a stream ([`Gathering::streaming`]): each kind's that follows a full call of
+    /// its kind, for up to `linger_max`. A batch of less than a call goes whole, so a lone
+    /// change and the end of a burst wait for nothing.
+    Stream,
+}
+
+/// Takes out of `items` (grouped by `kind`) the part-empty last call of each kind that follows
+/// at least `full_calls` full calls of its kind, when every item of it `may_wait`: the
+/// contacts kept for the next batch, where more tasks of that kind fill the call. An item that
+/// has waited long enough (a kind that comes too seldom to fill a call) goes now, and with it
+/// its call.
 fn part_empty_tails(
     items: &mut Vec<SyncItem>,
     kind: impl Fn(&SyncItem) -> WriteKind,
     cap: usize,
+    full_calls: usize,
     may_wait: impl Fn(&SyncItem) -> bool,
 ) -> Vec<SyncItem> {
     if cap <= 1 {
@@ -754,7 +788,8 @@ fn part_empty_tails(
     for same in items.chunk_by(|a, b| kind(a) == kind(b)) {
         end += same.len();
         let tail = same.len() % cap;
-        if tail > 0 && same[same.len() - tail..].iter().all(&may_wait) {
+        let follows = same.len() / cap >= full_calls;
+        if tail > 0 && follows && same[same.len() - tail..].iter().all(&may_wait) {
             keep[end - tail..end].fill(true);
         }
     }
@@ -922,7 +957,7 @@ mod tests {
     fn each_kinds_part_empty_last_call_is_kept_and_full_calls_go() {
         // Cap 10: 3 deletions (no full call), 25 updates (2 full, 5 over), 20 creates (full).
         let mut items = grouped(3, 25, 20);
-        let kept = part_empty_tails(&mut items, WriteKind::of, 10, |_| true);
+        let kept = part_empty_tails(&mut items, WriteKind::of, 10, 0, |_| true);
         assert_eq!(numbers(&kept), [0, 1, 2, 23, 24, 25, 26, 27]);
         let expected: Vec<i64> = (3..23).chain(28..48).collect();
         assert_eq!(numbers(&items), expected, "the full calls, in order");
@@ -932,15 +967,28 @@ mod tests {
     fn a_tail_with_an_item_that_waited_long_enough_goes_whole() {
         let mut items = grouped(0, 15, 15);
         // Update 12 has waited its longest: its call goes, and the creates' tail is kept.
-        let kept = part_empty_tails(&mut items, WriteKind::of, 10, |i| i.version != 12);
+        let kept = part_empty_tails(&mut items, WriteKind::of, 10, 0, |i| i.version != 12);
         assert_eq!(numbers(&kept), (25..30).collect::<Vec<_>>());
         assert_eq!(numbers(&items), (0..25).collect::<Vec<_>>());
     }
 
     #[test]
+    fn a_stream_keeps_only_tails_that_follow_a_full_call() {
+        // Cap 10: 3 deletions (no full call: they go), 25 updates (kept: 5), 7 creates (go).
+        let mut items = grouped(3, 25, 7);
+        let kept = part_empty_tails(&mut items, WriteKind::of, 10, 1, |_| true);
+        assert_eq!(numbers(&kept), (23..28).collect::<Vec<_>>());
+        let expected: Vec<i64> = (0..23).chain(28..35).collect();
+        assert_eq!(numbers(&items), expected);
+        // Less than a call in all: the batch goes whole.
+        let mut items = grouped(0, 0, 9);
+        assert!(part_empty_tails(&mut items, WriteKind::of, 10, 1, |_| true).is_empty());
+    }
+
+    #[test]
     fn calls_of_one_keep_nothing() {
         let mut items = grouped(1, 1, 1);
-        assert!(part_empty_tails(&mut items, WriteKind::of, 1, |_| true).is_empty());
+        assert!(part_empty_tails(&mut items, WriteKind::of, 1, 0, |_| true).is_empty());
         assert_eq!(items.len(), 3);
     }
 }
