@@ -294,24 +294,30 @@ impl syncroot::worker::consumer::Consume for Acks {
     }
 }
 
-/// Acknowledgements are folded into one `multiple` ack only below every delivery still held:
-/// when the session closes, RabbitMQ hands back exactly the deliveries not acknowledged.
-#[tokio::test]
-async fn acknowledgements_fold_only_over_deliveries_already_handled() {
+/// An app whose shard queues nobody consumes, and where a consumer of its own connects.
+async fn unconsumed() -> (TestApp, syncroot::worker::consumer::Broker) {
     let app = TestApp::spawn_with(Options {
         forwarders: 0,
         ..Options::default()
     })
     .await;
-    let queue = app.topology().shard_queue(0);
-    for n in 1..=8 {
-        app.publish_raw(&queue, n.to_string().as_bytes()).await;
-    }
     let broker = syncroot::worker::consumer::Broker {
         queue: app.cfg.queue.clone(),
         topology: app.topology(),
         readiness: Default::default(),
     };
+    (app, broker)
+}
+
+/// Acknowledgements are folded into one `multiple` ack only below every delivery still held:
+/// when the session closes, RabbitMQ hands back exactly the deliveries not acknowledged.
+#[tokio::test]
+async fn acknowledgements_fold_only_over_deliveries_already_handled() {
+    let (app, broker) = unconsumed().await;
+    let queue = app.topology().shard_queue(0);
+    for n in 1..=8 {
+        app.publish_raw(&queue, n.to_string().as_bytes()).await;
+    }
     let never = tokio_util::sync::CancellationToken::new();
     let session = |expect, ack: &[usize]| Acks {
         queues: vec![queue.clone()],
@@ -336,11 +342,7 @@ async fn acknowledgements_fold_only_over_deliveries_already_handled() {
 /// it took never settles a delivery another queue's consumer still holds in its buffer.
 #[tokio::test]
 async fn acknowledgements_never_reach_deliveries_not_yet_taken_from_another_queue() {
-    let app = TestApp::spawn_with(Options {
-        forwarders: 0,
-        ..Options::default()
-    })
-    .await;
+    let (app, broker) = unconsumed().await;
     let topo = app.topology();
     let queues = vec![topo.shard_queue(0), topo.shard_queue(1)];
     for n in 1..=8 {
@@ -348,11 +350,6 @@ async fn acknowledgements_never_reach_deliveries_not_yet_taken_from_another_queu
             app.publish_raw(queue, format!("{q}-{n}").as_bytes()).await;
         }
     }
-    let broker = syncroot::worker::consumer::Broker {
-        queue: app.cfg.queue.clone(),
-        topology: app.topology(),
-        readiness: Default::default(),
-    };
     let never = tokio_util::sync::CancellationToken::new();
     let session = |expect, ack: Vec<usize>| Acks {
         queues: queues.clone(),
