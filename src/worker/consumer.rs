@@ -172,9 +172,9 @@ impl Session {
     async fn open<R: Consume>(broker: &Broker, role: &R) -> Result<Self, lapin::Error> {
         let name = role.name();
         let conn = queue::connect(&broker.queue, &name).await?;
+        // Declares the topology, then watches the queues' depth for the session.
         let setup = conn.create_channel().await?;
         broker.topology.declare(&setup).await?;
-        let _ = setup.close(200, "declared".into()).await;
         let mut deliveries = SelectAll::new();
         let mut consumers = Vec::new();
         let queues = role.queues();
@@ -205,11 +205,7 @@ impl Session {
         }
         // Owned by the session through `_watch`: the task ends when the session drops.
         let watch = CancellationToken::new();
-        tokio::spawn(watch_queues(
-            conn.create_channel().await?,
-            queues,
-            watch.clone(),
-        ));
+        tokio::spawn(watch_queues(setup, queues, watch.clone()));
         tracing::info!(role = %name, queues = consumers.len(), "consuming");
         broker.readiness.set(&name, true);
         Ok(Self {

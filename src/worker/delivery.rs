@@ -15,8 +15,9 @@
 //! task, so a lone change waits one linger ([`Gathering`]). A batch of a stream keeps the
 //! part-empty last call of each kind that also filled a call for the next batch, where the
 //! stream fills it. A batch of a job's tasks alone gathers more, and when it fills up keeps
-//! each kind's part-empty last call for the next batch. Several tasks for one contact coalesce, and a contact the CRM already holds at its
-//! current version is acknowledged without a call.
+//! each kind's part-empty last call for the next batch. Several tasks for one contact
+//! coalesce, and a contact the CRM already holds at its current version is acknowledged
+//! without a call.
 //!
 //! Every contact of a batch is attempted once, its outcome recorded in `crm_links`, and its
 //! tasks settled by [`disposition::decide`]: acknowledged when synced; otherwise a copy goes to a
@@ -341,7 +342,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         shutdown: &CancellationToken,
     ) -> Result<Vec<Entry>, SessionEnd> {
         let crm = self.client.crm();
-        let keep_tails = match batch.bulk() {
+        let tails = match batch.bulk() {
             // Full: more of the job's tasks are waiting, and they will fill those calls.
             true if batch.len() >= self.bulk_cap() => Tails::Bulk,
             true => Tails::Send,
@@ -354,7 +355,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 tokio::time::sleep(self.grace).await;
             };
             tokio::select! {
-                r = self.attempt(&batch, keep_tails).instrument(batch_span(crm, &batch)) => r.map(Some),
+                r = self.attempt(&batch, tails).instrument(batch_span(crm, &batch)) => r.map(Some),
                 // Abandoned mid-call: the tasks are redelivered, and writing again is harmless.
                 _ = ending => Ok(None),
             }
@@ -425,12 +426,12 @@ impl<C: CrmClient> DeliveryWorker<C> {
 
     /// One attempt at the batch: each contact's outcome (contacts not in the map were already
     /// up to date), recorded in `crm_links`; dead-letter entries the CRM has now caught up with
-    /// are resolved. With `keep_tails`, the contacts of each kind of write's part-empty last
-    /// call are not written but listed, for a later batch ([`part_empty_tails`]).
+    /// are resolved. The contacts of the part-empty last calls `tails` keeps are not written
+    /// but listed, for a later batch ([`part_empty_tails`]).
     async fn attempt(
         &self,
         batch: &Batch,
-        keep_tails: Tails,
+        tails: Tails,
     ) -> Result<(HashMap<ContactId, Outcome>, HashSet<ContactId>), sqlx::Error> {
         let crm = self.client.crm();
         let ids: Vec<uuid::Uuid> = batch.entries.iter().map(|e| e.contact_id.0).collect();
@@ -473,7 +474,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         // a kind), only the last call of each kind is part empty. Deletions go first, freeing
         // their addresses before a create claims one.
         items.sort_by_key(|i| self.client.write_kind(i));
-        let kept = self.keep_tails(batch, &mut items, keep_tails);
+        let kept = self.keep_tails(batch, &mut items, tails);
         if !items.is_empty() || !waiting.is_empty() {
             let mut gone = Vec::new();
             let mut results = self.call(&items, &mut gone).await?;
