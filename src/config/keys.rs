@@ -142,6 +142,11 @@ pub const KEYS: &[Key] = &[
         "changes a forwarder process applies at once",
     ),
     key(
+        "forwarder_linger_ms",
+        "5",
+        "a change that arrives within this long of the last group of changes is part of a stream: its group waits this long for more before it is applied in one transaction; a change after a quiet spell never waits (0: never wait)",
+    ),
+    key(
         "shutdown_grace_secs",
         "30",
         "on SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway",

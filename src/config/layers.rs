@@ -190,6 +190,7 @@ impl Layers {
             forwarder: ForwarderConfig {
                 prefetch: p.ranged("forwarder_prefetch", 1, 2000),
                 concurrency: p.ranged("forwarder_concurrency", 1, 10_000),
+                linger: Duration::from_millis(p.ranged("forwarder_linger_ms", 0, 1_000)),
             },
             shutdown_grace: Duration::from_secs(p.ranged("shutdown_grace_secs", 1, 3600)),
             health_listen: p.optional_socket_addr("health_listen"),

@@ -217,6 +217,8 @@ pub struct QueueConfig {
 pub struct ForwarderConfig {
     pub prefetch: u16,
     pub concurrency: usize,
+    /// While changes arrive together, how long a group waits for more before it is applied.
+    pub linger: Duration,
 }
 
 #[derive(Clone, Debug)]

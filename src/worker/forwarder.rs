@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -127,6 +127,8 @@ impl Consume for Forwarder {
         });
         let permits = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut tasks = JoinSet::new();
+        // When the last group was gathered.
+        let mut last: Option<tokio::time::Instant> = None;
         let result = loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
@@ -140,20 +142,14 @@ impl Consume for Forwarder {
             };
             // Whatever else the broker has handed over joins it, each with a permit of its own.
             let mut group = vec![(delivery, permit)];
-            let mut ended = None;
-            while group.len() < GROUP_MAX {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    break;
-                };
-                match session.try_recv() {
-                    Some(Ok(d)) => group.push((d, permit)),
-                    Some(Err(e)) => {
-                        ended = Some(e);
-                        break;
-                    }
-                    None => break,
-                }
-            }
+            // A change that came within a linger of the last group's is part of a stream: its
+            // group waits that long for more. One after a quiet spell goes at once.
+            let now = tokio::time::Instant::now();
+            let linger = self.cfg.linger;
+            let streaming = last.is_some_and(|last| now < last + linger);
+            let until = streaming.then_some(now + linger);
+            let ended = gather(session, &permits, &mut group, until, shutdown).await;
+            last = Some(tokio::time::Instant::now());
             let (ctx, stop) = (ctx.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let (deliveries, permits): (Vec<_>, Vec<_>) = group.into_iter().unzip();
@@ -172,6 +168,42 @@ impl Consume for Forwarder {
         drain(tasks, self.grace).await;
         result
     }
+}
+
+/// A delivery taken, with its share of the forwarder's concurrency.
+type Taken = (Delivery, OwnedSemaphorePermit);
+
+/// Adds to `group` whatever else the broker has handed over, each with a permit of its own,
+/// up to [`GROUP_MAX`]; with `until`, also what arrives before then. The session's end, if it
+/// came meanwhile.
+async fn gather(
+    session: &mut Session,
+    permits: &Arc<Semaphore>,
+    group: &mut Vec<Taken>,
+    until: Option<tokio::time::Instant>,
+    shutdown: &CancellationToken,
+) -> Option<SessionEnd> {
+    while group.len() < GROUP_MAX {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            return None;
+        };
+        let next = match (session.try_recv(), until) {
+            (Some(next), _) => next,
+            (None, None) => return None,
+            (None, Some(until)) => {
+                match tokio::time::timeout_at(until, session.next(shutdown)).await {
+                    Ok(Ok(Some(d))) => Ok(d),
+                    Ok(Ok(None)) | Err(_) => return None,
+                    Ok(Err(e)) => Err(e),
+                }
+            }
+        };
+        match next {
+            Ok(d) => group.push((d, permit)),
+            Err(e) => return Some(e),
+        }
+    }
+    None
 }
 
 /// Waits for in-flight changes, up to the grace period.

@@ -441,3 +441,35 @@ async fn changes_applied_together_answer_as_each_would_alone() {
         "another message of the same number is not the accepted one"
     );
 }
+
+/// Forty creates sent at once, with a forwarder whose linger is long: the changes that come
+/// within a linger of the first group wait for one another and go into Postgres together.
+/// (`xmin` names the transaction that wrote a row.) With the linger off they go in as they
+/// arrive, in eight to twelve transactions.
+#[tokio::test]
+async fn changes_arriving_together_are_applied_together_while_the_forwarder_lingers() {
+    let app = TestApp::spawn_with(Options {
+        extra_env: vec![("SYNCROOT_FORWARDER_LINGER_MS".into(), "1000".into())],
+        shards: 1,
+        ..Options::default()
+    })
+    .await;
+    let creates = (0..40).map(|i| app.create(json!({"email": format!("together{i}@example.com")})));
+    let ids: Vec<String> = futures_util::future::join_all(creates).await;
+    app.wait_forwarded(40).await;
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    let (rows, transactions): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT xmin::text) FROM contacts WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(rows, 40, "every change applied");
+    // The first group goes at once (nothing came before it), perhaps in two transactions when
+    // an acceptance was still in progress; the rest wait for one another.
+    assert!(
+        transactions <= 4,
+        "40 changes that came together were applied in {transactions} transactions"
+    );
+}
