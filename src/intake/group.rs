@@ -106,7 +106,7 @@ pub struct GroupSettings {
 impl Default for GroupSettings {
     fn default() -> Self {
         Self {
-            lanes: 4,
+            lanes: 2,
             max_batch: 256,
         }
     }
