@@ -79,7 +79,7 @@ pub const KEYS: &[Key] = &[
     key(
         "api_accept_lanes",
         "2",
-        "writes accepted side by side: each lane takes every write waiting for it into one transaction and one batch of publisher confirms (group commit), and holds one pooled database connection while it works; a contact's writes always share a lane",
+        "writes accepted side by side: each lane takes every write waiting for it into one transaction and one batch of publisher confirms (group commit), and holds one pooled database connection while it works (two under load: the next batch's transaction is begun while the lane waits for the broker); a contact's writes always share a lane",
     ),
     key(
         "api_accept_batch_max",

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! While a lane waits for the broker and Postgres, the next jobs queue up behind it and form
-//! the next batch, so batches grow with the load and a lone job waits for nobody. Lanes run
+//! the next batch, so batches grow with the load and a lone job waits for nobody. Under load
+//! the lane also begins the next batch's transaction meanwhile, so a cycle does not wait for
+//! a pooled connection and `BEGIN`. Lanes run
 //! side by side; jobs are spread over them by a key (the contact, or for a new contact its
 //! e-mail address), so two lanes never hold the same contact's lock.
 //!
@@ -25,6 +27,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
@@ -182,24 +185,65 @@ impl<J: Job> GroupCommit<J> {
     }
 }
 
-/// One lane: takes whatever is waiting, runs it as one batch, and again.
+/// An acceptance transaction.
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
+
+/// How long a lane keeps a transaction it began ahead while no job comes.
+const AHEAD_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One lane: takes whatever is waiting, runs it as one batch, and again. Under load (the batch
+/// had company, or more jobs are already waiting) the next batch's transaction is begun while
+/// this one waits for the broker, so taking a pooled connection and `BEGIN` leave the cycle.
+/// The batch never waits for it: one not begun by the batch's end is given back once it is,
+/// as is one that no job comes for within [`AHEAD_HOLD`].
 async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
+    let mut ahead: Option<Tx> = None;
+    // A begin ahead under way (at most one, even when the pool is slow to give connections).
+    let beginning = Arc::new(AtomicBool::new(false));
+    loop {
+        if ahead.is_some() {
+            match tokio::time::timeout(AHEAD_HOLD, rx.recv_many(&mut batch, max_batch)).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => ahead = None,
+            }
+        }
+        if batch.is_empty() && rx.recv_many(&mut batch, max_batch).await == 0 {
+            break;
+        }
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
+        let under_load = jobs.len() > 1 || !rx.is_empty();
         // In its own task, so a panic loses this batch's answers, not the lane.
-        if let Err(e) = tokio::spawn(run_batch(ctx.clone(), jobs)).await {
+        let running = tokio::spawn(run_batch(ctx.clone(), jobs, ahead.take()));
+        let next = (under_load && !beginning.swap(true, Ordering::AcqRel)).then(|| {
+            let (db, beginning) = (ctx.db.clone(), beginning.clone());
+            tokio::spawn(async move {
+                // One that cannot be begun now is begun with its batch.
+                let tx = db.begin().await.ok();
+                beginning.store(false, Ordering::Release);
+                tx
+            })
+        });
+        if let Err(e) = running.await {
             tracing::error!(error = %e, "an acceptance batch failed");
         }
+        // Not begun yet: left to finish on its own, and its transaction then dropped.
+        ahead = match next {
+            Some(begun) if begun.is_finished() => begun.await.ok().flatten(),
+            _ => None,
+        };
     }
 }
 
-async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>) {
-    if batch.len() == 1 {
+async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>, ahead: Option<Tx>) {
+    // A lone job goes alone, unless a transaction was begun for it: then as a batch of one,
+    // which runs it again alone should that transaction have gone bad meanwhile.
+    if batch.len() == 1 && ahead.is_none() {
         let pending = batch.remove(0);
         return single(&ctx, pending).await;
     }
-    match together(&ctx, &batch).await {
+    match together(&ctx, &batch, ahead).await {
         Together::Done(answers) => {
             for (pending, answer) in batch.into_iter().zip(answers) {
                 let _ = pending.reply.send(answer);
@@ -218,6 +262,14 @@ async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>) {
     }
 }
 
+/// A transaction begun ahead, or a new one.
+async fn begin(ctx: &Ctx, ahead: Option<Tx>) -> Result<Tx, sqlx::Error> {
+    match ahead {
+        Some(tx) => Ok(tx),
+        None => ctx.db.begin().await,
+    }
+}
+
 enum Together<O, R> {
     /// Committed: each job's answer, in order.
     Done(Vec<Result<O, R>>),
@@ -227,8 +279,12 @@ enum Together<O, R> {
     Alone,
 }
 
-async fn together<J: Job>(ctx: &Ctx, batch: &[Pending<J>]) -> Together<J::Output, J::Refusal> {
-    let mut tx = match ctx.db.begin().await {
+async fn together<J: Job>(
+    ctx: &Ctx,
+    batch: &[Pending<J>],
+    ahead: Option<Tx>,
+) -> Together<J::Output, J::Refusal> {
+    let mut tx = match begin(ctx, ahead).await {
         Ok(tx) => tx,
         Err(e) => {
             tracing::warn!(error = %e, jobs = batch.len(), "cannot begin an acceptance batch");

@@ -306,6 +306,32 @@ async fn a_refusal_undoes_only_its_own_job_and_a_failed_statement_sends_the_batc
     assert_eq!(bench.written().await, vec![1, 3, 4, 5]);
 }
 
+#[tokio::test]
+async fn a_transaction_begun_ahead_for_the_next_batch_is_given_back_when_no_job_comes() {
+    let bench = Bench::start().await;
+    // A batch with company is load: the lane begins the next batch's transaction beside it.
+    let answers = bench
+        .batch((1..=5).map(|n| Kind::Write(n, None)).collect())
+        .await;
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    // Nothing more comes: no session of this database stays idle inside a transaction.
+    eventually("the transaction begun ahead to be given back", || async {
+        let idle: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'idle in transaction'",
+        )
+        .fetch_one(&bench.app.db)
+        .await
+        .ok()?;
+        (idle == 0).then_some(())
+    })
+    .await;
+    // And the lane still works.
+    let answers = bench.batch(vec![Kind::Write(6, None)]).await;
+    assert!(answers[0].is_ok(), "{answers:?}");
+    assert_eq!(bench.written().await, (1..=6).collect::<Vec<_>>());
+}
+
 /// Everything in one lane, so the writes racing each other share transactions.
 async fn one_lane_app() -> TestApp {
     TestApp::spawn_with(Options {
