@@ -26,6 +26,8 @@ async fn with_the_broker_down_writes_get_503_and_nothing_is_persisted() {
     app.create(json!({"email": "before@example.com"})).await;
 
     proxy.take_down();
+    // A write sent before the app sees the cut would still be accepted.
+    app.wait_unready().await;
     let refused = eventually("writes to be refused", || async {
         let r = app
             .post_contact(&json!({"email": "during@example.com"}))

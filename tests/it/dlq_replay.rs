@@ -151,6 +151,9 @@ async fn with_the_broker_down_a_replay_is_a_503_and_the_entry_stays_as_it_was() 
     let (id, queue) = seed_kept_from_dead_letter_queue(&app).await;
 
     proxy.take_down();
+    // A replay sent before the app sees the cut would still go through, and leave no entry
+    // to refuse.
+    app.wait_unready().await;
     let refused = eventually("replays to be refused", || async {
         let r = app
             .admin(Method::POST, &format!("/dlq/{id}/replay"))

@@ -202,6 +202,17 @@ impl TestApp {
         .await;
     }
 
+    /// Waits until `/readyz` says not ready: the app has seen a dependency go. A proxy's cut
+    /// reaches the app's connections a moment after it is made; a request sent in between
+    /// still gets through.
+    pub async fn wait_unready(&self) {
+        eventually("the API to report not ready", || async {
+            let r = self.http.get(self.url("/readyz")).send().await.ok()?;
+            (r.status() == 503).then_some(())
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
