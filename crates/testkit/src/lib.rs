@@ -195,20 +195,20 @@ impl TestApp {
 
     /// Waits until `/readyz` says ready (RabbitMQ connected, Postgres answering).
     pub async fn wait_ready(&self) {
-        eventually("the API to become ready", || async {
-            let r = self.http.get(self.url("/readyz")).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
+        self.wait_readyz(200, "the API to become ready").await;
     }
 
     /// Waits until `/readyz` says not ready: the app has seen a dependency go. A proxy's cut
     /// reaches the app's connections a moment after it is made; a request sent in between
     /// still gets through.
     pub async fn wait_unready(&self) {
-        eventually("the API to report not ready", || async {
+        self.wait_readyz(503, "the API to report not ready").await;
+    }
+
+    async fn wait_readyz(&self, status: u16, what: &str) {
+        eventually(what, || async {
             let r = self.http.get(self.url("/readyz")).send().await.ok()?;
-            (r.status() == 503).then_some(())
+            (r.status() == status).then_some(())
         })
         .await;
     }
