@@ -14,9 +14,9 @@
 //! While a lane waits for the broker and Postgres, the next jobs queue up behind it and form
 //! the next batch, so batches grow with the load and a lone job waits for nobody. Under load
 //! the lane also begins the next batch's transaction meanwhile, so a cycle does not wait for
-//! a pooled connection and `BEGIN`. Lanes run
-//! side by side; jobs are spread over them by a key (the contact, or for a new contact its
-//! e-mail address), so two lanes never hold the same contact's lock.
+//! a pooled connection and `BEGIN`. Lanes run side by side; jobs are spread over them by a key
+//! (the contact, or for a new contact its e-mail address), so two lanes never hold the same
+//! contact's lock.
 //!
 //! When the batch cannot be accepted together, nothing of it is: a statement fails (a lost
 //! race for an address, a deadlock with another process) or the broker refuses one of the
@@ -262,14 +262,6 @@ async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>, ahead: Opt
     }
 }
 
-/// A transaction begun ahead, or a new one.
-async fn begin(ctx: &Ctx, ahead: Option<Tx>) -> Result<Tx, sqlx::Error> {
-    match ahead {
-        Some(tx) => Ok(tx),
-        None => ctx.db.begin().await,
-    }
-}
-
 enum Together<O, R> {
     /// Committed: each job's answer, in order.
     Done(Vec<Result<O, R>>),
@@ -284,7 +276,12 @@ async fn together<J: Job>(
     batch: &[Pending<J>],
     ahead: Option<Tx>,
 ) -> Together<J::Output, J::Refusal> {
-    let mut tx = match begin(ctx, ahead).await {
+    // The transaction begun ahead, or a new one.
+    let begun = match ahead {
+        Some(tx) => Ok(tx),
+        None => ctx.db.begin().await,
+    };
+    let mut tx = match begun {
         Ok(tx) => tx,
         Err(e) => {
             tracing::warn!(error = %e, jobs = batch.len(), "cannot begin an acceptance batch");
