@@ -127,6 +127,11 @@ pub const KEYS: &[Key] = &[
         "number of contact-change queues; a contact always maps to the same one (changing it reorders in-flight changes)",
     ),
     key(
+        "queue_pack_changes",
+        "true",
+        "send the changes a batch accepts for one queue as one message; set false while forwarders older than packs still run (upgrades)",
+    ),
+    key(
         "queue_delivery_limit",
         "20",
         "deliveries of one message before RabbitMQ dead-letters it (poison-message backstop)",

@@ -186,6 +186,7 @@ impl Layers {
                 prefix: p.queue_prefix(),
                 shards: p.ranged("queue_shards", 1, 256),
                 delivery_limit: p.ranged("queue_delivery_limit", 1, 1000),
+                pack_changes: p.boolean("queue_pack_changes"),
             },
             forwarder: ForwarderConfig {
                 prefetch: p.ranged("forwarder_prefetch", 1, 2000),

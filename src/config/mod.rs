@@ -211,6 +211,8 @@ pub struct QueueConfig {
     pub prefix: String,
     pub shards: u16,
     pub delivery_limit: u32,
+    /// Changes accepted together for one shard travel as one message (`ChangePack`).
+    pub pack_changes: bool,
 }
 
 #[derive(Clone, Debug)]

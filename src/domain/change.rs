@@ -5,6 +5,8 @@
 //! forwarder therefore never needs the previous change to apply this one: applying the newest
 //! sequence number is always right, a stale one is skipped, and a redelivery is a no-op.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -51,6 +53,26 @@ pub struct ContactChange {
     /// for it, so its delivery may wait longer to fill calls ([`DeliveryTask::bulk`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bulk: bool,
+}
+
+/// Changes accepted together for one shard, in the order accepted: one message where each
+/// would otherwise be its own (AMQP type `syncroot.contact.changes`). The forwarder reads both
+/// forms; one change alone still travels as a plain [`ContactChange`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePack {
+    /// Wire format version, [`CHANGE_FORMAT_VERSION`].
+    pub v: u32,
+    pub changes: Vec<PackedChange>,
+}
+
+/// One change of a [`ChangePack`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedChange {
+    pub change: ContactChange,
+    /// The trace context of the request that made the change (W3C `traceparent`,
+    /// `tracestate`), so its processing continues that request's trace; empty without one.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub trace: HashMap<String, String>,
 }
 
 /// "Bring this contact up to date in this CRM": published by the forwarder once a change is

@@ -7,7 +7,8 @@
 //!   BEGIN
 //!     job 1 … job n, each in turn                     -- locks, new states, history rows
 //!                                                        (jobs that join: one statement)
-//!   publish every change on one channel, in order; wait for all confirms
+//!   publish the changes on one channel, in order      -- those for one shard as one message
+//!   wait for all confirms                                (`Publisher::publish_changes`)
 //!   COMMIT                                            -- every change in the batch is accepted
 //! ```
 //!

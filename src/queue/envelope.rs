@@ -1,10 +1,11 @@
-//! A [`ContactChange`] as an AMQP message: JSON body, persistent, with the change's id as the
-//! AMQP `message-id` so brokers' tooling and logs can correlate.
+//! SyncRoot's messages as AMQP messages: JSON bodies, persistent, each kind under its AMQP
+//! `type`. A [`ContactChange`] carries its id as the AMQP `message-id` so brokers' tooling and
+//! logs can correlate; changes accepted together for one shard travel as one [`ChangePack`].
 
 use lapin::BasicProperties;
 
 use crate::domain::ContactChange;
-use crate::domain::change::{CHANGE_FORMAT_VERSION, DeliveryTask};
+use crate::domain::change::{CHANGE_FORMAT_VERSION, ChangePack, DeliveryTask};
 use crate::domain::inbound::InboundBatch;
 
 /// AMQP `type` of contact changes.
@@ -29,6 +30,42 @@ pub fn encode(change: &ContactChange) -> (Vec<u8>, BasicProperties) {
         .with_message_id(change.message_id.to_string().into())
         .with_timestamp(change.accepted_at.timestamp().max(0) as u64);
     (body, props)
+}
+
+/// AMQP `type` of change packs.
+pub const PACK_TYPE: &str = "syncroot.contact.changes";
+
+/// A pack of changes for one shard: its own message id, and the time its first change was
+/// accepted (the oldest), which bounds the queue's oldest-message age (`metrics::backlog`).
+pub fn encode_pack(pack: &ChangePack) -> (Vec<u8>, BasicProperties) {
+    let body = serde_json::to_vec(pack).unwrap_or_default();
+    let first = pack.changes.iter().map(|p| p.change.accepted_at).min();
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_type(PACK_TYPE.into())
+        .with_message_id(uuid::Uuid::new_v4().to_string().into());
+    if let Some(first) = first {
+        props = props.with_timestamp(first.timestamp().max(0) as u64);
+    }
+    (body, props)
+}
+
+/// The changes a message from a shard queue carries, by its AMQP `type`: a pack's, in order,
+/// each with its trace context; or the one change (any other type, or none: messages before
+/// packs were all single changes).
+pub fn decode_changes(kind: Option<&str>, body: &[u8]) -> Result<ChangePack, DecodeError> {
+    if kind == Some(PACK_TYPE) {
+        return decode_versioned(body);
+    }
+    let change = decode(body)?;
+    Ok(ChangePack {
+        v: change.v,
+        changes: vec![crate::domain::change::PackedChange {
+            change,
+            trace: Default::default(),
+        }],
+    })
 }
 
 /// AMQP `type` of delivery tasks.
@@ -130,6 +167,45 @@ mod tests {
         let (body, props) = encode(&c);
         assert_eq!(decode(&body).unwrap(), c);
         assert_eq!(props.delivery_mode(), &Some(2));
+    }
+
+    #[test]
+    fn a_pack_round_trips_in_order_and_a_single_change_reads_as_a_pack_of_one() {
+        use crate::domain::change::PackedChange;
+        let (a, b) = (change(), change());
+        let trace: std::collections::HashMap<String, String> = [(
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        )]
+        .into();
+        let pack = ChangePack {
+            v: CHANGE_FORMAT_VERSION,
+            changes: vec![
+                PackedChange {
+                    change: a.clone(),
+                    trace: trace.clone(),
+                },
+                PackedChange {
+                    change: b.clone(),
+                    trace: Default::default(),
+                },
+            ],
+        };
+        let (body, props) = encode_pack(&pack);
+        assert_eq!(props.kind().as_ref().map(|k| k.as_str()), Some(PACK_TYPE));
+        assert_eq!(props.delivery_mode(), &Some(2));
+        assert_eq!(decode_changes(Some(PACK_TYPE), &body).unwrap(), pack);
+        // A forwarder that knows only single changes cannot take a pack for one.
+        assert!(decode(&body).is_err());
+
+        let (body, props) = encode(&a);
+        let kind = props.kind().as_ref().map(|k| k.to_string());
+        let one = decode_changes(kind.as_deref(), &body).unwrap();
+        assert_eq!(one.changes.len(), 1);
+        assert_eq!(one.changes[0].change, a);
+        assert_eq!(decode_changes(None, &body).unwrap(), one);
+        // A pack is read as a pack only by its type.
+        assert!(decode_changes(Some(CHANGE_TYPE), &encode_pack(&pack).0).is_err());
     }
 
     #[test]

@@ -127,6 +127,7 @@ mod tests {
             prefix: "t".into(),
             shards: 1,
             delivery_limit: 1,
+            pack_changes: true,
         };
         let limit = Duration::from_millis(300);
         let outcome =

@@ -21,7 +21,7 @@ use super::envelope;
 use super::topology::Topology;
 use crate::config::QueueConfig;
 use crate::domain::ContactChange;
-use crate::domain::change::DeliveryTask;
+use crate::domain::change::{CHANGE_FORMAT_VERSION, ChangePack, DeliveryTask, PackedChange};
 
 /// Why a change was not confirmed; in every case the caller must treat it as not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -242,24 +242,50 @@ impl Publisher {
     }
 
     /// Publishes several changes on one channel, in the order given (so one contact's changes
-    /// enter its shard queue in that order), and waits for all the broker's confirms. Each
-    /// message's `publish` span is a child of the span paired with it (the request that made
-    /// the change). Any refusal fails the whole call and nothing is tried again: the caller
-    /// decides (see `intake::group`).
+    /// enter its shard queue in that order), and waits for all the broker's confirms. With
+    /// `queue_pack_changes`, the changes for one shard go as one message ([`ChangePack`], in
+    /// their order, each with the trace context of the span paired with it); a shard's only
+    /// change goes alone. Each message's `publish` span is a child of the span paired with its
+    /// (first) change, and linked to the others'. Any refusal fails the whole call and nothing
+    /// is tried again: the caller decides (see `intake::group`).
     pub async fn publish_changes(
         &self,
         changes: &[(&ContactChange, &tracing::Span)],
     ) -> Result<(), PublishError> {
         let topology = &self.inner.topology;
         let exchange = topology.contacts_exchange();
-        let outgoing: Vec<Outgoing> = changes
-            .iter()
-            .map(|(change, parent)| {
-                let (body, props) = envelope::encode(change);
-                let key = topology.routing_key(change.contact_id);
-                Outgoing::new(&exchange, &key, body, props, parent)
-            })
-            .collect();
+        let single = |(change, parent): &(&ContactChange, &tracing::Span)| {
+            let (body, props) = envelope::encode(change);
+            let key = topology.routing_key(change.contact_id);
+            Outgoing::new(&exchange, &key, body, props, parent)
+        };
+        let outgoing: Vec<Outgoing> = match self.inner.cfg.pack_changes {
+            false => changes.iter().map(single).collect(),
+            true => by_shard(topology, changes)
+                .into_iter()
+                .map(|(key, these)| match these.as_slice() {
+                    [one] => single(one),
+                    _ => {
+                        let pack = ChangePack {
+                            v: CHANGE_FORMAT_VERSION,
+                            changes: these
+                                .iter()
+                                .map(|(change, parent)| PackedChange {
+                                    change: (*change).clone(),
+                                    trace: crate::telemetry::context::to_map(parent),
+                                })
+                                .collect(),
+                        };
+                        let (body, props) = envelope::encode_pack(&pack);
+                        let out = Outgoing::new(&exchange, &key, body, props, these[0].1);
+                        for (_, other) in &these[1..] {
+                            crate::telemetry::context::link(&out.span, other);
+                        }
+                        out
+                    }
+                })
+                .collect(),
+        };
         self.send_all(&outgoing, self.inner.confirm_timeout).await
     }
 
@@ -443,6 +469,23 @@ async fn wait_for_error(events: &mut Events) -> String {
         }
     }
     "connection closed".to_owned()
+}
+
+/// Changes grouped by their shard's routing key, each group in the order given, the groups in
+/// the order of their first change.
+fn by_shard<'a, T: Copy>(
+    topology: &Topology,
+    changes: &[(&'a ContactChange, T)],
+) -> Vec<(String, Vec<(&'a ContactChange, T)>)> {
+    let mut groups: Vec<(String, Vec<(&ContactChange, T)>)> = Vec::new();
+    for &(change, with) in changes {
+        let key = topology.routing_key(change.contact_id);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, these)) => these.push((change, with)),
+            None => groups.push((key, vec![(change, with)])),
+        }
+    }
+    groups
 }
 
 /// Seconds since the Unix epoch, `ahead` from now: an AMQP `timestamp`.

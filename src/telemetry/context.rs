@@ -6,11 +6,15 @@
 //!   consumer's span continues the same trace ([`follow_message`]). RabbitMQ keeps headers
 //!   when it moves a message (retry tiers, dead-lettering), so retries and dead letters stay in
 //!   the trace of the change they belong to.
+//! - A change packed with others carries its request's context in the pack ([`to_map`],
+//!   [`follow_map`]), so each change's processing stays in its own request's trace.
 //! - An API request may arrive with a context from the calling application
 //!   ([`follow_request`]); a CRM call sends its span's context outward ([`inject_request`]).
 //!
 //! Without the trace exporter there are no valid contexts: nothing is injected, and what is
 //! extracted is ignored. A malformed `traceparent` is ignored too (the span starts a new trace).
+
+use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use lapin::BasicProperties;
@@ -36,6 +40,22 @@ pub fn follow_message(span: &tracing::Span, props: &BasicProperties) {
     if let Some(headers) = props.headers() {
         follow(span, &AmqpHeaders(headers));
     }
+}
+
+/// The trace context of `span` as a text map, for a record that travels inside a message
+/// with others (a change in a pack); empty without a valid context.
+pub fn to_map(span: &tracing::Span) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    let cx = span.context();
+    if cx.span().span_context().is_valid() {
+        TraceContextPropagator::new().inject_context(&cx, &mut map);
+    }
+    map
+}
+
+/// Makes `span` (just created) continue the trace a text map from [`to_map`] carries, if any.
+pub fn follow_map(span: &tracing::Span, map: &HashMap<String, String>) {
+    follow(span, map);
 }
 
 /// Adds the current span's trace context to an outgoing HTTP request.

@@ -7,11 +7,19 @@
 //! anything older or equal, and a redelivered change that is still the newest publishes its
 //! delivery tasks again (the delivery worker skips what a CRM already holds).
 //!
-//! Dispositions, decided in [`handle`]:
+//! A message carries one change, or a pack of the changes one acceptance batch made for the
+//! shard (`ChangePack`); a pack is acknowledged once every change in it is settled, so a crash
+//! part-way redelivers it whole, which is as harmless.
+//!
+//! Dispositions, decided in [`handle_one`] (and for changes applied together in
+//! [`apply_group`]):
 //! - applied (or already applied) and handed on → ack; stale → ack;
-//! - not a change this build can read (malformed, unknown version), a change Postgres refuses,
-//!   or a handler that panicked → reject without requeue: RabbitMQ dead-letters it
-//!   (at-least-once) with the reason;
+//! - not a message this build can read (malformed, unknown version), a change Postgres
+//!   refuses, or a handler that panicked → reject without requeue: RabbitMQ dead-letters it
+//!   (at-least-once) with the reason. A change of a pack that Postgres refuses or whose
+//!   handler panics is first sent on alone to its shard queue (the rest of the pack goes on),
+//!   so that if it fails again it alone is dead-lettered; should a newer change of its
+//!   contact come first, it is stale by then and skipped;
 //! - Postgres or the broker unavailable → keep the message and retry with capped backoff until
 //!   it works or the process shuts down (then the broker requeues it), so an outage never burns
 //!   the delivery limit.
@@ -227,11 +235,27 @@ async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
 /// Most changes applied together (one transaction, one batch of publishes).
 const GROUP_MAX: usize = 64;
 
-/// One change received, in the span that follows its message.
+/// One change received, in the span that follows its message (or, packed, its request).
 struct Received {
     change: ContactChange,
-    acker: settle::Acker,
+    from: Arc<Held>,
     span: tracing::Span,
+}
+
+/// A message taken from a shard queue: acknowledged once every change it carries is settled.
+struct Held {
+    acker: settle::Acker,
+    /// Its changes not settled yet.
+    left: std::sync::atomic::AtomicUsize,
+    /// Carries several changes ([`envelope::PACK_TYPE`]).
+    packed: bool,
+}
+
+impl Held {
+    /// Counts one of its changes settled; true for the last, when the message is due its ack.
+    fn settled(&self) -> bool {
+        self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+    }
 }
 
 /// Processes deliveries the broker handed over together, and settles each: changes of
@@ -245,16 +269,12 @@ async fn handle_group(ctx: Arc<Ctx>, deliveries: Vec<Delivery>, shutdown: Cancel
     let mut alone: Vec<Received> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for delivery in deliveries {
-        let span = tracing::info_span!(
-            "forward",
-            otel.kind = "consumer",
-            contact = tracing::field::Empty,
-            seq = tracing::field::Empty,
-        );
-        crate::telemetry::context::follow_message(&span, &delivery.properties);
-        let change = match envelope::decode(&delivery.data) {
-            Ok(c) => c,
+        let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+        let pack = match envelope::decode_changes(kind.as_deref(), &delivery.data) {
+            Ok(pack) => pack,
             Err(e) => {
+                let span = tracing::info_span!("forward", otel.kind = "consumer");
+                crate::telemetry::context::follow_message(&span, &delivery.properties);
                 tracing::error!(parent: &span, error = %e, "dead-lettering an unreadable message");
                 if let Err(e) = settle::dead_letter(&delivery.acker).await {
                     tracing::warn!(parent: &span, error = %e, "could not settle a delivery");
@@ -262,16 +282,38 @@ async fn handle_group(ctx: Arc<Ctx>, deliveries: Vec<Delivery>, shutdown: Cancel
                 continue;
             }
         };
-        span.record("contact", tracing::field::display(change.contact_id));
-        span.record("seq", change.seq);
-        let received = Received {
-            change,
+        let from = Arc::new(Held {
             acker: delivery.acker,
-            span,
-        };
-        match seen.insert(received.change.contact_id) {
-            true => joined.push(received),
-            false => alone.push(received),
+            left: pack.changes.len().into(),
+            packed: kind.as_deref() == Some(envelope::PACK_TYPE),
+        });
+        if pack.changes.is_empty() {
+            if let Err(e) = settle::ack(&from.acker).await {
+                tracing::warn!(error = %e, "could not settle a delivery");
+            }
+            continue;
+        }
+        for packed in pack.changes {
+            let change = packed.change;
+            let span = tracing::info_span!(
+                "forward",
+                otel.kind = "consumer",
+                contact = %change.contact_id,
+                seq = change.seq,
+            );
+            match from.packed {
+                true => crate::telemetry::context::follow_map(&span, &packed.trace),
+                false => crate::telemetry::context::follow_message(&span, &delivery.properties),
+            }
+            let received = Received {
+                change,
+                from: from.clone(),
+                span,
+            };
+            match seen.insert(received.change.contact_id) {
+                true => joined.push(received),
+                false => alone.push(received),
+            }
         }
     }
     // Changes whose contact's acceptance was still in progress wait for it to end, then try
@@ -364,7 +406,9 @@ async fn apply_group(
         if let Some(applied) = applied {
             let change = &received.change;
             tracing::debug!(parent: &received.span, contact = %change.contact_id, seq = change.seq, ?applied, "change processed");
-            done.push((&received.acker, Settled::Acked));
+            if received.from.settled() {
+                done.push((&received.from.acker, Settled::Acked));
+            }
         }
     }
     if let Err(e) = settle::ack_all(done).await {
@@ -376,29 +420,53 @@ async fn apply_group(
 
 /// Processes one change and settles its delivery with the broker.
 async fn handle_one(ctx: Arc<Ctx>, received: Received, shutdown: CancellationToken) {
-    let Received { change, acker, .. } = received;
+    let Received { change, from, .. } = received;
     let (contact, seq) = (change.contact_id, change.seq);
+    // A packed change that fails is sent on alone, so that only it is dead-lettered.
+    let alone = from.packed.then(|| change.clone());
     // Processed in its own task, so a panic is caught here and the message dead-lettered
     // rather than redelivered to crash the next worker too.
-    let settled = match tokio::spawn(process(ctx, change, shutdown).in_current_span()).await {
+    let failed = match tokio::spawn(
+        process(ctx.clone(), change, shutdown.clone()).in_current_span(),
+    )
+    .await
+    {
         Ok(Ok(Some(applied))) => {
             tracing::debug!(%contact, seq, ?applied, "change processed");
-            settle::ack(&acker).await
+            None
         }
         // Shutting down before a dependency came back: leave it to be redelivered.
         Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            tracing::error!(%contact, seq, error = %e, "dead-lettering a change Postgres refuses");
-            settle::dead_letter(&acker).await
+        Ok(Err(e)) => Some(format!("Postgres refuses it: {e}")),
+        Err(e) => Some(format!("its handler failed: {e}")),
+    };
+    let settled = match (failed, alone) {
+        (None, _) => settle_part(&from).await,
+        (Some(why), None) => {
+            tracing::error!(%contact, seq, "dead-lettering a change: {why}");
+            settle::dead_letter(&from.acker).await
         }
-        Err(e) => {
-            tracing::error!(%contact, seq, error = %e, "dead-lettering a change whose handler failed");
-            settle::dead_letter(&acker).await
+        (Some(why), Some(change)) => {
+            tracing::error!(%contact, seq, "sending a change of a pack on alone, to be dead-lettered by itself if it fails again: {why}");
+            let publish = || ctx.publisher.publish_change(&change);
+            match wait_out(&shutdown, "send a change on alone", publish, |_| true).await {
+                Ok(Some(())) => settle_part(&from).await,
+                // Shutting down first: the pack is redelivered.
+                _ => return,
+            }
         }
     };
     if let Err(e) = settled {
         // The channel is gone; the broker will redeliver, which is harmless.
         tracing::warn!(%contact, seq, error = %e, "could not settle a delivery");
+    }
+}
+
+/// Counts one change of a message settled, and acknowledges the message with its last.
+async fn settle_part(from: &Held) -> Result<(), settle::SettleError> {
+    match from.settled() {
+        true => settle::ack(&from.acker).await,
+        false => Ok(()),
     }
 }
 

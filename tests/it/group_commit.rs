@@ -268,12 +268,12 @@ async fn jobs_waiting_in_a_lane_commit_in_one_transaction_and_publish_in_order()
         )
         .await
         .unwrap();
-    let mut seqs = Vec::new();
-    while seqs.len() < 20 {
-        let m = deliveries.next().await.unwrap().unwrap();
-        let c = syncroot::queue::envelope::decode(&m.data).unwrap();
-        seqs.push(c.seq);
-    }
+    // With `queue_pack_changes` (the default) they travel as one message.
+    let m = deliveries.next().await.unwrap().unwrap();
+    let kind = m.properties.kind().as_ref().map(|k| k.to_string());
+    assert_eq!(kind.as_deref(), Some(syncroot::queue::envelope::PACK_TYPE));
+    let pack = syncroot::queue::envelope::decode_changes(kind.as_deref(), &m.data).unwrap();
+    let seqs: Vec<i64> = pack.changes.iter().map(|p| p.change.seq).collect();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
 }
 
@@ -416,4 +416,42 @@ async fn racing_writes_through_the_api_keep_every_promise() {
         .await
         .unwrap();
     assert_eq!(history, 11 + 31, "one history entry per accepted version");
+}
+
+/// Creates that the API accepts together travel as fewer messages than creates (a pack per
+/// shard per batch); with `queue_pack_changes` off, as during an upgrade from a build whose
+/// forwarder reads no packs, as one plain change message each. Nothing consumes the queue here.
+#[tokio::test]
+async fn writes_accepted_together_share_a_message_unless_packing_is_off() {
+    for packing in [true, false] {
+        let app = TestApp::spawn_with(Options {
+            forwarders: 0,
+            shards: 1,
+            extra_env: vec![("SYNCROOT_QUEUE_PACK_CHANGES".into(), packing.to_string())],
+            ..Options::default()
+        })
+        .await;
+        let bodies: Vec<Value> = (0..40)
+            .map(|i| json!({"email": format!("packed{i}@example.com")}))
+            .collect();
+        let mut ids = Vec::new();
+        for r in join_all(bodies.iter().map(|b| app.post_contact(b))).await {
+            assert_eq!(r.status(), 202);
+            let id = r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            ids.push(id);
+        }
+        let queue = app.topology().shard_queue(0);
+        let messages = app.queue_depth(&queue).await;
+        let mut queued = app.queued_contacts(&queue).await;
+        ids.sort();
+        queued.sort();
+        assert_eq!(queued, ids, "every accepted create is queued once");
+        match packing {
+            true => assert!(messages < 40, "40 creates in {messages} messages"),
+            false => assert_eq!(messages, 40, "one message a create"),
+        }
+    }
 }

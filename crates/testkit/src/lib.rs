@@ -28,6 +28,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use sqlx::PgPool;
 use syncroot::config::Config;
+use syncroot::queue::envelope;
 use syncroot::queue::publisher::Publisher;
 use syncroot::queue::topology::Topology;
 use syncroot::secret::Secret;
@@ -453,6 +454,43 @@ impl TestApp {
             .unwrap();
         let _ = conn.close(200, "bye".into()).await;
         q.message_count()
+    }
+
+    /// The contacts of the changes waiting in a shard queue, one per change: each ready
+    /// message is read without being taken (one may carry a pack of several changes). Only
+    /// while nothing consumes the queue.
+    pub async fn queued_contacts(&self, queue: &str) -> Vec<String> {
+        use futures_util::StreamExt as _;
+        let ready = self.queue_depth(queue).await;
+        let conn = Connection::connect(AMQP, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        // Taken, not acknowledged: closing the connection puts every one back. (A quorum
+        // queue with a single active consumer refuses `basic.get`.)
+        let mut messages = ch
+            .basic_consume(
+                queue.into(),
+                "queued-contacts".into(),
+                Default::default(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let mut contacts = Vec::new();
+        for _ in 0..ready {
+            let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                .await
+                .unwrap_or_else(|_| panic!("{queue} handed over fewer than {ready} messages"))
+                .expect("the consumer stays open")
+                .unwrap();
+            let kind = m.properties.kind().as_ref().map(|k| k.to_string());
+            let pack = envelope::decode_changes(kind.as_deref(), &m.data)
+                .unwrap_or_else(|e| panic!("a message in {queue} is not a change: {e}"));
+            contacts.extend(pack.changes.iter().map(|p| p.change.contact_id.to_string()));
+        }
+        let _ = conn.close(200, "bye".into()).await;
+        contacts
     }
 
     /// Stops the application (as SIGTERM would) and waits for every task to finish.

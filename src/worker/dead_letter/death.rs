@@ -22,15 +22,29 @@ pub(super) fn diagnose(
         death.count,
         if death.count == 1 { "y" } else { "ies" }
     );
+    // The contact it names (a pack's first), and how many changes it carries.
     let decoded = match kind {
-        Some(envelope::DELIVERY_TYPE) => envelope::decode_delivery(body).map(|t| t.contact_id.0),
-        _ => envelope::decode(body).map(|c| c.contact_id.0),
+        Some(envelope::DELIVERY_TYPE) => {
+            envelope::decode_delivery(body).map(|t| (Some(t.contact_id.0), 1))
+        }
+        _ => envelope::decode_changes(kind, body).map(|p| {
+            (
+                p.changes.first().map(|c| c.change.contact_id.0),
+                p.changes.len(),
+            )
+        }),
     };
     match decoded {
-        Ok(contact) => (
+        Ok((contact, n)) => (
             "WORKER_FAILED".into(),
-            format!("{why}: a worker kept failing on it (see its logs)"),
-            Some(contact),
+            match kind {
+                Some(envelope::PACK_TYPE) => format!(
+                    "{why}: a worker kept failing on this pack of {n} change{} (see its logs)",
+                    if n == 1 { "" } else { "s" }
+                ),
+                _ => format!("{why}: a worker kept failing on it (see its logs)"),
+            },
+            contact,
         ),
         Err(envelope::DecodeError::UnknownVersion(v)) => (
             "UNKNOWN_VERSION".into(),
@@ -136,5 +150,50 @@ mod tests {
         assert!(contact.is_none());
         let (code, ..) = diagnose(br#"{"v":9}"#, None, &d);
         assert_eq!(code, "UNKNOWN_VERSION");
+    }
+
+    #[test]
+    fn a_pack_names_its_first_contact_and_its_size() {
+        use crate::domain::change::{CHANGE_FORMAT_VERSION, ChangePack, PackedChange};
+        use crate::domain::{ChangeOp, ContactChange, ContactFields, ContactId, Email, Origin};
+        let change = |email: &str| PackedChange {
+            change: ContactChange {
+                v: CHANGE_FORMAT_VERSION,
+                message_id: Uuid::new_v4(),
+                contact_id: ContactId::new(),
+                seq: 1,
+                op: ChangeOp::Upsert,
+                origin: Origin::Api,
+                accepted_at: chrono::Utc::now(),
+                created_at: chrono::Utc::now(),
+                contact: ContactFields {
+                    email: Email::parse(email).unwrap(),
+                    first_name: None,
+                    last_name: None,
+                    phone: None,
+                    company: None,
+                    job_title: None,
+                },
+                bulk: false,
+            },
+            trace: Default::default(),
+        };
+        let pack = ChangePack {
+            v: CHANGE_FORMAT_VERSION,
+            changes: vec![change("a@example.com"), change("b@example.com")],
+        };
+        let first = pack.changes[0].change.contact_id.0;
+        let (body, _) = envelope::encode_pack(&pack);
+        let d = Death {
+            count: 20,
+            ..Death::default()
+        };
+        let (code, message, contact) = diagnose(&body, Some(envelope::PACK_TYPE), &d);
+        assert_eq!(code, "WORKER_FAILED");
+        assert!(message.contains("pack of 2 changes"), "{message}");
+        assert_eq!(contact, Some(first));
+        // Without its type it is not a change at all.
+        let (code, ..) = diagnose(&body, None, &d);
+        assert_eq!(code, "UNDECODABLE");
     }
 }
