@@ -2,8 +2,6 @@
 //! (lock the head, publish with confirm, commit), shared with the other writes waiting in its
 //! lane (`intake::group`), plus what only the API has: idempotency keys and the reply.
 
-use std::hash::{Hash, Hasher};
-
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -76,17 +74,14 @@ impl Job for Accept {
     type Output = Reply;
     type Refusal = ApiError;
 
-    /// A contact's writes share a lane; a new contact's lane is its address's, so two creates
-    /// of one address are decided in the same lane.
+    /// A contact's writes share a lane, chosen by the same bits of its id as its shard queue,
+    /// so with lanes that divide the shards a lane's writes fall in few shards and its batch's
+    /// changes go in few packs. Two creates of one address may meet in two lanes: the address's
+    /// unique index makes the later one wait for the earlier one's commit, and it then fails
+    /// the batch, which runs again one by one (the loser is answered as alone).
     fn lane_key(&self) -> u64 {
-        match self {
-            Accept::Create { doc, .. } => {
-                let mut h = std::hash::DefaultHasher::new();
-                doc.email.as_str().hash(&mut h);
-                h.finish()
-            }
-            Accept::Modify { id, .. } => heads::lock_key(*id) as u64,
-        }
+        let (Accept::Create { id, .. } | Accept::Modify { id, .. }) = self;
+        id.0.as_u128() as u64
     }
 
     /// An idempotent create remembers its key before it may find the address taken.

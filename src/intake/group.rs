@@ -16,8 +16,7 @@
 //! the next batch, so batches grow with the load and a lone job waits for nobody. Under load
 //! the lane also begins the next batch's transaction meanwhile, so a cycle does not wait for
 //! a pooled connection and `BEGIN`. Lanes run side by side; jobs are spread over them by a key
-//! (the contact, or for a new contact its e-mail address), so two lanes never hold the same
-//! contact's lock.
+//! (the API's: the contact's shard bits), so two lanes never hold the same contact's lock.
 //!
 //! When the batch cannot be accepted together, nothing of it is: a statement fails (a lost
 //! race for an address, a deadlock with another process) or the broker refuses one of the
