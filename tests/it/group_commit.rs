@@ -343,7 +343,17 @@ async fn one_lane_app() -> TestApp {
 
 #[tokio::test]
 async fn racing_writes_through_the_api_keep_every_promise() {
-    let app = one_lane_app().await;
+    racing_writes_keep_every_promise(one_lane_app().await).await;
+}
+
+/// The same with the default lanes: two creates of one address (or of one idempotency key)
+/// usually get different ids, so they meet in two lanes, where the unique indexes decide.
+#[tokio::test]
+async fn racing_writes_in_separate_lanes_keep_every_promise() {
+    racing_writes_keep_every_promise(TestApp::spawn().await).await;
+}
+
+async fn racing_writes_keep_every_promise(app: TestApp) {
     // Ten addresses, each sent twice at once: one create wins, the other is told who has it.
     let creates = (0..20).map(|i| {
         let email = format!("race{}@example.com", i % 10);
