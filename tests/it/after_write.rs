@@ -51,18 +51,6 @@ async fn wait_injected(app: &TestApp, mode: &str, n: u64) {
     }
 }
 
-/// Waits until the contact is at `version` and synced to both CRMs.
-async fn wait_synced(app: &TestApp, id: &str, version: i64) -> Value {
-    eventually(&format!("{id} v{version} synced to both CRMs"), || async {
-        let c: Value = app.get_contact(id).await.json().await.ok()?;
-        let both = ["hubspot", "salesforce"].iter().all(|crm| {
-            c["sync"][crm]["state"] == "synced" && c["sync"][crm]["synced_version"] == version
-        });
-        (c["version"] == version && both).then_some(c)
-    })
-    .await
-}
-
 /// What a CRM's record looks like through its own field names.
 struct Crm {
     name: &'static str,
@@ -183,7 +171,7 @@ async fn contacts_survive(mode: &str) {
         );
     }
     for id in &ids {
-        wait_synced(&app, id, 1).await;
+        app.wait_synced(id, 1).await;
     }
     wait_injected(&app, mode, 1).await;
     hit_next_write(&app, mode).await;
@@ -192,7 +180,7 @@ async fn contacts_survive(mode: &str) {
     }
     let mut contacts = Vec::new();
     for id in &ids {
-        contacts.push(wait_synced(&app, id, 2).await);
+        contacts.push(app.wait_synced(id, 2).await);
     }
     wait_injected(&app, mode, 2).await;
     for (contact, email) in contacts.iter().zip(&emails) {
@@ -245,7 +233,7 @@ async fn under_a_blocking_duplicate_rule_an_existing_contact_is_linked_not_dupli
     let id = app
         .create(json!({"email": "dup@example.com", "last_name": "Dup", "job_title": "Linked"}))
         .await;
-    let contact = wait_synced(&app, &id, 1).await;
+    let contact = app.wait_synced(&id, 1).await;
     assert_eq!(contact["sync"]["salesforce"]["remote_id"], person.as_str());
     assert_one_record(&app, &SALESFORCE, &contact, "dup@example.com", "Linked").await;
 }
@@ -349,7 +337,7 @@ async fn a_lost_create_is_found_at_the_address_it_wrote_after_the_contact_moves(
         json!({"email": "after@example.com", "job_title": "Second"}),
     )
     .await;
-    let contact = wait_synced(&app, &id, 2).await;
+    let contact = app.wait_synced(&id, 2).await;
     let (created, live) =
         hubspot_records_at(&app, &["before@example.com", "after@example.com"]).await;
     assert_eq!(created.len(), 1, "hubspot: records created: {created:?}");
@@ -412,7 +400,7 @@ async fn records_lost_answers_left_are_found_at_every_address_written() {
         json!({"email": "there@example.com", "job_title": "Third"}),
     )
     .await;
-    let contact = wait_synced(&app, &id, 3).await;
+    let contact = app.wait_synced(&id, 3).await;
     let (created, live) =
         hubspot_records_at(&app, &["there@example.com", "away@example.com"]).await;
     assert_eq!(created.len(), 1, "hubspot: records created: {created:?}");

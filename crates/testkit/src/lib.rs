@@ -230,13 +230,14 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Waits until the contact is at `version` and both CRMs hold it; returns the contact.
+    /// Waits until the contact is at `version` and both CRMs hold it (each in the state
+    /// `synced` at that version); returns the contact.
     pub async fn wait_synced(&self, id: &str, version: i64) -> Value {
         eventually(&format!("{id} v{version} synced to both CRMs"), || async {
             let c: Value = self.get_contact(id).await.json().await.ok()?;
-            let both = ["hubspot", "salesforce"]
-                .iter()
-                .all(|crm| c["sync"][crm]["synced_version"] == version);
+            let both = ["hubspot", "salesforce"].iter().all(|crm| {
+                c["sync"][crm]["state"] == "synced" && c["sync"][crm]["synced_version"] == version
+            });
             (c["version"] == version && both).then_some(c)
         })
         .await
