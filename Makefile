@@ -95,6 +95,6 @@ lint:
 ci:
 	bash .ci/run
 
-## clean-test-data: drop databases and queues left by interrupted test runs
+## clean-test-data: drop databases and queues left by interrupted test and benchmark runs
 clean-test-data: services
 	bash scripts/clean-test-data.sh
