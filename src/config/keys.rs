@@ -129,7 +129,7 @@ pub const KEYS: &[Key] = &[
     key(
         "queue_pack_changes",
         "true",
-        "send the changes a batch accepts for one queue as one message; set false while forwarders older than packs still run (upgrades)",
+        "send the changes a batch accepts for one queue, and the delivery tasks a forwarder hands on together for one CRM, as one message; set false while forwarders or delivery workers older than packs still run (upgrades)",
     ),
     key(
         "queue_delivery_limit",

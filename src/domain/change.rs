@@ -99,6 +99,26 @@ pub struct DeliveryTask {
     pub bulk: bool,
 }
 
+/// Delivery tasks for one CRM that the forwarder handed on together: one message where each
+/// would otherwise be its own (AMQP type `syncroot.deliveries`). The delivery worker reads both
+/// forms and settles each task on its own; one task alone still travels as a plain
+/// [`DeliveryTask`], as do retries and dead letters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryPack {
+    /// Wire format version, [`CHANGE_FORMAT_VERSION`].
+    pub v: u32,
+    pub tasks: Vec<PackedTask>,
+}
+
+/// One task of a [`DeliveryPack`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedTask {
+    pub task: DeliveryTask,
+    /// The trace context of the change the task hands on (as [`PackedChange::trace`]).
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub trace: HashMap<String, String>,
+}
+
 /// Most errors a task carries; older ones are dropped first.
 pub const MAX_ERROR_HISTORY: usize = 20;
 

@@ -226,7 +226,8 @@ pub fn upkeep() {
 pub const COLLECT_EVERY: Duration = Duration::from_secs(5);
 
 /// A consumer's settlement of one message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Ordered from the least to the most serious (a pack counts as its items' most serious).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Settled {
     Acked,
     /// A copy went to a retry tier, then the message was acknowledged.

@@ -5,7 +5,9 @@
 use lapin::BasicProperties;
 
 use crate::domain::ContactChange;
-use crate::domain::change::{CHANGE_FORMAT_VERSION, ChangePack, DeliveryTask};
+use crate::domain::change::{
+    CHANGE_FORMAT_VERSION, ChangePack, DeliveryPack, DeliveryTask, PackedTask,
+};
 use crate::domain::inbound::InboundBatch;
 
 /// AMQP `type` of contact changes.
@@ -78,6 +80,35 @@ pub fn encode_delivery(task: &DeliveryTask) -> (Vec<u8>, BasicProperties) {
         .with_content_type("application/json".into())
         .with_type(DELIVERY_TYPE.into());
     (body, props)
+}
+
+/// AMQP `type` of delivery task packs.
+pub const DELIVERY_PACK_TYPE: &str = "syncroot.deliveries";
+
+/// A pack of delivery tasks for one CRM.
+pub fn encode_delivery_pack(pack: &DeliveryPack) -> (Vec<u8>, BasicProperties) {
+    let body = serde_json::to_vec(pack).unwrap_or_default();
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_type(DELIVERY_PACK_TYPE.into());
+    (body, props)
+}
+
+/// The tasks a message from a delivery queue carries, by its AMQP `type`: a pack's, in order,
+/// each with its trace context; or the one task (any other type, or none).
+pub fn decode_deliveries(kind: Option<&str>, body: &[u8]) -> Result<DeliveryPack, DecodeError> {
+    if kind == Some(DELIVERY_PACK_TYPE) {
+        return decode_versioned(body);
+    }
+    let task = decode_delivery(body)?;
+    Ok(DeliveryPack {
+        v: task.v,
+        tasks: vec![PackedTask {
+            task,
+            trace: Default::default(),
+        }],
+    })
 }
 
 /// Header naming why SyncRoot itself dead-lettered a message (`permanent`,
@@ -206,6 +237,45 @@ mod tests {
         assert_eq!(decode_changes(None, &body).unwrap(), one);
         // A pack is read as a pack only by its type.
         assert!(decode_changes(Some(CHANGE_TYPE), &encode_pack(&pack).0).is_err());
+    }
+
+    #[test]
+    fn a_delivery_pack_round_trips_and_a_single_task_reads_as_a_pack_of_one() {
+        use crate::domain::Crm;
+        let a = DeliveryTask::new(ContactId::new(), 2, Crm::Hubspot);
+        let b = DeliveryTask::new(ContactId::new(), 1, Crm::Hubspot).in_bulk(true);
+        let pack = DeliveryPack {
+            v: CHANGE_FORMAT_VERSION,
+            tasks: vec![
+                PackedTask {
+                    task: a.clone(),
+                    trace: [("traceparent".to_owned(), "00-x-y-01".to_owned())].into(),
+                },
+                PackedTask {
+                    task: b,
+                    trace: Default::default(),
+                },
+            ],
+        };
+        let (body, props) = encode_delivery_pack(&pack);
+        assert_eq!(
+            props.kind().as_ref().map(|k| k.as_str()),
+            Some(DELIVERY_PACK_TYPE)
+        );
+        assert_eq!(props.delivery_mode(), &Some(2));
+        assert_eq!(
+            decode_deliveries(Some(DELIVERY_PACK_TYPE), &body).unwrap(),
+            pack
+        );
+        // A delivery worker that knows only single tasks cannot take a pack for one.
+        assert!(decode_delivery(&body).is_err());
+
+        let (body, _) = encode_delivery(&a);
+        let one = decode_deliveries(Some(DELIVERY_TYPE), &body).unwrap();
+        assert_eq!(one.tasks.len(), 1);
+        assert_eq!(one.tasks[0].task, a);
+        assert_eq!(decode_deliveries(None, &body).unwrap(), one);
+        assert!(decode_deliveries(Some(DELIVERY_TYPE), &encode_delivery_pack(&pack).0).is_err());
     }
 
     #[test]

@@ -21,7 +21,9 @@ use super::envelope;
 use super::topology::Topology;
 use crate::config::QueueConfig;
 use crate::domain::ContactChange;
-use crate::domain::change::{CHANGE_FORMAT_VERSION, ChangePack, DeliveryTask, PackedChange};
+use crate::domain::change::{
+    CHANGE_FORMAT_VERSION, ChangePack, DeliveryPack, DeliveryTask, PackedChange, PackedTask,
+};
 
 /// Why a change was not confirmed; in every case the caller must treat it as not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -140,28 +142,48 @@ impl Publisher {
             .await
     }
 
-    /// Publishes delivery tasks on one channel, each under its paired span, and waits for
-    /// all the broker's confirms. A refused message is tried again alone
-    /// ([`Publisher::publish_delivery`]: a copy the broker took after all is harmless, the
-    /// delivery worker skips what a CRM already holds).
+    /// Publishes delivery tasks on one channel and waits for all the broker's confirms. With
+    /// `queue_pack_changes`, the tasks for one CRM go as one message ([`DeliveryPack`], each
+    /// with the trace context of the span paired with it); a CRM's only task goes alone, under
+    /// its span. A refused message is tried again alone ([`Publisher::publish`]: a copy the
+    /// broker took after all is harmless, the delivery worker skips what a CRM already holds).
     pub async fn publish_deliveries(
         &self,
         tasks: &[(DeliveryTask, &tracing::Span)],
     ) -> Result<(), PublishError> {
         let exchange = self.inner.topology.deliveries_exchange();
-        let outgoing: Vec<Outgoing> = tasks
-            .iter()
-            .map(|(task, parent)| {
-                let (body, props) = envelope::encode_delivery(task);
-                Outgoing::new(&exchange, task.crm.as_str(), body, props, parent)
-            })
-            .collect();
+        let single = |(task, parent): &(DeliveryTask, &tracing::Span)| {
+            let (body, props) = envelope::encode_delivery(task);
+            Outgoing::new(&exchange, task.crm.as_str(), body, props, parent)
+        };
+        let outgoing: Vec<Outgoing> = match self.inner.cfg.pack_changes {
+            false => tasks.iter().map(single).collect(),
+            true => grouped(tasks, |(task, _)| task.crm)
+                .into_iter()
+                .map(|(crm, these)| match these.as_slice() {
+                    [one] => single(one),
+                    _ => {
+                        let pack = DeliveryPack {
+                            v: CHANGE_FORMAT_VERSION,
+                            tasks: these
+                                .iter()
+                                .map(|(task, parent)| PackedTask {
+                                    task: task.clone(),
+                                    trace: crate::telemetry::context::to_map(parent),
+                                })
+                                .collect(),
+                        };
+                        let (body, props) = envelope::encode_delivery_pack(&pack);
+                        let parents = these.iter().map(|(_, parent)| *parent);
+                        Outgoing::packed(&exchange, crm.as_str(), body, props, parents)
+                    }
+                })
+                .collect(),
+        };
         match self.send_all(&outgoing, self.inner.confirm_timeout).await {
             Err(PublishError::Nacked) => {
-                for (task, parent) in tasks {
-                    self.publish_delivery(task)
-                        .instrument((*parent).clone())
-                        .await?;
+                for out in outgoing {
+                    self.send_confirmed(out).await?;
                 }
                 Ok(())
             }
@@ -221,6 +243,12 @@ impl Publisher {
             props,
             &tracing::Span::current(),
         );
+        self.send_confirmed(out).await
+    }
+
+    /// Sends one message and waits for its confirm, trying a nack again within the confirm
+    /// timeout ([`Publisher::publish`]).
+    async fn send_confirmed(&self, out: Outgoing) -> Result<(), PublishError> {
         let span = out.span.clone();
         let deadline = tokio::time::Instant::now() + self.inner.confirm_timeout;
         let mut pause = NACK_PAUSE_MIN;
@@ -232,6 +260,7 @@ impl Publisher {
                 .await
             {
                 Err(PublishError::Nacked) if pause < left => {
+                    let (exchange, routing_key) = (&out.exchange, &out.routing_key);
                     tracing::debug!(target: "syncroot::queue", %exchange, %routing_key, ?pause, "publish nacked; trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(NACK_PAUSE_MAX);
@@ -261,30 +290,29 @@ impl Publisher {
         };
         let outgoing: Vec<Outgoing> = match self.inner.cfg.pack_changes {
             false => changes.iter().map(single).collect(),
-            true => by_shard(topology, changes)
-                .into_iter()
-                .map(|(key, these)| match these.as_slice() {
-                    [one] => single(one),
-                    _ => {
-                        let pack = ChangePack {
-                            v: CHANGE_FORMAT_VERSION,
-                            changes: these
-                                .iter()
-                                .map(|(change, parent)| PackedChange {
-                                    change: (*change).clone(),
-                                    trace: crate::telemetry::context::to_map(parent),
-                                })
-                                .collect(),
-                        };
-                        let (body, props) = envelope::encode_pack(&pack);
-                        let out = Outgoing::new(&exchange, &key, body, props, these[0].1);
-                        for (_, other) in &these[1..] {
-                            crate::telemetry::context::link(&out.span, other);
-                        }
-                        out
-                    }
-                })
-                .collect(),
+            true => grouped(changes, |(change, _)| {
+                topology.routing_key(change.contact_id)
+            })
+            .into_iter()
+            .map(|(key, these)| match these.as_slice() {
+                [one] => single(one),
+                _ => {
+                    let pack = ChangePack {
+                        v: CHANGE_FORMAT_VERSION,
+                        changes: these
+                            .iter()
+                            .map(|(change, parent)| PackedChange {
+                                change: (*change).clone(),
+                                trace: crate::telemetry::context::to_map(parent),
+                            })
+                            .collect(),
+                    };
+                    let (body, props) = envelope::encode_pack(&pack);
+                    let parents = these.iter().map(|(_, parent)| *parent);
+                    Outgoing::packed(&exchange, &key, body, props, parents)
+                }
+            })
+            .collect(),
         };
         self.send_all(&outgoing, self.inner.confirm_timeout).await
     }
@@ -390,6 +418,28 @@ impl Outgoing {
     }
 }
 
+impl Outgoing {
+    /// A message carrying the items of several parents: its span is a child of the first's
+    /// and linked to the others'.
+    fn packed<'a>(
+        exchange: &str,
+        routing_key: &str,
+        body: Vec<u8>,
+        props: lapin::BasicProperties,
+        mut parents: impl Iterator<Item = &'a tracing::Span>,
+    ) -> Self {
+        let first = parents
+            .next()
+            .cloned()
+            .unwrap_or_else(tracing::Span::current);
+        let out = Self::new(exchange, routing_key, body, props, &first);
+        for other in parents {
+            crate::telemetry::context::link(&out.span, other);
+        }
+        out
+    }
+}
+
 /// Keeps the publisher connected: the same capped, jittered backoff as the consumers'
 /// supervisor between attempts.
 async fn maintain(inner: Arc<Inner>, shutdown: CancellationToken) {
@@ -471,18 +521,15 @@ async fn wait_for_error(events: &mut Events) -> String {
     "connection closed".to_owned()
 }
 
-/// Changes grouped by their shard's routing key, each group in the order given, the groups in
-/// the order of their first change.
-fn by_shard<'a, T: Copy>(
-    topology: &Topology,
-    changes: &[(&'a ContactChange, T)],
-) -> Vec<(String, Vec<(&'a ContactChange, T)>)> {
-    let mut groups: Vec<(String, Vec<(&ContactChange, T)>)> = Vec::new();
-    for &(change, with) in changes {
-        let key = topology.routing_key(change.contact_id);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, these)) => these.push((change, with)),
-            None => groups.push((key, vec![(change, with)])),
+/// Items grouped by `key`, each group in the order given, the groups in the order of their
+/// first item.
+fn grouped<I, K: PartialEq>(items: &[I], key: impl Fn(&I) -> K) -> Vec<(K, Vec<&I>)> {
+    let mut groups: Vec<(K, Vec<&I>)> = Vec::new();
+    for item in items {
+        let k = key(item);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, these)) => these.push(item),
+            None => groups.push((k, vec![item])),
         }
     }
     groups

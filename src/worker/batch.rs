@@ -3,11 +3,12 @@
 //! long a batch waits for more ([`Gathering`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::settle::Acker;
+use super::settle::Parts;
 
 use crate::domain::ContactId;
 use crate::domain::change::DeliveryTask;
@@ -20,8 +21,9 @@ pub struct Entry {
     /// The task that has been tried most often (its attempt count and error history carry
     /// on), with `version` raised to the newest.
     pub task: DeliveryTask,
-    /// The tasks' ackers; settled together once the contact's outcome is durable.
-    pub ackers: Vec<Acker>,
+    /// The tasks' messages (a message of several tasks is acknowledged with its last one);
+    /// each task settled once the contact's outcome is durable.
+    pub ackers: Vec<Arc<Parts>>,
     /// The span the entry is processed and settled in: the first task's, continuing the trace
     /// of the change it carries.
     pub span: tracing::Span,
@@ -41,12 +43,12 @@ pub struct Batch {
 impl Batch {
     /// Adds a task; a contact already in the batch keeps one entry with the newest version
     /// (and its first task's span).
-    pub fn add(&mut self, task: DeliveryTask, acker: Acker, span: tracing::Span) {
+    pub fn add(&mut self, task: DeliveryTask, from: Arc<Parts>, span: tracing::Span) {
         self.absorb(Entry {
             contact_id: task.contact_id,
             version: task.version,
             task,
-            ackers: vec![acker],
+            ackers: vec![from],
             span,
             since: Instant::now(),
         });
@@ -78,6 +80,11 @@ impl Batch {
                 self.entries.push(entry);
             }
         }
+    }
+
+    /// True when the contact has an entry.
+    pub fn contains(&self, contact: ContactId) -> bool {
+        self.index.contains_key(&contact)
     }
 
     /// Distinct contacts.

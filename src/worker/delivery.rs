@@ -27,6 +27,10 @@
 //! place (it is not the contact's fault and would burn every tier). A successful delivery
 //! resolves the contact's dead-letter entry. Shutdown mid-call leaves the tasks to be
 //! redelivered.
+//!
+//! A message may carry a pack of tasks (`DeliveryPack`, the forwarder's for changes it applied
+//! together): each task joins a batch on its own (those beyond a full batch wait for the next),
+//! is settled as if it had come alone, and the message is acknowledged with its last task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +45,6 @@ use super::batch::{BULK_WAIT, Batch, Entry, Gathering};
 use super::consumer::{Consume, Session, SessionEnd, wait_out};
 use super::disposition::{self, Disposition, Outcome};
 use super::settle;
-use super::settle::Acker;
 use crate::domain::change::DeliveryTask;
 use crate::domain::{ContactId, Crm, FieldValues};
 use crate::metrics::{self, AttemptOutcome, Settled};
@@ -179,7 +182,7 @@ type Landing = (Vec<ContactId>, Result<Vec<Entry>, SessionEnd>);
 
 /// Batches in flight, the contacts they hold, and the tasks of those contacts that arrived
 /// meanwhile or that a batch kept back (held for a later batch, so a contact is never in two
-/// calls at once).
+/// calls at once), or that a pack brought beyond a full batch.
 #[derive(Default)]
 struct Flights {
     running: tokio::task::JoinSet<Landing>,
@@ -246,12 +249,20 @@ impl Flights {
         result
     }
 
-    /// Adds a task to `batch`, or holds it back while its contact is in flight.
-    fn add(&mut self, batch: &mut Batch, task: DeliveryTask, acker: Acker, span: tracing::Span) {
-        if self.busy.contains(&task.contact_id) {
-            self.held.add(task, acker, span);
+    /// Adds a task to `batch`, or holds it back for a later batch while its contact is in
+    /// flight, or when `full` and its contact is not in the batch already.
+    fn add(
+        &mut self,
+        batch: &mut Batch,
+        task: DeliveryTask,
+        from: Arc<settle::Parts>,
+        span: tracing::Span,
+        full: bool,
+    ) {
+        if self.busy.contains(&task.contact_id) || (full && !batch.contains(task.contact_id)) {
+            self.held.add(task, from, span);
         } else {
-            batch.add(task, acker, span);
+            batch.add(task, from, span);
         }
     }
 
@@ -309,10 +320,25 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 _ = linger => break,
                 next = session.recv() => next?,
             };
-            match envelope::decode_delivery(&delivery.data) {
-                Ok(task) => {
-                    let span = task_span(&task, &delivery.properties);
-                    flights.add(&mut batch, task, delivery.acker, span)
+            let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+            match envelope::decode_deliveries(kind.as_deref(), &delivery.data) {
+                Ok(pack) if pack.tasks.is_empty() => settle::ack(&delivery.acker).await?,
+                Ok(pack) => {
+                    let packed = kind.as_deref() == Some(envelope::DELIVERY_PACK_TYPE);
+                    let from = settle::Parts::new(delivery.acker, pack.tasks.len());
+                    for item in pack.tasks {
+                        let span = task_span(&item.task);
+                        match packed {
+                            true => crate::telemetry::context::follow_map(&span, &item.trace),
+                            false => crate::telemetry::context::follow_message(
+                                &span,
+                                &delivery.properties,
+                            ),
+                        }
+                        // A pack may bring more contacts than the batch has room for.
+                        let full = batch.len() >= cap(&batch);
+                        flights.add(&mut batch, item.task, from.clone(), span, full);
+                    }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "dead-lettering an unreadable delivery task");
@@ -388,7 +414,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
         // tried again, which upserts harmlessly.
         let mut ackers = Vec::new();
         for (entry, outcome) in &settled {
-            ackers.extend(entry.ackers.iter().map(|a| (a, *outcome)));
+            ackers.extend(entry.ackers.iter().filter_map(|a| a.settled(*outcome)));
         }
         settle::ack_all(ackers).await?;
         Ok(kept)
@@ -730,8 +756,10 @@ impl<C: CrmClient> DeliveryWorker<C> {
 }
 
 /// The span of one delivery task, continuing the trace its message carries.
-fn task_span(task: &DeliveryTask, props: &lapin::BasicProperties) -> tracing::Span {
-    let span = tracing::info_span!(
+/// The span a task is processed in; its caller makes it follow the task's message or, packed,
+/// the task's own trace context.
+fn task_span(task: &DeliveryTask) -> tracing::Span {
+    tracing::info_span!(
         "deliver",
         otel.name = %format_args!("deliver {}", task.crm),
         otel.kind = "consumer",
@@ -740,9 +768,7 @@ fn task_span(task: &DeliveryTask, props: &lapin::BasicProperties) -> tracing::Sp
         version = task.version,
         // This attempt's number: 1 for a fresh task.
         attempt = task.attempt + 1,
-    );
-    crate::telemetry::context::follow_message(&span, props);
-    span
+    )
 }
 
 /// The span of one attempt at a batch: a child of its first task's span, so a change's trace

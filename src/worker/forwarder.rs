@@ -238,24 +238,11 @@ const GROUP_MAX: usize = 64;
 /// One change received, in the span that follows its message (or, packed, its request).
 struct Received {
     change: ContactChange,
-    from: Arc<Held>,
-    span: tracing::Span,
-}
-
-/// A message taken from a shard queue: acknowledged once every change it carries is settled.
-struct Held {
-    acker: settle::Acker,
-    /// Its changes not settled yet.
-    left: std::sync::atomic::AtomicUsize,
-    /// Carries several changes ([`envelope::PACK_TYPE`]).
+    /// Its message, acknowledged once every change it carries is settled.
+    from: Arc<settle::Parts>,
+    /// Its message carries several changes ([`envelope::PACK_TYPE`]).
     packed: bool,
-}
-
-impl Held {
-    /// Counts one of its changes settled; true for the last, when the message is due its ack.
-    fn settled(&self) -> bool {
-        self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
-    }
+    span: tracing::Span,
 }
 
 /// Processes deliveries the broker handed over together, and settles each: changes of
@@ -282,32 +269,30 @@ async fn handle_group(ctx: Arc<Ctx>, deliveries: Vec<Delivery>, shutdown: Cancel
                 continue;
             }
         };
-        let from = Arc::new(Held {
-            acker: delivery.acker,
-            left: pack.changes.len().into(),
-            packed: kind.as_deref() == Some(envelope::PACK_TYPE),
-        });
+        let packed = kind.as_deref() == Some(envelope::PACK_TYPE);
         if pack.changes.is_empty() {
-            if let Err(e) = settle::ack(&from.acker).await {
+            if let Err(e) = settle::ack(&delivery.acker).await {
                 tracing::warn!(error = %e, "could not settle a delivery");
             }
             continue;
         }
-        for packed in pack.changes {
-            let change = packed.change;
+        let from = settle::Parts::new(delivery.acker, pack.changes.len());
+        for item in pack.changes {
+            let change = item.change;
             let span = tracing::info_span!(
                 "forward",
                 otel.kind = "consumer",
                 contact = %change.contact_id,
                 seq = change.seq,
             );
-            match from.packed {
-                true => crate::telemetry::context::follow_map(&span, &packed.trace),
+            match packed {
+                true => crate::telemetry::context::follow_map(&span, &item.trace),
                 false => crate::telemetry::context::follow_message(&span, &delivery.properties),
             }
             let received = Received {
                 change,
                 from: from.clone(),
+                packed,
                 span,
             };
             match seen.insert(received.change.contact_id) {
@@ -406,9 +391,7 @@ async fn apply_group(
         if let Some(applied) = applied {
             let change = &received.change;
             tracing::debug!(parent: &received.span, contact = %change.contact_id, seq = change.seq, ?applied, "change processed");
-            if received.from.settled() {
-                done.push((&received.from.acker, Settled::Acked));
-            }
+            done.extend(received.from.settled(Settled::Acked));
         }
     }
     if let Err(e) = settle::ack_all(done).await {
@@ -420,10 +403,15 @@ async fn apply_group(
 
 /// Processes one change and settles its delivery with the broker.
 async fn handle_one(ctx: Arc<Ctx>, received: Received, shutdown: CancellationToken) {
-    let Received { change, from, .. } = received;
+    let Received {
+        change,
+        from,
+        packed,
+        ..
+    } = received;
     let (contact, seq) = (change.contact_id, change.seq);
     // A packed change that fails is sent on alone, so that only it is dead-lettered.
-    let alone = from.packed.then(|| change.clone());
+    let alone = packed.then(|| change.clone());
     // Processed in its own task, so a panic is caught here and the message dead-lettered
     // rather than redelivered to crash the next worker too.
     let failed = match tokio::spawn(
@@ -444,7 +432,7 @@ async fn handle_one(ctx: Arc<Ctx>, received: Received, shutdown: CancellationTok
         (None, _) => settle_part(&from).await,
         (Some(why), None) => {
             tracing::error!(%contact, seq, "dead-lettering a change: {why}");
-            settle::dead_letter(&from.acker).await
+            settle::dead_letter(from.acker()).await
         }
         (Some(why), Some(change)) => {
             tracing::error!(%contact, seq, "sending a change of a pack on alone, to be dead-lettered by itself if it fails again: {why}");
@@ -463,11 +451,8 @@ async fn handle_one(ctx: Arc<Ctx>, received: Received, shutdown: CancellationTok
 }
 
 /// Counts one change of a message settled, and acknowledges the message with its last.
-async fn settle_part(from: &Held) -> Result<(), settle::SettleError> {
-    match from.settled() {
-        true => settle::ack(&from.acker).await,
-        false => Ok(()),
-    }
+async fn settle_part(from: &settle::Parts) -> Result<(), settle::SettleError> {
+    settle::ack_all(from.settled(Settled::Acked)).await
 }
 
 /// Persists a change and, unless it is stale, publishes its delivery tasks. `Ok(None)` if

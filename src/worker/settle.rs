@@ -8,6 +8,7 @@
 //! acknowledged, and redelivery is harmless because every worker is idempotent.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,6 +81,44 @@ impl Acker {
             role,
             queue,
         }
+    }
+}
+
+/// A message whose items (a pack's changes or tasks; a plain message has one) are settled one
+/// by one: it is acknowledged with its last item, and counted once, as the most serious of
+/// its items' outcomes.
+pub struct Parts {
+    acker: Acker,
+    left: AtomicUsize,
+    outcome: Mutex<Settled>,
+}
+
+impl Parts {
+    pub fn new(acker: Acker, items: usize) -> Arc<Self> {
+        Arc::new(Self {
+            acker,
+            left: AtomicUsize::new(items),
+            outcome: Mutex::new(Settled::Acked),
+        })
+    }
+
+    /// The message's own acker (to reject it whole).
+    pub fn acker(&self) -> &Acker {
+        &self.acker
+    }
+
+    /// Counts one item settled as `outcome`. For the last item, the message's acknowledgement
+    /// is due: its acker and what it counts as (for [`ack_all`]).
+    pub fn settled(&self, outcome: Settled) -> Option<(&Acker, Settled)> {
+        let worst = {
+            let mut o = self
+                .outcome
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *o = (*o).max(outcome);
+            *o
+        };
+        (self.left.fetch_sub(1, Ordering::AcqRel) == 1).then_some((&self.acker, worst))
     }
 }
 

@@ -465,3 +465,52 @@ async fn writes_accepted_together_share_a_message_unless_packing_is_off() {
         }
     }
 }
+
+/// The forwarder hands on the delivery tasks of changes it applied together as one message per
+/// CRM, under the same switch as the changes' packs; with it off, one message a task.
+#[tokio::test]
+async fn tasks_handed_on_together_share_a_message_per_crm_unless_packing_is_off() {
+    use syncroot::domain::Crm;
+    for packing in [true, false] {
+        let app = TestApp::spawn_with(Options {
+            forwarders: 1,
+            shards: 1,
+            extra_env: vec![
+                ("SYNCROOT_QUEUE_PACK_CHANGES".into(), packing.to_string()),
+                ("SYNCROOT_CRMS".into(), "hubspot,salesforce".into()),
+            ],
+            ..Options::default()
+        })
+        .await;
+        let bodies: Vec<Value> = (0..40)
+            .map(|i| json!({"email": format!("handed{i}@example.com")}))
+            .collect();
+        let mut ids = Vec::new();
+        for r in join_all(bodies.iter().map(|b| app.post_contact(b))).await {
+            assert_eq!(r.status(), 202);
+            ids.push(
+                r.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        ids.sort();
+        let topology = app.topology();
+        for crm in [Crm::Hubspot, Crm::Salesforce] {
+            let queue = topology.delivery_queue(crm);
+            let (messages, mut queued) = eventually("every task handed on", || async {
+                let messages = app.queue_depth(&queue).await;
+                let queued = app.queued_contacts(&queue).await;
+                (queued.len() == ids.len()).then_some((messages, queued))
+            })
+            .await;
+            queued.sort();
+            assert_eq!(queued, ids, "{crm}: one task for each create");
+            match packing {
+                true => assert!(messages < 40, "{crm}: 40 tasks in {messages} messages"),
+                false => assert_eq!(messages, 40, "{crm}: one message a task"),
+            }
+        }
+    }
+}

@@ -457,9 +457,9 @@ impl TestApp {
         q.message_count()
     }
 
-    /// The contacts of the changes waiting in a shard queue, one per change: each ready
-    /// message is read without being taken (one may carry a pack of several changes). Only
-    /// while nothing consumes the queue.
+    /// The contacts of the changes waiting in a shard queue, or of the tasks waiting in a
+    /// delivery queue, one per change or task: each ready message is read without being taken
+    /// (one may carry a pack of several). Only while nothing consumes the queue.
     pub async fn queued_contacts(&self, queue: &str) -> Vec<String> {
         use futures_util::StreamExt as _;
         let ready = self.queue_depth(queue).await;
@@ -486,9 +486,18 @@ impl TestApp {
                 .expect("the consumer stays open")
                 .unwrap();
             let kind = m.properties.kind().as_ref().map(|k| k.to_string());
-            let pack = envelope::decode_changes(kind.as_deref(), &m.data)
-                .unwrap_or_else(|e| panic!("a message in {queue} is not a change: {e}"));
-            contacts.extend(pack.changes.iter().map(|p| p.change.contact_id.to_string()));
+            match kind.as_deref() {
+                Some(envelope::DELIVERY_TYPE | envelope::DELIVERY_PACK_TYPE) => {
+                    let pack = envelope::decode_deliveries(kind.as_deref(), &m.data)
+                        .unwrap_or_else(|e| panic!("a message in {queue} is not a task: {e}"));
+                    contacts.extend(pack.tasks.iter().map(|p| p.task.contact_id.to_string()));
+                }
+                _ => {
+                    let pack = envelope::decode_changes(kind.as_deref(), &m.data)
+                        .unwrap_or_else(|e| panic!("a message in {queue} is not a change: {e}"));
+                    contacts.extend(pack.changes.iter().map(|p| p.change.contact_id.to_string()));
+                }
+            }
         }
         let _ = conn.close(200, "bye".into()).await;
         contacts

@@ -22,10 +22,11 @@ pub(super) fn diagnose(
         death.count,
         if death.count == 1 { "y" } else { "ies" }
     );
-    // The contact it names (a pack's first), and how many changes it carries.
+    // The contact it names (a pack's first), and how many changes or tasks it carries.
     let decoded = match kind {
-        Some(envelope::DELIVERY_TYPE) => {
-            envelope::decode_delivery(body).map(|t| (Some(t.contact_id.0), 1))
+        Some(envelope::DELIVERY_TYPE | envelope::DELIVERY_PACK_TYPE) => {
+            envelope::decode_deliveries(kind, body)
+                .map(|p| (p.tasks.first().map(|t| t.task.contact_id.0), p.tasks.len()))
         }
         _ => envelope::decode_changes(kind, body).map(|p| {
             (
@@ -40,6 +41,10 @@ pub(super) fn diagnose(
             match kind {
                 Some(envelope::PACK_TYPE) => format!(
                     "{why}: a worker kept failing on this pack of {n} change{} (see its logs)",
+                    if n == 1 { "" } else { "s" }
+                ),
+                Some(envelope::DELIVERY_PACK_TYPE) => format!(
+                    "{why}: a worker kept failing on this pack of {n} delivery task{} (see its logs)",
                     if n == 1 { "" } else { "s" }
                 ),
                 _ => format!("{why}: a worker kept failing on it (see its logs)"),
@@ -195,5 +200,31 @@ mod tests {
         // Without its type it is not a change at all.
         let (code, ..) = diagnose(&body, None, &d);
         assert_eq!(code, "UNDECODABLE");
+    }
+
+    #[test]
+    fn a_pack_of_delivery_tasks_names_its_first_contact_and_size() {
+        use crate::domain::change::{
+            CHANGE_FORMAT_VERSION, DeliveryPack, DeliveryTask, PackedTask,
+        };
+        use crate::domain::{ContactId, Crm};
+        let task = |id| PackedTask {
+            task: DeliveryTask::new(id, 1, Crm::Salesforce),
+            trace: Default::default(),
+        };
+        let first = ContactId::new();
+        let pack = DeliveryPack {
+            v: CHANGE_FORMAT_VERSION,
+            tasks: vec![task(first), task(ContactId::new()), task(ContactId::new())],
+        };
+        let (body, _) = envelope::encode_delivery_pack(&pack);
+        let d = Death {
+            count: 20,
+            ..Death::default()
+        };
+        let (code, message, contact) = diagnose(&body, Some(envelope::DELIVERY_PACK_TYPE), &d);
+        assert_eq!(code, "WORKER_FAILED");
+        assert!(message.contains("pack of 3 delivery tasks"), "{message}");
+        assert_eq!(contact, Some(first.0));
     }
 }
