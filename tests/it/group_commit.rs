@@ -499,10 +499,13 @@ async fn tasks_handed_on_together_share_a_message_per_crm_unless_packing_is_off(
         let topology = app.topology();
         for crm in [Crm::Hubspot, Crm::Salesforce] {
             let queue = topology.delivery_queue(crm);
+            // Nothing consumes the queue: once its depth holds still around a read of every
+            // task, that depth is the messages they came in.
             let (messages, mut queued) = eventually("every task handed on", || async {
-                let messages = app.queue_depth(&queue).await;
+                let before = app.queue_depth(&queue).await;
                 let queued = app.queued_contacts(&queue).await;
-                (queued.len() == ids.len()).then_some((messages, queued))
+                let after = app.queue_depth(&queue).await;
+                (queued.len() == ids.len() && before == after).then_some((after, queued))
             })
             .await;
             queued.sort();
