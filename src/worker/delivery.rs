@@ -321,9 +321,11 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 next = session.recv() => next?,
             };
             let kind = delivery.properties.kind().as_ref().map(|k| k.to_string());
+            let mut tasks = 0;
             match envelope::decode_deliveries(kind.as_deref(), &delivery.data) {
                 Ok(pack) if pack.tasks.is_empty() => settle::ack(&delivery.acker).await?,
                 Ok(pack) => {
+                    tasks = pack.tasks.len();
                     let packed = kind.as_deref() == Some(envelope::DELIVERY_PACK_TYPE);
                     let from = settle::Parts::new(delivery.acker, pack.tasks.len());
                     for item in pack.tasks {
@@ -346,7 +348,7 @@ impl<C: CrmClient> DeliveryWorker<C> {
                 }
             }
             let now = tokio::time::Instant::now();
-            gathering.arrived(now);
+            gathering.arrived(now, tasks);
             if !batch.is_empty() {
                 let since = *first.get_or_insert(now);
                 deadline = Some(until(gathering, &batch, since, now));
