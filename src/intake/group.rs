@@ -9,13 +9,18 @@
 //!                                                        (jobs that join: one statement)
 //!   publish the changes on one channel, in order      -- those for one shard as one message
 //!   wait for all confirms                                (`Publisher::publish_changes`)
+//!   ── the lane takes its next batch from here on ──
 //!   COMMIT                                            -- every change in the batch is accepted
+//!   answer each job
 //! ```
 //!
 //! While a lane waits for the broker and Postgres, the next jobs queue up behind it and form
 //! the next batch, so batches grow with the load and a lone job waits for nobody. Under load
 //! the lane also begins the next batch's transaction meanwhile, so a cycle does not wait for
-//! a pooled connection and `BEGIN`. Lanes run side by side; jobs are spread over them by a key
+//! a pooled connection and `BEGIN`, and a batch's commit overlaps the next batch: that batch's
+//! writes to the same contacts (or addresses, or idempotency keys) wait for the commit on their
+//! row locks, so they still see it, and a batch that then fails to commit refuses only its own
+//! jobs, as it would have without the overlap. Lanes run side by side; jobs are spread over them by a key
 //! (the API's: the contact's shard bits), so two lanes never hold the same contact's lock.
 //!
 //! When the batch cannot be accepted together, nothing of it is: a statement fails (a lost
@@ -188,6 +193,9 @@ impl<J: Job> GroupCommit<J> {
 /// An acceptance transaction.
 type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+/// Batches of one lane in flight at once: one running, one committing.
+const IN_FLIGHT: usize = 2;
+
 /// How long a lane keeps a transaction it began ahead while no job comes.
 const AHEAD_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -199,6 +207,8 @@ const AHEAD_HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut ahead: Option<Tx> = None;
+    // The batch running and those still committing (at most [`IN_FLIGHT`] in all).
+    let mut committing = tokio::task::JoinSet::new();
     // A begin ahead under way (at most one, even when the pool is slow to give connections).
     let beginning = Arc::new(AtomicBool::new(false));
     loop {
@@ -215,7 +225,13 @@ async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_bat
         let jobs = std::mem::replace(&mut batch, Vec::with_capacity(max_batch));
         let under_load = jobs.len() > 1 || !rx.is_empty();
         // In its own task, so a panic loses this batch's answers, not the lane.
-        let running = tokio::spawn(run_batch(ctx.clone(), jobs, ahead.take()));
+        let (release, released) = oneshot::channel();
+        while committing.len() >= IN_FLIGHT {
+            if let Some(Err(e)) = committing.join_next().await {
+                tracing::error!(error = %e, "an acceptance batch failed");
+            }
+        }
+        committing.spawn(run_batch(ctx.clone(), jobs, ahead.take(), release));
         let next = (under_load && !beginning.swap(true, Ordering::AcqRel)).then(|| {
             let (db, beginning) = (ctx.db.clone(), beginning.clone());
             tokio::spawn(async move {
@@ -225,8 +241,12 @@ async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_bat
                 tx
             })
         });
-        if let Err(e) = running.await {
-            tracing::error!(error = %e, "an acceptance batch failed");
+        // The batch lets the lane go on once the broker confirmed its changes (or it ended).
+        let _ = released.await;
+        while let Some(done) = committing.try_join_next() {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "an acceptance batch failed");
+            }
         }
         // Not begun yet: left to finish on its own, and its transaction then dropped.
         ahead = match next {
@@ -234,16 +254,25 @@ async fn lane<J: Job>(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Pending<J>>, max_bat
             _ => None,
         };
     }
+    while committing.join_next().await.is_some() {}
 }
 
-async fn run_batch<J: Job>(ctx: Arc<Ctx>, mut batch: Vec<Pending<J>>, ahead: Option<Tx>) {
+/// Runs a batch and answers its jobs. `release` lets the lane go on: sent once the broker has
+/// confirmed a batch accepted together, so its commit overlaps the next batch; otherwise
+/// dropped when the batch ends.
+async fn run_batch<J: Job>(
+    ctx: Arc<Ctx>,
+    mut batch: Vec<Pending<J>>,
+    ahead: Option<Tx>,
+    release: oneshot::Sender<()>,
+) {
     // A lone job goes alone, unless a transaction was begun for it: then as a batch of one,
     // which runs it again alone should that transaction have gone bad meanwhile.
     if batch.len() == 1 && ahead.is_none() {
         let pending = batch.remove(0);
         return single(&ctx, pending).await;
     }
-    match together(&ctx, &batch, ahead).await {
+    match together(&ctx, &batch, ahead, release).await {
         Together::Done(answers) => {
             for (pending, answer) in batch.into_iter().zip(answers) {
                 let _ = pending.reply.send(answer);
@@ -275,6 +304,7 @@ async fn together<J: Job>(
     ctx: &Ctx,
     batch: &[Pending<J>],
     ahead: Option<Tx>,
+    release: oneshot::Sender<()>,
 ) -> Together<J::Output, J::Refusal> {
     // The transaction begun ahead, or a new one.
     let begun = match ahead {
@@ -351,6 +381,9 @@ async fn together<J: Job>(
             }
         }
     }
+    // Every change is in the broker and every lock still held: the lane may take its next batch,
+    // whose writes to these contacts wait for this commit.
+    let _ = release.send(());
     if let Err(e) = tx.commit().await {
         tracing::error!(error = %e, jobs = batch.len(), "commit failed after the broker confirmed");
         return Together::Refused(IntakeError::CommitFailed);
