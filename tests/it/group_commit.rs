@@ -161,6 +161,18 @@ impl Bench {
     /// Runs `jobs` as one batch: holds the lane with a blocking job until every one of them is
     /// waiting, then lets them go. Their answers, in order.
     async fn batch(&self, jobs: Vec<Kind>) -> Vec<Result<Txid, Refused>> {
+        let mut out = Vec::new();
+        for a in join_all(self.submit_batch(jobs).await).await {
+            out.push(a.unwrap());
+        }
+        out
+    }
+
+    /// [`Bench::batch`], returning once the batch is let go: its jobs' answers to come.
+    async fn submit_batch(
+        &self,
+        jobs: Vec<Kind>,
+    ) -> Vec<tokio::task::JoinHandle<Result<Txid, Refused>>> {
         let started = Arc::new(AtomicBool::new(false));
         let release = Arc::new(Notify::new());
         let blocker = {
@@ -190,11 +202,7 @@ impl Bench {
         assert_eq!(self.group.waiting(), n);
         release.notify_one();
         blocker.await.unwrap().unwrap();
-        let mut out = Vec::new();
-        for a in join_all(answers).await {
-            out.push(a.unwrap());
-        }
-        out
+        answers
     }
 
     async fn written(&self) -> Vec<i32> {
@@ -330,6 +338,64 @@ async fn a_transaction_begun_ahead_for_the_next_batch_is_given_back_when_no_job_
     let answers = bench.batch(vec![Kind::Write(6, None)]).await;
     assert!(answers[0].is_ok(), "{answers:?}");
     assert_eq!(bench.written().await, (1..=6).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_batch_still_committing_does_not_hold_up_the_next_one() {
+    let bench = Bench::start().await;
+    // Writing 1000 makes a transaction wait at its commit for an advisory lock the test holds.
+    for statement in [
+        "CREATE FUNCTION probe_hold() RETURNS trigger LANGUAGE plpgsql AS
+         $$ BEGIN PERFORM pg_advisory_xact_lock(4242); RETURN NULL; END $$",
+        "CREATE CONSTRAINT TRIGGER probe_hold AFTER INSERT ON probe_writes
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.n = 1000)
+         EXECUTE FUNCTION probe_hold()",
+    ] {
+        sqlx::query(statement).execute(&bench.app.db).await.unwrap();
+    }
+    let mut holder = bench.app.db.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = bench
+        .submit_batch(vec![Kind::Write(1000, None), Kind::Write(1, None)])
+        .await;
+    // (It waits no longer than the connections' lock_timeout, when its commit fails.)
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242
+             AND NOT granted",
+        )
+        .fetch_one(&bench.app.db)
+        .await
+        .unwrap()
+    };
+    eventually("the first batch to wait at its commit", || async {
+        (waiting().await == 1).then_some(())
+    })
+    .await;
+    // The lane takes the next write meanwhile, and it is committed and answered first.
+    let next = bench.group.submit(Probe(Kind::Write(2, None)));
+    let next = tokio::time::timeout(std::time::Duration::from_secs(60), next)
+        .await
+        .expect("an answer");
+    assert!(next.is_ok(), "{next:?}");
+    assert_eq!(
+        waiting().await,
+        1,
+        "the next write was answered only once the first batch's commit had ended"
+    );
+    assert!(first.iter().all(|a| !a.is_finished()));
+    assert_eq!(bench.written().await, vec![2]);
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    for a in join_all(first).await {
+        assert!(a.unwrap().is_ok());
+    }
+    assert_eq!(bench.written().await, vec![1, 2, 1000]);
 }
 
 /// Everything in one lane, so the writes racing each other share transactions.
