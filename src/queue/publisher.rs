@@ -152,34 +152,24 @@ impl Publisher {
         tasks: &[(DeliveryTask, &tracing::Span)],
     ) -> Result<(), PublishError> {
         let exchange = self.inner.topology.deliveries_exchange();
-        let single = |(task, parent): &(DeliveryTask, &tracing::Span)| {
-            let (body, props) = envelope::encode_delivery(task);
-            Outgoing::new(&exchange, task.crm.as_str(), body, props, parent)
-        };
-        let outgoing: Vec<Outgoing> = match self.inner.cfg.pack_changes {
-            false => tasks.iter().map(single).collect(),
-            true => grouped(tasks, |(task, _)| task.crm)
-                .into_iter()
-                .map(|(crm, these)| match these.as_slice() {
-                    [one] => single(one),
-                    _ => {
-                        let pack = DeliveryPack {
-                            v: CHANGE_FORMAT_VERSION,
-                            tasks: these
-                                .iter()
-                                .map(|(task, parent)| PackedTask {
-                                    task: task.clone(),
-                                    trace: crate::telemetry::context::to_map(parent),
-                                })
-                                .collect(),
-                        };
-                        let (body, props) = envelope::encode_delivery_pack(&pack);
-                        let parents = these.iter().map(|(_, parent)| *parent);
-                        Outgoing::packed(&exchange, crm.as_str(), body, props, parents)
-                    }
+        let outgoing = self.outgoing(
+            &exchange,
+            tasks,
+            |task| task.crm.as_str().to_owned(),
+            envelope::encode_delivery,
+            |these| {
+                envelope::encode_delivery_pack(&DeliveryPack {
+                    v: CHANGE_FORMAT_VERSION,
+                    tasks: these
+                        .into_iter()
+                        .map(|(task, trace)| PackedTask {
+                            task: task.clone(),
+                            trace,
+                        })
+                        .collect(),
                 })
-                .collect(),
-        };
+            },
+        );
         match self.send_all(&outgoing, self.inner.confirm_timeout).await {
             Err(PublishError::Nacked) => {
                 for out in outgoing {
@@ -282,39 +272,62 @@ impl Publisher {
         changes: &[(&ContactChange, &tracing::Span)],
     ) -> Result<(), PublishError> {
         let topology = &self.inner.topology;
-        let exchange = topology.contacts_exchange();
-        let single = |(change, parent): &(&ContactChange, &tracing::Span)| {
-            let (body, props) = envelope::encode(change);
-            let key = topology.routing_key(change.contact_id);
-            Outgoing::new(&exchange, &key, body, props, parent)
+        let outgoing = self.outgoing(
+            &topology.contacts_exchange(),
+            changes,
+            |change| topology.routing_key(change.contact_id),
+            |change| envelope::encode(change),
+            |these| {
+                envelope::encode_pack(&ChangePack {
+                    v: CHANGE_FORMAT_VERSION,
+                    changes: these
+                        .into_iter()
+                        .map(|(change, trace)| PackedChange {
+                            change: (*change).clone(),
+                            trace,
+                        })
+                        .collect(),
+                })
+            },
+        );
+        self.send_all(&outgoing, self.inner.confirm_timeout).await
+    }
+
+    /// The messages that carry `items` to `exchange` under the routing key `key` gives each:
+    /// one an item, or with `queue_pack_changes` one a key, made by `pack` from its items (in
+    /// order, each with the trace context of the span paired with it); a key's only item still
+    /// goes alone, made by `single`. A message's `publish` span is a child of the span paired
+    /// with its (first) item, and linked to the others'.
+    fn outgoing<T>(
+        &self,
+        exchange: &str,
+        items: &[(T, &tracing::Span)],
+        key: impl Fn(&T) -> String,
+        single: impl Fn(&T) -> (Vec<u8>, lapin::BasicProperties),
+        pack: impl Fn(Vec<(&T, Trace)>) -> (Vec<u8>, lapin::BasicProperties),
+    ) -> Vec<Outgoing> {
+        let alone = |(item, parent): &(T, &tracing::Span)| {
+            let (body, props) = single(item);
+            Outgoing::new(exchange, &key(item), body, props, parent)
         };
-        let outgoing: Vec<Outgoing> = match self.inner.cfg.pack_changes {
-            false => changes.iter().map(single).collect(),
-            true => grouped(changes, |(change, _)| {
-                topology.routing_key(change.contact_id)
-            })
+        if !self.inner.cfg.pack_changes {
+            return items.iter().map(alone).collect();
+        }
+        grouped(items, |(item, _)| key(item))
             .into_iter()
-            .map(|(key, these)| match these.as_slice() {
-                [one] => single(one),
+            .map(|(k, these)| match these.as_slice() {
+                [one] => alone(one),
                 _ => {
-                    let pack = ChangePack {
-                        v: CHANGE_FORMAT_VERSION,
-                        changes: these
-                            .iter()
-                            .map(|(change, parent)| PackedChange {
-                                change: (*change).clone(),
-                                trace: crate::telemetry::context::to_map(parent),
-                            })
-                            .collect(),
-                    };
-                    let (body, props) = envelope::encode_pack(&pack);
+                    let traced = these
+                        .iter()
+                        .map(|(item, parent)| (item, crate::telemetry::context::to_map(parent)))
+                        .collect();
+                    let (body, props) = pack(traced);
                     let parents = these.iter().map(|(_, parent)| *parent);
-                    Outgoing::packed(&exchange, &key, body, props, parents)
+                    Outgoing::packed(exchange, &k, body, props, parents)
                 }
             })
-            .collect(),
-        };
-        self.send_all(&outgoing, self.inner.confirm_timeout).await
+            .collect()
     }
 
     /// Sends the messages on one channel in order, then waits for every confirm, all within
@@ -370,6 +383,9 @@ impl Publisher {
         result
     }
 }
+
+/// A packed item's trace context (W3C `traceparent`, `tracestate`).
+type Trace = std::collections::HashMap<String, String>;
 
 /// A message ready to send, with its `publish` span (whose trace context it carries).
 struct Outgoing {
