@@ -9,7 +9,7 @@ use syncroot_testkit::holdings::{Crm, Holdings};
 
 use super::{
     Binaries, Mode, Sandboxes, SyncRoot, create_many, expected, held_by_all_at, secs_between,
-    wait_held, wait_queued,
+    wait_held,
 };
 
 /// One burst's outcome.
@@ -123,7 +123,7 @@ pub async fn quota(
     .await?;
     // Queue the backlog first (no delivery worker yet), so delivery starts with all of it.
     create_many(&sr, backlog, "quota").await?;
-    wait_queued(&sr, "deliver.hubspot", backlog).await?;
+    sr.forward_then_stop_forwarder(backlog).await?;
     sb.set_limits(limit as u32).await?;
     sb.control.post(&sb.hubspot, "counters/reset").await?;
     sr.start_delivery()?;
@@ -202,8 +202,7 @@ pub async fn scale_out(
     .await?;
     let tag = format!("scale{concurrency}-");
     create_many(&sr, backlog, &tag).await?;
-    wait_queued(&sr, "deliver.hubspot", backlog).await?;
-    wait_queued(&sr, "deliver.salesforce", backlog).await?;
+    sr.forward_then_stop_forwarder(backlog).await?;
     sb.set_latency(latency_ms).await?;
     sr.start_delivery()?;
     let crms = [Crm::HubSpot, Crm::Salesforce];

@@ -253,6 +253,31 @@ impl SyncRoot {
         Ok(sr)
     }
 
+    /// Waits until the forwarder has applied `n` contacts, then stops it (in [`Mode::Roles`]).
+    /// Once it has exited, every delivery task it owed is queued, however many a message
+    /// carries: it hands a change's tasks on before acknowledging the change, and finishes
+    /// the changes in hand when stopped.
+    pub async fn forward_then_stop_forwarder(&mut self, n: usize) -> anyhow::Result<()> {
+        let db = sqlx::PgPool::connect(&self.install.db_url()).await?;
+        let mut applied = 0;
+        for _ in 0..3000 {
+            applied = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM contacts")
+                .fetch_one(&db)
+                .await? as usize;
+            if applied >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        db.close().await;
+        anyhow::ensure!(
+            applied >= n,
+            "the forwarder applied {applied} of {n} contacts"
+        );
+        self.processes.stop_one("forwarder", STOP_GRACE).await;
+        Ok(())
+    }
+
     /// Starts `syncroot delivery` (in [`Mode::Roles`]).
     pub fn start_delivery(&mut self) -> anyhow::Result<()> {
         self.processes.start("delivery", &["delivery"])
@@ -282,10 +307,6 @@ impl SyncRoot {
         self.http
             .get(format!("{}/contacts/{id}", self.base))
             .bearer_auth(KEY)
-    }
-
-    pub fn queue(&self, name: &str) -> String {
-        format!("{}.{name}", self.install.prefix)
     }
 
     /// Peak resident memory of the first SyncRoot process (`all` or `api`; VmHWM), in MB.

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::bail;
 use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -206,25 +205,4 @@ pub async fn create_many(sr: &SyncRoot, n: usize, tag: &str) -> anyhow::Result<(
         r?;
     }
     Ok(())
-}
-
-pub async fn wait_queued(sr: &SyncRoot, queue: &str, n: usize) -> anyhow::Result<()> {
-    let conn = Connection::connect(AMQP, Default::default()).await?;
-    let ch = conn.create_channel().await?;
-    let name = sr.queue(queue);
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    for _ in 0..3000 {
-        let q = ch
-            .queue_declare(name.as_str().into(), passive, FieldTable::default())
-            .await?;
-        if q.message_count() as usize >= n {
-            let _ = conn.close(200, "bye".into()).await;
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{name} never held {n} messages")
 }

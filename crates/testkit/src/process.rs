@@ -260,6 +260,13 @@ impl Processes {
         self.children.get(name).and_then(Child::id)
     }
 
+    /// Stops `name` as [`Processes::stop`] stops every process.
+    pub async fn stop_one(&mut self, name: &str, grace: Duration) {
+        if let Some(mut child) = self.children.remove(name) {
+            stop(&mut child, grace).await;
+        }
+    }
+
     /// Stops every process: SIGTERM to all, then SIGKILL to any still running after `grace`.
     pub async fn stop(&mut self, grace: Duration) {
         for child in self.children.values() {
