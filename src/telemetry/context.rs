@@ -53,9 +53,18 @@ pub fn to_map(span: &tracing::Span) -> HashMap<String, String> {
     map
 }
 
-/// Makes `span` (just created) continue the trace a text map from [`to_map`] carries, if any.
-pub fn follow_map(span: &tracing::Span, map: &HashMap<String, String>) {
-    follow(span, map);
+/// Makes `span` (just created) continue the trace of one item a message carries: a packed
+/// item's own context (a text map from [`to_map`]), otherwise the message's, if any.
+pub fn follow_item(
+    span: &tracing::Span,
+    packed: bool,
+    trace: &HashMap<String, String>,
+    props: &BasicProperties,
+) {
+    match packed {
+        true => follow(span, trace),
+        false => follow_message(span, props),
+    }
 }
 
 /// Adds the current span's trace context to an outgoing HTTP request.

@@ -330,13 +330,12 @@ impl<C: CrmClient> DeliveryWorker<C> {
                     let from = settle::Parts::new(delivery.acker, pack.tasks.len());
                     for item in pack.tasks {
                         let span = task_span(&item.task);
-                        match packed {
-                            true => crate::telemetry::context::follow_map(&span, &item.trace),
-                            false => crate::telemetry::context::follow_message(
-                                &span,
-                                &delivery.properties,
-                            ),
-                        }
+                        crate::telemetry::context::follow_item(
+                            &span,
+                            packed,
+                            &item.trace,
+                            &delivery.properties,
+                        );
                         // A pack may bring more contacts than the batch has room for.
                         let full = batch.len() >= cap(&batch);
                         flights.add(&mut batch, item.task, from.clone(), span, full);

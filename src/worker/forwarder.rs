@@ -285,10 +285,12 @@ async fn handle_group(ctx: Arc<Ctx>, deliveries: Vec<Delivery>, shutdown: Cancel
                 contact = %change.contact_id,
                 seq = change.seq,
             );
-            match packed {
-                true => crate::telemetry::context::follow_map(&span, &item.trace),
-                false => crate::telemetry::context::follow_message(&span, &delivery.properties),
-            }
+            crate::telemetry::context::follow_item(
+                &span,
+                packed,
+                &item.trace,
+                &delivery.properties,
+            );
             let received = Received {
                 change,
                 from: from.clone(),
